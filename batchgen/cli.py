@@ -1,0 +1,305 @@
+"""The `batchgen` command. Each command is a few lines over the library; errors become exit
+codes in one place (`main`):
+
+    0  every job done          1  some jobs failed or are unfinished
+    2  invalid input or usage  3  stopped by an account-level error (resumable)
+    130  interrupted (resumable)
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import click
+from pydantic import SecretStr, ValidationError
+
+from batchgen import pipeline
+from batchgen.errors import BatchgenError, ManifestInvalid, UsageError
+from batchgen.kling import DEFAULT_BASE_URL
+from batchgen.progress import ProgressBar
+from batchgen.runner import RunOutcome
+from batchgen.settings import Settings
+from batchgen.status import JobStatus
+from batchgen.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MANIFEST = click.argument("manifest", type=click.Path(path_type=Path, dir_okay=False))
+
+
+def run_options(command: F) -> F:
+    """Flags shared by every command that talks to the provider."""
+    options = [
+        click.option(
+            "--output",
+            "-o",
+            type=click.Path(path_type=Path, file_okay=False),
+            default=Path("output"),
+            show_default=True,
+            help="Folder that holds one sub-folder per run.",
+        ),
+        click.option(
+            "--state",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="State file [default: OUTPUT/RUN/state.sqlite].",
+        ),
+        click.option(
+            "--base-url",
+            envvar="BATCHGEN_BASE_URL",
+            default=DEFAULT_BASE_URL,
+            show_default=True,
+            help="API base URL (env BATCHGEN_BASE_URL).",
+        ),
+        click.option(
+            "--api-key",
+            envvar="COMETAPI_KEY",
+            show_envvar=True,
+            help="CometAPI key (prefer the COMETAPI_KEY environment variable).",
+        ),
+        click.option(
+            "--concurrency",
+            "-c",
+            type=click.IntRange(1, 1000),
+            default=4,
+            show_default=True,
+            help="Provider task slots to use at most.",
+        ),
+        click.option(
+            "--rpm",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Cap on API requests per minute.",
+        ),
+        click.option(
+            "--task-timeout",
+            type=click.FloatRange(min=1),
+            default=3600.0,
+            show_default=True,
+            help="Seconds to wait for one generation before reporting it as timed out.",
+        ),
+        click.option(
+            "--skip-invalid",
+            is_flag=True,
+            help="Run the valid rows and list the invalid ones instead of refusing.",
+        ),
+        click.option(
+            "--inline-urls", is_flag=True, help="Download URL images and send them as base64."
+        ),
+        click.option("--seed", type=int, help="Seed for retry jitter (reproducible runs)."),
+        click.option(
+            "--progress/--no-progress",
+            default=None,
+            help="Show a progress bar [default: when stderr is a terminal].",
+        ),
+    ]
+    return functools.reduce(lambda f, option: option(f), reversed(options), command)
+
+
+def settings_from(**flags: Any) -> Settings:
+    key = flags.pop("api_key", None)
+    try:
+        return Settings(api_key=SecretStr(key) if key else None, **flags)
+    except ValidationError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="batchgen")
+def cli() -> None:
+    """Bulk image-to-video generation on the Kling API (through CometAPI).
+
+    A manifest of image + prompt rows becomes jobs; jobs are submitted within your account's
+    concurrency slots, followed to the end and downloaded into OUTPUT/RUN/. Every job's state
+    is kept in SQLite, so any run can be stopped and resumed without paying twice.
+    """
+
+
+@cli.command()
+@MANIFEST
+@run_options
+def run(manifest: Path, **flags: Any) -> None:
+    """Run every job of MANIFEST (resuming where an earlier run stopped)."""
+    settings = settings_from(**flags)
+    sys.exit(_run(manifest, settings))
+
+
+def _run(manifest: Path, settings: Settings) -> int:
+    prepared = pipeline.prepare(manifest, settings)
+    with prepared.store:
+        loaded = prepared.loaded
+        click.echo(
+            f"{prepared.manifest.name}: {loaded.jobs} jobs ({loaded.new} new, "
+            f"{loaded.known} known); state {prepared.store.path}",
+            err=True,
+        )
+        bar = ProgressBar(enabled=settings.progress)
+        outcome = anyio.run(pipeline.execute, prepared, settings, [bar])
+        click.echo(_summary(outcome, prepared.run_dir), err=True)
+    return outcome.exit_code
+
+
+def _summary(outcome: RunOutcome, run_dir: Path) -> str:
+    c = outcome.counts
+    total = sum(c.values())
+    unfinished = total - c[JobStatus.DONE] - c[JobStatus.FAILED]
+    per_job = outcome.api_calls / total if total else 0.0
+    head = {"account": "stopped: ", "interrupted": "interrupted: "}.get(outcome.stopped or "", "")
+    line = (
+        f"{head}{c[JobStatus.DONE]} done, {c[JobStatus.FAILED]} failed, {unfinished} "
+        f"unfinished of {total} in {outcome.wall_seconds:.1f} s "
+        f"({outcome.api_calls} API calls, {per_job:.2f}/job); index: {run_dir / 'index.jsonl'}"
+    )
+    if outcome.stop_reason and outcome.stopped == "account":
+        line += f"\n{outcome.stop_reason}\nFix that, then run the same command again to resume."
+    elif outcome.stopped == "interrupted" or unfinished:
+        line += "\nRun the same command again to resume."
+    return line
+
+
+@cli.command()
+@click.argument(
+    "manifest", type=click.Path(path_type=Path, dir_okay=False), default=Path("manifests/demo.yaml")
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("output"),
+    show_default=True,
+)
+@click.option(
+    "--latency",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Mean simulated generation time in seconds.",
+)
+@click.option(
+    "--slots", type=int, default=4, show_default=True, help="Simulated account concurrency."
+)
+def demo(manifest: Path, output: Path, latency: float, slots: int) -> None:
+    """Run MANIFEST against the built-in simulator (started and stopped here)."""
+    from batchgen.simulator import SimulatorConfig, running_simulator
+
+    config = SimulatorConfig(seed=7, latency=(latency * 0.5, latency * 1.5), slots=slots)
+    with running_simulator(config) as sim:
+        click.echo(f"simulator listening on {sim.base_url}", err=True)
+        settings = Settings(
+            output=output,
+            base_url=sim.base_url,
+            concurrency=slots,
+            api_key=SecretStr("sk-simulator"),
+        )
+        code = _run(manifest, settings)
+    sys.exit(code)
+
+
+@cli.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    type=click.Choice(["127.0.0.1", "localhost", "::1"]),
+    help="Loopback only.",
+)
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option(
+    "--latency",
+    type=(float, float),
+    default=(1.0, 3.0),
+    show_default=True,
+    help="Generation time range in seconds (min max).",
+)
+@click.option("--slots", type=int, default=4, show_default=True)
+@click.option("--rpm", type=int, help="Answer 1302 above this many requests a minute.")
+@click.option("--fail-rate", type=float, default=0.0, show_default=True)
+@click.option("--error-rate", type=float, default=0.0, show_default=True, help="Share of 5xx.")
+@click.option(
+    "--truncate-rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of downloads cut short.",
+)
+@click.option("--reset-after-accept-rate", type=float, default=0.0, show_default=True)
+@click.option("--url-ttl", type=float, help="Seconds before a video URL expires.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def simulate(host: str, port: int, **options: Any) -> None:
+    """Serve the Kling simulator on a loopback port until Ctrl-C."""
+    from batchgen.simulator import SimulatorConfig, serve
+
+    serve(SimulatorConfig(**options), host=host, port=port)
+
+
+@cli.command()
+@click.argument("target", type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("output"),
+    show_default=True,
+)
+@click.option("--limit", type=int, default=20, show_default=True, help="Failures to list.")
+def status(target: Path, output: Path, limit: int) -> None:
+    """Counts by status and failure reasons of a run (MANIFEST, run folder or state file)."""
+    with Store.open(_state_of(target, output)) as store:
+        counts = store.counts()
+        for state, n in counts.items():
+            click.echo(f"{state.value:<12}{n:>8}")
+        click.echo(f"{'total':<12}{sum(counts.values()):>8}")
+        for i, job in enumerate(store.failed_in_job_order()):
+            if i == limit:
+                click.echo(f"... and {counts[JobStatus.FAILED] - limit} more")
+                break
+            click.echo(f"failed {job.row_id} ({job.job_id}): [{job.error_kind}] {job.last_error}")
+
+
+def _state_of(target: Path, output: Path) -> Path:
+    if target.is_dir():
+        path = target / "state.sqlite"
+    elif target.suffix in (".sqlite", ".db"):
+        path = target
+    else:
+        name = pipeline.open_manifest(target, Settings(output=output)).name
+        path = output / name / "state.sqlite"
+    if not path.is_file():
+        raise UsageError(f"no state found at {path}: has this manifest been run?")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn batchgen's errors into messages and exit codes."""
+    try:
+        cli.main(args=argv, prog_name="batchgen", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except ManifestInvalid as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        more = exc.total - len(exc.problems)
+        if more > 0:
+            click.echo(f"... and {more} more problem(s)", err=True)
+        click.echo(f"{exc}; nothing was submitted", err=True)
+        sys.exit(exc.exit_code)
+    except BatchgenError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Downloads that cannot leave a corrupt video behind.
+
+Bytes go to `<name>.part` while being hashed; the length is checked against Content-Length,
+the file is fsynced and renamed over the final name, and the folder is synced. A short read is
+resumed with a Range request where the server allows it. Only then does the caller record
+the job as done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import httpx
+
+from batchgen.errors import ProviderError, RetryableError
+
+CHUNK = 1 << 20
+PART_SUFFIX = ".part"
+
+
+class UrlExpired(ProviderError):
+    """The video URL answered 403/404/410: ask the provider for a fresh one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    path: Path
+    sha256: str
+    size: int
+
+
+def part_path(path: Path) -> Path:
+    return path.with_name(path.name + PART_SUFFIX)
+
+
+async def download(
+    http: httpx.AsyncClient, url: str, dest: Path, *, resume_tries: int = 3
+) -> Downloaded:
+    """Fetch `url` into `dest` atomically. Raises UrlExpired or RetryableError."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(dest)
+    digest = hashlib.sha256()
+    written = 0
+    expected: int | None = None
+    try:
+        with open(part, "wb") as out:
+            for _ in range(resume_tries + 1):
+                try:
+                    expected, written = await _fetch_into(http, url, out, digest, written, expected)
+                except _ShortRead as short:
+                    written = short.written
+                    if not short.resumable:
+                        raise RetryableError(short.message) from None
+                    continue
+                break
+            else:
+                raise RetryableError(f"download still short after {resume_tries} resumes")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(part, dest)
+        _sync_dir(dest.parent)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return Downloaded(dest, digest.hexdigest(), written)
+
+
+class _ShortRead(Exception):
+    def __init__(self, message: str, written: int, resumable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.written = written
+        self.resumable = resumable
+
+
+async def _fetch_into(
+    http: httpx.AsyncClient,
+    url: str,
+    out: object,
+    digest: hashlib._Hash,
+    offset: int,
+    expected: int | None,
+) -> tuple[int | None, int]:
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    written = offset
+    try:
+        async with http.stream("GET", url, headers=headers) as response:
+            _check_status(response, offset)
+            if expected is None:
+                expected = _content_length(response)
+            async for chunk in response.aiter_raw(CHUNK):
+                out.write(chunk)  # type: ignore[attr-defined]
+                digest.update(chunk)
+                written += len(chunk)
+    except httpx.HTTPError as exc:
+        raise _ShortRead(f"download interrupted ({type(exc).__name__})", written, True) from None
+    if expected is not None and written != expected:
+        raise _ShortRead(f"download short: {written} of {expected} bytes", written, True)
+    return expected, written
+
+
+def _check_status(response: httpx.Response, offset: int) -> None:
+    status = response.status_code
+    if status in (403, 404, 410):
+        raise UrlExpired(f"video URL answered HTTP {status}", http_status=status)
+    if offset and status != 206:
+        raise _ShortRead("the server does not resume downloads (no Range support)", 0, False)
+    if status >= 400 or (not offset and status != 200):
+        raise _ShortRead(f"video URL answered HTTP {status}", offset, False)
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-length")
+    return int(value) if value and value.isdigit() else None
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+async def file_sha256_async(path: Path) -> str:
+    return await anyio.to_thread.run_sync(file_sha256, path)

@@ -1,0 +1,42 @@
+"""What a run reports while it works. The runner emits these; progress bars and logs subscribe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from batchgen.status import JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    total: int
+    counts: dict[JobStatus, int]
+
+
+@dataclass(frozen=True, slots=True)
+class JobChanged:
+    job_id: str
+    row_id: str
+    old: JobStatus
+    new: JobStatus
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the user should read: a retry storm, a stop, a lowered concurrency cap."""
+
+    message: str
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    counts: dict[JobStatus, int]
+    wall_seconds: float
+    stopped: str | None = None
+
+
+Event = RunStarted | JobChanged | Notice | RunFinished
+Listener = Callable[[Event], None]

@@ -1,0 +1,108 @@
+"""The run folder: videos named after their rows, a sidecar JSON beside each, and the indexes.
+
+<output>/<run>/
+    state.sqlite            the run's state (see store.py)
+    videos/<row id>.mp4     one video per finished job
+    videos/<row id>.json    sidecar: what produced that video
+    index.jsonl             one line per finished job, sorted by job id
+    failed.jsonl            one line per failed job with its reason
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from batchgen.store import JobRecord, Store
+
+INDEX_NAME = "index.jsonl"
+FAILED_NAME = "failed.jsonl"
+VIDEOS_DIR = "videos"
+
+PROVIDER_FIELDS = ("task_id", "task_created_at", "task_updated_at", "unit_deduction")
+
+
+def video_path(run_dir: Path, row_id: str) -> Path:
+    return run_dir / VIDEOS_DIR / f"{row_id}.mp4"
+
+
+def index_entry(job: JobRecord) -> dict[str, Any]:
+    """The index line of a finished job: identity, file, provider facts and the request."""
+    return {
+        "job_id": job.job_id,
+        "row_id": job.row_id,
+        "video": job.output_path,
+        "sha256": job.sha256,
+        "bytes": job.bytes,
+        "duration": job.video_duration,
+        "task_id": job.task_id,
+        "task_created_at": job.task_created_at,
+        "task_updated_at": job.task_updated_at,
+        "unit_deduction": job.unit_deduction,
+        "request": job.request,
+        "variant": job.variant,
+        "metadata": job.metadata,
+    }
+
+
+def failure_entry(job: JobRecord) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "row_id": job.row_id,
+        "error": job.last_error,
+        "error_kind": job.error_kind,
+        "task_id": job.task_id,
+        "attempts": job.attempts,
+        "request": job.request,
+    }
+
+
+def sidecar(job: JobRecord, video: str, sha256: str, size: int) -> dict[str, Any]:
+    entry = index_entry(job)
+    entry.update(video=video, sha256=sha256, bytes=size)
+    return entry
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    _write_lines_atomic(path, [json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)])
+
+
+def write_indexes(store: Store, run_dir: Path) -> tuple[int, int]:
+    """Rewrite index.jsonl and failed.jsonl from the state; returns (done, failed) counts."""
+    done = _write_lines_atomic(
+        run_dir / INDEX_NAME, _jsonl(map(index_entry, store.done_in_job_order()))
+    )
+    failed = _write_lines_atomic(
+        run_dir / FAILED_NAME, _jsonl(map(failure_entry, store.failed_in_job_order()))
+    )
+    return done, failed
+
+
+def read_index(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _jsonl(entries: Iterable[dict[str, Any]]) -> Iterator[str]:
+    return (
+        json.dumps(e, sort_keys=True, ensure_ascii=False, separators=(",", ":")) for e in entries
+    )
+
+
+def _write_lines_atomic(path: Path, lines: Iterable[str]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line + "\n")
+            count += 1
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return count

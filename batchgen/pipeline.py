@@ -1,0 +1,160 @@
+"""The library's front: load a manifest into a run's state and run it. The CLI calls these."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import httpx
+
+from batchgen.errors import ManifestInvalid, Problem, UsageError
+from batchgen.events import Listener, Notice
+from batchgen.jobs import JobSpec
+from batchgen.kling import KlingClient
+from batchgen.limits import RateLimiter
+from batchgen.resolve import ResolvedManifest, ResolveOptions, resolve_manifest
+from batchgen.runner import RunConfig, Runner, RunOutcome
+from batchgen.settings import Settings
+from batchgen.store import Store
+
+MAX_PROBLEMS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What loading a manifest into the state found."""
+
+    jobs: int
+    new: int
+    known: int
+    skipped: list[Problem]
+    skipped_total: int
+
+
+@dataclass(slots=True)
+class PreparedRun:
+    manifest: ResolvedManifest
+    run_dir: Path
+    store: Store
+    loaded: Loaded
+
+
+def open_manifest(path: Path, settings: Settings) -> ResolvedManifest:
+    if not path.is_file():
+        raise UsageError(f"manifest not found: {path}")
+    options = ResolveOptions(
+        inline_urls=settings.inline_urls,
+        skip_invalid=settings.skip_invalid,
+        max_problems=MAX_PROBLEMS,
+    )
+    return resolve_manifest(path, options)
+
+
+def prepare(path: Path, settings: Settings) -> PreparedRun:
+    """Validate every row and record the jobs in the state. Raises ManifestInvalid (and
+    changes nothing) if any row is invalid, unless `skip_invalid`."""
+    manifest = open_manifest(path, settings)
+    run_dir = settings.run_dir(manifest.name)
+    store = Store.open(settings.state_path(manifest.name))
+    try:
+        loaded = load_jobs(manifest, store, skip_invalid=settings.skip_invalid)
+    except BaseException:
+        store.close()
+        raise
+    store.set_meta("run_name", manifest.name)
+    store.set_meta("manifest", str(path))
+    return PreparedRun(manifest, run_dir, store, loaded)
+
+
+def load_jobs(manifest: ResolvedManifest, store: Store, *, skip_invalid: bool) -> Loaded:
+    problems: list[Problem] = []
+    counter = {"problems": 0, "jobs": 0}
+
+    def valid_jobs() -> Iterator[JobSpec]:
+        for item in manifest.iter_jobs():
+            if isinstance(item, JobSpec):
+                counter["jobs"] += 1
+                yield item
+                continue
+            counter["problems"] += 1
+            if len(problems) < MAX_PROBLEMS:
+                problems.append(item)
+        if counter["problems"] and not skip_invalid:
+            raise ManifestInvalid(problems, counter["problems"])
+
+    new, known = store.add_jobs(valid_jobs())
+    if counter["jobs"] == 0 and not problems:
+        raise UsageError(f"manifest {manifest.path} has no rows")
+    return Loaded(counter["jobs"], new, known, problems, counter["problems"])
+
+
+@asynccontextmanager
+async def provider_clients(
+    settings: Settings,
+) -> AsyncIterator[tuple[KlingClient, httpx.AsyncClient]]:
+    """The API client (with the key) and a separate download client (never sends the key)."""
+    if settings.api_key is None or not settings.api_key.get_secret_value():
+        raise UsageError("no API key: set COMETAPI_KEY or pass --api-key")
+    limiter = RateLimiter(settings.rpm) if settings.rpm else None
+    client = KlingClient(
+        settings.base_url,
+        settings.api_key.get_secret_value(),
+        timeout=settings.request_timeout,
+        max_connections=max(16, settings.concurrency * 2),
+        limiter=limiter,
+    )
+    downloads = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.request_timeout * 4, connect=10.0),
+        follow_redirects=True,
+    )
+    async with downloads:
+        try:
+            yield client, downloads
+        finally:
+            await client.aclose()
+
+
+async def execute(
+    prepared: PreparedRun,
+    settings: Settings,
+    listeners: Sequence[Listener] = (),
+    *,
+    handle_signals: bool = True,
+) -> RunOutcome:
+    config = RunConfig(
+        concurrency=settings.concurrency,
+        task_timeout=settings.task_timeout,
+        download_workers=settings.download_workers,
+        seed=settings.seed,
+        handle_signals=handle_signals,
+    )
+    for problem in prepared.loaded.skipped:
+        for listener in listeners:
+            listener(Notice(f"skipped invalid {problem}", "warning"))
+    async with provider_clients(settings) as (client, downloads):
+        runner = Runner(
+            prepared.store,
+            client,
+            downloads,
+            prepared.manifest.catalog.payload,
+            prepared.run_dir,
+            config,
+            listeners,
+        )
+        return await runner.run()
+
+
+def run(
+    manifest: Path | str, settings: Settings | None = None, listeners: Sequence[Listener] = ()
+) -> RunOutcome:
+    """Run a manifest to the end (or to a stop) and return the outcome. No signal handling:
+    embedders stop a run by cancelling it."""
+    settings = settings or Settings()
+    prepared = prepare(Path(manifest), settings)
+    try:
+        return anyio.run(lambda: execute(prepared, settings, listeners, handle_signals=False))
+    finally:
+        prepared.store.close()

@@ -1,0 +1,115 @@
+"""What to do after a provider error, and when to poll a task. Pure: values in, values out.
+
+Retries are scheduled, not slept: a decision carries a delay that the runner turns into the
+job's `not_before` in the state, so a back-off survives a restart. That is why this is not a
+retry decorator (stamina, tenacity): those sleep inside one call of one process.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections import deque
+from dataclasses import dataclass
+from enum import StrEnum
+
+from batchgen.errors import (
+    AccountError,
+    DuplicateExternalId,
+    ProviderError,
+    RetryableError,
+    ThrottledError,
+)
+
+
+class Action(StrEnum):
+    RETRY = "retry"  # transient: try again after `delay`, counts as an attempt
+    WAIT = "wait"  # throttled: try again after `delay`, not a failure
+    ADOPT = "adopt"  # the provider already has the task: look it up
+    FAIL_JOB = "fail_job"
+    STOP_RUN = "stop_run"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    delay: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """Exponential back-off with full jitter, bounded by a number of attempts."""
+
+    max_attempts: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    throttle_base: float = 1.0
+    throttle_max: float = 30.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Delay before retry number `attempt` (1-based): uniform in [base/2, base·2^(n-1)]."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** max(attempt - 1, 0))
+        return rng.uniform(min(self.base_delay / 2, ceiling), ceiling)
+
+    def throttle_wait(self, consecutive: int, rng: random.Random) -> float:
+        ceiling = min(self.throttle_max, self.throttle_base * 2 ** max(consecutive - 1, 0))
+        return rng.uniform(self.throttle_base, max(self.throttle_base, ceiling))
+
+    def decide(self, error: ProviderError, attempts: int, rng: random.Random) -> Decision:
+        """`attempts` is how many counted failures the job already had before this one."""
+        reason = error.describe()
+        if isinstance(error, AccountError):
+            return Decision(Action.STOP_RUN, reason=reason)
+        if isinstance(error, DuplicateExternalId):
+            return Decision(Action.ADOPT, reason=reason)
+        if isinstance(error, ThrottledError):
+            return Decision(Action.WAIT, self.throttle_wait(1, rng), reason)
+        if isinstance(error, RetryableError):
+            if attempts + 1 >= self.max_attempts:
+                return Decision(
+                    Action.FAIL_JOB, reason=f"gave up after {attempts + 1} tries: {reason}"
+                )
+            return Decision(Action.RETRY, self.backoff(attempts + 1, rng), reason)
+        return Decision(Action.FAIL_JOB, reason=reason)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollConfig:
+    initial_estimate: float = 5.0  # seconds of generation assumed before any task finished
+    min_interval: float = 0.25
+    max_interval: float = 30.0
+    backoff_fraction: float = 0.2  # later polls: this share of the time already waited
+    first_poll_fraction: float = 0.9  # first poll: this share of the median generation time
+
+
+class PollSchedule:
+    """When to next ask about a task: first near the median observed generation time, then at
+    intervals that grow with the time already waited."""
+
+    def __init__(self, config: PollConfig | None = None, window: int = 200) -> None:
+        self.config = config or PollConfig()
+        self._observed: deque[float] = deque(maxlen=window)
+        self._median: float | None = None
+
+    def observe(self, generation_seconds: float) -> None:
+        self._observed.append(generation_seconds)
+        self._median = None
+
+    @property
+    def expected(self) -> float:
+        if not self._observed:
+            return self.config.initial_estimate
+        if self._median is None:
+            self._median = statistics.median(self._observed)
+        return self._median
+
+    def first_delay(self) -> float:
+        return max(self.config.min_interval, self.expected * self.config.first_poll_fraction)
+
+    def next_delay(self, waited: float) -> float:
+        """Delay after a poll that found the task still running, `waited` s after submission."""
+        c = self.config
+        if waited < self.expected:
+            return max(c.min_interval, self.expected - waited)
+        return min(c.max_interval, max(c.min_interval, c.backoff_fraction * waited))

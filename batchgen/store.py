@@ -1,0 +1,447 @@
+"""The run's state: one SQLite file (WAL) holding every job. The only module that speaks SQL.
+
+Every method that changes a job commits before it returns, so that the action depending on it
+(sending a create, deleting a .part file, writing the index) only ever follows a durable record.
+`synchronous=NORMAL` keeps commits durable across a killed process; a power cut may lose the
+last commits, which the protocol tolerates (a lost `submitting` record re-sends the same
+external_task_id, which the provider refuses and batchgen then adopts).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchgen.errors import StateError
+from batchgen.jobs import JobSpec, canonical_json, external_task_id
+from batchgen.status import JobStatus, can_move
+
+MIGRATIONS: Sequence[str] = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        row_id TEXT NOT NULL,
+        request TEXT NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        variant TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT 'pending',
+        generation INTEGER NOT NULL DEFAULT 0,
+        external_task_id TEXT,
+        task_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before REAL NOT NULL DEFAULT 0,
+        last_error TEXT,
+        error_kind TEXT,
+        video_url TEXT,
+        output_path TEXT,
+        sha256 TEXT,
+        bytes INTEGER,
+        submitted_at REAL,
+        finished_at REAL,
+        task_created_at INTEGER,
+        task_updated_at INTEGER,
+        unit_deduction TEXT,
+        video_duration TEXT,
+        api_calls INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_by_status ON jobs (status, seq);
+    CREATE UNIQUE INDEX jobs_by_task ON jobs (task_id) WHERE task_id IS NOT NULL;
+    CREATE INDEX jobs_by_external ON jobs (external_task_id);
+    """,
+)
+
+LEASE_SECONDS = 86400.0 * 365
+# Jobs of the current manifest, and those of earlier manifests the provider still works on.
+CURRENT = "(seq >= 0 OR status NOT IN ('pending', 'done', 'failed'))"
+
+JOB_COLUMNS = (
+    "job_id, seq, row_id, request, metadata, variant, status, generation, external_task_id, "
+    "task_id, attempts, not_before, last_error, error_kind, video_url, output_path, sha256, "
+    "bytes, submitted_at, finished_at, task_created_at, task_updated_at, unit_deduction, "
+    "video_duration, api_calls"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as the state holds it."""
+
+    job_id: str
+    seq: int
+    row_id: str
+    request_json: str
+    metadata_json: str
+    variant_json: str
+    status: JobStatus
+    generation: int
+    external_task_id: str | None
+    task_id: str | None
+    attempts: int
+    not_before: float
+    last_error: str | None
+    error_kind: str | None
+    video_url: str | None
+    output_path: str | None
+    sha256: str | None
+    bytes: int | None
+    submitted_at: float | None
+    finished_at: float | None
+    task_created_at: int | None
+    task_updated_at: int | None
+    unit_deduction: str | None
+    video_duration: str | None
+    api_calls: int
+
+    @property
+    def request(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.request_json)
+        return value
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.metadata_json)
+        return value
+
+    @property
+    def variant(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.variant_json)
+        return value
+
+    @property
+    def current_external_id(self) -> str:
+        return self.external_task_id or external_task_id(self.job_id, self.generation)
+
+
+def _record(row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
+    values = list(row)
+    values[6] = JobStatus(values[6])
+    return JobRecord(*values)
+
+
+class IllegalTransition(StateError):
+    """A job was asked to move between states the transition table does not allow."""
+
+
+class Store:
+    """Every job of one run and its status. Open with `Store.open(path)`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating if needed) and migrate the state file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            _migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"cannot open state file {path}: {exc}") from None
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- loading jobs -----------------------------------------------------------------------
+
+    def add_jobs(self, specs: Iterable[JobSpec], batch: int = 5000) -> tuple[int, int]:
+        """Record the manifest's jobs in one transaction: new ones as pending, known ones keep
+        their state (their row id, order and metadata follow the manifest). Jobs no longer in
+        the manifest that were never sent are dropped; the others stay, with `seq` -1, so what
+        was paid for is still finished. Returns (new, known). If `specs` raises, nothing
+        changes."""
+        new = known = 0
+        seq = 0
+        with self.transaction():
+            self._conn.execute("UPDATE jobs SET seq = -1")
+            pending: list[tuple[Any, ...]] = []
+            for spec in specs:
+                pending.append(_job_values(spec, seq))
+                seq += 1
+                if len(pending) >= batch:
+                    n = self._insert_jobs(pending)
+                    new, known = new + n, known + len(pending) - n
+                    pending = []
+            n = self._insert_jobs(pending)
+            new, known = new + n, known + len(pending) - n
+            self._conn.execute(
+                "DELETE FROM jobs WHERE seq = -1 AND status = 'pending' "
+                "AND external_task_id IS NULL AND task_id IS NULL"
+            )
+            self._conn.execute(
+                "UPDATE jobs SET row_id = row_id || '~' || substr(job_id, 1, 8) "
+                "WHERE seq = -1 AND status NOT IN ('done', 'failed') AND instr(row_id, '~') = 0"
+            )
+        return new, known
+
+    def _insert_jobs(self, values: list[tuple[Any, ...]]) -> int:
+        before = self._conn.total_changes
+        self._conn.executemany(
+            "INSERT INTO jobs (job_id, seq, row_id, request, metadata, variant) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
+            values,
+        )
+        inserted = self._conn.total_changes - before
+        self._conn.executemany(
+            "UPDATE jobs SET seq = ?2, row_id = ?3, metadata = ?5, variant = ?6 WHERE job_id = ?1",
+            values,
+        )
+        return inserted
+
+    def transaction(self) -> _Transaction:
+        """A context manager grouping writes into one commit."""
+        return _Transaction(self._conn)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        row = self._conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        return None if row is None else _record(row)
+
+    def counts(self) -> dict[JobStatus, int]:
+        """Number of jobs in each status (every status present, zeros included)."""
+        counts = dict.fromkeys(JobStatus, 0)
+        for status, n in self._conn.execute(
+            "SELECT status, count(*) FROM jobs WHERE " + CURRENT + " GROUP BY status"
+        ):
+            counts[JobStatus(status)] = n
+        return counts
+
+    def with_status(self, *statuses: JobStatus) -> Iterator[JobRecord]:
+        """Jobs in these statuses that belong to the run (see CURRENT), in manifest order."""
+        marks = ",".join("?" * len(statuses))
+        cursor = self._conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ({marks}) AND {CURRENT} ORDER BY seq",
+            [s.value for s in statuses],
+        )
+        return (_record(row) for row in cursor)
+
+    def due_pending(self, now: float, limit: int, after_seq: int = -1) -> list[JobRecord]:
+        """Pending jobs whose retry time has come, in manifest order after `after_seq`."""
+        rows = self._conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'pending' AND seq > ? "
+            "AND not_before <= ? ORDER BY seq LIMIT ?",
+            (after_seq, now, limit),
+        ).fetchall()
+        return [_record(row) for row in rows]
+
+    def due_lookups(self, now: float) -> list[JobRecord]:
+        """Jobs left `submitting` (a create whose answer was lost) whose retry time has come."""
+        rows = self._conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'submitting' AND not_before <= ? "
+            "ORDER BY seq",
+            (now,),
+        ).fetchall()
+        return [_record(row) for row in rows]
+
+    def next_not_before(self) -> float | None:
+        """The earliest time a pending job may be tried, or None if nothing is pending."""
+        row = self._conn.execute(
+            "SELECT min(not_before) FROM jobs WHERE status IN ('pending', 'submitting')"
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def find_by_external_id(self, external_id: str) -> JobRecord | None:
+        row = self._conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE external_task_id = ?", (external_id,)
+        ).fetchone()
+        return None if row is None else _record(row)
+
+    def job_ids(self) -> Iterator[str]:
+        return (row[0] for row in self._conn.execute("SELECT job_id FROM jobs ORDER BY job_id"))
+
+    def done_in_job_order(self) -> Iterator[JobRecord]:
+        cursor = self._conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'done' AND seq >= 0 ORDER BY job_id"
+        )
+        return (_record(row) for row in cursor)
+
+    def failed_in_job_order(self) -> Iterator[JobRecord]:
+        cursor = self._conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'failed' AND seq >= 0 ORDER BY job_id"
+        )
+        return (_record(row) for row in cursor)
+
+    def integrity_ok(self) -> bool:
+        return bool(self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+    # -- transitions ------------------------------------------------------------------------
+
+    def mark_submitting(self, job_id: str, external_id: str, now: float) -> None:
+        """Committed before the create request is sent. The job is leased to this run (its
+        `not_before` lies far ahead) until the answer moves it on."""
+        self._move(
+            job_id,
+            JobStatus.SUBMITTING,
+            external_task_id=external_id,
+            submitted_at=now,
+            not_before=now + LEASE_SECONDS,
+        )
+
+    def lease(self, job_id: str, now: float) -> None:
+        """Hold a `submitting` job for this run while it is being looked up."""
+        self._conn.execute(
+            "UPDATE jobs SET not_before = ? WHERE job_id = ?", (now + LEASE_SECONDS, job_id)
+        )
+
+    def release_leases(self) -> None:
+        """At the start of a run: every job left `submitting` is due for a look-up now."""
+        self._conn.execute("UPDATE jobs SET not_before = 0 WHERE status = 'submitting'")
+
+    def mark_accepted(
+        self,
+        job_id: str,
+        task_id: str,
+        status: JobStatus,
+        *,
+        created_at: int | None = None,
+    ) -> None:
+        """The provider has the task: from here on the job is paid for."""
+        self._move(job_id, status, task_id=task_id, task_created_at=created_at, last_error=None)
+
+    def mark_progress(self, job_id: str, status: JobStatus, **fields: Any) -> None:
+        """The provider reported a new task status (running, downloading with its URL...)."""
+        self._move(job_id, status, **fields)
+
+    def mark_retry(
+        self, job_id: str, not_before: float, error: str, kind: str, *, count: bool = True
+    ) -> None:
+        """Back to pending until `not_before`; `count` is False for throttling."""
+        self._move(
+            job_id,
+            JobStatus.PENDING,
+            not_before=not_before,
+            last_error=error,
+            error_kind=kind,
+            attempts_inc=1 if count else 0,
+        )
+
+    def mark_waiting(self, job_id: str, not_before: float, error: str, kind: str) -> None:
+        """Stay in the current status but do not retry before `not_before` (e.g. a download)."""
+        self._conn.execute(
+            "UPDATE jobs SET not_before = ?, last_error = ?, error_kind = ?, "
+            "attempts = attempts + 1 WHERE job_id = ?",
+            (not_before, error, kind, job_id),
+        )
+
+    def mark_failed(self, job_id: str, error: str, kind: str, now: float) -> None:
+        self._move(job_id, JobStatus.FAILED, last_error=error, error_kind=kind, finished_at=now)
+
+    def mark_done(self, job_id: str, output_path: str, sha256: str, size: int, now: float) -> None:
+        """Committed only after the video is renamed into place and synced."""
+        self._move(
+            job_id,
+            JobStatus.DONE,
+            output_path=output_path,
+            sha256=sha256,
+            bytes=size,
+            finished_at=now,
+            last_error=None,
+            error_kind=None,
+        )
+
+    def reset_for_retry(self, job_ids: Sequence[str] | None = None) -> int:
+        """Put failed jobs back to pending with a fresh external_task_id generation. A job that
+        timed out while the provider still had its task goes back to polling instead."""
+        where = "status = 'failed'"
+        params: list[Any] = []
+        if job_ids is not None:
+            where += f" AND job_id IN ({','.join('?' * len(job_ids))})"
+            params = list(job_ids)
+        with self.transaction():
+            repoll = self._conn.execute(
+                "UPDATE jobs SET status = 'running', last_error = NULL, not_before = 0 "
+                f"WHERE {where} AND error_kind = 'task_timeout' AND task_id IS NOT NULL",
+                params,
+            ).rowcount
+            resubmit = self._conn.execute(
+                "UPDATE jobs SET status = 'pending', generation = generation + 1, "
+                "external_task_id = NULL, task_id = NULL, video_url = NULL, attempts = 0, "
+                f"not_before = 0, last_error = NULL, error_kind = NULL WHERE {where}",
+                params,
+            ).rowcount
+        return int(repoll + resubmit)
+
+    def add_api_calls(self, job_id: str, calls: int) -> None:
+        self._conn.execute(
+            "UPDATE jobs SET api_calls = api_calls + ? WHERE job_id = ?", (calls, job_id)
+        )
+
+    def _move(self, job_id: str, status: JobStatus, attempts_inc: int = 0, **fields: Any) -> None:
+        row = self._conn.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise StateError(f"unknown job {job_id}")
+        old = JobStatus(row[0])
+        if not can_move(old, status):
+            raise IllegalTransition(f"job {job_id}: {old} -> {status} is not allowed")
+        assignments = ["status = ?", "attempts = attempts + ?"]
+        values: list[Any] = [status.value, attempts_inc]
+        for name, value in fields.items():
+            assignments.append(f"{name} = ?")
+            values.append(value)
+        values.append(job_id)
+        self._conn.execute(f"UPDATE jobs SET {', '.join(assignments)} WHERE job_id = ?", values)
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._outer = False
+
+    def __enter__(self) -> None:
+        self._outer = not self._conn.in_transaction
+        if self._outer:
+            self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if not self._outer:
+            return
+        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _job_values(spec: JobSpec, seq: int) -> tuple[Any, ...]:
+    return (
+        spec.job_id,
+        seq,
+        spec.row_id,
+        canonical_json(spec.request),
+        canonical_json(spec.metadata),
+        canonical_json(spec.variant),
+    )
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
