@@ -5,7 +5,7 @@ from batchgen.jobs import JobSpec
 from batchgen.settings import Settings
 from batchgen.status import JobStatus
 
-__all__ = [  # noqa: RUF022 (grouped, not sorted)
+__all__ = [
     "BatchgenError",
     "JobSpec",
     "JobStatus",

@@ -9,6 +9,7 @@ codes in one place (`main`):
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,8 @@ from batchgen import pipeline
 from batchgen.errors import BatchgenError, ManifestInvalid, UsageError
 from batchgen.kling import DEFAULT_BASE_URL
 from batchgen.progress import ProgressBar
+from batchgen.report import build_report, load_report, write_report
+from batchgen.report import render as render_report
 from batchgen.runner import RunOutcome
 from batchgen.settings import Settings
 from batchgen.status import JobStatus
@@ -138,6 +141,7 @@ def _run(manifest: Path, settings: Settings) -> int:
         )
         bar = ProgressBar(enabled=settings.progress)
         outcome = anyio.run(pipeline.execute, prepared, settings, [bar])
+        write_report(prepared.run_dir, build_report(prepared.store, outcome))
         click.echo(_summary(outcome, prepared.run_dir), err=True)
     return outcome.exit_code
 
@@ -257,6 +261,56 @@ def status(target: Path, output: Path, limit: int) -> None:
                 click.echo(f"... and {counts[JobStatus.FAILED] - limit} more")
                 break
             click.echo(f"failed {job.row_id} ({job.job_id}): [{job.error_kind}] {job.last_error}")
+
+
+@cli.command()
+@MANIFEST
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("output"),
+    show_default=True,
+)
+@click.option("--failed", "all_failed", is_flag=True, help="Retry every failed job.")
+@click.option("--job", "job_ids", multiple=True, help="Retry this job (id or row id); repeatable.")
+def retry(manifest: Path, output: Path, all_failed: bool, job_ids: tuple[str, ...]) -> None:
+    """Put failed jobs of MANIFEST's run back to pending (the next `run` submits them)."""
+    if not all_failed and not job_ids:
+        raise click.UsageError("say which jobs: --failed, or --job ID (repeatable)")
+    with Store.open(_state_of(manifest, output)) as store:
+        chosen = None if all_failed else store.resolve_job_ids(job_ids)
+        n = store.reset_for_retry(chosen)
+    click.echo(f"{n} job(s) will be tried again by the next `batchgen run {manifest}`")
+
+
+@cli.command()
+@MANIFEST
+@run_options
+def reconcile(manifest: Path, **flags: Any) -> None:
+    """Adopt tasks the provider has for MANIFEST's run that the state does not know."""
+    settings = settings_from(**flags)
+    prepared = pipeline.prepare(manifest, settings)
+    with prepared.store:
+        adopted = anyio.run(pipeline.reconcile_run, prepared, settings)
+    for item in adopted:
+        click.echo(f"adopted {item.row_id}: task {item.task_id} ({item.task_status})")
+    click.echo(f"{len(adopted)} task(s) adopted; `batchgen run {manifest}` downloads them")
+
+
+@cli.command()
+@click.argument(
+    "run_dir", metavar="RUN", type=click.Path(path_type=Path, file_okay=False, exists=True)
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def report(run_dir: Path, as_json: bool) -> None:
+    """Summary of a run folder: counts, failures by reason, cost, time, slot use."""
+    with Store.open(_state_of(run_dir, run_dir.parent)) as store:
+        current = build_report(store)
+    last = load_report(run_dir)
+    if last and "last_run" in last:
+        current["last_run"] = last["last_run"]
+    click.echo(json.dumps(current, indent=2) if as_json else render_report(current))
 
 
 def _state_of(target: Path, output: Path) -> Path:

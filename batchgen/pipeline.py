@@ -15,6 +15,8 @@ from batchgen.events import Listener, Notice
 from batchgen.jobs import JobSpec
 from batchgen.kling import KlingClient
 from batchgen.limits import RateLimiter
+from batchgen.lockfile import LOCK_NAME, LockCheck, write_lock
+from batchgen.reconcile import Adopted, reconcile
 from batchgen.resolve import ResolvedManifest, ResolveOptions, resolve_manifest
 from batchgen.runner import RunConfig, Runner, RunOutcome
 from batchgen.settings import Settings
@@ -59,17 +61,26 @@ def prepare(path: Path, settings: Settings) -> PreparedRun:
     manifest = open_manifest(path, settings)
     run_dir = settings.run_dir(manifest.name)
     store = Store.open(settings.state_path(manifest.name))
+    lock_path = run_dir / LOCK_NAME
     try:
-        loaded = load_jobs(manifest, store, skip_invalid=settings.skip_invalid)
+        lock = LockCheck(lock_path) if settings.locked else None
+        loaded = load_jobs(manifest, store, skip_invalid=settings.skip_invalid, lock=lock)
+        store.set_meta("run_name", manifest.name)
+        store.set_meta("manifest", str(path))
+        if lock is None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_lock(lock_path, manifest.name, store.lock_rows())
     except BaseException:
         store.close()
         raise
-    store.set_meta("run_name", manifest.name)
-    store.set_meta("manifest", str(path))
     return PreparedRun(manifest, run_dir, store, loaded)
 
 
-def load_jobs(manifest: ResolvedManifest, store: Store, *, skip_invalid: bool) -> Loaded:
+def load_jobs(
+    manifest: ResolvedManifest, store: Store, *, skip_invalid: bool, lock: LockCheck | None = None
+) -> Loaded:
+    """Stream the manifest's valid jobs into the state in one transaction; if any row is
+    invalid (and not `skip_invalid`) or the lock does not match, nothing is changed."""
     problems: list[Problem] = []
     counter = {"problems": 0, "jobs": 0}
 
@@ -77,6 +88,8 @@ def load_jobs(manifest: ResolvedManifest, store: Store, *, skip_invalid: bool) -
         for item in manifest.iter_jobs():
             if isinstance(item, JobSpec):
                 counter["jobs"] += 1
+                if lock is not None:
+                    lock.see(item)
                 yield item
                 continue
             counter["problems"] += 1
@@ -84,6 +97,8 @@ def load_jobs(manifest: ResolvedManifest, store: Store, *, skip_invalid: bool) -
                 problems.append(item)
         if counter["problems"] and not skip_invalid:
             raise ManifestInvalid(problems, counter["problems"])
+        if lock is not None:
+            lock.verify()
 
     new, known = store.add_jobs(valid_jobs())
     if counter["jobs"] == 0 and not problems:
@@ -145,6 +160,11 @@ async def execute(
             listeners,
         )
         return await runner.run()
+
+
+async def reconcile_run(prepared: PreparedRun, settings: Settings) -> list[Adopted]:
+    async with provider_clients(settings) as (client, _):
+        return await reconcile(prepared.store, client)
 
 
 def run(

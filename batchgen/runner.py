@@ -69,6 +69,14 @@ class RunOutcome:
     api_calls: int
     stopped: str | None = None  # "account" or "interrupted"
     stop_reason: str = ""
+    concurrency: int = 0
+    busy_seconds: float = 0.0  # sum over tasks of submission → end seen, this run
+
+    @property
+    def slot_utilisation(self) -> float:
+        """Share of the slot-time the run had that held a task (as the client saw it)."""
+        capacity = self.concurrency * self.wall_seconds
+        return self.busy_seconds / capacity if capacity else 0.0
 
     @property
     def exit_code(self) -> int:
@@ -123,6 +131,7 @@ class Runner:
         self.inflight: dict[str, Tracked] = {}
         self.active: set[str] = set()
         self.stopping: str | None = None
+        self.busy_seconds = 0.0
         self.stop_reason = ""
         self._feed_done = False
         self._wake_poll = anyio.Event()
@@ -154,6 +163,8 @@ class Runner:
             api_calls=self.client.calls - calls_before,
             stopped=self.stopping,
             stop_reason=self.stop_reason,
+            concurrency=self.config.concurrency,
+            busy_seconds=self.busy_seconds,
         )
         self._emit(RunFinished(outcome.counts, outcome.wall_seconds, outcome.stopped))
         return outcome
@@ -449,6 +460,7 @@ class Runner:
 
     def _untrack(self, tracked: Tracked, *, finished: bool) -> None:
         if self.inflight.pop(tracked.job_id, None) is not None:
+            self.busy_seconds += anyio.current_time() - tracked.started
             self.slots.release(finished=finished)
 
     # -- download: bring finished videos home ----------------------------------------------

@@ -278,6 +278,25 @@ class Store:
         ).fetchone()
         return None if row is None else _record(row)
 
+    def resolve_job_ids(self, names: Sequence[str]) -> list[str]:
+        """Job ids for names that are job ids or row ids; unknown names are a StateError."""
+        found = []
+        for name in names:
+            row = self._conn.execute(
+                "SELECT job_id FROM jobs WHERE job_id = ? OR row_id = ?", (name, name)
+            ).fetchone()
+            if row is None:
+                raise StateError(f"no job with id or row id {name!r} in {self.path}")
+            found.append(str(row[0]))
+        return found
+
+    def lock_rows(self) -> Iterator[tuple[str, str, str]]:
+        """(job_id, row_id, request JSON) of the manifest's jobs, sorted by job id."""
+        cursor = self._conn.execute(
+            "SELECT job_id, row_id, request FROM jobs WHERE seq >= 0 ORDER BY job_id"
+        )
+        return ((str(a), str(b), str(c)) for a, b, c in cursor)
+
     def job_ids(self) -> Iterator[str]:
         return (row[0] for row in self._conn.execute("SELECT job_id FROM jobs ORDER BY job_id"))
 

@@ -1,0 +1,89 @@
+"""The run report: counts, failures by reason, cost, wall time, slot use, API calls per job.
+Written as `report.json` at the end of every run and shown by `batchgen report RUN`."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from batchgen.output import write_json_atomic
+from batchgen.runner import RunOutcome
+from batchgen.store import Store
+
+REPORT_NAME = "report.json"
+
+
+def build_report(store: Store, outcome: RunOutcome | None = None) -> dict[str, Any]:
+    """The report of a run's state, with the figures of the last run when given."""
+    counts = store.counts()
+    reasons: Counter[str] = Counter()
+    units = 0.0
+    for job in store.failed_in_job_order():
+        reasons[f"{job.error_kind}: {_short(job.last_error or '')}"] += 1
+    for job in store.done_in_job_order():
+        units += _float(job.unit_deduction)
+    report: dict[str, Any] = {
+        "run": store.get_meta("run_name"),
+        "counts": {status.value: n for status, n in counts.items()},
+        "total": sum(counts.values()),
+        "failures_by_reason": dict(reasons.most_common()),
+        "units_charged": round(units, 3),
+    }
+    if outcome is not None:
+        total = report["total"] or 1
+        report["last_run"] = {
+            "wall_seconds": round(outcome.wall_seconds, 3),
+            "stopped": outcome.stopped,
+            "api_calls": outcome.api_calls,
+            "api_calls_per_job": round(outcome.api_calls / total, 3),
+            "concurrency": outcome.concurrency,
+            "slot_utilisation": round(outcome.slot_utilisation, 4),
+        }
+    return report
+
+
+def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
+    path = run_dir / REPORT_NAME
+    write_json_atomic(path, report)
+    return path
+
+
+def load_report(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / REPORT_NAME
+    if not path.is_file():
+        return None
+    value: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return value
+
+
+def render(report: dict[str, Any]) -> str:
+    counts = report["counts"]
+    lines = [
+        f"run {report['run']}: {report['total']} jobs",
+        "  " + ", ".join(f"{n} {status}" for status, n in counts.items() if n),
+        f"  units charged (final_unit_deduction): {report['units_charged']}",
+    ]
+    last = report.get("last_run")
+    if last:
+        lines.append(
+            f"  last run: {last['wall_seconds']:.1f} s, {last['api_calls']} API calls "
+            f"({last['api_calls_per_job']:.2f}/job), slot utilisation "
+            f"{last['slot_utilisation']:.0%} of {last['concurrency']} slots"
+            + (f", stopped ({last['stopped']})" if last["stopped"] else "")
+        )
+    for reason, n in report["failures_by_reason"].items():
+        lines.append(f"  failed ×{n}: {reason}")
+    return "\n".join(lines)
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _float(value: str | None) -> float:
+    try:
+        return float(value or 0)
+    except ValueError:
+        return 0.0
