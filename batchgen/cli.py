@@ -85,6 +85,13 @@ def run_options(command: F) -> F:
             help="Seconds to wait for one generation before reporting it as timed out.",
         ),
         click.option(
+            "--request-timeout",
+            type=click.FloatRange(min=0.1),
+            default=30.0,
+            show_default=True,
+            help="Seconds to wait for one API answer.",
+        ),
+        click.option(
             "--skip-invalid",
             is_flag=True,
             help="Run the valid rows and list the invalid ones instead of refusing.",

@@ -12,6 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 import httpx
@@ -59,10 +60,8 @@ async def download(
                 break
             else:
                 raise RetryableError(f"download still short after {resume_tries} resumes")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(part, dest)
-        _sync_dir(dest.parent)
+            await anyio.to_thread.run_sync(_sync_file, out)
+        await anyio.to_thread.run_sync(_install, part, dest)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -80,7 +79,7 @@ class _ShortRead(Exception):
 async def _fetch_into(
     http: httpx.AsyncClient,
     url: str,
-    out: object,
+    out: BinaryIO,
     digest: hashlib._Hash,
     offset: int,
     expected: int | None,
@@ -93,7 +92,7 @@ async def _fetch_into(
             if expected is None:
                 expected = _content_length(response)
             async for chunk in response.aiter_raw(CHUNK):
-                out.write(chunk)  # type: ignore[attr-defined]
+                out.write(chunk)
                 digest.update(chunk)
                 written += len(chunk)
     except httpx.HTTPError as exc:
@@ -116,6 +115,17 @@ def _check_status(response: httpx.Response, offset: int) -> None:
 def _content_length(response: httpx.Response) -> int | None:
     value = response.headers.get("content-length")
     return int(value) if value and value.isdigit() else None
+
+
+def _sync_file(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def _install(part: Path, dest: Path) -> None:
+    """Rename the complete file into place and make the rename durable."""
+    os.replace(part, dest)
+    _sync_dir(dest.parent)
 
 
 def _sync_dir(folder: Path) -> None:

@@ -132,20 +132,25 @@ async def provider_clients(
             await client.aclose()
 
 
+def run_config(settings: Settings, **tuning: Any) -> RunConfig:
+    """The runner's configuration from the settings; `tuning` overrides RunConfig fields."""
+    return RunConfig(
+        concurrency=settings.concurrency,
+        task_timeout=settings.task_timeout,
+        download_workers=settings.download_workers,
+        seed=settings.seed,
+        **tuning,
+    )
+
+
 async def execute(
     prepared: PreparedRun,
     settings: Settings,
     listeners: Sequence[Listener] = (),
     *,
-    handle_signals: bool = True,
+    config: RunConfig | None = None,
 ) -> RunOutcome:
-    config = RunConfig(
-        concurrency=settings.concurrency,
-        task_timeout=settings.task_timeout,
-        download_workers=settings.download_workers,
-        seed=settings.seed,
-        handle_signals=handle_signals,
-    )
+    config = config or run_config(settings)
     for problem in prepared.loaded.skipped:
         for listener in listeners:
             listener(Notice(f"skipped invalid {problem}", "warning"))
@@ -168,13 +173,18 @@ async def reconcile_run(prepared: PreparedRun, settings: Settings) -> list[Adopt
 
 
 def run(
-    manifest: Path | str, settings: Settings | None = None, listeners: Sequence[Listener] = ()
+    manifest: Path | str,
+    settings: Settings | None = None,
+    listeners: Sequence[Listener] = (),
+    **tuning: Any,
 ) -> RunOutcome:
-    """Run a manifest to the end (or to a stop) and return the outcome. No signal handling:
-    embedders stop a run by cancelling it."""
+    """Run a manifest to the end (or to a stop) and return the outcome. `tuning` overrides
+    RunConfig fields (poll schedule, retry policy...). No signal handling: embedders stop a
+    run by cancelling it."""
     settings = settings or Settings()
+    config = run_config(settings, handle_signals=False, **tuning)
     prepared = prepare(Path(manifest), settings)
     try:
-        return anyio.run(lambda: execute(prepared, settings, listeners, handle_signals=False))
+        return anyio.run(lambda: execute(prepared, settings, listeners, config=config))
     finally:
         prepared.store.close()

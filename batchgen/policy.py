@@ -41,7 +41,7 @@ class Decision:
 class RetryPolicy:
     """Exponential back-off with full jitter, bounded by a number of attempts."""
 
-    max_attempts: int = 6
+    max_attempts: int = 8
     base_delay: float = 1.0
     max_delay: float = 60.0
     throttle_base: float = 1.0
@@ -76,11 +76,12 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PollConfig:
-    initial_estimate: float = 5.0  # seconds of generation assumed before any task finished
+    initial_estimate: float = 2.0  # seconds of generation assumed before any task finished
     min_interval: float = 0.25
     max_interval: float = 30.0
     backoff_fraction: float = 0.2  # later polls: this share of the time already waited
     first_poll_fraction: float = 0.9  # first poll: this share of the median generation time
+    fixed_interval: float | None = None  # poll every N s instead (the naive baseline)
 
 
 class PollSchedule:
@@ -105,11 +106,15 @@ class PollSchedule:
         return self._median
 
     def first_delay(self) -> float:
+        if self.config.fixed_interval is not None:
+            return self.config.fixed_interval
         return max(self.config.min_interval, self.expected * self.config.first_poll_fraction)
 
     def next_delay(self, waited: float) -> float:
         """Delay after a poll that found the task still running, `waited` s after submission."""
         c = self.config
+        if c.fixed_interval is not None:
+            return c.fixed_interval
         if waited < self.expected:
             return max(c.min_interval, self.expected - waited)
         return min(c.max_interval, max(c.min_interval, c.backoff_fraction * waited))

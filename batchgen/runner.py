@@ -420,7 +420,7 @@ class Runner:
         job = self._job(tracked.job_id)
         if status == JobStatus.DOWNLOADING:
             self._untrack(tracked, finished=True)
-            self.schedule.observe(now - tracked.started)
+            self.schedule.observe(_generation_seconds(info, now - tracked.started))
             self.store.mark_progress(
                 job.job_id,
                 JobStatus.DOWNLOADING,
@@ -506,10 +506,8 @@ class Runner:
         dest = output.video_path(self.run_dir, job.row_id)
         result = await download(self.downloads, url, dest)
         relative = dest.relative_to(self.run_dir).as_posix()
-        output.write_json_atomic(
-            dest.with_suffix(".json"),
-            output.sidecar(job, relative, result.sha256, result.size),
-        )
+        entry = output.sidecar(job, relative, result.sha256, result.size)
+        await anyio.to_thread.run_sync(output.write_json_atomic, dest.with_suffix(".json"), entry)
         self.store.mark_done(job.job_id, relative, result.sha256, result.size, self.wall())
         self._changed(job, JobStatus.DONE)
 
@@ -534,6 +532,13 @@ class Runner:
     def _emit(self, event: Event) -> None:
         for listener in self.listeners:
             listener(event)
+
+
+def _generation_seconds(info: TaskInfo, seen_after: float) -> float:
+    """How long the provider took: its own timestamps where given, else when we saw the end."""
+    if info.created_at and info.updated_at and info.updated_at > info.created_at:
+        return (info.updated_at - info.created_at) / 1000
+    return seen_after
 
 
 def _video_intact(run_dir: Path, job: JobRecord) -> bool:

@@ -1,0 +1,94 @@
+"""Shared pieces of the benchmarks: a simulator in its own process, manifests, figures."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def simulator_process(**config: Any) -> Iterator[str]:
+    """A simulator in a child process (so it does not share the client's GIL); yields its URL."""
+    port = free_port()
+    code = (
+        "import json, sys\n"
+        "from batchgen.simulator import SimulatorConfig, serve\n"
+        "cfg = json.loads(sys.argv[1])\n"
+        "cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}\n"
+        "serve(SimulatorConfig(**cfg), host='127.0.0.1', port=int(sys.argv[2]))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(config), str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/_sim/stats", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("simulator did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def stats(url: str) -> dict[str, Any]:
+    value: dict[str, Any] = httpx.get(f"{url}/_sim/stats", timeout=30).json()
+    return value
+
+
+def write_csv_manifest(folder: Path, rows: int, *, images: int = 4, name: str = "bench") -> Path:
+    """A CSV manifest of `rows` distinct jobs sharing a few small images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "images").mkdir(exist_ok=True)
+    for i in range(images):
+        Image.new("RGB", (320, 320), (60 * i % 256, 120, 200)).save(folder / "images" / f"{i}.png")
+    path = folder / f"{name}.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "image", "prompt", "model_name", "duration"])
+        for i in range(rows):
+            writer.writerow([f"r{i}", f"images/{i % images}.png", f"prompt {i}",
+                             "kling-v2-master", "5"])
+    return path
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def figure(name: str, value: float, target: str, baseline: str = "", unit: str = "") -> None:
+    """Print one benchmark figure with its target (and a baseline, where there is one)."""
+    line = f"{name:<44} {value:>10.3f}{unit:<6} target {target}"
+    if baseline:
+        line += f"   baseline {baseline}"
+    print(line, flush=True)
+
+
+def env_without_key() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "COMETAPI_KEY"}
