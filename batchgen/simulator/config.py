@@ -1,28 +1,103 @@
-"""Simulator settings: latency, slots, limits and fault rates. Frozen; change at run time with
-`SimulatorHandle.reconfigure`."""
+"""What the simulated account is like: latency, slots, limits and fault rates.
+
+A `SimulatorConfig` is frozen and checked when made; change a running simulator with
+`SimulatorHandle.reconfigure(**changes)` or `POST /_sim/config`, which build a new one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+ExternalLookup = Literal["both", "query", "path", "none"]
+EXTERNAL_LOOKUPS = ("both", "query", "path", "none")
+RATES = (
+    "fail_rate",
+    "error_rate",
+    "reset_before_accept_rate",
+    "reset_after_accept_rate",
+    "slow_rate",
+    "truncate_rate",
+)
+FIXED_AT_START = ("seed", "port")
 
 
 @dataclass(frozen=True, kw_only=True)
 class SimulatorConfig:
+    """Settings of one simulator. Rates are probabilities in 0..1; times are seconds."""
+
     seed: int = 0
-    latency: tuple[float, float] = (1.0, 3.0)  # generation seconds, uniform in [min, max]
+    port: int = 0  # 0: a free port
+    latency: tuple[float, float] = (1.0, 3.0)  # generation time, uniform in [min, max]
     slots: int = 4  # concurrent tasks before 1303
-    rpm: int | None = None  # API requests a minute before 1302
+    rpm: int | None = None  # API requests a minute before 1302; None: unlimited
     api_key: str | None = None  # None: any non-empty key is accepted
-    account_error: int | None = None  # answer every create with this code (1000-1304)
-    fail_rate: float = 0.0  # share of generations that end `failed`
-    error_rate: float = 0.0  # share of API requests answered 5xx
-    reset_before_accept_rate: float = 0.0  # create dropped before the task is recorded
-    reset_after_accept_rate: float = 0.0  # task recorded, answer dropped
-    slow_rate: float = 0.0  # share of API answers delayed by slow_seconds
+    account_error: int | None = None  # every create answers this code (1000-1304)
+    fail_rate: float = 0.0  # generations that end `failed`
+    error_rate: float = 0.0  # API requests answered 5xx
+    reset_before_accept_rate: float = 0.0  # creates dropped before the task is recorded
+    reset_after_accept_rate: float = 0.0  # creates recorded, then the answer dropped
+    slow_rate: float = 0.0  # API answers delayed by slow_seconds
     slow_seconds: float = 5.0
-    truncate_rate: float = 0.0  # downloads cut short
-    url_ttl: float | None = None  # seconds a video URL stays valid
-    response_delay: float = 0.0
-    list_endpoint: bool = True
-    external_lookup: str = "both"  # both | query | path | none
-    video_bytes: int | None = None  # pad videos to about this size (free box)
+    truncate_rate: float = 0.0  # downloads cut short after the headers
+    url_ttl: float | None = None  # seconds a video URL stays valid; None: forever
+    response_delay: float = 0.0  # added to every API answer
+    list_endpoint: bool = True  # False: the list answers 404/1202
+    external_lookup: ExternalLookup = "both"  # which external_task_id look-up forms work
+    video_bytes: int | None = None  # pad videos to about this size with a `free` box
+
+    def __post_init__(self) -> None:
+        problem = _first_problem(self)
+        if problem:
+            raise ValueError(f"SimulatorConfig: {problem}")
+
+    def changed(self, **changes: Any) -> SimulatorConfig:
+        """A copy with `changes` applied; `seed` and `port` cannot change after the start."""
+        fixed = [name for name in FIXED_AT_START if name in changes]
+        if fixed:
+            raise ValueError(f"SimulatorConfig: {', '.join(fixed)} cannot change at run time")
+        return replace(self, **changes)
+
+    def as_json(self) -> dict[str, Any]:
+        """The settings as JSON-ready values (the api_key is not shown)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["api_key"] = None if self.api_key is None else "***"
+        return values
+
+
+def changes_from_json(document: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword changes from a JSON object: lists become tuples, unknown names are refused."""
+    known = {f.name for f in fields(SimulatorConfig)}
+    unknown = sorted(set(document) - known)
+    if unknown:
+        raise ValueError(f"SimulatorConfig: unknown setting {', '.join(unknown)}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in document.items()}
+
+
+def _first_problem(config: SimulatorConfig) -> str | None:
+    for name in RATES:
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            return f"{name} must be between 0 and 1"
+    api_faults = (
+        config.error_rate
+        + config.reset_before_accept_rate
+        + config.reset_after_accept_rate
+        + config.slow_rate
+    )
+    low, high = config.latency
+    checks = (
+        (api_faults <= 1.0, "error, reset and slow rates must add up to at most 1"),
+        (0.0 <= low <= high, "latency must be (min, max) with 0 <= min <= max"),
+        (config.slots >= 1, "slots must be at least 1"),
+        (config.rpm is None or config.rpm >= 1, "rpm must be at least 1 or None"),
+        (config.slow_seconds >= 0 and config.response_delay >= 0, "delays must be >= 0"),
+        (config.url_ttl is None or config.url_ttl >= 0, "url_ttl must be >= 0 or None"),
+        (
+            config.external_lookup in EXTERNAL_LOOKUPS,
+            f"external_lookup is one of {EXTERNAL_LOOKUPS}",
+        ),
+        (config.video_bytes is None or config.video_bytes >= 0, "video_bytes must be >= 0"),
+        (0 <= config.port <= 65535, "port must be 0..65535"),
+    )
+    return next((message for ok, message in checks if not ok), None)

@@ -1,91 +1,137 @@
-"""The simulated account: tasks, their lifecycle and slots. Pure; the clock is a parameter."""
+"""Tasks of the simulated account and their lifecycle. Pure: time is the `now` argument and
+randomness the `rng` given at construction.
+
+A task is `submitted` for the first tenth of its generation time, then `processing`, then
+`succeed` or `failed` at `created + generation`. It holds one slot from creation until then.
+Slots are counted with a heap of finish times, so each request costs O(log n) in the number of
+tasks however many there are.
+"""
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+
+SUBMITTED_SHARE = 0.1
+FIRST_TASK_ID = 2032273942220931072  # 19 digits, like the ids in the docs
+MAX_ID_STEP = 997
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Task:
+    """One accepted generation: what was asked and when it ends."""
+
     task_id: str
     external_task_id: str | None
     created: float
-    finishes: float
+    generation: float
     fails: bool
     image_key: str
     duration: str
-    url_serial: int = 0
+    units: str  # charged on success
+
+    @property
+    def finishes(self) -> float:
+        return self.created + self.generation
 
     def status(self, now: float) -> str:
+        """`submitted`, `processing`, `succeed` or `failed` at `now`."""
         if now >= self.finishes:
             return "failed" if self.fails else "succeed"
-        if now < self.created + 0.1 * (self.finishes - self.created):
+        if now < self._processing_from:
             return "submitted"
         return "processing"
 
+    def updated(self, now: float) -> float:
+        """When the status seen at `now` began."""
+        if now >= self.finishes:
+            return self.finishes
+        return self.created if now < self._processing_from else self._processing_from
+
+    @property
+    def _processing_from(self) -> float:
+        return self.created + SUBMITTED_SHARE * self.generation
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """What a create asks for, as the book needs it."""
+
+    external_task_id: str | None
+    image_key: str
+    duration: str
+    units: str
+
 
 @dataclass
-class Account:
-    """Every task of the simulated account, and the counters tests read."""
+class TaskBook:
+    """Every task of the account, in creation order, with slot accounting.
+
+    `active(now)` settles the tasks that ended by `now`: their generation time joins
+    `busy_seconds`. Calls must come with non-decreasing `now`.
+    """
 
     rng: random.Random
     tasks: dict[str, Task] = field(default_factory=dict)
-    by_external: dict[str, str] = field(default_factory=dict)
-    order: list[str] = field(default_factory=list)  # creation order
-    counters: Counter[str] = field(default_factory=Counter)
-    submissions: Counter[str] = field(default_factory=Counter)
-    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
-    _active: list[float] = field(default_factory=list)  # heap of finish times
-    _next_id: int = 2032273942220931072
+    order: list[str] = field(default_factory=list)
     max_active: int = 0
+    busy_seconds: float = 0.0
+    _by_external: dict[str, str] = field(default_factory=dict)
+    _running: list[tuple[float, float]] = field(default_factory=list)  # (finishes, generation)
+    _last_id: int = FIRST_TASK_ID
 
     def active(self, now: float) -> int:
-        while self._active and self._active[0] <= now:
-            heapq.heappop(self._active)
-        return len(self._active)
+        """Tasks holding a slot at `now`."""
+        while self._running and self._running[0][0] <= now:
+            self.busy_seconds += heapq.heappop(self._running)[1]
+        return len(self._running)
 
-    def create(self, now: float, latency: tuple[float, float], fail_rate: float,
-               external_id: str | None, image_key: str, duration: str) -> Task:
-        self._next_id += self.rng.randint(1, 997)
+    def create(
+        self, new: NewTask, now: float, latency: tuple[float, float], fail_rate: float
+    ) -> Task:
+        """Record a task; its generation time and outcome are drawn from the book's rng."""
+        self.active(now)
+        self._last_id += self.rng.randint(1, MAX_ID_STEP)
         generation = self.rng.uniform(*latency)
-        task = Task(str(self._next_id), external_id, now, now + generation,
-                    self.rng.random() < fail_rate, image_key, duration)
+        fails = self.rng.random() < fail_rate
+        task = Task(
+            str(self._last_id),
+            new.external_task_id,
+            now,
+            generation,
+            fails,
+            new.image_key,
+            new.duration,
+            new.units,
+        )
         self.tasks[task.task_id] = task
         self.order.append(task.task_id)
-        if external_id:
-            self.by_external[external_id] = task.task_id
-            self.submissions[external_id] += 1
-        heapq.heappush(self._active, task.finishes)
-        self.max_active = max(self.max_active, len(self._active))
-        self.spans[task.task_id] = (task.created, task.finishes)
-        self.counters["creates_accepted"] += 1
+        if task.external_task_id:
+            self._by_external[task.external_task_id] = task.task_id
+        heapq.heappush(self._running, (task.finishes, generation))
+        self.max_active = max(self.max_active, len(self._running))
         return task
 
-    def find(self, key: str) -> Task | None:
-        """A task by task_id or by external_task_id."""
-        task = self.tasks.get(key)
-        if task is None and key in self.by_external:
-            task = self.tasks[self.by_external[key]]
-        return task
+    def has_external(self, external_task_id: str) -> bool:
+        return external_task_id in self._by_external
 
-    def newest(self, page: int, size: int) -> list[Task]:
-        end = len(self.order) - (page - 1) * size
+    def by_external(self, external_task_id: str) -> Task | None:
+        task_id = self._by_external.get(external_task_id)
+        return None if task_id is None else self.tasks[task_id]
+
+    def page(self, number: int, size: int) -> list[Task]:
+        """Page `number` (from 1) of `size` tasks, newest first."""
+        end = len(self.order) - (number - 1) * size
         start = max(0, end - size)
-        return [self.tasks[t] for t in reversed(self.order[start:max(0, end)])]
+        return [self.tasks[t] for t in reversed(self.order[start : max(0, end)])]
 
-    def busy_seconds(self, now: float) -> float:
-        return sum(min(end, now) - start for start, end in self.spans.values() if start <= now)
+    def spans(self) -> Iterator[tuple[str, float, float]]:
+        """(task_id, created, finishes) of every task, oldest first."""
+        for task_id in self.order:
+            task = self.tasks[task_id]
+            yield task_id, task.created, task.finishes
 
-    def snapshot(self, now: float) -> dict[str, Any]:
-        return {
-            **self.counters,
-            "submissions_per_external_id": dict(self.submissions),
-            "max_active": self.max_active,
-            "active": self.active(now),
-            "busy_seconds": self.busy_seconds(now),
-            "tasks": {tid: list(span) for tid, span in self.spans.items()},
-        }
+    def external_ids(self) -> Iterator[str]:
+        return iter(self._by_external)

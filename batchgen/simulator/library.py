@@ -1,0 +1,138 @@
+"""Where each task's video comes from: the input image, held by digest in a bounded store, and
+the MP4 rendered from it once per digest (20,000 tasks on one image encode once).
+
+Image URLs are fetched only from loopback hosts (127.0.0.0/8, ::1, localhost), never through a
+proxy and never following redirects; any other URL gets a pattern frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+from collections import OrderedDict
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from batchgen.simulator.validation import image_bytes
+from batchgen.simulator.video import picture, render_mp4
+
+IMAGE_BUDGET = 256 * 1024 * 1024  # bytes of input images held at once
+VIDEO_CACHE = 512  # rendered MP4s kept
+FETCH_TIMEOUT = 5.0
+FETCH_MAX = 20 * 1024 * 1024
+
+Source = bytes | str  # image bytes, or a URL to fetch at render time
+
+
+class ImageStore:
+    """Input images by key (sha256 of the bytes, or of the URL), oldest dropped past a budget.
+
+    A task whose image was dropped before its video was first rendered gets a pattern frame.
+    """
+
+    def __init__(self, budget: int = IMAGE_BUDGET) -> None:
+        self.budget = budget
+        self._held: OrderedDict[str, Source] = OrderedDict()
+        self._bytes = 0
+
+    def keep(self, value: str) -> str:
+        """Hold the image of a (validated) image field; answers its key."""
+        data = image_bytes(value)
+        source: Source = value if data is None else data
+        key = hashlib.sha256(source if isinstance(source, bytes) else source.encode()).hexdigest()
+        if key in self._held:
+            self._held.move_to_end(key)
+            return key
+        self._held[key] = source
+        self._bytes += len(source)
+        while self._bytes > self.budget and len(self._held) > 1:
+            self._bytes -= len(self._held.popitem(last=False)[1])
+        return key
+
+    def source(self, key: str) -> Source | None:
+        return self._held.get(key)
+
+
+class VideoLibrary:
+    """MP4s by image key, each rendered once in a worker thread; concurrent asks share it.
+
+    Use from the event loop's thread only.
+    """
+
+    def __init__(self, images: ImageStore, cache_size: int = VIDEO_CACHE) -> None:
+        self.images = images
+        self.cache_size = cache_size
+        self._ready: OrderedDict[str, bytes] = OrderedDict()
+        self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self.renders = 0
+
+    async def mp4(self, key: str) -> bytes:
+        """The video for the image with this key."""
+        if key in self._ready:
+            self._ready.move_to_end(key)
+            return self._ready[key]
+        if key not in self._pending:
+            self._pending[key] = asyncio.ensure_future(self._render(key))
+        return await asyncio.shield(self._pending[key])
+
+    async def _render(self, key: str) -> bytes:
+        try:
+            data = await asyncio.to_thread(render_source, self.images.source(key), key)
+        finally:
+            del self._pending[key]
+        self.renders += 1
+        self._ready[key] = data
+        if len(self._ready) > self.cache_size:
+            self._ready.popitem(last=False)
+        return data
+
+
+def render_source(source: Source | None, label: str) -> bytes:
+    """Render the image in `source`, fetching it first if it is a loopback URL."""
+    data = fetch_loopback(source) if isinstance(source, str) else source
+    return render_mp4(picture(data, label))
+
+
+def is_loopback_url(url: str) -> bool:
+    """True for http(s) URLs whose host is localhost, 127.0.0.0/8 or ::1."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https"):
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def fetch_loopback(url: str) -> bytes | None:
+    """The body at a loopback URL (None for any other URL, an error, or too large a body)."""
+    if not is_loopback_url(url):
+        return None
+    parts = urlsplit(url)
+    if parts.hostname == "localhost":
+        port = f":{parts.port}" if parts.port else ""
+        url = urlunsplit(parts._replace(netloc=f"127.0.0.1{port}"))
+    try:
+        return _get_small(url)
+    except httpx.HTTPError:
+        return None
+
+
+def _get_small(url: str) -> bytes | None:
+    with (
+        httpx.Client(trust_env=False, follow_redirects=False, timeout=FETCH_TIMEOUT) as client,
+        client.stream("GET", url) as response,
+    ):
+        if response.status_code != 200:
+            return None
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > FETCH_MAX:
+                return None
+        return bytes(body)
