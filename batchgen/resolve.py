@@ -1,72 +1,175 @@
-"""Minimal manifest resolution (stand-in until the full manifest language lands)."""
+"""A manifest file resolved into jobs: the front of the manifest language.
+
+`resolve_manifest` opens the file and reads its header (raising UsageError if it cannot be
+read or parsed); `ResolvedManifest.iter_jobs` then streams the rows in manifest order and yields,
+for each variant of each row, its JobSpecs, or the Problems that stop it. Problems with the
+header (defaults, matrix, CSV columns...) are yielded alone: every row would repeat them.
+
+Across rows, ids must be unique and no two variants may resolve to the same job (same request,
+same sample): the later one is refused, naming the first. Only these two sets grow with the
+number of rows; `check_manifest` keeps at most `max_problems` problems and counts the rest.
+"""
 
 from __future__ import annotations
 
-import base64
-import csv
-import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from batchgen.errors import Problem, UsageError
+from batchgen.errors import Problem
+from batchgen.expand import ExpandedRow, Expander, Variant
+from batchgen.images import ImageCatalog
 from batchgen.jobs import JobSpec, make_job
+from batchgen.manifest import ManifestSource, open_manifest
+from batchgen.validate import check_request
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ResolveOptions:
+    """How to resolve: `inline_urls` downloads URL images and sends them as base64;
+    `skip_invalid` and `max_problems` are for the callers that act on the problems."""
+
     inline_urls: bool = False
     skip_invalid: bool = False
     max_problems: int = 200
 
 
-class ImageCatalog:
+@dataclass(frozen=True, slots=True)
+class ValidationReport:
+    """Every row checked: the number of valid jobs, the first problems and their total, and
+    the first invalid rows (variant ids)."""
+
+    jobs: int
+    problems: list[Problem]
+    total_problems: int
+    invalid_rows: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.total_problems == 0
+
+
+class _Seen:
+    """Row ids and job ids met so far, to refuse duplicates."""
+
     def __init__(self) -> None:
-        self.sources: dict[str, Path] = {}
-        self.by_path: dict[Path, str] = {}
+        self.rows: dict[str, int] = {}
+        self.jobs: dict[str, str] = {}
 
-    def ref_for(self, path: Path) -> str:
-        if path not in self.by_path:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            self.by_path[path] = f"sha256:{digest}"
-            self.sources[f"sha256:{digest}"] = path
-        return self.by_path[path]
+    def row_problem(self, row_id: str, line: int) -> Problem | None:
+        if row_id not in self.rows:
+            self.rows[row_id] = line
+            return None
+        first = self.rows[row_id]
+        where = f" at line {first}" if first else ""
+        return Problem(row_id, line, "id", f"{row_id!r} is already the id of the row{where}")
 
-    def payload(self, ref: str) -> str:
-        return base64.b64encode(self.sources[ref].read_bytes()).decode()
+    def job_problem(self, variant: Variant, jobs: list[JobSpec]) -> Problem | None:
+        for job in jobs:
+            other = self.jobs.get(job.job_id)
+            if other is not None:
+                message = (
+                    f"same request and sample as row {other!r}: it would be paid for twice "
+                    "(change a field, or use repeat for more samples)"
+                )
+                return Problem(variant.row_id, variant.line, "request", message)
+        for job in jobs:
+            self.jobs[job.job_id] = job.row_id
+        return None
 
 
-@dataclass
 class ResolvedManifest:
-    name: str
-    path: Path
-    catalog: ImageCatalog
-    rows: list[dict[str, Any]]
-    defaults: dict[str, Any]
+    """An opened manifest; see the module docstring."""
+
+    def __init__(
+        self, source: ManifestSource, catalog: ImageCatalog, options: ResolveOptions
+    ) -> None:
+        self.source = source
+        self.catalog = catalog
+        self.options = options
+        self.expander = Expander(source.header, source.lines, source.columns)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def path(self) -> Path:
+        return self.source.path
+
+    @property
+    def header_problems(self) -> list[Problem]:
+        return self.source.problems + self.expander.problems
 
     def iter_jobs(self) -> Iterator[JobSpec | Problem]:
-        for i, row in enumerate(self.rows, start=1):
-            merged = {**self.defaults, **{k: v for k, v in row.items() if v not in (None, "")}}
-            row_id = str(merged.pop("id", i))
-            image = merged.pop("image")
-            if len(merged.get("prompt", "")) > 500:
-                yield Problem(row_id, 0, "prompt", "at most 500 characters")
-                continue
-            request = {**merged, "image": self.catalog.ref_for(self.path.parent / image)}
-            request["duration"] = str(request.get("duration", "5"))
-            yield make_job(request, row_id)
+        """Each variant's jobs, or its problems, in manifest order (streams the file)."""
+        if self.header_problems:
+            yield from self.header_problems
+            return
+        seen = _Seen()
+        for raw in self.source.rows():
+            yield from self._row(self.expander.expand(raw), seen)
+
+    def _row(self, row: ExpandedRow, seen: _Seen) -> Iterator[JobSpec | Problem]:
+        duplicate = seen.row_problem(row.source_row, row.line)
+        problems = row.problems if duplicate is None else [*row.problems, duplicate]
+        if problems:
+            yield from problems
+            return
+        for variant in row.variants:
+            yield from self._variant(variant, seen)
+
+    def _variant(self, variant: Variant, seen: _Seen) -> Iterator[JobSpec | Problem]:
+        checked = check_request(variant.fields, self.catalog, variant.base)
+        if isinstance(checked, list):
+            for where, message in checked:
+                yield Problem(variant.row_id, variant.line, where, message)
+            return
+        jobs = [_job(variant, checked, sample) for sample in range(variant.repeat)]
+        clash = seen.job_problem(variant, jobs)
+        if clash is not None:
+            yield clash
+            return
+        yield from jobs
 
 
-def resolve_manifest(path: Path, options: ResolveOptions) -> ResolvedManifest:
-    if path.suffix == ".csv":
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        return ResolvedManifest(path.stem, path, ImageCatalog(), rows, {})
-    doc = yaml.safe_load(path.read_text())
-    if not isinstance(doc, dict):
-        raise UsageError(f"{path}: not a manifest")
-    return ResolvedManifest(doc.get("name", path.stem), path, ImageCatalog(), doc["rows"],
-                            doc.get("defaults", {}))
+def _job(variant: Variant, request: dict[str, object], sample: int) -> JobSpec:
+    return make_job(
+        request,
+        variant.sample_id(sample),
+        source_row=variant.source_row,
+        line=variant.line,
+        sample=sample,
+        variant={**variant.labels, "sample": sample},
+        metadata=variant.metadata,
+    )
+
+
+def resolve_manifest(path: Path, options: ResolveOptions | None = None) -> ResolvedManifest:
+    """Open `path` (YAML or CSV). Raises UsageError if it cannot be read or parsed."""
+    options = options or ResolveOptions()
+    source = open_manifest(path)
+    catalog = ImageCatalog(path.parent, inline_urls=options.inline_urls)
+    return ResolvedManifest(source, catalog, options)
+
+
+def check_manifest(manifest: ResolvedManifest) -> ValidationReport:
+    """Check every row (consumes `iter_jobs`); keeps the first `options.max_problems`."""
+    return check_items(manifest.iter_jobs(), manifest.options.max_problems)
+
+
+def check_items(items: Iterable[JobSpec | Problem], max_problems: int) -> ValidationReport:
+    """The report of these resolved rows; keeps the first `max_problems` problems."""
+    jobs = total = 0
+    problems: list[Problem] = []
+    invalid: list[str] = []
+    for item in items:
+        if isinstance(item, JobSpec):
+            jobs += 1
+            continue
+        total += 1
+        if len(problems) < max_problems:
+            problems.append(item)
+        if len(invalid) < max_problems and (not invalid or invalid[-1] != item.row):
+            invalid.append(item.row)
+    return ValidationReport(jobs, problems, total, invalid)
