@@ -1,0 +1,67 @@
+"""The one interface every export format implements, and the sample it is fed.
+
+The exporter streams the index in job order and hands the finished jobs to a `Writer` as
+`Sample`s. The writer puts its files under a staging folder and lists them in the order they
+should be moved into the output folder (the file a loader opens first comes last, so it never
+names a file not yet in place). `owns` tells which files of the output folder belong to the
+format, so that files of an earlier, larger export can be removed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+from batchgen.export.columns import Columns
+
+_UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One finished job to export."""
+
+    key: str  # unique in the export, no dots: safe as a webdataset key or a file stem
+    entry: dict[str, Any]  # the index line
+    row: dict[str, Any]  # the entry as flat columns (see columns.py)
+    video: Path  # the video file in the run folder
+
+    @property
+    def row_id(self) -> str:
+        return str(self.entry["row_id"])
+
+
+def sample_key(job_id: str) -> str:
+    """A webdataset-safe key for a job: its id, with anything but [A-Za-z0-9_-] as `_`."""
+    return _UNSAFE_KEY.sub("_", job_id)
+
+
+class Writer(ABC):
+    """One output format, writing one export into `staging`."""
+
+    name: ClassVar[str]
+
+    def __init__(self, staging: Path, columns: Columns, shard_size: int) -> None:
+        self.staging = staging
+        self.columns = columns
+        self.shard_size = shard_size
+
+    @abstractmethod
+    def write(self, samples: Iterable[Sample]) -> list[str]:
+        """Write every sample, consuming `samples` once; the paths written (relative to
+        staging), in publishing order. Every file is closed and synced on return."""
+
+    @abstractmethod
+    def owns(self, relative: str) -> bool:
+        """Whether a file at `relative` in the output folder is one this format writes."""
+
+
+def sync(f: IO[Any]) -> None:
+    """Flush and fsync `f` before it is closed, so a later rename publishes complete bytes."""
+    f.flush()
+    os.fsync(f.fileno())

@@ -1,0 +1,80 @@
+"""A run's index.jsonl read one line at a time, each entry checked and kept with its line number.
+
+Export and verify both stream the index through `read_lines`, so memory does not grow with the
+number of finished jobs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from batchgen.errors import UsageError
+from batchgen.output import INDEX_NAME
+
+REQUIRED_KEYS = ("job_id", "row_id", "video")
+
+
+class IndexInvalid(UsageError):
+    """index.jsonl is absent, or one of its lines cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexLine:
+    """One entry of index.jsonl; `video` is a path relative to the run folder."""
+
+    line: int
+    entry: dict[str, Any]
+
+    @property
+    def job_id(self) -> str:
+        return str(self.entry["job_id"])
+
+    @property
+    def row_id(self) -> str:
+        return str(self.entry["row_id"])
+
+    @property
+    def video(self) -> str:
+        return str(self.entry["video"])
+
+
+def index_path(run_dir: Path) -> Path:
+    return run_dir / INDEX_NAME
+
+
+def read_lines(run_dir: Path) -> Iterator[IndexLine]:
+    """The entries of `run_dir`'s index in file order. Raises IndexInvalid naming the line."""
+    path = index_path(run_dir)
+    if not path.is_file():
+        raise IndexInvalid(f"no {INDEX_NAME} in {run_dir}: is this a run folder?")
+    with open(path, encoding="utf-8") as f:
+        for number, text in enumerate(f, start=1):
+            if text.strip():
+                yield parse_line(text, number, path)
+
+
+def parse_line(text: str, number: int, path: Path) -> IndexLine:
+    """Check one line: a JSON object with the required keys and a video inside the run."""
+    where = f"{path} line {number}"
+    try:
+        entry = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise IndexInvalid(f"{where}: not JSON ({exc.msg})") from None
+    if not isinstance(entry, dict):
+        raise IndexInvalid(f"{where}: not a JSON object")
+    absent = [key for key in REQUIRED_KEYS if not entry.get(key)]
+    if absent:
+        raise IndexInvalid(f"{where}: no {', '.join(absent)}")
+    if not is_inside(str(entry["video"])):
+        raise IndexInvalid(f"{where}: video {entry['video']!r} is not a path inside the run")
+    return IndexLine(number, entry)
+
+
+def is_inside(relative: str) -> bool:
+    """Whether a posix path stays inside the folder it is relative to."""
+    path = PurePosixPath(relative)
+    return not path.is_absolute() and ".." not in path.parts and "\\" not in relative

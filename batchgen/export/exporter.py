@@ -1,0 +1,171 @@
+"""`export_run`: stream a run's index into one format's writer, then publish the result.
+
+Two passes over index.jsonl, each one line at a time: the first finds the columns and any
+missing video, the second writes. Everything is written under `<out>/.staging/` and moved into
+place only when complete, so a failed export leaves the previous one as it was. Files of an
+earlier export that this one did not write (shards past the new last one, videos of rows no
+longer exported) are then removed; only names the format owns are touched.
+
+A missing video stops the export before anything is written, naming the rows (exit 1), because
+a dataset silently short of rows is worse than none; `skip_missing=True` exports the others and
+lists the skipped rows in the result.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchgen.errors import BatchgenError, UsageError
+from batchgen.export.base import Sample, Writer, sample_key
+from batchgen.export.columns import Columns, ColumnScan
+from batchgen.export.csv_table import CsvWriter
+from batchgen.export.entries import IndexLine, read_lines
+from batchgen.export.hf import HfWriter
+from batchgen.export.webdataset import WebDatasetWriter
+
+FORMATS: dict[str, type[Writer]] = {w.name: w for w in (HfWriter, CsvWriter, WebDatasetWriter)}
+EXPORT_DIR = "export"
+STAGING = ".staging"
+SHOWN_MISSING = 5
+
+
+class UnknownFormat(UsageError):
+    """`--format` names no export format."""
+
+
+class MissingVideo(BatchgenError):
+    """The index names videos that are not in the run folder."""
+
+    def __init__(self, rows: list[tuple[str, str]]) -> None:
+        self.rows = rows
+        shown = ", ".join(f"{row!r} ({video})" for row, video in rows[:SHOWN_MISSING])
+        more = f" and {len(rows) - SHOWN_MISSING} more" if len(rows) > SHOWN_MISSING else ""
+        super().__init__(
+            f"video missing for row {shown}{more}; `batchgen verify` lists every problem, "
+            "and --skip-missing exports the rest"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """What an export wrote: `files` are every published file, `skipped` the missing rows."""
+
+    format: str
+    out_dir: Path
+    count: int
+    files: tuple[Path, ...]
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    columns: Columns
+    missing: list[IndexLine]
+
+
+def export_run(
+    run_dir: Path,
+    fmt: str,
+    out_dir: Path | None = None,
+    *,
+    shard_size: int = 1000,
+    skip_missing: bool = False,
+) -> ExportResult:
+    """Export the finished videos of `run_dir` as `fmt` into `out_dir` (default
+    RUN/export/<fmt>/), replacing an earlier export there. Raises UnknownFormat, UsageError
+    (bad shard size), IndexInvalid, or MissingVideo unless `skip_missing`."""
+    writer_class = writer_for(fmt)
+    if shard_size < 1:
+        raise UsageError(f"shard size must be at least 1, not {shard_size}")
+    out = out_dir if out_dir is not None else run_dir / EXPORT_DIR / fmt
+    scan = _scan(run_dir)
+    if scan.missing and not skip_missing:
+        raise MissingVideo([(line.row_id, line.video) for line in scan.missing])
+    feed = _Feed(run_dir, scan.columns, {line.job_id for line in scan.missing})
+    staging = _fresh_staging(out)
+    writer = writer_class(staging, scan.columns, shard_size)
+    try:
+        written = feed.into(writer)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    files = _publish(staging, out, written, writer)
+    skipped = tuple(line.row_id for line in scan.missing)
+    return ExportResult(fmt, out, feed.count, files, skipped)
+
+
+def writer_for(fmt: str) -> type[Writer]:
+    if fmt not in FORMATS:
+        raise UnknownFormat(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return FORMATS[fmt]
+
+
+def _scan(run_dir: Path) -> _Scan:
+    columns = ColumnScan()
+    missing = []
+    for line in read_lines(run_dir):
+        columns.add(line.entry)
+        if not (run_dir / line.video).is_file():
+            missing.append(line)
+    return _Scan(columns.columns(), missing)
+
+
+class _Feed:
+    """The samples of the second pass, counted, naming the row whose video has gone."""
+
+    def __init__(self, run_dir: Path, columns: Columns, skip: set[str]) -> None:
+        self.run_dir = run_dir
+        self.columns = columns
+        self.skip = skip
+        self.count = 0
+        self.current: Sample | None = None
+
+    def into(self, writer: Writer) -> list[str]:
+        try:
+            return writer.write(self._samples())
+        except FileNotFoundError as exc:
+            row = self.current.row_id if self.current else "?"
+            raise MissingVideo([(row, str(exc.filename))]) from None
+
+    def _samples(self) -> Iterator[Sample]:
+        for line in read_lines(self.run_dir):
+            if line.job_id in self.skip:
+                continue
+            video = self.run_dir / line.video
+            row = self.columns.row(line.entry)
+            self.current = Sample(sample_key(line.job_id), line.entry, row, video)
+            self.count += 1
+            yield self.current
+
+
+def _fresh_staging(out: Path) -> Path:
+    staging = out / STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _publish(staging: Path, out: Path, written: list[str], writer: Writer) -> tuple[Path, ...]:
+    """Move the staged files into `out` in order, then remove what an earlier export left."""
+    for relative in written:
+        dest = out / relative
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / relative, dest)
+    current = set(written)
+    for path in _files_under(out, staging):
+        relative = path.relative_to(out).as_posix()
+        if relative not in current and writer.owns(relative):
+            path.unlink()
+    shutil.rmtree(staging)
+    return tuple(out / relative for relative in written)
+
+
+def _files_under(folder: Path, excluded: Path) -> Iterator[Path]:
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if Path(root, d) != excluded]
+        for name in names:
+            yield Path(root, name)
