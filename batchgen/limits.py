@@ -14,15 +14,20 @@ Clock = Callable[[], float]
 
 
 class SlotLimiter:
-    """At most `cap` provider tasks in flight. The cap starts at the configured concurrency,
-    drops to what is actually held when the provider says its slots are full (1303), and climbs
-    back by one after `cap` tasks in a row finish without a 1303 (additive increase)."""
+    """At most `cap` provider tasks in flight. The cap starts at the configured concurrency and
+    drops to what is actually held when the provider says its slots are full (1303). It then
+    probes one slot higher after `patience` tasks finish cleanly; each refused probe doubles the
+    patience, each probe that holds resets it, so a hard account limit costs a handful of
+    refused creates per run rather than one per wave."""
 
     def __init__(self, limit: int, *, floor: int = 1) -> None:
         self.limit = max(1, limit)
         self.cap = self.limit
         self.floor = floor
         self.in_use = 0
+        self.refusals = 0
+        self._patience = self.limit
+        self._proven = 0
         self._clean_finishes = 0
         self._changed = anyio.Event()
 
@@ -35,21 +40,29 @@ class SlotLimiter:
         """Count a task the provider already holds (found on resume), even past the cap."""
         self.in_use += 1
 
+    def accepted(self) -> None:
+        """A create holding a slot was accepted: `in_use` tasks are known to fit."""
+        if self.in_use > self._proven:
+            self._proven = self.in_use
+            self._patience = max(1, self.cap)
+
     def release(self, *, finished: bool = True) -> None:
         """A held task ended (`finished`) or a slot was given back unused."""
         self.in_use = max(0, self.in_use - 1)
-        if finished:
+        if finished and self.cap < self.limit:
             self._clean_finishes += 1
-            if self._clean_finishes >= self.cap and self.cap < self.limit:
+            if self._clean_finishes >= self._patience:
                 self.cap += 1
                 self._clean_finishes = 0
         self._notify()
 
     def throttled(self) -> None:
-        """The provider refused a create for lack of slots; the slot this create held is
-        released by the caller."""
+        """The provider refused a create for lack of slots; the caller still releases the
+        slot that create held."""
+        self.refusals += 1
         self.cap = max(self.floor, min(self.cap, self.in_use - 1))
         self._clean_finishes = 0
+        self._patience = min(self._patience * 2, 1024)
 
     async def _wait_for_change(self) -> None:
         await self._changed.wait()

@@ -77,16 +77,16 @@ class RetryPolicy:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PollConfig:
     initial_estimate: float = 2.0  # seconds of generation assumed before any task finished
-    min_interval: float = 0.25
+    min_interval: float = 0.05
     max_interval: float = 30.0
     backoff_fraction: float = 0.2  # later polls: this share of the time already waited
-    first_poll_fraction: float = 0.9  # first poll: this share of the median generation time
+    first_poll_fraction: float = 1.01  # first poll: this share of the median generation time
     fixed_interval: float | None = None  # poll every N s instead (the naive baseline)
 
 
 class PollSchedule:
-    """When to next ask about a task: first near the median observed generation time, then at
-    intervals that grow with the time already waited."""
+    """When to next ask about a task: first just after the median observed generation time,
+    then at intervals that grow with the time already waited."""
 
     def __init__(self, config: PollConfig | None = None, window: int = 200) -> None:
         self.config = config or PollConfig()
@@ -108,7 +108,7 @@ class PollSchedule:
     def first_delay(self) -> float:
         if self.config.fixed_interval is not None:
             return self.config.fixed_interval
-        return max(self.config.min_interval, self.expected * self.config.first_poll_fraction)
+        return max(self._floor(), self.expected * self.config.first_poll_fraction)
 
     def next_delay(self, waited: float) -> float:
         """Delay after a poll that found the task still running, `waited` s after submission."""
@@ -116,5 +116,9 @@ class PollSchedule:
         if c.fixed_interval is not None:
             return c.fixed_interval
         if waited < self.expected:
-            return max(c.min_interval, self.expected - waited)
-        return min(c.max_interval, max(c.min_interval, c.backoff_fraction * waited))
+            return max(self._floor(), self.expected * c.first_poll_fraction - waited)
+        return min(c.max_interval, max(self._floor(), c.backoff_fraction * waited))
+
+    def _floor(self) -> float:
+        """The shortest wait between polls: a small share of the expected generation time."""
+        return max(self.config.min_interval, 0.02 * self.expected)

@@ -10,24 +10,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import figure, simulator_process, stats, write_csv_manifest  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
+from common import figure, simulator_process, stats, write_csv_manifest
+from pydantic import SecretStr
 
-import batchgen  # noqa: E402
-from batchgen.policy import PollConfig  # noqa: E402
-from batchgen.settings import Settings  # noqa: E402
+import batchgen
+from batchgen.policy import PollConfig
+from batchgen.settings import Settings
 
 JOBS, SLOTS, SCALE = 160, 16, 0.2
 
 
 def calls_per_job(poll: PollConfig | None, *, list_endpoint: bool) -> tuple[float, float]:
     latency = (1.0 * SCALE, 10.0 * SCALE)
-    with tempfile.TemporaryDirectory() as tmp, simulator_process(
-        latency=latency, slots=SLOTS, seed=2, list_endpoint=list_endpoint
-    ) as url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        simulator_process(latency=latency, slots=SLOTS, seed=2, list_endpoint=list_endpoint) as url,
+    ):
         manifest = write_csv_manifest(Path(tmp), JOBS)
-        settings = Settings(output=Path(tmp) / "out", base_url=url, concurrency=SLOTS,
-                            api_key=SecretStr("sk-bench"), progress=False)
+        settings = Settings(
+            output=Path(tmp) / "out",
+            base_url=url,
+            concurrency=SLOTS,
+            api_key=SecretStr("sk-bench"),
+            progress=False,
+        )
         outcome = batchgen.run(manifest, settings, **({"poll": poll} if poll else {}))
         assert outcome.exit_code == 0, outcome
         s = stats(url)
@@ -41,8 +47,12 @@ def main() -> None:
     single, single_util = calls_per_job(None, list_endpoint=False)
     figure("API calls/job, adaptive + list endpoint", listed, "<= 3", f"{naive:.2f} (fixed 5 s)")
     figure("API calls/job, adaptive, per-task queries", single, "<= 3", f"{naive:.2f} (fixed 5 s)")
-    figure("  slot utilisation (list / per-task / fixed)", listed_util, "-",
-           f"{single_util:.3f} / {naive_util:.3f}")
+    figure(
+        "  slot utilisation (list / per-task / fixed)",
+        listed_util,
+        "-",
+        f"{single_util:.3f} / {naive_util:.3f}",
+    )
 
 
 if __name__ == "__main__":

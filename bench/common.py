@@ -37,7 +37,8 @@ def simulator_process(**config: Any) -> Iterator[str]:
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code, json.dumps(config), str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -71,8 +72,9 @@ def write_csv_manifest(folder: Path, rows: int, *, images: int = 4, name: str = 
         writer = csv.writer(f)
         writer.writerow(["id", "image", "prompt", "model_name", "duration"])
         for i in range(rows):
-            writer.writerow([f"r{i}", f"images/{i % images}.png", f"prompt {i}",
-                             "kling-v2-master", "5"])
+            writer.writerow(
+                [f"r{i}", f"images/{i % images}.png", f"prompt {i}", "kling-v2-master", "5"]
+            )
     return path
 
 

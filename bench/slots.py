@@ -11,29 +11,40 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import figure, simulator_process, stats, write_csv_manifest  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
+from common import figure, simulator_process, stats, write_csv_manifest
+from pydantic import SecretStr
 
-import batchgen  # noqa: E402
-from batchgen.policy import PollConfig  # noqa: E402
-from batchgen.settings import Settings  # noqa: E402
+import batchgen
+from batchgen.policy import PollConfig
+from batchgen.settings import Settings
 
 JOBS, GENERATION = 200, 2.0
 
 
-def utilisation(real_slots: int, concurrency: int, poll: PollConfig | None = None,
-                use_list: bool = True) -> tuple[float, float]:
-    with tempfile.TemporaryDirectory() as tmp, simulator_process(
-        latency=(GENERATION, GENERATION), slots=real_slots, seed=1
-    ) as url:
+def utilisation(
+    real_slots: int, concurrency: int, poll: PollConfig | None = None, use_list: bool = True
+) -> tuple[float, float]:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        simulator_process(latency=(GENERATION, GENERATION), slots=real_slots, seed=1) as url,
+    ):
         manifest = write_csv_manifest(Path(tmp), JOBS)
-        settings = Settings(output=Path(tmp) / "out", base_url=url, concurrency=concurrency,
-                            api_key=SecretStr("sk-bench"), progress=False)
+        settings = Settings(
+            output=Path(tmp) / "out",
+            base_url=url,
+            concurrency=concurrency,
+            api_key=SecretStr("sk-bench"),
+            progress=False,
+        )
         started = time.monotonic()
         outcome = batchgen.run(manifest, settings, poll=poll, use_list_endpoint=use_list)
         wall = time.monotonic() - started
         s = stats(url)
         assert outcome.exit_code == 0, outcome
+    print(
+        f"  ({wall:.1f} s in all, of which the run {outcome.wall_seconds:.1f} s; "
+        f"ideal {JOBS * GENERATION / real_slots:.1f} s)"
+    )
     return s["busy_seconds"] / (real_slots * wall), outcome.api_calls / JOBS
 
 
