@@ -8,6 +8,7 @@ codes in one place (`main`):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -20,19 +21,37 @@ import click
 from pydantic import SecretStr, ValidationError
 
 from batchgen import pipeline
-from batchgen.errors import BatchgenError, ManifestInvalid, UsageError
+from batchgen.errors import (
+    EXIT_JOBS_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    BatchgenError,
+    ManifestInvalid,
+    UsageError,
+)
+from batchgen.export import export_run
 from batchgen.kling import DEFAULT_BASE_URL
-from batchgen.progress import ProgressBar
+from batchgen.output import STATE_NAME
+from batchgen.plan import build_plan
+from batchgen.pricing import load_prices
+from batchgen.progress import ProgressBar, counted
 from batchgen.report import build_report, load_report, write_report
 from batchgen.report import render as render_report
+from batchgen.resolve import ResolveOptions, check_items, resolve_manifest
 from batchgen.runner import RunOutcome
+from batchgen.schema import manifest_json_schema
 from batchgen.settings import Settings
 from batchgen.status import JobStatus
 from batchgen.store import Store
+from batchgen.verify import jobs_to_repair, verify_run
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 MANIFEST = click.argument("manifest", type=click.Path(path_type=Path, dir_okay=False))
+RUN_DIR = click.argument(
+    "run_dir", metavar="RUN", type=click.Path(path_type=Path, file_okay=False, exists=True)
+)
+PRICES_HELP = "Price table (JSON, same shape as the package's) laid over the built-in one."
 
 
 def run_options(command: F) -> F:
@@ -131,6 +150,20 @@ def cli() -> None:
 @cli.command()
 @MANIFEST
 @run_options
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0),
+    metavar="USD",
+    help="Refuse to start if the batch's estimated cost is above this.",
+)
+@click.option(
+    "--prices", type=click.Path(path_type=Path, dir_okay=False, exists=True), help=PRICES_HELP
+)
+@click.option(
+    "--locked",
+    is_flag=True,
+    help="Refuse to run unless the manifest resolves to the jobs in RUN/manifest.lock.json.",
+)
 def run(manifest: Path, **flags: Any) -> None:
     """Run every job of MANIFEST (resuming where an earlier run stopped)."""
     settings = settings_from(**flags)
@@ -306,9 +339,7 @@ def reconcile(manifest: Path, **flags: Any) -> None:
 
 
 @cli.command()
-@click.argument(
-    "run_dir", metavar="RUN", type=click.Path(path_type=Path, file_okay=False, exists=True)
-)
+@RUN_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def report(run_dir: Path, as_json: bool) -> None:
     """Summary of a run folder: counts, failures by reason, cost, time, slot use."""
@@ -320,14 +351,171 @@ def report(run_dir: Path, as_json: bool) -> None:
     click.echo(json.dumps(current, indent=2) if as_json else render_report(current))
 
 
+@cli.command()
+@MANIFEST
+@click.option(
+    "--max-problems",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Problems to list (all are counted).",
+)
+@click.option("--inline-urls", is_flag=True, help="Download URL images to check them too.")
+def validate(manifest: Path, max_problems: int, inline_urls: bool) -> None:
+    """Check every row of MANIFEST without submitting anything (exit 2 if any is invalid)."""
+    options = ResolveOptions(inline_urls=inline_urls, max_problems=max_problems)
+    resolved = resolve_manifest(_existing(manifest), options)
+    result = check_items(counted(resolved.iter_jobs(), "checking"), max_problems)
+    for problem in result.problems:
+        click.echo(f"error: {problem}")
+    more = result.total_problems - len(result.problems)
+    if more:
+        click.echo(f"... and {more} more problem(s)")
+    if not result.ok:
+        click.echo(
+            f"{manifest}: {result.total_problems} problem(s) in {len(result.invalid_rows)}"
+            f"{'+' if len(result.invalid_rows) >= max_problems else ''} row(s); "
+            f"{result.jobs} valid job(s); nothing was submitted",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
+    click.echo(f"{manifest}: ok, {result.jobs} job(s)")
+
+
+@cli.command()
+@MANIFEST
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 1000),
+    default=4,
+    show_default=True,
+    help="Provider task slots the run will use.",
+)
+@click.option(
+    "--generation-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Assumed time of one generation.",
+)
+@click.option(
+    "--prices", type=click.Path(path_type=Path, dir_okay=False, exists=True), help=PRICES_HELP
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(
+    manifest: Path, concurrency: int, generation_seconds: float, prices: Path | None, as_json: bool
+) -> None:
+    """Dry run: jobs by model, mode and duration, estimated cost and wall time. Submits nothing."""
+    resolved = resolve_manifest(_existing(manifest))
+    table = load_prices(prices)
+    jobs = counted(resolved.iter_jobs(), "planning")
+    summary = build_plan(jobs, concurrency, generation_seconds, table)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(summary), indent=2))
+    else:
+        click.echo(summary.render())
+    if summary.problems:
+        click.echo(
+            f"{summary.problems} problem(s): `batchgen validate {manifest}` lists them", err=True
+        )
+        sys.exit(EXIT_USAGE)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the YAML manifest (for editors)."""
+    click.echo(json.dumps(manifest_json_schema(), indent=2))
+
+
+@cli.command()
+@RUN_DIR
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["hf", "csv", "webdataset"]),
+    required=True,
+    help="hf: metadata.jsonl for a `datasets` videofolder; csv: one flat table; "
+    "webdataset: tar shards.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder to write [default: RUN/export/FORMAT].",
+)
+@click.option(
+    "--shard-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Samples per webdataset shard.",
+)
+@click.option("--skip-missing", is_flag=True, help="Leave out jobs whose video is missing.")
+def export(
+    run_dir: Path, fmt: str, output: Path | None, shard_size: int, skip_missing: bool
+) -> None:
+    """Export RUN (a run folder holding index.jsonl) as a dataset."""
+    result = export_run(run_dir, fmt, output, shard_size=shard_size, skip_missing=skip_missing)
+    for row_id in result.skipped:
+        click.echo(f"skipped {row_id}: video missing", err=True)
+    click.echo(f"exported {result.count} sample(s) as {result.format} to {result.out_dir}")
+
+
+@cli.command()
+@RUN_DIR
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="State file [default: RUN/state.sqlite].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Download missing and corrupted videos again from the provider (needs the key).",
+)
+@click.option("--base-url", envvar="BATCHGEN_BASE_URL", default=DEFAULT_BASE_URL, show_default=True)
+@click.option("--api-key", envvar="COMETAPI_KEY", show_envvar=True)
+def verify(
+    run_dir: Path,
+    state: Path | None,
+    as_json: bool,
+    repair: bool,
+    base_url: str,
+    api_key: str | None,
+) -> None:
+    """Re-hash every video of RUN against the index and the state (exit 1 if any is missing,
+    corrupted or unexpected)."""
+    found = verify_run(run_dir, state)
+    if repair and jobs_to_repair(found):
+        state_path = state or run_dir / STATE_NAME
+        settings = settings_from(
+            output=run_dir.parent, state=state_path, base_url=base_url, api_key=api_key
+        )
+        with Store.open(state_path) as store:
+            outcome = anyio.run(pipeline.repair, store, run_dir, jobs_to_repair(found), settings)
+        click.echo(_summary(outcome, run_dir), err=True)
+        found = verify_run(run_dir, state)
+    click.echo(json.dumps(found.as_dict(), indent=2) if as_json else found.render())
+    sys.exit(EXIT_OK if found.clean else EXIT_JOBS_FAILED)
+
+
+def _existing(manifest: Path) -> Path:
+    if not manifest.is_file():
+        raise UsageError(f"manifest not found: {manifest}")
+    return manifest
+
+
 def _state_of(target: Path, output: Path) -> Path:
     if target.is_dir():
-        path = target / "state.sqlite"
+        path = target / STATE_NAME
     elif target.suffix in (".sqlite", ".db"):
         path = target
     else:
         name = pipeline.open_manifest(target, Settings(output=output)).name
-        path = output / name / "state.sqlite"
+        path = output / name / STATE_NAME
     if not path.is_file():
         raise UsageError(f"no state found at {path}: has this manifest been run?")
     return path

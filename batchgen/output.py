@@ -18,11 +18,12 @@ from typing import Any
 
 from batchgen.store import JobRecord, Store
 
+STATE_NAME = "state.sqlite"
 INDEX_NAME = "index.jsonl"
 FAILED_NAME = "failed.jsonl"
 VIDEOS_DIR = "videos"
 
-PROVIDER_FIELDS = ("task_id", "task_created_at", "task_updated_at", "unit_deduction")
+PROVIDER_FIELDS = ("task_id", "task_created_at", "task_updated_at", "final_unit_deduction")
 
 
 def video_path(run_dir: Path, row_id: str) -> Path:
@@ -41,7 +42,7 @@ def index_entry(job: JobRecord) -> dict[str, Any]:
         "task_id": job.task_id,
         "task_created_at": job.task_created_at,
         "task_updated_at": job.task_updated_at,
-        "unit_deduction": job.unit_deduction,
+        "final_unit_deduction": job.unit_deduction,
         "request": job.request,
         "variant": job.variant,
         "metadata": job.metadata,

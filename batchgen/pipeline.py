@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -16,10 +18,12 @@ from batchgen.jobs import JobSpec
 from batchgen.kling import KlingClient
 from batchgen.limits import RateLimiter
 from batchgen.lockfile import LOCK_NAME, LockCheck, write_lock
+from batchgen.pricing import Key, check_max_cost, cost_of, job_key, load_prices
 from batchgen.reconcile import Adopted, reconcile
 from batchgen.resolve import ResolvedManifest, ResolveOptions, resolve_manifest
 from batchgen.runner import RunConfig, Runner, RunOutcome
 from batchgen.settings import Settings
+from batchgen.status import JobStatus
 from batchgen.store import Store
 
 MAX_PROBLEMS = 200
@@ -64,7 +68,14 @@ def prepare(path: Path, settings: Settings) -> PreparedRun:
     lock_path = run_dir / LOCK_NAME
     try:
         lock = LockCheck(lock_path) if settings.locked else None
-        loaded = load_jobs(manifest, store, skip_invalid=settings.skip_invalid, lock=lock)
+        loaded = load_jobs(
+            manifest,
+            store,
+            skip_invalid=settings.skip_invalid,
+            lock=lock,
+            max_cost=settings.max_cost,
+            prices=settings.prices,
+        )
         store.set_meta("run_name", manifest.name)
         store.set_meta("manifest", str(path))
         if lock is None:
@@ -77,12 +88,21 @@ def prepare(path: Path, settings: Settings) -> PreparedRun:
 
 
 def load_jobs(
-    manifest: ResolvedManifest, store: Store, *, skip_invalid: bool, lock: LockCheck | None = None
+    manifest: ResolvedManifest,
+    store: Store,
+    *,
+    skip_invalid: bool,
+    lock: LockCheck | None = None,
+    max_cost: float | None = None,
+    prices: Path | None = None,
 ) -> Loaded:
     """Stream the manifest's valid jobs into the state in one transaction; if any row is
-    invalid (and not `skip_invalid`) or the lock does not match, nothing is changed."""
+    invalid (and not `skip_invalid`), the lock does not match or the batch's estimate is above
+    `max_cost`, nothing is changed."""
     problems: list[Problem] = []
     counter = {"problems": 0, "jobs": 0}
+    kinds: Counter[Key] = Counter()
+    table = load_prices(prices) if max_cost is not None else None
 
     def valid_jobs() -> Iterator[JobSpec]:
         for item in manifest.iter_jobs():
@@ -90,6 +110,8 @@ def load_jobs(
                 counter["jobs"] += 1
                 if lock is not None:
                     lock.see(item)
+                if table is not None:
+                    kinds[job_key(item.request)] += 1
                 yield item
                 continue
             counter["problems"] += 1
@@ -99,6 +121,8 @@ def load_jobs(
             raise ManifestInvalid(problems, counter["problems"])
         if lock is not None:
             lock.verify()
+        if table is not None:
+            check_max_cost(cost_of(kinds, table), max_cost)
 
     new, known = store.add_jobs(valid_jobs())
     if counter["jobs"] == 0 and not problems:
@@ -165,6 +189,27 @@ async def execute(
             listeners,
         )
         return await runner.run()
+
+
+async def repair(
+    store: Store,
+    run_dir: Path,
+    job_ids: Sequence[str],
+    settings: Settings,
+    listeners: Sequence[Listener] = (),
+) -> RunOutcome:
+    """Download these done jobs' videos again from the provider (fresh URLs where the old
+    ones expired); nothing is submitted."""
+    for job_id in job_ids:
+        store.mark_progress(job_id, JobStatus.DOWNLOADING)
+    config = run_config(settings, submit=False)
+    async with provider_clients(settings) as (client, downloads):
+        runner = Runner(store, client, downloads, _no_payload, run_dir, config, listeners)
+        return await runner.run()
+
+
+def _no_payload(ref: str) -> str:
+    raise UsageError(f"image {ref} is not needed when nothing is submitted")
 
 
 async def reconcile_run(prepared: PreparedRun, settings: Settings) -> list[Adopted]:

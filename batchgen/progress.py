@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import sys
-from typing import IO
+from collections.abc import Iterable, Iterator
+from typing import IO, TypeVar
 
 from tqdm import tqdm
 
 from batchgen.events import Event, JobChanged, Notice, RunFinished, RunStarted
 from batchgen.status import JobStatus
+
+T = TypeVar("T")
+
+
+def counted(items: Iterable[T], desc: str) -> Iterator[T]:
+    """`items`, with a counter on stderr while they are consumed (when stderr is a terminal)."""
+    with tqdm(
+        items, desc=desc, unit=" jobs", disable=None, file=sys.stderr, mininterval=0.5
+    ) as bar:
+        yield from bar
 
 
 class ProgressBar:

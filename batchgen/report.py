@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.output import write_json_atomic
+from batchgen.pricing import Key, cost_of, job_key, load_prices
 from batchgen.runner import RunOutcome
 from batchgen.store import Store
 
@@ -20,16 +21,22 @@ def build_report(store: Store, outcome: RunOutcome | None = None) -> dict[str, A
     counts = store.counts()
     reasons: Counter[str] = Counter()
     units = 0.0
+    kinds: Counter[Key] = Counter()
     for job in store.failed_in_job_order():
         reasons[f"{job.error_kind}: {_short(job.last_error or '')}"] += 1
     for job in store.done_in_job_order():
         units += _float(job.unit_deduction)
+        kinds[job_key(job.request)] += 1
+    cost = cost_of(kinds, load_prices())
     report: dict[str, Any] = {
         "run": store.get_meta("run_name"),
         "counts": {status.value: n for status, n in counts.items()},
         "total": sum(counts.values()),
         "failures_by_reason": dict(reasons.most_common()),
         "units_charged": round(units, 3),
+        "estimated_usd": round(cost.usd, 2),
+        "unpriced_jobs": cost.unknown_usd,
+        "prices_taken": cost.taken,
     }
     if outcome is not None:
         total = report["total"] or 1
@@ -64,6 +71,9 @@ def render(report: dict[str, Any]) -> str:
         f"run {report['run']}: {report['total']} jobs",
         "  " + ", ".join(f"{n} {status}" for status, n in counts.items() if n),
         f"  units charged (final_unit_deduction): {report['units_charged']}",
+        f"  cost of the done jobs: ~${report['estimated_usd']:,.2f} at the price table of "
+        f"{report['prices_taken']}"
+        + (f" ({report['unpriced_jobs']} job(s) unpriced)" if report["unpriced_jobs"] else ""),
     ]
     last = report.get("last_run")
     if last:

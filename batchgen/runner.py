@@ -58,6 +58,7 @@ class RunConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     poll: PollConfig = field(default_factory=PollConfig)
     use_list_endpoint: bool = True
+    submit: bool = True  # False: only follow and download what the provider already has
     seed: int | None = None
     handle_signals: bool = True
 
@@ -175,7 +176,7 @@ class Runner:
         for part in (self.run_dir / output.VIDEOS_DIR).glob(f"*{PART_SUFFIX}"):
             part.unlink(missing_ok=True)
         for job in self.store.with_status(JobStatus.SUBMITTED, JobStatus.RUNNING):
-            self._track(job, job.task_id or "", job.status, adopted=True)
+            self._track(job, job.task_id or "", job.status, since=job.submitted_at, resumed=True)
         for job in self.store.with_status(JobStatus.DOWNLOADING):
             self._send.send_nowait(job.job_id)
         for job in self.store.with_status(JobStatus.DONE):
@@ -204,7 +205,7 @@ class Runner:
 
     async def _feed_loop(self, tg: TaskGroup) -> None:
         cursor = -1
-        while self.stopping is None:
+        while self.stopping is None and self.config.submit:
             now = self.wall()
             lookups = [j for j in self.store.due_lookups(now) if j.job_id not in self.active]
             batch = lookups + self.store.due_pending(now, FEED_BATCH, cursor)
@@ -269,6 +270,7 @@ class Runner:
         if status in (JobStatus.DOWNLOADING, JobStatus.FAILED):
             status = JobStatus.SUBMITTED
         self.store.mark_accepted(job.job_id, task.task_id, status, created_at=task.created_at)
+        self.slots.accepted()
         self._changed(job, status)
         self._track(job, task.task_id, status)
 
@@ -278,7 +280,8 @@ class Runner:
             job.job_id, task.task_id, JobStatus.SUBMITTED, created_at=task.created_at
         )
         self._emit(Notice(f"{job.row_id}: {note} (task {task.task_id})"))
-        tracked = self._track(job, task.task_id, JobStatus.SUBMITTED)
+        since = task.created_at / 1000 if task.created_at else None
+        tracked = self._track(job, task.task_id, JobStatus.SUBMITTED, since=since)
         self._apply(tracked, task)
 
     async def _create_failed(self, job: JobRecord, error: ProviderError) -> None:
@@ -327,20 +330,22 @@ class Runner:
     # -- poll: follow tasks to their end ---------------------------------------------------
 
     def _track(
-        self, job: JobRecord, task_id: str, status: JobStatus, *, adopted: bool = False
+        self,
+        job: JobRecord,
+        task_id: str,
+        status: JobStatus,
+        *,
+        since: float | None = None,
+        resumed: bool = False,
     ) -> Tracked:
+        """Follow a task; `since` is when it was submitted (wall clock), default now. A task
+        found on resume takes a slot past the cap, and is polled at once."""
         now = anyio.current_time()
-        started = now - max(0.0, self.wall() - (job.submitted_at or self.wall()))
-        if adopted:
+        started = now - max(0.0, self.wall() - since) if since else now
+        if resumed:
             self.slots.adopt()
-        tracked = Tracked(
-            job.job_id,
-            job.row_id,
-            task_id,
-            started,
-            now + (0.0 if adopted else self.schedule.first_delay()),
-            status,
-        )
+        first_poll = now if resumed else started + self.schedule.first_delay()
+        tracked = Tracked(job.job_id, job.row_id, task_id, started, first_poll, status)
         self.inflight[job.job_id] = tracked
         self._wake_poll.set()
         return tracked

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from batchgen.kling import DEFAULT_BASE_URL
+from batchgen.output import STATE_NAME
 
 
 class Settings(BaseModel):
@@ -27,6 +28,7 @@ class Settings(BaseModel):
     skip_invalid: bool = False
     inline_urls: bool = False
     max_cost: float | None = Field(None, ge=0)
+    prices: Path | None = None  # a price table laid over the package's
     locked: bool = False
     seed: int | None = None
     progress: bool | None = None  # None: a bar when stderr is a terminal
@@ -35,4 +37,4 @@ class Settings(BaseModel):
         return self.output / run_name
 
     def state_path(self, run_name: str) -> Path:
-        return self.state or self.run_dir(run_name) / "state.sqlite"
+        return self.state or self.run_dir(run_name) / STATE_NAME

@@ -62,14 +62,19 @@ def write_manifest(folder: Path, rows: int, fmt: str = "yaml", name: str = "batc
     if fmt == "csv":
         path = folder / f"{name}.csv"
         with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["id", "image", "prompt", "model_name", "duration"])
+            writer = csv.DictWriter(
+                f, fieldnames=["id", "image", "prompt", "model_name", "duration"]
+            )
             writer.writeheader()
             for entry in entries:
                 writer.writerow({**entry, "model_name": "kling-v2-master", "duration": "5"})
         return path
     path = folder / f"{name}.yaml"
-    doc = {"name": name, "defaults": {"model_name": "kling-v2-master", "duration": "5"},
-           "rows": entries}
+    doc = {
+        "name": name,
+        "defaults": {"model_name": "kling-v2-master", "duration": "5"},
+        "rows": entries,
+    }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 

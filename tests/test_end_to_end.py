@@ -64,8 +64,9 @@ def test_server_errors_and_full_slots_are_survived(tmp_path):
     """With 5xx answers and fewer real slots than --concurrency, every job still ends done."""
     manifest = write_manifest(tmp_path, 30)
     with simulator(error_rate=0.15, slots=3) as sim:
-        code = run_cli("run", manifest, "-o", tmp_path / "out", "-c", "8", "--seed", "3",
-                       base_url=sim.base_url)
+        code = run_cli(
+            "run", manifest, "-o", tmp_path / "out", "-c", "8", "--seed", "3", base_url=sim.base_url
+        )
         stats = sim.stats()
     assert code == 0
     assert stats["throttled_1303"] > 0

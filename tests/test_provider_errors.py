@@ -82,17 +82,22 @@ def test_account_errors_say_what_to_fix():
 
 def test_task_parsing_reads_the_documented_shape():
     """A succeeded task yields its video URL, duration and the units charged."""
-    task = parse_task({
-        "task_id": 2032273942220931072,
-        "task_status": "succeed",
-        "task_info": {"external_task_id": "bg-1"},
-        "task_result": {"videos": [{"id": "v", "url": "http://x/v.mp4", "duration": 5}]},
-        "final_unit_deduction": 10,
-        "created_at": "1722769557708",
-    })
+    task = parse_task(
+        {
+            "task_id": 2032273942220931072,
+            "task_status": "succeed",
+            "task_info": {"external_task_id": "bg-1"},
+            "task_result": {"videos": [{"id": "v", "url": "http://x/v.mp4", "duration": 5}]},
+            "final_unit_deduction": 10,
+            "created_at": "1722769557708",
+        }
+    )
     assert task.task_id == "2032273942220931072"
     assert (task.video_url, task.video_duration, task.final_unit_deduction) == (
-        "http://x/v.mp4", "5", "10")
+        "http://x/v.mp4",
+        "5",
+        "10",
+    )
     assert task.created_at == 1722769557708 and task.terminal
 
 

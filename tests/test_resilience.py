@@ -43,9 +43,22 @@ def assert_one_paid_video_per_job(run_dir: Path, rows: int, stats: dict) -> None
 def spawn_run(manifest: Path, out: Path, base_url: str, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "COMETAPI_KEY": "sk-test"}
     return subprocess.Popen(
-        [sys.executable, "-m", "batchgen", "run", str(manifest), "-o", str(out),
-         "--base-url", base_url, "--no-progress", *extra],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "batchgen",
+            "run",
+            str(manifest),
+            "-o",
+            str(out),
+            "--base-url",
+            base_url,
+            "--no-progress",
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -74,8 +87,11 @@ FAULTS = {
     "reset after accept": {"reset_after_accept_rate": 0.25},
     "answers slower than the client waits": {"slow_rate": 0.2, "slow_seconds": 2.0},
     "downloads cut short": {"truncate_rate": 0.4},
-    "no list endpoint, path-only lookups": {"list_endpoint": False, "external_lookup": "path",
-                                            "reset_after_accept_rate": 0.2},
+    "no list endpoint, path-only lookups": {
+        "list_endpoint": False,
+        "external_lookup": "path",
+        "reset_after_accept_rate": 0.2,
+    },
 }
 
 
@@ -85,8 +101,19 @@ def test_fault_matrix_ends_done_with_zero_duplicates(tmp_path, faults):
     rows = 20
     manifest = write_manifest(tmp_path, rows)
     with simulator(**faults) as sim:
-        code = run_cli("run", manifest, "-o", tmp_path / "out", "-c", "6", "--seed", "1",
-                       "--request-timeout", "1", base_url=sim.base_url)
+        code = run_cli(
+            "run",
+            manifest,
+            "-o",
+            tmp_path / "out",
+            "-c",
+            "6",
+            "--seed",
+            "1",
+            "--request-timeout",
+            "1",
+            base_url=sim.base_url,
+        )
         stats = sim.stats()
     assert code == 0
     assert_one_paid_video_per_job(tmp_path / "out" / "batch", rows, stats)
@@ -94,8 +121,13 @@ def test_fault_matrix_ends_done_with_zero_duplicates(tmp_path, faults):
 
 @pytest.mark.parametrize(
     ("code", "hint"),
-    [(1000, "COMETAPI_KEY"), (1101, "top up"), (1102, "resource pack"),
-     (1103, "permission"), (1304, "whitelist")],
+    [
+        (1000, "COMETAPI_KEY"),
+        (1101, "top up"),
+        (1102, "resource pack"),
+        (1103, "permission"),
+        (1304, "whitelist"),
+    ],
 )
 def test_account_errors_stop_with_3_and_resume_after_the_fix(tmp_path, capsys, code, hint):
     """Account-level codes stop the run (exit 3, what to fix); after the fix it resumes to 0."""
@@ -134,10 +166,18 @@ def test_first_ctrl_c_drains_paid_tasks_and_exits_130(tmp_path):
 
 def create_directly(base_url: str, ext_id: str, image_b64: str) -> str:
     """Submit a task behind batchgen's back (as a lost answer would leave it)."""
-    body = {"image": image_b64, "prompt": "p", "model_name": "kling-v2-master",
-            "duration": "5", "external_task_id": ext_id}
-    answer = httpx.post(f"{base_url}/kling/v1/videos/image2video", json=body,
-                        headers={"Authorization": "Bearer sk-test"}).json()
+    body = {
+        "image": image_b64,
+        "prompt": "p",
+        "model_name": "kling-v2-master",
+        "duration": "5",
+        "external_task_id": ext_id,
+    }
+    answer = httpx.post(
+        f"{base_url}/kling/v1/videos/image2video",
+        json=body,
+        headers={"Authorization": "Bearer sk-test"},
+    ).json()
     return str(answer["data"]["task_id"])
 
 

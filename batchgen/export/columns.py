@@ -31,7 +31,7 @@ REQUEST_COLUMNS = (
     "image",
     "image_tail",
 )
-PROVIDER_COLUMNS = ("task_id", "task_created_at", "task_updated_at", "unit_deduction")
+PROVIDER_COLUMNS = ("task_id", "task_created_at", "task_updated_at", "final_unit_deduction")
 VIDEO_DURATION = "video_duration"  # the index's `duration`: what the provider reports
 CORE_COLUMNS = (
     *ENTRY_COLUMNS,
