@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
 import click
 from pydantic import SecretStr, ValidationError
 
@@ -174,13 +173,14 @@ def _run(manifest: Path, settings: Settings) -> int:
     prepared = pipeline.prepare(manifest, settings)
     with prepared.store:
         loaded = prepared.loaded
-        click.echo(
-            f"{prepared.manifest.name}: {loaded.jobs} jobs ({loaded.new} new, "
-            f"{loaded.known} known); state {prepared.store.path}",
-            err=True,
+        jobs = (
+            f"{loaded.jobs} jobs (manifest unchanged since it was loaded)"
+            if loaded.reused
+            else f"{loaded.jobs} jobs ({loaded.new} new, {loaded.known} known)"
         )
+        click.echo(f"{prepared.manifest.name}: {jobs}; state {prepared.store.path}", err=True)
         bar = ProgressBar(enabled=settings.progress)
-        outcome = anyio.run(pipeline.execute, prepared, settings, [bar])
+        outcome = pipeline.run_async(pipeline.execute, prepared, settings, [bar])
         write_report(prepared.run_dir, build_report(prepared.store, outcome))
         click.echo(_summary(outcome, prepared.run_dir), err=True)
     return outcome.exit_code
@@ -197,6 +197,8 @@ def _summary(outcome: RunOutcome, run_dir: Path) -> str:
         f"unfinished of {total} in {outcome.wall_seconds:.1f} s "
         f"({outcome.api_calls} API calls, {per_job:.2f}/job); index: {run_dir / 'index.jsonl'}"
     )
+    if c[JobStatus.FAILED]:
+        line += f"\nfailures and their reasons: {run_dir / 'failed.jsonl'} (or `batchgen status`)"
     if outcome.stop_reason and outcome.stopped == "account":
         line += f"\n{outcome.stop_reason}\nFix that, then run the same command again to resume."
     elif outcome.stopped == "interrupted" or unfinished:
@@ -332,7 +334,7 @@ def reconcile(manifest: Path, **flags: Any) -> None:
     settings = settings_from(**flags)
     prepared = pipeline.prepare(manifest, settings)
     with prepared.store:
-        adopted = anyio.run(pipeline.reconcile_run, prepared, settings)
+        adopted = pipeline.run_async(pipeline.reconcile_run, prepared, settings)
     for item in adopted:
         click.echo(f"adopted {item.row_id}: task {item.task_id} ({item.task_status})")
     click.echo(f"{len(adopted)} task(s) adopted; `batchgen run {manifest}` downloads them")
@@ -495,7 +497,9 @@ def verify(
             output=run_dir.parent, state=state_path, base_url=base_url, api_key=api_key
         )
         with Store.open(state_path) as store:
-            outcome = anyio.run(pipeline.repair, store, run_dir, jobs_to_repair(found), settings)
+            outcome = pipeline.run_async(
+                pipeline.repair, store, run_dir, jobs_to_repair(found), settings
+            )
         click.echo(_summary(outcome, run_dir), err=True)
         found = verify_run(run_dir, state)
     click.echo(json.dumps(found.as_dict(), indent=2) if as_json else found.render())

@@ -48,7 +48,8 @@ async def download(
     written = 0
     expected: int | None = None
     try:
-        with open(part, "wb") as out:
+        # Creating a file can wait on the journal behind other downloads' fsyncs: not on the loop.
+        with await anyio.to_thread.run_sync(open, part, "wb") as out:
             for _ in range(resume_tries + 1):
                 try:
                     expected, written = await _fetch_into(http, url, out, digest, written, expected)

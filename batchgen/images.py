@@ -183,6 +183,17 @@ class ImageCatalog:
             raise answer
         return answer
 
+    def local_files(self) -> dict[str, str] | None:
+        """ref -> path of every image read from a file; None if some came from elsewhere
+        (base64 in the manifest, an inlined URL)."""
+        if any(source.kind != "path" for source in self._sources.values()):
+            return None
+        return {ref: source.where for ref, source in self._sources.items()}
+
+    def add_file(self, ref: str, path: str) -> None:
+        """Know `ref` as the content of `path` without reading it now (`payload` checks it)."""
+        self._sources.setdefault(ref, _Source("path", path))
+
     def payload(self, ref: str) -> str:
         """The base64 (no prefix) to send for a content ref. Raises ImageChanged if the source
         no longer has the content that was checked, UsageError for an unknown ref."""

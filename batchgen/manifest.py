@@ -124,14 +124,28 @@ class ManifestSource:
     problems: list[Problem] = field(default_factory=list)
     columns: tuple[str, ...] = ()
     row_list: bool = False
+    globs: dict[tuple[Path, str], None] = field(default_factory=dict)  # (base, pattern) met
+
+    @property
+    def files(self) -> list[Path]:
+        """The files the rows are read from (the manifest, and its rows CSV if any)."""
+        if self.header.rows is None:
+            return [self.path]
+        return [self.path, self.path.parent / self.header.rows]
 
     def rows(self) -> Iterator[RawRow]:
         """Every row in manifest order: top-level globs first, then the rows."""
         for pattern in _patterns(self.header.images):
             seed = RawRow(0, self.lines.get("images", 0), {"images": pattern}, self.path.parent, "")
-            yield from expand_glob(seed)
+            yield from self._expand(seed)
         for row in self._listed():
-            yield from expand_glob(row)
+            yield from self._expand(row)
+
+    def _expand(self, row: RawRow) -> Iterator[RawRow]:
+        pattern = row.values.get("images")
+        if isinstance(pattern, str):
+            self.globs[(row.base, pattern)] = None
+        return expand_glob(row)
 
     def _listed(self) -> Iterator[RawRow]:
         if self.path.suffix.lower() == ".csv":
@@ -457,8 +471,7 @@ def expand_glob(row: RawRow) -> Iterator[RawRow]:
     if problem:
         yield replace(row, errors=(*row.errors, ("images", problem)))
         return
-    matches = sorted(glob.glob(pattern, root_dir=row.base, recursive=True))
-    files = [m for m in matches if (row.base / m).is_file()]
+    files = glob_files(row.base, pattern)
     if not files:
         yield replace(row, errors=(*row.errors, ("images", f"no file matches {pattern!r}")))
         return
@@ -469,6 +482,12 @@ def expand_glob(row: RawRow) -> Iterator[RawRow]:
         row_id = f"{prefix}-{stem}" if prefix not in (None, "") else stem
         values = {**rest, "image": Path(match).as_posix()}
         yield RawRow(row.number, row.line, values, row.base, row_id, row.errors)
+
+
+def glob_files(base: Path, pattern: str) -> list[str]:
+    """The files `pattern` matches under `base`, sorted."""
+    matches = sorted(glob.glob(pattern, root_dir=base, recursive=True))
+    return [m for m in matches if (base / m).is_file()]
 
 
 def _glob_problem(row: RawRow, pattern: Any) -> str | None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx
 
+from batchgen import fingerprint
 from batchgen.errors import ManifestInvalid, Problem, UsageError
 from batchgen.events import Listener, Notice
 from batchgen.jobs import JobSpec
@@ -26,7 +28,11 @@ from batchgen.settings import Settings
 from batchgen.status import JobStatus
 from batchgen.store import Store
 
+T = TypeVar("T")
 MAX_PROBLEMS = 200
+# httpcore checks every pooled connection on each request, so a big pool costs CPU per call;
+# API answers are quick, and a few connections carry a run's creates and polls.
+API_CONNECTIONS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,8 @@ class Loaded:
     known: int
     skipped: list[Problem]
     skipped_total: int
+    kinds: dict[Key, int]  # jobs per (model, mode, duration)
+    reused: bool = False  # the manifest had not changed: the state's jobs were taken as they are
 
 
 @dataclass(slots=True)
@@ -61,30 +69,62 @@ def open_manifest(path: Path, settings: Settings) -> ResolvedManifest:
 
 def prepare(path: Path, settings: Settings) -> PreparedRun:
     """Validate every row and record the jobs in the state. Raises ManifestInvalid (and
-    changes nothing) if any row is invalid, unless `skip_invalid`."""
+    changes nothing) if any row is invalid, unless `skip_invalid`. A manifest that has not
+    changed since its jobs were loaded is not resolved again (see fingerprint.py)."""
     manifest = open_manifest(path, settings)
     run_dir = settings.run_dir(manifest.name)
     store = Store.open(settings.state_path(manifest.name))
-    lock_path = run_dir / LOCK_NAME
+    options = {"inline_urls": settings.inline_urls, "skip_invalid": settings.skip_invalid}
     try:
-        lock = LockCheck(lock_path) if settings.locked else None
-        loaded = load_jobs(
-            manifest,
-            store,
-            skip_invalid=settings.skip_invalid,
-            lock=lock,
-            max_cost=settings.max_cost,
-            prices=settings.prices,
-        )
+        before = None if settings.locked else fingerprint.unchanged(store, path, options)
+        if before is not None:
+            loaded = _reuse(manifest, before, settings)
+        else:
+            loaded = _load(manifest, store, run_dir, settings)
+            fingerprint.record(
+                store,
+                manifest,
+                options,
+                jobs=loaded.jobs,
+                skipped=loaded.skipped_total,
+                kinds=loaded.kinds,
+            )
         store.set_meta("run_name", manifest.name)
         store.set_meta("manifest", str(path))
-        if lock is None:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_lock(lock_path, manifest.name, store.lock_rows())
     except BaseException:
         store.close()
         raise
     return PreparedRun(manifest, run_dir, store, loaded)
+
+
+def _load(manifest: ResolvedManifest, store: Store, run_dir: Path, settings: Settings) -> Loaded:
+    lock_path = run_dir / LOCK_NAME
+    lock = LockCheck(lock_path) if settings.locked else None
+    loaded = load_jobs(
+        manifest,
+        store,
+        skip_invalid=settings.skip_invalid,
+        lock=lock,
+        cost_check=lambda kinds: _check_cost(kinds, settings),
+    )
+    if lock is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_lock(lock_path, manifest.name, store.lock_rows())
+    return loaded
+
+
+def _reuse(
+    manifest: ResolvedManifest, before: fingerprint.LoadedBefore, settings: Settings
+) -> Loaded:
+    _check_cost(before.kinds, settings)
+    for ref, path in before.images.items():
+        manifest.catalog.add_file(ref, path)
+    return Loaded(before.jobs, 0, before.jobs, [], before.skipped, before.kinds, reused=True)
+
+
+def _check_cost(kinds: Mapping[Key, int], settings: Settings) -> None:
+    if settings.max_cost is not None:
+        check_max_cost(cost_of(kinds, load_prices(settings.prices)), settings.max_cost)
 
 
 def load_jobs(
@@ -93,16 +133,14 @@ def load_jobs(
     *,
     skip_invalid: bool,
     lock: LockCheck | None = None,
-    max_cost: float | None = None,
-    prices: Path | None = None,
+    cost_check: Callable[[Mapping[Key, int]], None] | None = None,
 ) -> Loaded:
     """Stream the manifest's valid jobs into the state in one transaction; if any row is
-    invalid (and not `skip_invalid`), the lock does not match or the batch's estimate is above
-    `max_cost`, nothing is changed."""
+    invalid (and not `skip_invalid`), the lock does not match or `cost_check` raises (given
+    the jobs per kind), nothing is changed."""
     problems: list[Problem] = []
     counter = {"problems": 0, "jobs": 0}
     kinds: Counter[Key] = Counter()
-    table = load_prices(prices) if max_cost is not None else None
 
     def valid_jobs() -> Iterator[JobSpec]:
         for item in manifest.iter_jobs():
@@ -110,8 +148,7 @@ def load_jobs(
                 counter["jobs"] += 1
                 if lock is not None:
                     lock.see(item)
-                if table is not None:
-                    kinds[job_key(item.request)] += 1
+                kinds[job_key(item.request)] += 1
                 yield item
                 continue
             counter["problems"] += 1
@@ -121,13 +158,13 @@ def load_jobs(
             raise ManifestInvalid(problems, counter["problems"])
         if lock is not None:
             lock.verify()
-        if table is not None:
-            check_max_cost(cost_of(kinds, table), max_cost)
+        if cost_check is not None:
+            cost_check(kinds)
 
     new, known = store.add_jobs(valid_jobs())
     if counter["jobs"] == 0 and not problems:
         raise UsageError(f"manifest {manifest.path} has no rows")
-    return Loaded(counter["jobs"], new, known, problems, counter["problems"])
+    return Loaded(counter["jobs"], new, known, problems, counter["problems"], dict(kinds))
 
 
 @asynccontextmanager
@@ -142,12 +179,13 @@ async def provider_clients(
         settings.base_url,
         settings.api_key.get_secret_value(),
         timeout=settings.request_timeout,
-        max_connections=max(16, settings.concurrency * 2),
+        max_connections=API_CONNECTIONS,
         limiter=limiter,
     )
     downloads = httpx.AsyncClient(
         timeout=httpx.Timeout(settings.request_timeout * 4, connect=10.0),
         follow_redirects=True,
+        limits=httpx.Limits(max_connections=settings.download_workers),
     )
     async with downloads:
         try:
@@ -175,9 +213,16 @@ async def execute(
     config: RunConfig | None = None,
 ) -> RunOutcome:
     config = config or run_config(settings)
-    for problem in prepared.loaded.skipped:
+    loaded = prepared.loaded
+    notices = [Notice(f"skipped invalid {problem}", "warning") for problem in loaded.skipped]
+    if loaded.skipped_total > len(loaded.skipped):
+        more = loaded.skipped_total - len(loaded.skipped)
+        notices.append(
+            Notice(f"{more} more invalid row(s) skipped: `batchgen validate` lists them")
+        )
+    for notice in notices:
         for listener in listeners:
-            listener(Notice(f"skipped invalid {problem}", "warning"))
+            listener(notice)
     async with provider_clients(settings) as (client, downloads):
         runner = Runner(
             prepared.store,
@@ -217,6 +262,13 @@ async def reconcile_run(prepared: PreparedRun, settings: Settings) -> list[Adopt
         return await reconcile(prepared.store, client)
 
 
+def run_async(func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """`anyio.run` on uvloop where it is installed (less CPU per request), else asyncio."""
+    options = {"use_uvloop": True} if importlib.util.find_spec("uvloop") else {}
+    result: T = anyio.run(func, *args, backend_options=options)
+    return result
+
+
 def run(
     manifest: Path | str,
     settings: Settings | None = None,
@@ -230,6 +282,6 @@ def run(
     config = run_config(settings, handle_signals=False, **tuning)
     prepared = prepare(Path(manifest), settings)
     try:
-        return anyio.run(lambda: execute(prepared, settings, listeners, config=config))
+        return run_async(lambda: execute(prepared, settings, listeners, config=config))
     finally:
         prepared.store.close()

@@ -7,8 +7,8 @@ retry decorator (stamina, tenacity): those sleep inside one call of one process.
 
 from __future__ import annotations
 
+import bisect
 import random
-import statistics
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
@@ -79,45 +79,54 @@ class PollConfig:
     initial_estimate: float = 2.0  # seconds of generation assumed before any task finished
     min_interval: float = 0.05
     max_interval: float = 30.0
-    backoff_fraction: float = 0.2  # later polls: this share of the time already waited
-    first_poll_fraction: float = 1.01  # first poll: this share of the median generation time
+    quantiles: tuple[float, ...] = (0.5, 0.8, 0.95, 1.0)  # poll as these shares would be done
+    margin: float = 1.01  # poll this much after a quantile, to find the task finished
+    backoff_fraction: float = 0.2  # past the slowest seen: this share of the time waited
     fixed_interval: float | None = None  # poll every N s instead (the naive baseline)
 
 
 class PollSchedule:
-    """When to next ask about a task: first just after the median observed generation time,
-    then at intervals that grow with the time already waited."""
+    """When to next ask about a task. The generation times seen so far set the schedule: the
+    first poll just after the median, then after the 80th and 95th percentile and the slowest,
+    then at intervals that grow with the time already waited. A narrow spread of times is
+    caught by the first poll; a wide one costs about two polls a task."""
 
     def __init__(self, config: PollConfig | None = None, window: int = 200) -> None:
         self.config = config or PollConfig()
-        self._observed: deque[float] = deque(maxlen=window)
-        self._median: float | None = None
+        self._window: deque[float] = deque(maxlen=window)
+        self._sorted: list[float] = []
 
     def observe(self, generation_seconds: float) -> None:
-        self._observed.append(generation_seconds)
-        self._median = None
+        if len(self._window) == self._window.maxlen:
+            del self._sorted[bisect.bisect_left(self._sorted, self._window[0])]
+        self._window.append(generation_seconds)
+        bisect.insort(self._sorted, generation_seconds)
 
     @property
     def expected(self) -> float:
-        if not self._observed:
-            return self.config.initial_estimate
-        if self._median is None:
-            self._median = statistics.median(self._observed)
-        return self._median
+        return self._quantile(0.5)
 
     def first_delay(self) -> float:
         if self.config.fixed_interval is not None:
             return self.config.fixed_interval
-        return max(self._floor(), self.expected * self.config.first_poll_fraction)
+        return max(self._floor(), self.expected * self.config.margin)
 
     def next_delay(self, waited: float) -> float:
         """Delay after a poll that found the task still running, `waited` s after submission."""
         c = self.config
         if c.fixed_interval is not None:
             return c.fixed_interval
-        if waited < self.expected:
-            return max(self._floor(), self.expected * c.first_poll_fraction - waited)
-        return min(c.max_interval, max(self._floor(), c.backoff_fraction * waited))
+        floor = self._floor()
+        for q in c.quantiles:
+            at = self._quantile(q) * c.margin
+            if at - waited >= floor:
+                return at - waited
+        return min(c.max_interval, max(floor, c.backoff_fraction * waited))
+
+    def _quantile(self, q: float) -> float:
+        if not self._sorted:
+            return self.config.initial_estimate
+        return self._sorted[min(len(self._sorted) - 1, int(q * len(self._sorted)))]
 
     def _floor(self) -> float:
         """The shortest wait between polls: a small share of the expected generation time."""

@@ -99,6 +99,7 @@ class Tracked:
     started: float  # monotonic time of submission
     next_poll: float
     status: JobStatus
+    running_seen: float = 0.0  # seconds after submission of the last poll that found it unfinished
 
 
 PayloadFn = Callable[[str], str]
@@ -381,9 +382,10 @@ class Runner:
                     tg.start_soon(self._poll_one, tracked)
 
     async def _poll_by_list(self, due: list[Tracked]) -> list[Tracked]:
-        """Learn many tasks' states from one list call; returns the due tasks it did not show."""
+        """Learn many tasks' states from one list call (newest first: a page about twice the
+        tasks in flight covers them); returns the due tasks it did not show."""
         try:
-            tasks = await self.client.list_tasks(1)
+            tasks = await self.client.list_tasks(1, page_size=2 * len(self.inflight) + 20)
         except TaskNotFound:
             return due
         except ProviderError as error:
@@ -425,7 +427,7 @@ class Runner:
         job = self._job(tracked.job_id)
         if status == JobStatus.DOWNLOADING:
             self._untrack(tracked, finished=True)
-            self.schedule.observe(_generation_seconds(info, now - tracked.started))
+            self.schedule.observe(_generation_seconds(info, tracked, now))
             self.store.mark_progress(
                 job.job_id,
                 JobStatus.DOWNLOADING,
@@ -449,7 +451,8 @@ class Runner:
                 self.store.mark_progress(job.job_id, status)
                 self._changed(job, status)
                 tracked.status = status
-            tracked.next_poll = now + self.schedule.next_delay(now - tracked.started)
+            tracked.running_seen = now - tracked.started
+            tracked.next_poll = now + self.schedule.next_delay(tracked.running_seen)
 
     def _check_timeouts(self) -> None:
         now = anyio.current_time()
@@ -539,11 +542,13 @@ class Runner:
             listener(event)
 
 
-def _generation_seconds(info: TaskInfo, seen_after: float) -> float:
-    """How long the provider took: its own timestamps where given, else when we saw the end."""
-    if info.created_at and info.updated_at and info.updated_at > info.created_at:
+def _generation_seconds(info: TaskInfo, tracked: Tracked, now: float) -> float:
+    """How long the provider took: its own timestamps where given, else the middle of the
+    span in which it ended (between the last poll that found it running and the one that found
+    it done; the end alone would feed our own poll delay back into the schedule)."""
+    if info.created_at and info.updated_at and info.updated_at >= info.created_at:
         return (info.updated_at - info.created_at) / 1000
-    return seen_after
+    return (tracked.running_seen + now - tracked.started) / 2
 
 
 def _video_intact(run_dir: Path, job: JobRecord) -> bool:

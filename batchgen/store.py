@@ -54,8 +54,12 @@ MIGRATIONS: Sequence[str] = (
     CREATE UNIQUE INDEX jobs_by_task ON jobs (task_id) WHERE task_id IS NOT NULL;
     CREATE INDEX jobs_by_external ON jobs (external_task_id);
     """,
+    """
+    CREATE TABLE inputs (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ref TEXT);
+    """,
 )
 
+InputFile = tuple[str, int | None, int | None, str | None]  # path, size, mtime_ns, image ref
 LEASE_SECONDS = 86400.0 * 365
 # Jobs of the current manifest, and those of earlier manifests the provider still works on.
 CURRENT = "(seq >= 0 OR status NOT IN ('pending', 'done', 'failed'))"
@@ -170,6 +174,24 @@ class Store:
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    # -- what the jobs were loaded from (see fingerprint.py) ---------------------------------
+
+    def replace_inputs(self, rows: Iterable[InputFile]) -> None:
+        """(path, size, mtime_ns, image ref or None) of every file the jobs came from."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM inputs")
+            self._conn.executemany("INSERT OR REPLACE INTO inputs VALUES (?, ?, ?, ?)", rows)
+
+    def inputs(self) -> Iterator[InputFile]:
+        return (
+            (str(p), s, m, r)
+            for p, s, m, r in self._conn.execute("SELECT path, size, mtime_ns, ref FROM inputs")
+        )
+
+    def current_jobs(self) -> int:
+        row = self._conn.execute("SELECT count(*) FROM jobs WHERE seq >= 0").fetchone()
+        return int(row[0])
 
     # -- loading jobs -----------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ simulator and loopback allow on this machine)."""
 from __future__ import annotations
 
 import base64
+import resource
 import sys
 import tempfile
 import time
@@ -23,6 +24,11 @@ from batchgen.settings import Settings
 
 JOBS = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
 SLOTS = 64
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def bare_client(url: str, image_path: Path, n: int, workers: int = SLOTS) -> float:
@@ -74,9 +80,9 @@ def main() -> None:
             progress=False,
             download_workers=16,
         )
-        started = time.monotonic()
+        started, cpu_before = time.monotonic(), cpu_seconds()
         outcome = batchgen.run(manifest, settings)
-        wall = time.monotonic() - started
+        wall, cpu = time.monotonic() - started, cpu_seconds() - cpu_before
         assert outcome.exit_code == 0, outcome
         rate = JOBS / wall
         bare = bare_client(url, Path(tmp) / "images" / "0.png", 2000)
@@ -88,6 +94,8 @@ def main() -> None:
     )
     figure("  ratio to the bare client", rate / bare, "-")
     figure("  run-only jobs/s (excl. manifest load)", JOBS / outcome.wall_seconds, "-")
+    figure("  batchgen CPU per job (its process)", cpu / JOBS * 1000, "-", unit=" ms")
+    figure("  jobs/s batchgen could do on one free core", JOBS / cpu, ">= 500")
     figure("  API calls per job", outcome.api_calls / JOBS, "-")
     figure("  peak RSS", peak_rss_mb(), "-", unit=" MB")
 

@@ -1,0 +1,80 @@
+"""Scale: a 1,000,000-row manifest (`python bench/scale.py [ROWS]`).
+
+    plan      `batchgen plan` wall time and peak RSS (its own process)
+    load      the first `batchgen run`: every row resolved and stored; time to its first create
+    resume    `batchgen run` again on a state holding every job: time to its first create
+              (the state is reused because the manifest has not changed); baseline: the load
+    status    `batchgen status` wall time, process start included
+
+Each step runs the real command in a child process; the simulator runs in another and tells
+when the first create arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import figure, simulator_process, stats, write_csv_manifest
+
+ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+BATCHGEN = [sys.executable, "-m", "batchgen"]
+
+
+def timed(args: list[str], cwd: Path) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MB, exit code) of a command run to its end."""
+    started = time.monotonic()
+    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def until_first_create(args: list[str], cwd: Path, url: str) -> tuple[float, float]:
+    """(seconds from launch to the simulator's first create, peak RSS MB); then stops it."""
+    before = stats(url)["creates_received"]
+    started = time.monotonic()
+    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while stats(url)["creates_received"] == before:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{' '.join(args)} ended with {proc.returncode} before submitting")
+        time.sleep(0.02)
+    first = time.monotonic() - started
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, _, usage = os.wait4(proc.pid, 0)
+    return first, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        manifest = write_csv_manifest(folder, ROWS)
+        print(f"{ROWS:,} rows; manifest {manifest.stat().st_size / 2**20:.0f} MB")
+        plan_s, plan_mb, code = timed([*BATCHGEN, "plan", str(manifest)], folder)
+        assert code == 0, code
+        with simulator_process(latency=(30.0, 30.0), slots=8, seed=4) as url:
+            run = [*BATCHGEN, "run", str(manifest), "--base-url", url, "--api-key", "sk-b"]
+            run += ["--concurrency", "8", "--no-progress"]
+            load_s, load_mb = until_first_create(run, folder, url)
+            resume_s, resume_mb = until_first_create(run, folder, url)
+        status_s, _, code = timed([*BATCHGEN, "status", "output/bench"], folder)
+        assert code == 0, code
+    figure("plan: wall", plan_s, "< 60", unit=" s")
+    figure("plan: peak RSS", plan_mb, "< 500", unit=" MB")
+    figure("first run: start to first create", load_s, "-", unit=" s")
+    figure("  its peak RSS", load_mb, "-", unit=" MB")
+    figure("resume: start to first create", resume_s, "< 3", f"{load_s:.1f} s (first run)", " s")
+    figure("  its peak RSS", resume_mb, "-", unit=" MB")
+    figure("status: wall, process start included", status_s, "< 1", unit=" s")
+
+
+if __name__ == "__main__":
+    main()
