@@ -271,14 +271,42 @@ def demo(manifest: Path, output: Path, latency: float, slots: int) -> None:
     show_default=True,
     help="Share of downloads cut short.",
 )
-@click.option("--reset-after-accept-rate", type=float, default=0.0, show_default=True)
+@click.option(
+    "--reset-before-accept-rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of creates dropped before the task is recorded.",
+)
+@click.option(
+    "--reset-after-accept-rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of creates recorded whose answer is then dropped.",
+)
+@click.option(
+    "--slow-rate", type=float, default=0.0, show_default=True, help="Share of slow answers."
+)
+@click.option("--slow-seconds", type=float, default=5.0, show_default=True)
 @click.option("--url-ttl", type=float, help="Seconds before a video URL expires.")
+@click.option(
+    "--list-endpoint/--no-list-endpoint",
+    default=True,
+    show_default=True,
+    help="Serve the task list (some relays do not).",
+)
+@click.option("--account-error", type=int, help="Answer every create with this code (1000-1304).")
 @click.option("--seed", type=int, default=0, show_default=True)
 def simulate(host: str, port: int, **options: Any) -> None:
     """Serve the Kling simulator on a loopback port until Ctrl-C."""
     from batchgen.simulator import SimulatorConfig, serve
 
-    serve(SimulatorConfig(**options), host=host, port=port)
+    try:
+        config = SimulatorConfig(**options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    serve(config, host=host, port=port)
 
 
 @cli.command()

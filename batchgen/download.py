@@ -12,7 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import anyio
 import httpx
@@ -88,19 +88,71 @@ async def _fetch_into(
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     written = offset
     try:
-        async with http.stream("GET", url, headers=headers) as response:
+        async with http.stream("GET", url, headers=headers) as response, _Sink(out, digest) as sink:
             _check_status(response, offset)
             if expected is None:
                 expected = _content_length(response)
-            async for chunk in response.aiter_raw(CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
+            async for chunk in response.aiter_raw():
+                await sink.write(chunk)
                 written += len(chunk)
     except httpx.HTTPError as exc:
         raise _ShortRead(f"download interrupted ({type(exc).__name__})", written, True) from None
     if expected is not None and written != expected:
         raise _ShortRead(f"download short: {written} of {expected} bytes", written, True)
     return expected, written
+
+
+class _Sink:
+    """Writes and hashes in a worker thread, a batch at a time, while the next batch arrives.
+    Every byte given to `write` is stored, even when the block exits with an error (a resumed
+    download starts where the file ends)."""
+
+    def __init__(self, out: BinaryIO, digest: hashlib._Hash) -> None:
+        self.out = out
+        self.digest = digest
+        self._batch: list[bytes] = []
+        self._size = 0
+        self._group = anyio.create_task_group()
+        self._send, self._receive = anyio.create_memory_object_stream[bytes](2)
+
+    async def __aenter__(self) -> _Sink:
+        await self._group.__aenter__()
+        self._group.start_soon(self._drain)
+        return self
+
+    async def write(self, chunk: bytes) -> None:
+        self._batch.append(chunk)
+        self._size += len(chunk)
+        if self._size >= CHUNK:
+            await self._flush()
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._flush()
+        finally:
+            self._send.close()
+        try:
+            return await self._group.__aexit__(*exc)
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+    async def _flush(self) -> None:
+        if self._batch:
+            data = b"".join(self._batch)
+            self._batch, self._size = [], 0
+            await self._send.send(data)
+
+    async def _drain(self) -> None:
+        async with self._receive:
+            async for data in self._receive:
+                await anyio.to_thread.run_sync(self._store, data)
+
+    def _store(self, data: bytes) -> None:
+        self.out.write(data)
+        self.digest.update(data)
 
 
 def _check_status(response: httpx.Response, offset: int) -> None:

@@ -8,22 +8,11 @@ Image fields hold the source as written (path, URL or base64); `validate` turns 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-MODEL_NAMES = (
-    "kling-v1",
-    "kling-v1-5",
-    "kling-v1-6",
-    "kling-v2-master",
-    "kling-v2-1",
-    "kling-v2-1-master",
-    "kling-v2-5-turbo",
-    "kling-v2-6",
-    "kling-v3",
-)
 PROMPT_MAX = 500
 NEGATIVE_PROMPT_MAX = 200
 MAX_DYNAMIC_MASKS = 6
@@ -41,6 +30,7 @@ ModelName = Literal[
     "kling-v2-6",
     "kling-v3",
 ]
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 Mode = Literal["std", "pro"]
 CameraType = Literal["simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward"]
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
+import httpx
 import yaml
 
 from batchgen.output import PROVIDER_FIELDS
@@ -149,3 +154,29 @@ def test_skip_invalid_runs_the_valid_rows_and_names_the_skipped(tmp_path, capsys
         "clip-000",
         "clip-002",
     }
+
+
+def test_simulate_refuses_impossible_settings(capsys):
+    assert run_cli("simulate", "--error-rate", "1.5") == 2
+    assert "error_rate must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_simulate_serves_the_api_on_a_loopback_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [sys.executable, "-m", "batchgen", "simulate", "--port", str(port), "--slots", "2"]
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/_sim/config", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the simulator did not start"
+                time.sleep(0.1)
+        assert answer.json()["slots"] == 2
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -96,11 +96,13 @@ def render_source(source: Source | None, label: str) -> bytes:
 
 
 def is_loopback_url(url: str) -> bool:
-    """True for http(s) URLs whose host is localhost, 127.0.0.0/8 or ::1."""
+    """True for an http(s) URL whose host is localhost, 127.0.0.0/8 or ::1."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme not in ("http", "https"):
-        return False
+    return parts.scheme in ("http", "https") and is_loopback(parts.hostname or "")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1."""
     if host == "localhost":
         return True
     try:

@@ -3,7 +3,6 @@ the demo) or in the foreground (`serve`, for `batchgen simulate`). Loopback addr
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import threading
@@ -16,6 +15,7 @@ import uvicorn
 
 from batchgen.simulator.app import KlingSimulator
 from batchgen.simulator.config import SimulatorConfig
+from batchgen.simulator.library import is_loopback
 
 SERVE_PORT = 8765
 START_TIMEOUT = 10.0
@@ -84,16 +84,6 @@ def serve(
         server.run(sockets=[sock])
     finally:
         sock.close()
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
