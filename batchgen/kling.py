@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import anyio
 import httpx
 
 from batchgen.errors import (
@@ -186,6 +187,8 @@ class KlingClient:
         )
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         self._limiter = limiter
+        # Requests wait here rather than in httpcore's pool, whose queue costs CPU per waiter.
+        self._connections = anyio.Semaphore(max_connections)
         self.calls = 0
         self.list_supported: bool | None = None
 
@@ -261,9 +264,14 @@ class KlingClient:
             await self._limiter.acquire()
         self.calls += 1
         try:
-            response = await self._http.request(
-                method, self.base_url + path, json=json_body, params=params, headers=self._headers
-            )
+            async with self._connections:
+                response = await self._http.request(
+                    method,
+                    self.base_url + path,
+                    json=json_body,
+                    params=params,
+                    headers=self._headers,
+                )
         except httpx.HTTPError as exc:
             raise _network_error(exc) from None
         body = _json_or_none(response)
