@@ -25,6 +25,7 @@ DOWNLOADER = """
 import sys, time, anyio, httpx
 from pathlib import Path
 from batchgen import download as module
+from batchgen.pipeline import run_async
 
 durable = [0.0]
 def timed(fn):
@@ -43,7 +44,7 @@ async def main(url, dest):
         result = await module.download(client, url, Path(dest))
         print(time.monotonic() - started, result.size, durable[0])
 
-anyio.run(main, sys.argv[1], sys.argv[2])
+run_async(main, sys.argv[1], sys.argv[2])  # the event loop batchgen runs on (uvloop if there)
 """
 
 
