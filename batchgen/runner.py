@@ -44,9 +44,10 @@ from batchgen.kling import KlingClient, TaskInfo
 from batchgen.limits import SlotLimiter
 from batchgen.policy import Action, PollConfig, PollSchedule, RetryPolicy
 from batchgen.status import JobStatus, status_of_task
-from batchgen.store import JobRecord, Store
+from batchgen.store import DoneVideo, JobRecord, Store
 
 FEED_BATCH = 256
+DONE_CHECK_BATCH = 2000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +137,7 @@ class Runner:
         self.busy_seconds = 0.0
         self.stop_reason = ""
         self._feed_done = False
+        self._done_checked = False
         self._wake_poll = anyio.Event()
         self._wake_feed = anyio.Event()
         self._send: MemoryObjectSendStream[str]
@@ -156,6 +158,7 @@ class Runner:
                 for _ in range(self.config.download_workers):
                     stages.start_soon(self._download_worker, self._receive.clone())
                 stages.start_soon(self._poll_loop)
+                stages.start_soon(self._check_done_videos)
                 await self._feed_loop(stages)
             tg.cancel_scope.cancel()
         output.write_indexes(self.store, self.run_dir)
@@ -180,12 +183,23 @@ class Runner:
             self._track(job, job.task_id or "", job.status, since=job.submitted_at, resumed=True)
         for job in self.store.with_status(JobStatus.DOWNLOADING):
             self._send.send_nowait(job.job_id)
-        for job in self.store.with_status(JobStatus.DONE):
-            if not _video_intact(self.run_dir, job):
+
+    async def _check_done_videos(self) -> None:
+        """Download again the done jobs whose video is gone or has another size (`verify`
+        re-hashes). Runs beside the first submissions, so a large run starts at once."""
+        after = -1
+        while batch := self.store.done_videos(after, DONE_CHECK_BATCH):
+            after = batch[-1][0]
+            gone = await anyio.to_thread.run_sync(_videos_not_intact, self.run_dir, batch)
+            for job_id in gone:
                 self._move(
-                    job, JobStatus.DOWNLOADING, "video missing or changed; downloading again"
+                    self._job(job_id),
+                    JobStatus.DOWNLOADING,
+                    "video missing or changed; downloading again",
                 )
-                self._send.send_nowait(job.job_id)
+                self._send.send_nowait(job_id)
+        self._done_checked = True
+        self._wake_poll.set()
 
     async def _watch_signals(self, tg: TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -352,7 +366,7 @@ class Runner:
         return tracked
 
     async def _poll_loop(self) -> None:
-        while self.inflight or not self._feed_done:
+        while self.inflight or not self._feed_done or not self._done_checked:
             now = anyio.current_time()
             due = [t for t in self.inflight.values() if t.next_poll <= now]
             if not due:
@@ -551,9 +565,14 @@ def _generation_seconds(info: TaskInfo, tracked: Tracked, now: float) -> float:
     return (tracked.running_seen + now - tracked.started) / 2
 
 
-def _video_intact(run_dir: Path, job: JobRecord) -> bool:
-    """A done job's file is there with its recorded size (`batchgen verify` re-hashes)."""
-    if not job.output_path:
-        return False
-    path = run_dir / job.output_path
-    return path.is_file() and path.stat().st_size == job.bytes
+def _videos_not_intact(run_dir: Path, done: list[DoneVideo]) -> list[str]:
+    """Job ids among (seq, job id, video path, bytes) whose file is missing or of another size."""
+    gone = []
+    for _, job_id, video, size in done:
+        try:
+            intact = video is not None and (run_dir / video).stat().st_size == size
+        except OSError:
+            intact = False
+        if not intact:
+            gone.append(job_id)
+    return gone

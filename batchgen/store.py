@@ -59,6 +59,7 @@ MIGRATIONS: Sequence[str] = (
     """,
 )
 
+DoneVideo = tuple[int, str, str | None, int | None]  # seq, job id, video path, bytes
 InputFile = tuple[str, int | None, int | None, str | None]  # path, size, mtime_ns, image ref
 LEASE_SECONDS = 86400.0 * 365
 # Jobs of the current manifest, and those of earlier manifests the provider still works on.
@@ -277,6 +278,16 @@ class Store:
             (after_seq, now, limit),
         ).fetchall()
         return [_record(row) for row in rows]
+
+    def done_videos(self, after_seq: int, limit: int) -> list[DoneVideo]:
+        """(seq, job id, video path, bytes) of done jobs of the manifest, in order after
+        `after_seq`."""
+        rows = self._conn.execute(
+            "SELECT seq, job_id, output_path, bytes FROM jobs WHERE status = 'done' AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        ).fetchall()
+        return [(int(s), str(j), p, b) for s, j, p, b in rows]
 
     def due_lookups(self, now: float) -> list[JobRecord]:
         """Jobs left `submitting` (a create whose answer was lost) whose retry time has come."""
