@@ -4,7 +4,8 @@ After a full load, `record` keeps in the state the size and mtime of every file 
 (the manifest, its rows CSV, every image), what each glob matched, the options that change the
 jobs and batchgen's version. `unchanged` compares them on the next run: when nothing changed,
 the state's jobs are the manifest's jobs and a run starts without resolving every row again
-(a million rows take about a minute). Image bytes are still hashed when sent
+(a million rows take about a minute). A load that skipped invalid rows is not fingerprinted: a
+file added since may make them valid. Image bytes are still hashed when sent
 (`ImageCatalog.payload`), so a file edited in place under the same size and mtime is refused,
 never sent under its old job id. Manifests whose images are not all local files (base64 in the
 manifest, inlined URLs) are always resolved in full.
@@ -48,9 +49,10 @@ def record(
     skipped: int,
     kinds: Mapping[Key, int],
 ) -> None:
-    """Remember what `manifest`'s jobs were loaded from (or that it cannot be fingerprinted)."""
+    """Remember what `manifest`'s jobs were loaded from (or that it cannot be fingerprinted:
+    skipped rows may become valid through a file that was not there to be read)."""
     images = manifest.catalog.local_files()
-    if images is None:
+    if images is None or skipped:
         store.set_meta(META_KEY, "")
         return
     rows: list[InputFile] = [(_absolute(p), *_stat(p), None) for p in manifest.source.files]

@@ -27,6 +27,7 @@ from batchgen.download import PART_SUFFIX, file_sha256
 from batchgen.errors import UsageError
 from batchgen.export.entries import IndexInvalid, IndexLine, index_path, is_inside, read_lines
 from batchgen.output import INDEX_NAME, STATE_NAME, VIDEOS_DIR
+from batchgen.progress import counted
 from batchgen.status import JobStatus
 from batchgen.store import JobRecord, Store
 
@@ -108,7 +109,7 @@ def verify_run(run_dir: Path, state_path: Path | None = None) -> VerifyReport:
         store = stack.enter_context(Store.open(state)) if STATE_NAME in checked else None
         lines = read_lines(run_dir) if INDEX_NAME in checked else iter(())
         jobs = store.done_in_job_order() if store is not None else iter(())
-        for pair in pair_by_job(lines, jobs):
+        for pair in counted(pair_by_job(lines, jobs), "verifying"):
             _check(report, run_dir, pair, store)
             known.update(pair.names())
     report.extra = list(find_extra(run_dir, known))

@@ -69,3 +69,17 @@ def test_an_image_changed_in_place_under_the_same_stat_is_never_sent(tmp_path, c
     assert UNCHANGED in capsys.readouterr().err
     assert run_cli("status", tmp_path / "output" / "batch") == 0
     assert "img1.png changed since the manifest was checked" in capsys.readouterr().out
+
+
+def test_a_skipped_row_is_resolved_again_once_its_image_appears(tmp_path, capsys):
+    path = write_manifest(tmp_path, 3)
+    doc = yaml.safe_load(path.read_text())
+    doc["rows"][2]["image"] = "images/later.png"
+    path.write_text(yaml.safe_dump(doc))
+    with simulator() as sim:
+        assert run_cli("run", path, "--skip-invalid", base_url=sim.base_url) == 0
+        Image.new("RGB", (400, 300), (7, 7, 7)).save(tmp_path / "images" / "later.png")
+        capsys.readouterr()
+        assert run_cli("run", path, "--skip-invalid", base_url=sim.base_url) == 0
+        assert UNCHANGED not in capsys.readouterr().err
+        assert sim.stats()["creates_accepted"] == 3

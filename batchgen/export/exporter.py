@@ -26,6 +26,7 @@ from batchgen.export.csv_table import CsvWriter
 from batchgen.export.entries import IndexLine, read_lines
 from batchgen.export.hf import HfWriter
 from batchgen.export.webdataset import WebDatasetWriter
+from batchgen.progress import counted
 
 FORMATS: dict[str, type[Writer]] = {w.name: w for w in (HfWriter, CsvWriter, WebDatasetWriter)}
 EXPORT_DIR = "export"
@@ -132,7 +133,7 @@ class _Feed:
             raise MissingVideo([(row, str(exc.filename))]) from None
 
     def _samples(self) -> Iterator[Sample]:
-        for line in read_lines(self.run_dir):
+        for line in counted(read_lines(self.run_dir), "exporting"):
             if line.job_id in self.skip:
                 continue
             video = self.run_dir / line.video
