@@ -48,6 +48,7 @@ from batchgen.store import DoneVideo, JobRecord, Store
 
 FEED_BATCH = 256
 DONE_CHECK_BATCH = 2000
+COMMIT_INTERVAL = 0.05  # seconds of job updates a crash may lose (each safe to redo)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,17 +151,22 @@ class Runner:
         calls_before = self.client.calls
         self._send, self._receive = anyio.create_memory_object_stream[str](math.inf)
         self._emit(RunStarted(sum(self.store.counts().values()), self.store.counts()))
-        async with anyio.create_task_group() as tg:
-            if self.config.handle_signals:
-                tg.start_soon(self._watch_signals, tg)
-            self._recover()
-            async with self._receive, anyio.create_task_group() as stages:
-                for _ in range(self.config.download_workers):
-                    stages.start_soon(self._download_worker, self._receive.clone())
-                stages.start_soon(self._poll_loop)
-                stages.start_soon(self._check_done_videos)
-                await self._feed_loop(stages)
-            tg.cancel_scope.cancel()
+        self.store.group_commits()
+        try:
+            async with anyio.create_task_group() as tg:
+                if self.config.handle_signals:
+                    tg.start_soon(self._watch_signals, tg)
+                tg.start_soon(self._commit_often)
+                self._recover()
+                async with self._receive, anyio.create_task_group() as stages:
+                    for _ in range(self.config.download_workers):
+                        stages.start_soon(self._download_worker, self._receive.clone())
+                    stages.start_soon(self._poll_loop)
+                    stages.start_soon(self._check_done_videos)
+                    await self._feed_loop(stages)
+                tg.cancel_scope.cancel()
+        finally:
+            self.store.end_grouping()
         output.write_indexes(self.store, self.run_dir)
         outcome = RunOutcome(
             counts=self.store.counts(),
@@ -200,6 +206,11 @@ class Runner:
                 self._send.send_nowait(job_id)
         self._done_checked = True
         self._wake_poll.set()
+
+    async def _commit_often(self) -> None:
+        while True:
+            await anyio.sleep(COMMIT_INTERVAL)
+            self.store.commit()
 
     async def _watch_signals(self, tg: TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -246,6 +257,7 @@ class Runner:
                 cursor = max(cursor, job.seq)
                 ext = external_task_id(job.job_id, job.generation)
                 self.store.mark_submitting(job.job_id, ext, self.wall())
+                self.store.commit()  # durable before the create can be sent
                 self._changed(job, JobStatus.SUBMITTING)
             else:
                 self.store.lease(job.job_id, self.wall())

@@ -1,7 +1,8 @@
 """The run's state: one SQLite file (WAL) holding every job. The only module that speaks SQL.
 
 Every method that changes a job commits before it returns, so that the action depending on it
-(sending a create, deleting a .part file, writing the index) only ever follows a durable record.
+(sending a create, deleting a .part file, writing the index) only ever follows a durable record;
+a run groups its updates (`group_commits`) and commits before each create it sends.
 `synchronous=NORMAL` keeps commits durable across a killed process; a power cut may lose the
 last commits, which the protocol tolerates (a lost `submitting` record re-sends the same
 external_task_id, which the provider refuses and batchgen then adopts).
@@ -139,6 +140,7 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        self._grouped = False
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -155,7 +157,30 @@ class Store:
         return cls(conn, path)
 
     def close(self) -> None:
+        self.commit()
         self._conn.close()
+
+    # -- group commit -------------------------------------------------------------------------
+
+    def group_commits(self) -> None:
+        """From now on job updates gather in one open transaction until `commit` (the run
+        commits every few milliseconds, and always before a create is sent). A crash loses at
+        most the updates since the last commit, each of which resume redoes safely: an unknown
+        task id is looked up by external_task_id, a download is fetched again."""
+        self._grouped = True
+
+    def commit(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("COMMIT")
+
+    def end_grouping(self) -> None:
+        self.commit()
+        self._grouped = False
+
+    def _write(self, sql: str, params: Sequence[Any]) -> None:
+        if self._grouped and not self._conn.in_transaction:
+            self._conn.execute("BEGIN")
+        self._conn.execute(sql, params)
 
     def __enter__(self) -> Store:
         return self
@@ -363,7 +388,7 @@ class Store:
 
     def lease(self, job_id: str, now: float) -> None:
         """Hold a `submitting` job for this run while it is being looked up."""
-        self._conn.execute(
+        self._write(
             "UPDATE jobs SET not_before = ? WHERE job_id = ?", (now + LEASE_SECONDS, job_id)
         )
 
@@ -401,7 +426,7 @@ class Store:
 
     def mark_waiting(self, job_id: str, not_before: float, error: str, kind: str) -> None:
         """Stay in the current status but do not retry before `not_before` (e.g. a download)."""
-        self._conn.execute(
+        self._write(
             "UPDATE jobs SET not_before = ?, last_error = ?, error_kind = ?, "
             "attempts = attempts + 1 WHERE job_id = ?",
             (not_before, error, kind, job_id),
@@ -446,9 +471,7 @@ class Store:
         return int(repoll + resubmit)
 
     def add_api_calls(self, job_id: str, calls: int) -> None:
-        self._conn.execute(
-            "UPDATE jobs SET api_calls = api_calls + ? WHERE job_id = ?", (calls, job_id)
-        )
+        self._write("UPDATE jobs SET api_calls = api_calls + ? WHERE job_id = ?", (calls, job_id))
 
     def _move(self, job_id: str, status: JobStatus, attempts_inc: int = 0, **fields: Any) -> None:
         row = self._conn.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
@@ -463,7 +486,7 @@ class Store:
             assignments.append(f"{name} = ?")
             values.append(value)
         values.append(job_id)
-        self._conn.execute(f"UPDATE jobs SET {', '.join(assignments)} WHERE job_id = ?", values)
+        self._write(f"UPDATE jobs SET {', '.join(assignments)} WHERE job_id = ?", values)
 
 
 class _Transaction:
