@@ -20,20 +20,18 @@ def build_report(store: Store, outcome: RunOutcome | None = None) -> dict[str, A
     """The report of a run's state, with the figures of the last run when given."""
     counts = store.counts()
     reasons: Counter[str] = Counter()
-    units = 0.0
-    kinds: Counter[Key] = Counter()
     for job in store.failed_in_job_order():
         reasons[f"{job.error_kind}: {_short(job.last_error or '')}"] += 1
-    for job in store.done_in_job_order():
-        units += _float(job.unit_deduction)
-        kinds[job_key(job.request)] += 1
+    kinds: Counter[Key] = Counter()
+    for fields, jobs in store.done_pricing_fields():
+        kinds[job_key(fields)] += jobs
     cost = cost_of(kinds, load_prices())
     report: dict[str, Any] = {
         "run": store.get_meta("run_name"),
         "counts": {status.value: n for status, n in counts.items()},
         "total": sum(counts.values()),
         "failures_by_reason": dict(reasons.most_common()),
-        "units_charged": round(units, 3),
+        "units_charged": round(store.units_charged(), 3),
         "estimated_usd": round(cost.usd, 2),
         "unpriced_jobs": cost.unknown_usd,
         "prices_taken": cost.taken,
@@ -90,10 +88,3 @@ def render(report: dict[str, Any]) -> str:
 
 def _short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _float(value: str | None) -> float:
-    try:
-        return float(value or 0)
-    except ValueError:
-        return 0.0

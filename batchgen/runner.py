@@ -150,7 +150,8 @@ class Runner:
         started = time.monotonic()
         calls_before = self.client.calls
         self._send, self._receive = anyio.create_memory_object_stream[str](math.inf)
-        self._emit(RunStarted(sum(self.store.counts().values()), self.store.counts()))
+        counts = self.store.counts()
+        self._emit(RunStarted(sum(counts.values()), counts))
         self.store.group_commits()
         try:
             async with anyio.create_task_group() as tg:

@@ -364,6 +364,24 @@ class Store:
         )
         return (_record(row) for row in cursor)
 
+    def done_pricing_fields(self) -> Iterator[tuple[dict[str, Any], int]]:
+        """The fields a done job is priced by (model_name, mode, duration), each combination
+        with its number of done jobs of the manifest."""
+        cursor = self._conn.execute(
+            "SELECT json_extract(request, '$.model_name'), json_extract(request, '$.mode'), "
+            "json_extract(request, '$.duration'), count(*) FROM jobs "
+            "WHERE status = 'done' AND seq >= 0 GROUP BY 1, 2, 3"
+        )
+        return (({"model_name": m, "mode": o, "duration": d}, int(n)) for m, o, d, n in cursor)
+
+    def units_charged(self) -> float:
+        """Sum of the provider's final_unit_deduction over the manifest's done jobs."""
+        row = self._conn.execute(
+            "SELECT total(CAST(unit_deduction AS REAL)) FROM jobs WHERE status = 'done' "
+            "AND seq >= 0"
+        ).fetchone()
+        return float(row[0])
+
     def failed_in_job_order(self) -> Iterator[JobRecord]:
         cursor = self._conn.execute(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'failed' AND seq >= 0 ORDER BY job_id"

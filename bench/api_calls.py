@@ -10,12 +10,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import figure, simulator_process, stats, write_csv_manifest
-from pydantic import SecretStr
+from common import figure, run_settings, simulator_process, stats, write_csv_manifest
 
 import batchgen
 from batchgen.policy import PollConfig
-from batchgen.settings import Settings
 
 JOBS, SLOTS, SCALE = 160, 16, 0.2
 
@@ -27,13 +25,7 @@ def calls_per_job(poll: PollConfig | None, *, list_endpoint: bool) -> tuple[floa
         simulator_process(latency=latency, slots=SLOTS, seed=2, list_endpoint=list_endpoint) as url,
     ):
         manifest = write_csv_manifest(Path(tmp), JOBS)
-        settings = Settings(
-            output=Path(tmp) / "out",
-            base_url=url,
-            concurrency=SLOTS,
-            api_key=SecretStr("sk-bench"),
-            progress=False,
-        )
+        settings = run_settings(Path(tmp), url, SLOTS)
         outcome = batchgen.run(manifest, settings, **({"poll": poll} if poll else {}))
         assert outcome.exit_code == 0, outcome
         s = stats(url)

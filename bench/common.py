@@ -16,6 +16,9 @@ from typing import Any
 
 import httpx
 from PIL import Image
+from pydantic import SecretStr
+
+from batchgen.settings import Settings
 
 
 def free_port() -> int:
@@ -76,6 +79,18 @@ def write_csv_manifest(folder: Path, rows: int, *, images: int = 4, name: str = 
                 [f"r{i}", f"images/{i % images}.png", f"prompt {i}", "kling-v2-master", "5"]
             )
     return path
+
+
+def run_settings(folder: Path, url: str, concurrency: int, **extra: Any) -> Settings:
+    """Settings of a benchmark run against the simulator at `url`, writing under `folder`."""
+    return Settings(
+        output=folder / "out",
+        base_url=url,
+        concurrency=concurrency,
+        api_key=SecretStr("sk-bench"),
+        progress=False,
+        **extra,
+    )
 
 
 def peak_rss_mb() -> float:

@@ -16,11 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anyio
 import httpx
-from common import figure, peak_rss_mb, simulator_process, write_csv_manifest
-from pydantic import SecretStr
+from common import figure, peak_rss_mb, run_settings, simulator_process, write_csv_manifest
 
 import batchgen
-from batchgen.settings import Settings
 
 JOBS = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
 SLOTS = 64
@@ -72,14 +70,7 @@ def main() -> None:
         simulator_process(latency=(0.0, 0.0), slots=10_000, seed=3, video_bytes=4096) as url,
     ):
         manifest = write_csv_manifest(Path(tmp), JOBS)
-        settings = Settings(
-            output=Path(tmp) / "out",
-            base_url=url,
-            concurrency=SLOTS,
-            api_key=SecretStr("sk-bench"),
-            progress=False,
-            download_workers=16,
-        )
+        settings = run_settings(Path(tmp), url, SLOTS, download_workers=16)
         started, cpu_before = time.monotonic(), cpu_seconds()
         outcome = batchgen.run(manifest, settings)
         wall, cpu = time.monotonic() - started, cpu_seconds() - cpu_before

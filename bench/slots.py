@@ -11,12 +11,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import figure, simulator_process, stats, write_csv_manifest
-from pydantic import SecretStr
+from common import figure, run_settings, simulator_process, stats, write_csv_manifest
 
 import batchgen
 from batchgen.policy import PollConfig
-from batchgen.settings import Settings
 
 JOBS, GENERATION = 200, 2.0
 
@@ -29,13 +27,7 @@ def utilisation(
         simulator_process(latency=(GENERATION, GENERATION), slots=real_slots, seed=1) as url,
     ):
         manifest = write_csv_manifest(Path(tmp), JOBS)
-        settings = Settings(
-            output=Path(tmp) / "out",
-            base_url=url,
-            concurrency=concurrency,
-            api_key=SecretStr("sk-bench"),
-            progress=False,
-        )
+        settings = run_settings(Path(tmp), url, concurrency)
         started = time.monotonic()
         outcome = batchgen.run(manifest, settings, poll=poll, use_list_endpoint=use_list)
         wall = time.monotonic() - started

@@ -180,3 +180,18 @@ def test_simulate_serves_the_api_on_a_loopback_port():
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_report_counts_units_and_prices_the_done_jobs(tmp_path, capsys):
+    path = write_manifest(tmp_path, 5)
+    run_dir = tmp_path / "output" / "batch"
+    with simulator() as sim:
+        assert run_cli("run", path, base_url=sim.base_url) == 0
+    capsys.readouterr()
+    assert run_cli("report", run_dir, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    units = sum(float(e["final_unit_deduction"]) for e in read_index(run_dir))
+    assert report["counts"]["done"] == report["total"] == 5
+    assert report["units_charged"] == round(units, 3) > 0
+    assert report["estimated_usd"] == 6.6  # 5 x kling-v2-master 5 s at $1.32, kling-api.md §10
+    assert report["last_run"]["api_calls_per_job"] > 0
