@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import SecretStr, ValidationError
 
-from batchgen import pipeline
+from batchgen import pipeline, runlock
 from batchgen.errors import (
     EXIT_JOBS_FAILED,
     EXIT_OK,
@@ -29,19 +29,19 @@ from batchgen.errors import (
     UsageError,
 )
 from batchgen.export import export_run
-from batchgen.kling import DEFAULT_BASE_URL
-from batchgen.output import STATE_NAME
+from batchgen.output import STATE_NAME, UNKNOWN_ADVICE
 from batchgen.plan import build_plan
 from batchgen.pricing import load_prices
 from batchgen.progress import ProgressBar, counted
 from batchgen.report import build_report, load_report, write_report
 from batchgen.report import render as render_report
 from batchgen.resolve import ResolveOptions, check_items, resolve_manifest
-from batchgen.runner import RunOutcome
+from batchgen.run import RunOutcome
 from batchgen.schema import manifest_json_schema
 from batchgen.settings import Settings
 from batchgen.status import JobStatus
 from batchgen.store import Store
+from batchgen.unknown import resend_risk
 from batchgen.verify import jobs_to_repair, verify_run
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,19 +69,7 @@ def run_options(command: F) -> F:
             type=click.Path(path_type=Path, dir_okay=False),
             help="State file [default: OUTPUT/RUN/state.sqlite].",
         ),
-        click.option(
-            "--base-url",
-            envvar="BATCHGEN_BASE_URL",
-            default=DEFAULT_BASE_URL,
-            show_default=True,
-            help="API base URL (env BATCHGEN_BASE_URL).",
-        ),
-        click.option(
-            "--api-key",
-            envvar="COMETAPI_KEY",
-            show_envvar=True,
-            help="CometAPI key (prefer the COMETAPI_KEY environment variable).",
-        ),
+        *provider_options(),
         click.option(
             "--concurrency",
             "-c",
@@ -127,12 +115,60 @@ def run_options(command: F) -> F:
     return functools.reduce(lambda f, option: option(f), reversed(options), command)
 
 
+def provider_options() -> list[Callable[[F], F]]:
+    """The provider, where it is, and its credentials (best given in the environment)."""
+    return [
+        click.option(
+            "--provider",
+            type=click.Choice(["cometapi", "kling"]),
+            envvar="BATCHGEN_PROVIDER",
+            default="cometapi",
+            show_default=True,
+            help="cometapi: CometAPI's Kling relay; kling: Kling's own API "
+            "(env BATCHGEN_PROVIDER).",
+        ),
+        click.option(
+            "--base-url",
+            envvar="BATCHGEN_BASE_URL",
+            help="API base URL [default: the provider's: https://api.cometapi.com, "
+            "https://api-singapore.klingai.com] (env BATCHGEN_BASE_URL).",
+        ),
+        click.option(
+            "--api-key",
+            envvar="COMETAPI_KEY",
+            show_envvar=True,
+            help="CometAPI key (prefer the COMETAPI_KEY environment variable).",
+        ),
+        click.option(
+            "--access-key",
+            envvar="KLING_ACCESS_KEY",
+            show_envvar=True,
+            help="Kling access key (prefer the KLING_ACCESS_KEY environment variable).",
+        ),
+        click.option(
+            "--secret-key",
+            envvar="KLING_SECRET_KEY",
+            show_envvar=True,
+            help="Kling secret key (prefer the KLING_SECRET_KEY environment variable).",
+        ),
+    ]
+
+
+def provider_flags(command: F) -> F:
+    return functools.reduce(lambda f, option: option(f), reversed(provider_options()), command)
+
+
+SECRET_FLAGS = ("api_key", "access_key", "secret_key")
+
+
 def settings_from(**flags: Any) -> Settings:
-    key = flags.pop("api_key", None)
+    secrets = {name: flags.pop(name, None) for name in SECRET_FLAGS}
+    hidden = {name: SecretStr(value) for name, value in secrets.items() if value}
     try:
-        return Settings(api_key=SecretStr(key) if key else None, **flags)
+        return Settings(**hidden, **flags)
     except ValidationError as exc:
-        raise click.UsageError(str(exc)) from None
+        problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        raise click.UsageError(problems) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -170,8 +206,8 @@ def run(manifest: Path, **flags: Any) -> None:
 
 
 def _run(manifest: Path, settings: Settings) -> int:
-    prepared = pipeline.prepare(manifest, settings)
-    with prepared.store:
+    pipeline.credentials(settings)
+    with pipeline.prepare(manifest, settings) as prepared:
         loaded = prepared.loaded
         jobs = (
             f"{loaded.jobs} jobs (manifest unchanged since it was loaded)"
@@ -182,26 +218,46 @@ def _run(manifest: Path, settings: Settings) -> int:
         bar = ProgressBar(enabled=settings.progress)
         outcome = pipeline.run_async(pipeline.execute, prepared, settings, [bar])
         write_report(prepared.run_dir, build_report(prepared.store, outcome))
-        click.echo(_summary(outcome, prepared.run_dir), err=True)
+        unknown = [job.row_id for job in prepared.store.unknown_in_job_order()]
+        click.echo(_summary(outcome, prepared.run_dir, unknown, manifest), err=True)
     return outcome.exit_code
 
 
-def _summary(outcome: RunOutcome, run_dir: Path) -> str:
+def _summary(
+    outcome: RunOutcome, run_dir: Path, unknown: list[str], manifest: Path | None = None
+) -> str:
     c = outcome.counts
     total = sum(c.values())
-    unfinished = total - c[JobStatus.DONE] - c[JobStatus.FAILED]
     per_job = outcome.api_calls / total if total else 0.0
-    head = {"account": "stopped: ", "interrupted": "interrupted: "}.get(outcome.stopped or "", "")
-    line = (
-        f"{head}{c[JobStatus.DONE]} done, {c[JobStatus.FAILED]} failed, {unfinished} "
-        f"unfinished of {total} in {outcome.wall_seconds:.1f} s "
-        f"({outcome.api_calls} API calls, {per_job:.2f}/job); index: {run_dir / 'index.jsonl'}"
+    head = (
+        "interrupted: "
+        if outcome.stopped == "interrupted"
+        else "stopped: "
+        if outcome.stopped
+        else ""
     )
-    if c[JobStatus.FAILED]:
+    line = (
+        f"{head}{c[JobStatus.DONE]} done, {c[JobStatus.FAILED]} failed, "
+        f"{c[JobStatus.UNKNOWN]} unknown, {outcome.unfinished} unfinished of {total} in "
+        f"{outcome.wall_seconds:.1f} s ({outcome.api_calls} API calls, {per_job:.2f}/job); "
+        f"index: {run_dir / 'index.jsonl'}"
+    )
+    if c[JobStatus.FAILED] or unknown:
         line += f"\nfailures and their reasons: {run_dir / 'failed.jsonl'} (or `batchgen status`)"
-    if outcome.stop_reason and outcome.stopped == "account":
-        line += f"\n{outcome.stop_reason}\nFix that, then run the same command again to resume."
-    elif outcome.stopped == "interrupted" or unfinished:
+    if unknown:
+        rows = ", ".join(unknown[:10]) + (
+            f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        )
+        advice = UNKNOWN_ADVICE.format(row="ROW").replace("MANIFEST", str(manifest or "MANIFEST"))
+        line += (
+            f"\n{len(unknown)} unknown job(s), whose create the provider may have accepted: "
+            f"{rows}. Nothing sends them again. For each, {advice}"
+        )
+    if outcome.stop_reason and outcome.stopped != "interrupted":
+        line += f"\n{outcome.stop_reason}"
+        if outcome.stopped == "account":
+            line += "\nFix that, then run the same command again to resume."
+    elif outcome.stopped == "interrupted" or outcome.unfinished:
         line += "\nRun the same command again to resume."
     return line
 
@@ -309,18 +365,22 @@ def simulate(host: str, port: int, **options: Any) -> None:
     serve(config, host=host, port=port)
 
 
-@cli.command()
-@click.argument("target", type=click.Path(path_type=Path, exists=True))
-@click.option(
+OUTPUT_OPTION = click.option(
     "--output",
     "-o",
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("output"),
     show_default=True,
+    help="Folder that holds one sub-folder per run.",
 )
+
+
+@cli.command()
+@click.argument("target", type=click.Path(path_type=Path, exists=True))
+@OUTPUT_OPTION
 @click.option("--limit", type=int, default=20, show_default=True, help="Failures to list.")
 def status(target: Path, output: Path, limit: int) -> None:
-    """Counts by status and failure reasons of a run (MANIFEST, run folder or state file)."""
+    """Counts by status, and why each failed or unknown job is so (MANIFEST, RUN or STATE)."""
     with Store.open(_state_of(target, output)) as store:
         counts = store.counts()
         for state, n in counts.items():
@@ -331,27 +391,90 @@ def status(target: Path, output: Path, limit: int) -> None:
                 click.echo(f"... and {counts[JobStatus.FAILED] - limit} more")
                 break
             click.echo(f"failed {job.row_id} ({job.job_id}): [{job.error_kind}] {job.last_error}")
+        for i, job in enumerate(store.unknown_in_job_order()):
+            if i == limit:
+                click.echo(f"... and {counts[JobStatus.UNKNOWN] - limit} more unknown")
+                break
+            click.echo(f"unknown {job.row_id} ({job.job_id}): {job.last_error}")
+        if counts[JobStatus.UNKNOWN]:
+            click.echo("to resolve an unknown job: " + UNKNOWN_ADVICE.format(row="ROW"))
 
 
 @cli.command()
 @MANIFEST
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("output"),
-    show_default=True,
-)
+@OUTPUT_OPTION
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed job.")
+@click.option(
+    "--unknown",
+    "all_unknown",
+    is_flag=True,
+    help="Send every unknown job again (each may then be paid twice).",
+)
 @click.option("--job", "job_ids", multiple=True, help="Retry this job (id or row id); repeatable.")
-def retry(manifest: Path, output: Path, all_failed: bool, job_ids: tuple[str, ...]) -> None:
-    """Put failed jobs of MANIFEST's run back to pending (the next `run` submits them)."""
-    if not all_failed and not job_ids:
-        raise click.UsageError("say which jobs: --failed, or --job ID (repeatable)")
-    with Store.open(_state_of(manifest, output)) as store:
-        chosen = None if all_failed else store.resolve_job_ids(job_ids)
-        n = store.reset_for_retry(chosen)
-    click.echo(f"{n} job(s) will be tried again by the next `batchgen run {manifest}`")
+@click.option("--yes", is_flag=True, help="Do not ask before sending unknown jobs again.")
+def retry(
+    manifest: Path,
+    output: Path,
+    all_failed: bool,
+    all_unknown: bool,
+    job_ids: tuple[str, ...],
+    yes: bool,
+) -> None:
+    """Put failed (or unknown) jobs of MANIFEST's run back to pending; the next `run` sends
+    them. A failed job whose paid task is still at the provider is followed again instead."""
+    if not (all_failed or all_unknown or job_ids):
+        raise click.UsageError("say which jobs: --failed, --unknown, or --job ID (repeatable)")
+    state = _state_of(manifest, output)
+    with runlock.holding(state, "retry"), Store.open(state) as store:
+        chosen = store.resolve_job_ids(job_ids) if job_ids else None
+        failed = store.reset_for_retry(chosen) if all_failed or job_ids else 0
+        unknown = 0
+        if all_unknown or job_ids:
+            unknown = _resend_unknown(store, chosen, yes)
+    again = f"`batchgen run {manifest}{_output_flag(output)}`"
+    click.echo(f"{failed + unknown} job(s) will be tried again by the next {again}")
+    if job_ids and not failed + unknown:
+        click.echo("(only failed and unknown jobs can be retried; see `batchgen status`)")
+
+
+def _resend_unknown(store: Store, chosen: list[str] | None, yes: bool) -> int:
+    risk = resend_risk(store, chosen)
+    if not risk.jobs:
+        return 0
+    money = f"${risk.usd:,.2f}" + (f" (+{risk.unpriced} unpriced)" if risk.unpriced else "")
+    click.echo(
+        f"{risk.jobs} unknown job(s) may already have been accepted by the provider: sending "
+        f"them again may pay twice for them, up to {money} more at the price table.",
+        err=True,
+    )
+    if not yes and not click.confirm("Send them again?", err=True):
+        click.echo("nothing changed", err=True)
+        return 0
+    return store.reset_unknown(chosen)
+
+
+def _output_flag(output: Path) -> str:
+    return "" if output == Path("output") else f" -o {output}"
+
+
+@cli.command()
+@MANIFEST
+@click.option("--job", "job", required=True, help="The job (row id or job id) the task is for.")
+@click.option(
+    "--task", "task_id", required=True, help="The provider's task id, as its dashboard shows it."
+)
+@run_options
+def adopt(manifest: Path, job: str, task_id: str, **flags: Any) -> None:
+    """Record a task you found at the provider as the task of an unknown job; the next `run`
+    downloads it. The task is asked for first; its external id, where echoed, must match."""
+    settings = settings_from(**flags)
+    pipeline.credentials(settings)
+    with pipeline.prepare(manifest, settings, "adopt") as prepared:
+        item = pipeline.run_async(pipeline.adopt_task, prepared.store, settings, job, task_id)
+    click.echo(
+        f"adopted {item.row_id}: task {item.task_id} ({item.task_status}); "
+        f"`batchgen run {manifest}{_output_flag(settings.output)}` downloads it"
+    )
 
 
 @cli.command()
@@ -360,12 +483,15 @@ def retry(manifest: Path, output: Path, all_failed: bool, job_ids: tuple[str, ..
 def reconcile(manifest: Path, **flags: Any) -> None:
     """Adopt tasks the provider has for MANIFEST's run that the state does not know."""
     settings = settings_from(**flags)
-    prepared = pipeline.prepare(manifest, settings)
-    with prepared.store:
+    pipeline.credentials(settings)
+    with pipeline.prepare(manifest, settings, "reconcile") as prepared:
         adopted = pipeline.run_async(pipeline.reconcile_run, prepared, settings)
     for item in adopted:
         click.echo(f"adopted {item.row_id}: task {item.task_id} ({item.task_status})")
-    click.echo(f"{len(adopted)} task(s) adopted; `batchgen run {manifest}` downloads them")
+    click.echo(
+        f"{len(adopted)} task(s) adopted; "
+        f"`batchgen run {manifest}{_output_flag(settings.output)}` downloads them"
+    )
 
 
 @cli.command()
@@ -506,29 +632,33 @@ def export(
     is_flag=True,
     help="Download missing and corrupted videos again from the provider (needs the key).",
 )
-@click.option("--base-url", envvar="BATCHGEN_BASE_URL", default=DEFAULT_BASE_URL, show_default=True)
-@click.option("--api-key", envvar="COMETAPI_KEY", show_envvar=True)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for one API answer (with --repair).",
+)
+@provider_flags
 def verify(
     run_dir: Path,
     state: Path | None,
     as_json: bool,
     repair: bool,
-    base_url: str,
-    api_key: str | None,
+    **flags: Any,
 ) -> None:
     """Re-hash every video of RUN against the index and the state (exit 1 if any is missing,
     corrupted or unexpected)."""
     found = verify_run(run_dir, state)
     if repair and jobs_to_repair(found):
         state_path = state or run_dir / STATE_NAME
-        settings = settings_from(
-            output=run_dir.parent, state=state_path, base_url=base_url, api_key=api_key
-        )
-        with Store.open(state_path) as store:
+        settings = settings_from(output=run_dir.parent, state=state_path, **flags)
+        pipeline.credentials(settings)
+        with runlock.holding(state_path, "verify --repair"), Store.open(state_path) as store:
             outcome = pipeline.run_async(
                 pipeline.repair, store, run_dir, jobs_to_repair(found), settings
             )
-        click.echo(_summary(outcome, run_dir), err=True)
+        click.echo(_summary(outcome, run_dir, []), err=True)
         found = verify_run(run_dir, state)
     click.echo(json.dumps(found.as_dict(), indent=2) if as_json else found.render())
     sys.exit(EXIT_OK if found.clean else EXIT_JOBS_FAILED)

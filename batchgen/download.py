@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,6 +28,21 @@ class UrlExpired(ProviderError):
     """The video URL answered 403/404/410: ask the provider for a fresh one."""
 
 
+class NotAVideo(ProviderError):
+    """The URL served something that is not a video (an HTML page with status 200...)."""
+
+
+# Where a video file's first bytes say what it is: ISO base media (MP4, MOV) names a box at
+# offset 4; Matroska / WebM starts with an EBML header.
+MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+
+
+def looks_like_video(head: bytes) -> bool:
+    """Whether a file starting with `head` is an MP4/MOV or a Matroska/WebM video."""
+    return head[4:8] in MP4_BOXES or head.startswith(EBML_MAGIC)
+
+
 @dataclass(frozen=True, slots=True)
 class Downloaded:
     path: Path
@@ -39,9 +55,16 @@ def part_path(path: Path) -> Path:
 
 
 async def download(
-    http: httpx.AsyncClient, url: str, dest: Path, *, resume_tries: int = 3
+    http: httpx.AsyncClient,
+    url: str,
+    dest: Path,
+    *,
+    resume_tries: int = 3,
+    make_room: Callable[[], Awaitable[None]] | None = None,
 ) -> Downloaded:
-    """Fetch `url` into `dest` atomically. Raises UrlExpired or RetryableError."""
+    """Fetch `url` into `dest` atomically. `make_room` runs once the complete file is synced
+    and before it replaces `dest` (to keep whatever `dest` held). Raises UrlExpired,
+    NotAVideo or RetryableError."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
     digest = hashlib.sha256()
@@ -49,7 +72,7 @@ async def download(
     expected: int | None = None
     try:
         # Creating a file can wait on the journal behind other downloads' fsyncs: not on the loop.
-        with await anyio.to_thread.run_sync(open, part, "wb") as out:
+        with await anyio.to_thread.run_sync(open, part, "w+b") as out:
             for _ in range(resume_tries + 1):
                 try:
                     expected, written = await _fetch_into(http, url, out, digest, written, expected)
@@ -61,7 +84,10 @@ async def download(
                 break
             else:
                 raise RetryableError(f"download still short after {resume_tries} resumes")
+            await anyio.to_thread.run_sync(_check_video, out, written)
             await anyio.to_thread.run_sync(_sync_file, out)
+        if make_room is not None:
+            await make_room()
         await anyio.to_thread.run_sync(_install, part, dest)
     except BaseException:
         part.unlink(missing_ok=True)
@@ -168,6 +194,14 @@ def _check_status(response: httpx.Response, offset: int) -> None:
 def _content_length(response: httpx.Response) -> int | None:
     value = response.headers.get("content-length")
     return int(value) if value and value.isdigit() else None
+
+
+def _check_video(out: BinaryIO, size: int) -> None:
+    out.flush()
+    head = os.pread(out.fileno(), 16, 0)
+    if not looks_like_video(head):
+        shown = head[:12].decode("ascii", "replace")
+        raise NotAVideo(f"the video URL served {size} bytes that are not a video ({shown!r}...)")
 
 
 def _sync_file(out: BinaryIO) -> None:

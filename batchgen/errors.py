@@ -6,13 +6,19 @@ BatchgenError                 exit 1 unless a subclass says otherwise
 ├── LockMismatch              exit 2: `--locked` and the manifest no longer resolves to the lock
 ├── CostLimitExceeded         exit 2: `--max-cost` is below the batch's estimate
 ├── StateError                exit 2: the state file is unreadable or belongs to another run
+│   └── StateInUse            exit 2: another live process holds the run's state
 └── ProviderError             a provider answer that is not a success (carries code, http status)
-    ├── RetryableError        5xx, timeouts, resets: back off and try again
-    ├── ThrottledError        1302 / 1303 / bare 429: wait, not a failure
+    ├── RetryableError        the request was not carried out (5xx, refused): try again later
+    │   └── ConnectFailed     the provider could not be reached at all; nothing was sent
+    ├── OutcomeUnknown        a create that may or may not have been accepted (answer lost,
+    │                         cut off, gateway timeout): look it up, never resend blindly
+    ├── ThrottledError        1302 / 1303 / any 429: wait, not a failure
     ├── JobRejected           parameters or content policy: this job fails, others go on
-    ├── TaskNotFound          the provider has no such task (lookups)
-    ├── DuplicateExternalId   400/1201 for a re-used external_task_id: adopt, never resend
-    └── AccountError          exit 3: credentials, balance, permission, IP whitelist
+    ├── TaskNotFound          the provider has no such task
+    ├── DuplicateExternalId   the provider already has a task with this external_task_id
+    ├── Unsupported           the provider does not offer this call (a list, a look-up)
+    ├── AccountError          exit 3: credentials, balance, permission, IP whitelist
+    └── ProviderUnreachable   exit 3: the API cannot be reached or is not where --base-url says
 """
 
 from __future__ import annotations
@@ -81,6 +87,10 @@ class StateError(BatchgenError):
     exit_code = EXIT_USAGE
 
 
+class StateInUse(StateError):
+    """Another live process holds the run's state (one run per state at a time)."""
+
+
 class ProviderError(BatchgenError):
     """The provider answered with something other than success."""
 
@@ -91,11 +101,23 @@ class ProviderError(BatchgenError):
         code: int | str | None = None,
         http_status: int | None = None,
         request_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.code = code
         self.http_status = http_status
         self.request_id = request_id
+        self.retry_after = retry_after
         super().__init__(message)
+
+    def with_message(self, message: str) -> ProviderError:
+        """The same error (class, code, status...) saying `message` instead."""
+        return type(self)(
+            message,
+            code=self.code,
+            http_status=self.http_status,
+            request_id=self.request_id,
+            retry_after=self.retry_after,
+        )
 
     def describe(self) -> str:
         """One line for the state and the report: code, HTTP status and message."""
@@ -109,15 +131,20 @@ class ProviderError(BatchgenError):
 
 
 class RetryableError(ProviderError):
-    """A transient failure: 5xx, timeout, connection reset."""
+    """A transient failure after which the request is known not to have been carried out."""
+
+
+class ConnectFailed(RetryableError):
+    """No connection could be made (refused, DNS, TLS): the request never left."""
+
+
+class OutcomeUnknown(ProviderError):
+    """A create may have been accepted: its answer was lost, cut off or not JSON, or a
+    gateway timed out waiting for the provider."""
 
 
 class ThrottledError(ProviderError):
-    """Rate (1302) or concurrency (1303) limits: wait and try again, never a failure."""
-
-    @property
-    def slots_full(self) -> bool:
-        return str(self.code) == "1303"
+    """Rate (1302) or concurrency (1303) limits, or any 429: wait, never a failure."""
 
 
 class JobRejected(ProviderError):
@@ -132,7 +159,17 @@ class DuplicateExternalId(ProviderError):
     """The provider already has a task with this external_task_id."""
 
 
+class Unsupported(ProviderError):
+    """The provider does not offer this call (a task list, a look-up by external id)."""
+
+
 class AccountError(ProviderError):
     """A problem no job can get past: credentials, balance, permission, IP whitelist."""
+
+    exit_code = EXIT_ACCOUNT
+
+
+class ProviderUnreachable(ProviderError):
+    """The API cannot be reached, or answers as if --base-url pointed somewhere else."""
 
     exit_code = EXIT_ACCOUNT

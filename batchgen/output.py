@@ -4,8 +4,9 @@
     state.sqlite            the run's state (see store.py)
     videos/<row id>.mp4     one video per finished job
     videos/<row id>.json    sidecar: what produced that video
-    index.jsonl             one line per finished job, sorted by job id
-    failed.jsonl            one line per failed job with its reason
+    videos/<job id>.mp4     an earlier paid video of a row edited since (with its sidecar)
+    index.jsonl             one line per finished job of the manifest, sorted by job id
+    failed.jsonl            one line per failed or unknown job, with its reason and what to do
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from batchgen.status import JobStatus
 from batchgen.store import JobRecord, Store
 
 STATE_NAME = "state.sqlite"
@@ -28,6 +31,11 @@ PROVIDER_FIELDS = ("task_id", "task_created_at", "task_updated_at", "final_unit_
 
 def video_path(run_dir: Path, row_id: str) -> Path:
     return run_dir / VIDEOS_DIR / f"{row_id}.mp4"
+
+
+def superseded_path(run_dir: Path, job_id: str) -> Path:
+    """Where a paid video goes when a later job of its (edited) row takes the row's name."""
+    return run_dir / VIDEOS_DIR / f"{job_id}.mp4"
 
 
 def index_entry(job: JobRecord) -> dict[str, Any]:
@@ -49,16 +57,29 @@ def index_entry(job: JobRecord) -> dict[str, Any]:
     }
 
 
+UNKNOWN_ADVICE = (
+    "find the task in the provider's dashboard and run `batchgen adopt MANIFEST --job {row} "
+    "--task TASK_ID`, or send it again, at the risk of paying twice, with "
+    "`batchgen retry MANIFEST --unknown`"
+)
+
+
 def failure_entry(job: JobRecord) -> dict[str, Any]:
-    return {
+    """The failed.jsonl line of a failed or unknown job."""
+    entry = {
         "job_id": job.job_id,
         "row_id": job.row_id,
+        "status": job.status.value,
         "error": job.last_error,
         "error_kind": job.error_kind,
         "task_id": job.task_id,
+        "external_task_id": job.external_task_id,
         "attempts": job.attempts,
         "request": job.request,
     }
+    if job.status == JobStatus.UNKNOWN:
+        entry["what_to_do"] = UNKNOWN_ADVICE.format(row=job.row_id)
+    return entry
 
 
 def sidecar(job: JobRecord, video: str, sha256: str, size: int) -> dict[str, Any]:
@@ -77,7 +98,10 @@ def write_indexes(store: Store, run_dir: Path) -> tuple[int, int]:
         run_dir / INDEX_NAME, _jsonl(map(index_entry, store.done_in_job_order()))
     )
     failed = _write_lines_atomic(
-        run_dir / FAILED_NAME, _jsonl(map(failure_entry, store.failed_in_job_order()))
+        run_dir / FAILED_NAME,
+        _jsonl(
+            map(failure_entry, chain(store.failed_in_job_order(), store.unknown_in_job_order()))
+        ),
     )
     return done, failed
 

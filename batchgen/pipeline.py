@@ -5,28 +5,29 @@ from __future__ import annotations
 import importlib.util
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import httpx
 
-from batchgen import fingerprint
+from batchgen import fingerprint, runlock
 from batchgen.errors import ManifestInvalid, Problem, UsageError
 from batchgen.events import Listener, Notice
 from batchgen.jobs import JobSpec
-from batchgen.kling import KlingClient
 from batchgen.limits import RateLimiter
 from batchgen.lockfile import LOCK_NAME, LockCheck, write_lock
 from batchgen.pricing import Key, check_max_cost, cost_of, job_key, load_prices
+from batchgen.providers import Auth, Provider, auth_for, connect
 from batchgen.reconcile import Adopted, reconcile
 from batchgen.resolve import ResolvedManifest, ResolveOptions, resolve_manifest
-from batchgen.runner import RunConfig, Runner, RunOutcome
+from batchgen.run import RunConfig, Runner, RunOutcome
 from batchgen.settings import Settings
 from batchgen.status import JobStatus
 from batchgen.store import Store
+from batchgen.unknown import adopt_by_task_id
 
 T = TypeVar("T")
 MAX_PROBLEMS = 200
@@ -50,10 +51,23 @@ class Loaded:
 
 @dataclass(slots=True)
 class PreparedRun:
+    """A manifest loaded into its state, which this process holds (see runlock.py) until
+    `close` (or the end of a `with` block)."""
+
     manifest: ResolvedManifest
     run_dir: Path
     store: Store
     loaded: Loaded
+    held: ExitStack = field(default_factory=ExitStack)
+
+    def close(self) -> None:
+        self.held.close()
+
+    def __enter__(self) -> PreparedRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_manifest(path: Path, settings: Settings) -> ResolvedManifest:
@@ -67,13 +81,20 @@ def open_manifest(path: Path, settings: Settings) -> ResolvedManifest:
     return resolve_manifest(path, options)
 
 
-def prepare(path: Path, settings: Settings) -> PreparedRun:
+def prepare(path: Path, settings: Settings, command: str = "run") -> PreparedRun:
     """Validate every row and record the jobs in the state. Raises ManifestInvalid (and
     changes nothing) if any row is invalid, unless `skip_invalid`. A manifest that has not
     changed since its jobs were loaded is not resolved again (see fingerprint.py)."""
     manifest = open_manifest(path, settings)
     run_dir = settings.run_dir(manifest.name)
-    store = Store.open(settings.state_path(manifest.name))
+    held = ExitStack()
+    state = settings.state_path(manifest.name)
+    held.enter_context(runlock.holding(state, command))
+    try:
+        store = held.enter_context(Store.open(state))
+    except BaseException:
+        held.close()
+        raise
     options = {"inline_urls": settings.inline_urls, "skip_invalid": settings.skip_invalid}
     try:
         before = None if settings.locked else fingerprint.unchanged(store, path, options)
@@ -92,9 +113,9 @@ def prepare(path: Path, settings: Settings) -> PreparedRun:
         store.set_meta("run_name", manifest.name)
         store.set_meta("manifest", str(path))
     except BaseException:
-        store.close()
+        held.close()
         raise
-    return PreparedRun(manifest, run_dir, store, loaded)
+    return PreparedRun(manifest, run_dir, store, loaded, held)
 
 
 def _load(manifest: ResolvedManifest, store: Store, run_dir: Path, settings: Settings) -> Loaded:
@@ -167,17 +188,29 @@ def load_jobs(
     return Loaded(counter["jobs"], new, known, problems, counter["problems"], dict(kinds))
 
 
+def credentials(settings: Settings) -> Auth:
+    """The provider's credentials from the settings, checked before anything is done."""
+    return auth_for(
+        settings.profile,
+        api_key=_secret(settings.api_key),
+        access_key=_secret(settings.access_key),
+        secret_key=_secret(settings.secret_key),
+    )
+
+
+def _secret(value: Any) -> str | None:
+    return None if value is None else str(value.get_secret_value())
+
+
 @asynccontextmanager
-async def provider_clients(
-    settings: Settings,
-) -> AsyncIterator[tuple[KlingClient, httpx.AsyncClient]]:
-    """The API client (with the key) and a separate download client (never sends the key)."""
-    if settings.api_key is None or not settings.api_key.get_secret_value():
-        raise UsageError("no API key: set COMETAPI_KEY or pass --api-key")
+async def provider_clients(settings: Settings) -> AsyncIterator[tuple[Provider, httpx.AsyncClient]]:
+    """The provider client (with the credentials) and a separate download client (never
+    sends them)."""
     limiter = RateLimiter(settings.rpm) if settings.rpm else None
-    client = KlingClient(
-        settings.base_url,
-        settings.api_key.get_secret_value(),
+    provider = connect(
+        settings.profile,
+        credentials(settings),
+        settings.api_base_url,
         timeout=settings.request_timeout,
         max_connections=API_CONNECTIONS,
         limiter=limiter,
@@ -186,12 +219,13 @@ async def provider_clients(
         timeout=httpx.Timeout(settings.request_timeout * 4, connect=10.0),
         follow_redirects=True,
         limits=httpx.Limits(max_connections=settings.download_workers),
+        trust_env=False,
     )
     async with downloads:
         try:
-            yield client, downloads
+            yield provider, downloads
         finally:
-            await client.aclose()
+            await provider.aclose()
 
 
 def run_config(settings: Settings, **tuning: Any) -> RunConfig:
@@ -223,10 +257,10 @@ async def execute(
     for notice in notices:
         for listener in listeners:
             listener(notice)
-    async with provider_clients(settings) as (client, downloads):
+    async with provider_clients(settings) as (provider, downloads):
         runner = Runner(
             prepared.store,
-            client,
+            provider,
             downloads,
             prepared.manifest.catalog.payload,
             prepared.run_dir,
@@ -248,8 +282,8 @@ async def repair(
     for job_id in job_ids:
         store.mark_progress(job_id, JobStatus.DOWNLOADING)
     config = run_config(settings, submit=False)
-    async with provider_clients(settings) as (client, downloads):
-        runner = Runner(store, client, downloads, _no_payload, run_dir, config, listeners)
+    async with provider_clients(settings) as (provider, downloads):
+        runner = Runner(store, provider, downloads, _no_payload, run_dir, config, listeners)
         return await runner.run()
 
 
@@ -258,8 +292,14 @@ def _no_payload(ref: str) -> str:
 
 
 async def reconcile_run(prepared: PreparedRun, settings: Settings) -> list[Adopted]:
-    async with provider_clients(settings) as (client, _):
-        return await reconcile(prepared.store, client)
+    async with provider_clients(settings) as (provider, _):
+        return await reconcile(prepared.store, provider)
+
+
+async def adopt_task(store: Store, settings: Settings, job: str, task_id: str) -> Adopted:
+    """Record the provider's task `task_id` as the task of `job` (a job id or row id)."""
+    async with provider_clients(settings) as (provider, _):
+        return await adopt_by_task_id(store, provider, job, task_id)
 
 
 def run_async(func: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -280,8 +320,6 @@ def run(
     run by cancelling it."""
     settings = settings or Settings()
     config = run_config(settings, handle_signals=False, **tuning)
-    prepared = prepare(Path(manifest), settings)
-    try:
+    credentials(settings)
+    with prepare(Path(manifest), settings) as prepared:
         return run_async(lambda: execute(prepared, settings, listeners, config=config))
-    finally:
-        prepared.store.close()

@@ -15,17 +15,20 @@ from enum import StrEnum
 
 from batchgen.errors import (
     AccountError,
+    ConnectFailed,
     DuplicateExternalId,
+    OutcomeUnknown,
     ProviderError,
+    ProviderUnreachable,
     RetryableError,
     ThrottledError,
 )
 
 
 class Action(StrEnum):
-    RETRY = "retry"  # transient: try again after `delay`, counts as an attempt
-    WAIT = "wait"  # throttled: try again after `delay`, not a failure
-    ADOPT = "adopt"  # the provider already has the task: look it up
+    RETRY = "retry"  # not carried out: try again after `delay`, counts as an attempt
+    WAIT = "wait"  # throttled or unreachable: try again after `delay`, not a failure
+    SETTLE = "settle"  # the provider may hold the task: look it up, or mark the job unknown
     FAIL_JOB = "fail_job"
     STOP_RUN = "stop_run"
 
@@ -39,13 +42,14 @@ class Decision:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
-    """Exponential back-off with full jitter, bounded by a number of attempts."""
+    """Exponential back-off with jitter, bounded by a number of attempts; throttling waits
+    grow with the throttles in a row and honour the provider's Retry-After."""
 
     max_attempts: int = 8
     base_delay: float = 1.0
     max_delay: float = 60.0
-    throttle_base: float = 1.0
-    throttle_max: float = 30.0
+    throttle_base: float = 1.0  # Kling: back off from at least 1 s (kling-api.md §17 E15)
+    throttle_max: float = 60.0
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Delay before retry number `attempt` (1-based): uniform in [base/2, base·2^(n-1)]."""
@@ -53,24 +57,33 @@ class RetryPolicy:
         return rng.uniform(min(self.base_delay / 2, ceiling), ceiling)
 
     def throttle_wait(self, consecutive: int, rng: random.Random) -> float:
+        """Wait after the `consecutive`-th throttle in a row: uniform in [c/2, c] where
+        c = base·2^(n-1) (at least `throttle_base`, at most `throttle_max`)."""
         ceiling = min(self.throttle_max, self.throttle_base * 2 ** max(consecutive - 1, 0))
-        return rng.uniform(self.throttle_base, max(self.throttle_base, ceiling))
+        return max(self.throttle_base, rng.uniform(ceiling / 2, ceiling))
 
-    def decide(self, error: ProviderError, attempts: int, rng: random.Random) -> Decision:
-        """`attempts` is how many counted failures the job already had before this one."""
+    def decide(
+        self, error: ProviderError, attempts: int, throttles: int, rng: random.Random
+    ) -> Decision:
+        """What to do after a create failed. `attempts`: counted failures the job had before;
+        `throttles`: throttled answers in a row, this one included."""
         reason = error.describe()
-        if isinstance(error, AccountError):
+        if isinstance(error, AccountError | ProviderUnreachable):
             return Decision(Action.STOP_RUN, reason=reason)
-        if isinstance(error, DuplicateExternalId):
-            return Decision(Action.ADOPT, reason=reason)
+        if isinstance(error, DuplicateExternalId | OutcomeUnknown):
+            return Decision(Action.SETTLE, reason=reason)
         if isinstance(error, ThrottledError):
-            return Decision(Action.WAIT, self.throttle_wait(1, rng), reason)
+            wait = self.throttle_wait(throttles, rng)
+            return Decision(Action.WAIT, max(wait, error.retry_after or 0.0), reason)
+        if isinstance(error, ConnectFailed):
+            return Decision(Action.WAIT, self.backoff(2, rng), reason)
         if isinstance(error, RetryableError):
             if attempts + 1 >= self.max_attempts:
                 return Decision(
                     Action.FAIL_JOB, reason=f"gave up after {attempts + 1} tries: {reason}"
                 )
-            return Decision(Action.RETRY, self.backoff(attempts + 1, rng), reason)
+            delay = max(self.backoff(attempts + 1, rng), error.retry_after or 0.0)
+            return Decision(Action.RETRY, delay, reason)
         return Decision(Action.FAIL_JOB, reason=reason)
 
 

@@ -1,22 +1,24 @@
 """Find tasks the provider has for this run that the state does not know, and adopt them.
 
-A task can be paid for and unknown to the state when a create's answer was lost and the job was
-later failed, or when a state file was lost. Reconcile pages the provider's task list (where it
-is served) and otherwise looks each unresolved job up by its external_task_id.
+A task can be paid for and unknown to the state when a create's answer was lost, or when a
+state file was lost. Reconcile pages the provider's task list where it has one, else looks
+each unresolved job up by its external_task_id; a task is adopted only when it echoes exactly
+the external id of an unresolved job. A provider that can do neither (CometAPI) cannot be
+reconciled: its unknown jobs are resolved with `batchgen adopt`.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from batchgen.errors import TaskNotFound
+from batchgen.errors import Unsupported, UsageError
 from batchgen.jobs import job_id_of_external
-from batchgen.kling import LIST_PAGE_MAX, KlingClient, TaskInfo
+from batchgen.providers import LIST_PAGE_MAX, Provider, TaskInfo
 from batchgen.status import JobStatus
 from batchgen.store import JobRecord, Store
 
 MAX_PAGES = 1000
+UNRESOLVED = (JobStatus.PENDING, JobStatus.SUBMITTING, JobStatus.FAILED, JobStatus.UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,37 +31,32 @@ class Adopted:
 
 def _unresolved(job: JobRecord) -> bool:
     """A job with no task recorded that may nonetheless have one at the provider."""
-    if job.task_id is not None:
-        return False
-    return job.status in (JobStatus.PENDING, JobStatus.SUBMITTING, JobStatus.FAILED)
+    return job.task_id is None and job.status in UNRESOLVED
 
 
 def adopt(store: Store, job: JobRecord, task: TaskInfo) -> Adopted:
-    """Record `task` as the job's task; the next run polls and downloads it."""
-    submitted = task.created_at / 1000 if task.created_at else time.time()
-    with store.transaction():
-        if job.status == JobStatus.FAILED:
-            store.mark_retry(job.job_id, 0, "adopted by reconcile", "reconciled", count=False)
-        if job.status != JobStatus.SUBMITTING:
-            store.mark_submitting(job.job_id, task.external_task_id or "", submitted)
-        store.mark_accepted(
-            job.job_id, task.task_id, JobStatus.SUBMITTED, created_at=task.created_at
-        )
+    """Record `task` as the job's task; the next run follows and downloads it."""
+    store.adopt_task(job.job_id, task.task_id, task.created_at)
     return Adopted(job.row_id, job.job_id, task.task_id, task.status)
 
 
-async def reconcile(store: Store, client: KlingClient) -> list[Adopted]:
-    """Adopt every provider task that belongs to a job of this state but is not recorded."""
-    try:
-        return await _by_list(store, client)
-    except TaskNotFound:
-        return await _by_lookup(store, client)
+async def reconcile(store: Store, provider: Provider) -> list[Adopted]:
+    """Adopt every provider task that belongs to an unresolved job of this state."""
+    capabilities = provider.capabilities
+    if capabilities.task_list:
+        return await _by_list(store, provider)
+    if capabilities.external_lookup:
+        return await _by_lookup(store, provider)
+    raise UsageError(
+        f"{provider.name} can neither list tasks nor look them up by external_task_id, so "
+        "reconcile cannot find lost tasks; adopt them by task id with `batchgen adopt`"
+    )
 
 
-async def _by_list(store: Store, client: KlingClient) -> list[Adopted]:
+async def _by_list(store: Store, provider: Provider) -> list[Adopted]:
     adopted = []
     for page in range(1, MAX_PAGES + 1):
-        tasks = await client.list_tasks(page, LIST_PAGE_MAX)
+        tasks = await provider.list_tasks(page, LIST_PAGE_MAX)
         for task in tasks:
             found = _owner(store, task)
             if found is not None:
@@ -71,21 +68,22 @@ async def _by_list(store: Store, client: KlingClient) -> list[Adopted]:
 
 def _owner(store: Store, task: TaskInfo) -> JobRecord | None:
     parsed = job_id_of_external(task.external_task_id or "")
-    if parsed is None:
+    if parsed is None or store.job_of_task(task.task_id) is not None:
         return None
     job = store.get(parsed[0])
-    if job is None or not _unresolved(job) or job.generation != parsed[1]:
+    if job is None or not _unresolved(job) or job.current_external_id != task.external_task_id:
         return None
     return job
 
 
-async def _by_lookup(store: Store, client: KlingClient) -> list[Adopted]:
+async def _by_lookup(store: Store, provider: Provider) -> list[Adopted]:
     adopted = []
-    candidates = [
-        job for job in store.with_status(JobStatus.SUBMITTING, JobStatus.FAILED) if _unresolved(job)
-    ]
+    candidates = [job for job in store.with_status(*UNRESOLVED[1:]) if _unresolved(job)]
     for job in candidates:
-        task = await client.find_by_external_id(job.current_external_id)
-        if task is not None:
+        try:
+            task = await provider.find_by_external_id(job.current_external_id)
+        except Unsupported:
+            break
+        if task is not None and store.job_of_task(task.task_id) is None:
             adopted.append(adopt(store, job, task))
     return adopted

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from batchgen.kling import DEFAULT_BASE_URL
 from batchgen.output import STATE_NAME
+from batchgen.providers import PROFILES, Profile
+
+ProviderName = Literal["cometapi", "kling"]
 
 
 class Settings(BaseModel):
-    """Everything a run needs besides the manifest. The API key is a SecretStr: its repr and
-    str never show it."""
+    """Everything a run needs besides the manifest. Credentials are SecretStr: their repr and
+    str never show them."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     output: Path = Path("output")
     state: Path | None = None
-    base_url: str = DEFAULT_BASE_URL
-    api_key: SecretStr | None = None
+    provider: ProviderName = "cometapi"
+    base_url: str | None = None  # None: the provider's own
+    api_key: SecretStr | None = None  # CometAPI
+    access_key: SecretStr | None = None  # Kling
+    secret_key: SecretStr | None = None  # Kling
     concurrency: int = Field(4, ge=1, le=1000)
     rpm: float | None = Field(None, gt=0)
     task_timeout: float = Field(3600.0, gt=0)
@@ -32,6 +38,21 @@ class Settings(BaseModel):
     locked: bool = False
     seed: int | None = None
     progress: bool | None = None  # None: a bar when stderr is a terminal
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"--base-url must start with http:// or https://, not {value!r}")
+        return value
+
+    @property
+    def profile(self) -> Profile:
+        return PROFILES[self.provider]
+
+    @property
+    def api_base_url(self) -> str:
+        return self.base_url or self.profile.default_base_url
 
     def run_dir(self, run_name: str) -> Path:
         return self.output / run_name

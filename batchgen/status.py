@@ -1,12 +1,15 @@
 """Job states and the one table of legal transitions between them.
 
     pending ──► submitting ──► submitted ──► running ──► downloading ──► done
-       ▲            │  │            │           │             │
-       │            │  └──► pending (provider has no such task; safe to send)
-       └── failed ◄─┴───────────────┴───────────┴─────────────┘  (retry puts failed back)
+       ▲            │  │  │          │           │             │
+       │            │  │  └──► unknown (the create may have been accepted; nothing resends it)
+       │            │  └──► pending (the provider surely has no such task; safe to send)
+       └── failed ◄─┴──────────────┴───────────┴─────────────┘  (retry puts failed back)
 
-`submitting` is written, and committed, before a create request leaves the process: a job
-found there on resume may or may not be known to the provider and must be looked up first.
+`submitting` is written, and committed durably, before a create request leaves the process: a
+job found there on resume may or may not be known to the provider. Where the provider can be
+asked by external_task_id it is looked up; where it cannot, the job becomes `unknown` and waits
+for the user (`batchgen adopt`, or `batchgen retry --unknown`).
 """
 
 from __future__ import annotations
@@ -22,28 +25,32 @@ class JobStatus(StrEnum):
     DOWNLOADING = "downloading"
     DONE = "done"
     FAILED = "failed"
+    UNKNOWN = "unknown"
 
     @property
     def in_flight(self) -> bool:
-        """The provider holds (or may hold) a task for this job."""
+        """The provider holds (or may hold) a task for this job that the run follows."""
         return self in IN_FLIGHT
 
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.DONE, JobStatus.FAILED)
+        """Nothing more happens to the job without the user."""
+        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.UNKNOWN)
 
 
 IN_FLIGHT = frozenset({JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.RUNNING})
 
 _S = JobStatus
+_ADOPTED = frozenset({_S.SUBMITTED, _S.RUNNING, _S.DOWNLOADING, _S.FAILED})
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     _S.PENDING: frozenset({_S.SUBMITTING, _S.FAILED}),
-    _S.SUBMITTING: frozenset({_S.PENDING, _S.SUBMITTED, _S.RUNNING, _S.DOWNLOADING, _S.FAILED}),
+    _S.SUBMITTING: _ADOPTED | {_S.PENDING, _S.UNKNOWN},
     _S.SUBMITTED: frozenset({_S.RUNNING, _S.DOWNLOADING, _S.FAILED}),
     _S.RUNNING: frozenset({_S.DOWNLOADING, _S.FAILED}),
-    _S.DOWNLOADING: frozenset({_S.DONE, _S.FAILED}),
+    _S.DOWNLOADING: frozenset({_S.DONE, _S.FAILED, _S.RUNNING}),
     _S.DONE: frozenset({_S.DOWNLOADING}),
-    _S.FAILED: frozenset({_S.PENDING, _S.DOWNLOADING}),
+    _S.FAILED: frozenset({_S.PENDING, _S.RUNNING, _S.DOWNLOADING}),
+    _S.UNKNOWN: _ADOPTED | {_S.PENDING},
 }
 
 

@@ -2,10 +2,11 @@
 
 Every method that changes a job commits before it returns, so that the action depending on it
 (sending a create, deleting a .part file, writing the index) only ever follows a durable record;
-a run groups its updates (`group_commits`) and commits before each create it sends.
-`synchronous=NORMAL` keeps commits durable across a killed process; a power cut may lose the
-last commits, which the protocol tolerates (a lost `submitting` record re-sends the same
-external_task_id, which the provider refuses and batchgen then adopts).
+a run groups its updates (`group_commits`) and commits them every few milliseconds.
+`synchronous=NORMAL` keeps commits across a killed process. The one record that must also
+survive a power cut, `submitting` before a create is sent, is committed with
+`synchronous=FULL` (`mark_submitting`): without it a resend could pay twice on a provider that
+does not refuse a re-used external_task_id.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ MIGRATIONS: Sequence[str] = (
 DoneVideo = tuple[int, str, str | None, int | None]  # seq, job id, video path, bytes
 InputFile = tuple[str, int | None, int | None, str | None]  # path, size, mtime_ns, image ref
 LEASE_SECONDS = 86400.0 * 365
+# Failures after which the provider's paid task is still there to follow: `retry` polls it
+# again rather than paying for a new one.
+FOLLOW_AGAIN = ("task_timeout", "no_video", "not_a_video", "download")
 # Jobs of the current manifest, and those of earlier manifests the provider still works on.
 CURRENT = "(seq >= 0 OR status NOT IN ('pending', 'done', 'failed'))"
 
@@ -330,6 +334,11 @@ class Store:
         ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
+    def job_of_task(self, task_id: str) -> str | None:
+        """The job holding the provider's task `task_id`, if any."""
+        row = self._conn.execute("SELECT job_id FROM jobs WHERE task_id = ?", (task_id,)).fetchone()
+        return None if row is None else str(row[0])
+
     def find_by_external_id(self, external_id: str) -> JobRecord | None:
         row = self._conn.execute(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE external_task_id = ?", (external_id,)
@@ -341,7 +350,9 @@ class Store:
         found = []
         for name in names:
             row = self._conn.execute(
-                "SELECT job_id FROM jobs WHERE job_id = ? OR row_id = ?", (name, name)
+                "SELECT job_id FROM jobs WHERE job_id = ? OR row_id = ? "
+                "ORDER BY job_id = ? DESC, seq DESC LIMIT 1",
+                (name, name, name),
             ).fetchone()
             if row is None:
                 raise StateError(f"no job with id or row id {name!r} in {self.path}")
@@ -361,6 +372,29 @@ class Store:
     def done_in_job_order(self) -> Iterator[JobRecord]:
         cursor = self._conn.execute(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'done' AND seq >= 0 ORDER BY job_id"
+        )
+        return (_record(row) for row in cursor)
+
+    def superseded_done(self) -> Iterator[JobRecord]:
+        """Done jobs of rows that were edited since (no longer in the manifest), by job id:
+        their paid videos stay in the run folder."""
+        cursor = self._conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'done' AND seq < 0 ORDER BY job_id"
+        )
+        return (_record(row) for row in cursor)
+
+    def done_at_path(self, output_path: str) -> list[JobRecord]:
+        """Done jobs whose video is recorded at `output_path`."""
+        rows = self._conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'done' AND output_path = ?",
+            (output_path,),
+        ).fetchall()
+        return [_record(row) for row in rows]
+
+    def unknown_in_job_order(self) -> Iterator[JobRecord]:
+        """Jobs whose create may have been accepted (any manifest), by job id."""
+        cursor = self._conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'unknown' ORDER BY job_id"
         )
         return (_record(row) for row in cursor)
 
@@ -393,16 +427,24 @@ class Store:
 
     # -- transitions ------------------------------------------------------------------------
 
-    def mark_submitting(self, job_id: str, external_id: str, now: float) -> None:
-        """Committed before the create request is sent. The job is leased to this run (its
+    def mark_submitting(self, job_id: str, external_id: str, now: float) -> JobStatus:
+        """Committed durably (fsynced, power cuts included) before the create is sent; any
+        grouped updates before it are committed first. The job is leased to this run (its
         `not_before` lies far ahead) until the answer moves it on."""
-        self._move(
-            job_id,
-            JobStatus.SUBMITTING,
-            external_task_id=external_id,
-            submitted_at=now,
-            not_before=now + LEASE_SECONDS,
-        )
+        self.commit()
+        self._conn.execute("PRAGMA synchronous=FULL")
+        try:
+            with self.transaction():
+                old = self._move(
+                    job_id,
+                    JobStatus.SUBMITTING,
+                    external_task_id=external_id,
+                    submitted_at=now,
+                    not_before=now + LEASE_SECONDS,
+                )
+        finally:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        return old
 
     def lease(self, job_id: str, now: float) -> None:
         """Hold a `submitting` job for this run while it is being looked up."""
@@ -421,19 +463,30 @@ class Store:
         status: JobStatus,
         *,
         created_at: int | None = None,
-    ) -> None:
-        """The provider has the task: from here on the job is paid for."""
-        self._move(job_id, status, task_id=task_id, task_created_at=created_at, last_error=None)
+    ) -> JobStatus:
+        """The provider has the task: from here on the job is paid for. Committed at once (a
+        kill just after would otherwise leave a job whose task id is lost)."""
+        old = self._move(
+            job_id,
+            status,
+            task_id=task_id,
+            task_created_at=created_at,
+            last_error=None,
+            error_kind=None,
+            not_before=0,
+        )
+        self.commit()
+        return old
 
-    def mark_progress(self, job_id: str, status: JobStatus, **fields: Any) -> None:
+    def mark_progress(self, job_id: str, status: JobStatus, **fields: Any) -> JobStatus:
         """The provider reported a new task status (running, downloading with its URL...)."""
-        self._move(job_id, status, **fields)
+        return self._move(job_id, status, **fields)
 
     def mark_retry(
         self, job_id: str, not_before: float, error: str, kind: str, *, count: bool = True
-    ) -> None:
+    ) -> JobStatus:
         """Back to pending until `not_before`; `count` is False for throttling."""
-        self._move(
+        return self._move(
             job_id,
             JobStatus.PENDING,
             not_before=not_before,
@@ -442,20 +495,38 @@ class Store:
             attempts_inc=1 if count else 0,
         )
 
-    def mark_waiting(self, job_id: str, not_before: float, error: str, kind: str) -> None:
-        """Stay in the current status but do not retry before `not_before` (e.g. a download)."""
+    def mark_waiting(
+        self, job_id: str, not_before: float, error: str, kind: str, *, count: bool = True
+    ) -> None:
+        """Stay in the current status but do not act before `not_before` (a look-up, a
+        download); `count` adds an attempt."""
         self._write(
             "UPDATE jobs SET not_before = ?, last_error = ?, error_kind = ?, "
-            "attempts = attempts + 1 WHERE job_id = ?",
-            (not_before, error, kind, job_id),
+            "attempts = attempts + ? WHERE job_id = ?",
+            (not_before, error, kind, int(count), job_id),
         )
 
-    def mark_failed(self, job_id: str, error: str, kind: str, now: float) -> None:
-        self._move(job_id, JobStatus.FAILED, last_error=error, error_kind=kind, finished_at=now)
+    def mark_unknown(self, job_id: str, reason: str, now: float) -> JobStatus:
+        """The create may have been accepted and nothing can tell: never resend on our own."""
+        return self._move(
+            job_id,
+            JobStatus.UNKNOWN,
+            last_error=reason,
+            error_kind="unknown_outcome",
+            finished_at=now,
+            not_before=0,
+        )
 
-    def mark_done(self, job_id: str, output_path: str, sha256: str, size: int, now: float) -> None:
+    def mark_failed(self, job_id: str, error: str, kind: str, now: float) -> JobStatus:
+        return self._move(
+            job_id, JobStatus.FAILED, last_error=error, error_kind=kind, finished_at=now
+        )
+
+    def mark_done(
+        self, job_id: str, output_path: str, sha256: str, size: int, now: float
+    ) -> JobStatus:
         """Committed only after the video is renamed into place and synced."""
-        self._move(
+        return self._move(
             job_id,
             JobStatus.DONE,
             output_path=output_path,
@@ -466,18 +537,49 @@ class Store:
             error_kind=None,
         )
 
+    def move_video(self, job_id: str, output_path: str) -> None:
+        """A done job's video now lives at `output_path` (a later job took its old name).
+        Committed at once: the old name is reused only after this."""
+        self._write("UPDATE jobs SET output_path = ? WHERE job_id = ?", (output_path, job_id))
+        self.commit()
+
+    def adopt_task(self, job_id: str, task_id: str, created_at: int | None) -> JobStatus:
+        """Record a task the user found for an `unknown` (or failed, pending) job; the next
+        run follows and downloads it."""
+        job = self.get(job_id)
+        if job is None:
+            raise StateError(f"unknown job {job_id}")
+        if job.status in (JobStatus.PENDING, JobStatus.FAILED):
+            self._write(
+                "UPDATE jobs SET status = 'unknown', external_task_id = ? WHERE job_id = ?",
+                (job.current_external_id, job_id),
+            )
+        return self.mark_accepted(job_id, task_id, JobStatus.SUBMITTED, created_at=created_at)
+
+    def reset_unknown(self, job_ids: Sequence[str] | None = None) -> int:
+        """Put `unknown` jobs back to pending under the same external_task_id (a provider that
+        deduplicates ids refuses the resend instead of paying twice)."""
+        where, params = _chosen("status = 'unknown'", job_ids)
+        with self.transaction():
+            return int(
+                self._conn.execute(
+                    "UPDATE jobs SET status = 'pending', task_id = NULL, not_before = 0, "
+                    f"attempts = 0, last_error = NULL, error_kind = NULL WHERE {where}",
+                    params,
+                ).rowcount
+            )
+
     def reset_for_retry(self, job_ids: Sequence[str] | None = None) -> int:
-        """Put failed jobs back to pending with a fresh external_task_id generation. A job that
-        timed out while the provider still had its task goes back to polling instead."""
-        where = "status = 'failed'"
-        params: list[Any] = []
-        if job_ids is not None:
-            where += f" AND job_id IN ({','.join('?' * len(job_ids))})"
-            params = list(job_ids)
+        """Put failed jobs back to work. A job whose paid task is known and did not fail at the
+        provider (timed out, no video URL, a download that never arrived) is followed again;
+        only the others are submitted again, under a fresh external_task_id generation."""
+        where, params = _chosen("status = 'failed'", job_ids)
+        repoll_kinds = ",".join(f"'{kind}'" for kind in FOLLOW_AGAIN)
         with self.transaction():
             repoll = self._conn.execute(
-                "UPDATE jobs SET status = 'running', last_error = NULL, not_before = 0 "
-                f"WHERE {where} AND error_kind = 'task_timeout' AND task_id IS NOT NULL",
+                "UPDATE jobs SET status = 'running', last_error = NULL, error_kind = NULL, "
+                f"not_before = 0, video_url = NULL WHERE {where} "
+                f"AND error_kind IN ({repoll_kinds}) AND task_id IS NOT NULL",
                 params,
             ).rowcount
             resubmit = self._conn.execute(
@@ -491,7 +593,11 @@ class Store:
     def add_api_calls(self, job_id: str, calls: int) -> None:
         self._write("UPDATE jobs SET api_calls = api_calls + ? WHERE job_id = ?", (calls, job_id))
 
-    def _move(self, job_id: str, status: JobStatus, attempts_inc: int = 0, **fields: Any) -> None:
+    def _move(
+        self, job_id: str, status: JobStatus, attempts_inc: int = 0, **fields: Any
+    ) -> JobStatus:
+        """Move a job to `status` (checked against the transition table) and set `fields`;
+        returns the status it had."""
         row = self._conn.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if row is None:
             raise StateError(f"unknown job {job_id}")
@@ -505,6 +611,14 @@ class Store:
             values.append(value)
         values.append(job_id)
         self._write(f"UPDATE jobs SET {', '.join(assignments)} WHERE job_id = ?", values)
+        return old
+
+
+def _chosen(where: str, job_ids: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """`where`, narrowed to `job_ids` when given."""
+    if job_ids is None:
+        return where, []
+    return f"{where} AND job_id IN ({','.join('?' * len(job_ids))})", list(job_ids)
 
 
 class _Transaction:

@@ -110,20 +110,21 @@ def test_external_ids_round_trip(job_id, generation):
 
 
 def test_grouped_updates_reach_the_file_only_when_committed(tmp_path):
-    """During a run updates are grouped; another reader (a crash's view of the file) sees a
-    job as submitting once that is committed, and its later updates only after a commit."""
+    """During a run progress is grouped; `submitting` and an accepted task id reach the file
+    at once (a crash must never lose them), later updates at the next commit."""
     path = tmp_path / "state.sqlite"
     with Store.open(path) as store:
         job = spec(1).job_id
         store.add_jobs([spec(1)])
         store.group_commits()
-        store.mark_submitting(job, "bg-x", 1.0)
-        store.commit()
         seen = sqlite3.connect(path)
         status = "SELECT status FROM jobs WHERE job_id = ?"
+        store.mark_submitting(job, "bg-x", 1.0)
         assert seen.execute(status, (job,)).fetchone() == ("submitting",)
         store.mark_accepted(job, "task-1", JobStatus.SUBMITTED)
-        assert seen.execute(status, (job,)).fetchone() == ("submitting",)
-        store.end_grouping()
         assert seen.execute(status, (job,)).fetchone() == ("submitted",)
+        store.mark_progress(job, JobStatus.RUNNING)
+        assert seen.execute(status, (job,)).fetchone() == ("submitted",)
+        store.end_grouping()
+        assert seen.execute(status, (job,)).fetchone() == ("running",)
         seen.close()

@@ -1,0 +1,126 @@
+"""The provider client the runner uses: create, query, look up, list, each only where the
+provider can do it (`capabilities`), each answer checked before it is believed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from batchgen.errors import (
+    OutcomeUnknown,
+    ProviderError,
+    RetryableError,
+    TaskNotFound,
+    Unsupported,
+)
+from batchgen.providers.answers import TOKEN_CODES, RequestKind
+from batchgen.providers.profiles import Capabilities, Profile
+from batchgen.providers.task import TaskInfo, task_in, tasks_in
+from batchgen.providers.transport import Transport
+
+LIST_PAGE_MAX = 500
+
+
+class Provider:
+    """One provider account, reached through `transport`. `capabilities` starts as the
+    profile declares and may be widened by `confirm_external_lookup`."""
+
+    def __init__(self, profile: Profile, transport: Transport) -> None:
+        self.profile = profile
+        self.transport = transport
+        self.capabilities: Capabilities = profile.capabilities
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    @property
+    def calls(self) -> int:
+        return self.transport.calls
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    async def create(self, body: Mapping[str, Any]) -> TaskInfo:
+        """Submit a task. A success whose answer holds no task id is an unknown outcome."""
+        doc = await self._call("create", "POST", self.profile.route, json_body=body)
+        task = task_in(doc)
+        if task is None:
+            raise OutcomeUnknown("the answer to the create holds no task id")
+        return task
+
+    async def get(self, task_id: str) -> TaskInfo:
+        """Query one task by its task id."""
+        doc = await self._call("query", "GET", f"{self.profile.route}/{quote(task_id, safe='')}")
+        task = task_in(doc)
+        if task is None:
+            raise RetryableError(f"the answer about task {task_id} holds no task")
+        if task.task_id != task_id:
+            raise RetryableError(f"asked for task {task_id}, the answer is about {task.task_id}")
+        return task
+
+    async def find_by_external_id(self, external_id: str) -> TaskInfo | None:
+        """The task the provider holds under `external_id`, or None if it says it has none.
+        Only an answer that echoes exactly that external id is believed; any other answer
+        raises OutcomeUnknown. Raises Unsupported where look-ups are not available."""
+        if not self.capabilities.external_lookup:
+            raise Unsupported(f"{self.name} cannot look tasks up by external_task_id")
+        return await self._lookup(external_id)
+
+    async def confirm_external_lookup(self, task: TaskInfo, external_id: str) -> bool:
+        """Whether looking `external_id` up finds exactly `task` (a task just accepted): the
+        provider then offers look-ups whatever its documentation says."""
+        try:
+            found = await self._lookup(external_id)
+        except ProviderError:
+            return False
+        confirmed = found is not None and found.task_id == task.task_id
+        if confirmed:
+            self.capabilities = self.capabilities.with_confirmed_lookup()
+        return confirmed
+
+    async def list_tasks(self, page: int = 1, page_size: int = LIST_PAGE_MAX) -> list[TaskInfo]:
+        """One page of the account's tasks, newest first. Raises Unsupported where the
+        provider has no task list."""
+        if not self.capabilities.task_list:
+            raise Unsupported(f"{self.name} has no task list")
+        params = {"pageNum": page, "pageSize": max(1, min(page_size, LIST_PAGE_MAX))}
+        doc = await self._call("list", "GET", self.profile.route, params=params)
+        tasks = tasks_in(doc)
+        if tasks is None:
+            raise RetryableError("the task list answer holds no list")
+        return tasks
+
+    async def _lookup(self, external_id: str) -> TaskInfo | None:
+        path = f"{self.profile.route}/{quote(external_id, safe='')}"
+        try:
+            doc = await self._call("lookup", "GET", path)
+        except TaskNotFound:
+            return None
+        task = task_in(doc)
+        if task is None or task.external_task_id != external_id:
+            shown = "no task" if task is None else f"task {task.task_id}"
+            raise OutcomeUnknown(
+                f"looking up {external_id} answered {shown} without that external id"
+            )
+        return task
+
+    async def _call(
+        self,
+        kind: RequestKind,
+        method: str,
+        path: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """One request; a token the provider calls expired or not yet valid is renewed and the
+        request sent once more (a 401 means it was not carried out)."""
+        try:
+            return await self.transport.call(kind, method, path, json_body=json_body, params=params)
+        except RetryableError as error:
+            if error.code not in TOKEN_CODES:
+                raise
+        self.transport.auth.invalidate()
+        return await self.transport.call(kind, method, path, json_body=json_body, params=params)

@@ -1,0 +1,68 @@
+"""How a run behaves (RunConfig) and how it ended (RunOutcome)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from batchgen.errors import EXIT_ACCOUNT, EXIT_INTERRUPTED, EXIT_JOBS_FAILED, EXIT_OK
+from batchgen.policy import PollConfig, RetryPolicy
+from batchgen.status import JobStatus
+
+# Stops that the same command resumes once their cause is fixed; all exit 3.
+RESUMABLE_STOPS = frozenset({"account", "unreachable", "budget"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunConfig:
+    concurrency: int = 4
+    task_timeout: float = 3600.0
+    download_workers: int = 4
+    download_attempts: int = 5
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    poll: PollConfig = field(default_factory=PollConfig)
+    use_list_endpoint: bool = True
+    submit: bool = True  # False: only follow and download what the provider already has
+    seed: int | None = None
+    handle_signals: bool = True
+    # A provider that can look tasks up: a lost create not found for this long is sent again
+    # (a relay's own store may lag behind its upstream).
+    lookup_grace: float = 60.0
+    # A task the provider does not find, or calls done without a video URL, is given this long
+    # after it was first seen so before the job is failed.
+    not_found_grace: float = 60.0
+    # Every request failing to connect for this long stops the run: from its start, and later.
+    unreachable_at_start: float = 15.0
+    unreachable_later: float = 120.0
+    confirm_lookup: bool = True  # probe once whether a provider answers look-ups anyway
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    counts: dict[JobStatus, int]
+    wall_seconds: float
+    api_calls: int
+    stopped: str | None = None  # "account", "unreachable", "budget" or "interrupted"
+    stop_reason: str = ""
+    concurrency: int = 0
+    busy_seconds: float = 0.0  # sum over tasks of submission → end seen, this run
+    adopted: int = 0  # lost creates found at the provider and adopted, this run
+
+    @property
+    def slot_utilisation(self) -> float:
+        """Share of the slot-time the run had that held a task (as the client saw it)."""
+        capacity = self.concurrency * self.wall_seconds
+        return min(1.0, self.busy_seconds / capacity) if capacity else 0.0
+
+    @property
+    def unfinished(self) -> int:
+        done = (JobStatus.DONE, JobStatus.FAILED, JobStatus.UNKNOWN)
+        return sum(n for status, n in self.counts.items() if status not in done)
+
+    @property
+    def exit_code(self) -> int:
+        if self.stopped in RESUMABLE_STOPS:
+            return EXIT_ACCOUNT
+        if self.stopped == "interrupted":
+            return EXIT_INTERRUPTED
+        not_done = sum(n for s, n in self.counts.items() if s != JobStatus.DONE)
+        return EXIT_JOBS_FAILED if not_done else EXIT_OK

@@ -1,0 +1,188 @@
+"""The download stage: finished tasks' videos into the run folder, and `done`.
+
+Each video streams to `.part`, is checked to be a video, synced, and renamed to
+`videos/<row id>.mp4` beside its sidecar; only then is the job `done`. A row edited since its
+earlier job was paid for keeps its id, so the earlier video is moved aside first, to
+`videos/<job id>.mp4` (hard link, then the state, then the new file over the old name): no
+paid video is ever overwritten. Done jobs whose file went missing are downloaded again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from batchgen import output
+from batchgen.download import NotAVideo, UrlExpired, download
+from batchgen.errors import (
+    AccountError,
+    ProviderError,
+    ProviderUnreachable,
+    RetryableError,
+    TaskNotFound,
+    ThrottledError,
+)
+from batchgen.events import Notice
+from batchgen.run.context import RunContext
+from batchgen.status import JobStatus
+from batchgen.store import DoneVideo, JobRecord
+
+DONE_CHECK_BATCH = 2000
+
+
+class Downloader:
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self._installing = anyio.Lock()  # one rename into videos/ at a time
+
+    async def worker(self, jobs: MemoryObjectReceiveStream[str]) -> None:
+        async with jobs:
+            async for job_id in jobs:
+                await self.download_job(job_id)
+
+    async def check_done_videos(self, done: anyio.Event) -> None:
+        """Download again the done jobs whose video is gone or has another size (`verify`
+        re-hashes). Runs beside the first submissions, so a large run starts at once."""
+        ctx = self.ctx
+        after = -1
+        try:
+            while batch := ctx.store.done_videos(after, DONE_CHECK_BATCH):
+                after = batch[-1][0]
+                gone = await anyio.to_thread.run_sync(_videos_not_intact, ctx.run_dir, batch)
+                for job_id in gone:
+                    ctx.progress(
+                        ctx.job(job_id),
+                        JobStatus.DOWNLOADING,
+                        "video missing or changed; downloading again",
+                    )
+                    ctx.emit(
+                        Notice(
+                            f"{ctx.job(job_id).row_id}: video missing or changed; "
+                            "downloading it again"
+                        )
+                    )
+                    ctx.enqueue_download(job_id)
+        finally:
+            done.set()
+            ctx.wake_poll.set()
+
+    async def download_job(self, job_id: str) -> None:
+        ctx = self.ctx
+        for attempt in range(1, ctx.config.download_attempts + 1):
+            job = ctx.job(job_id)
+            try:
+                url = job.video_url or await self._fresh_url(job)
+                await self._fetch(job, url)
+                return
+            except UrlExpired:
+                ctx.store.mark_progress(job_id, JobStatus.DOWNLOADING, video_url=None)
+            except NotAVideo as error:
+                if attempt == ctx.config.download_attempts:
+                    ctx.fail(
+                        job,
+                        f"{error} after {attempt} tries; `batchgen retry` fetches it again",
+                        "not_a_video",
+                    )
+                    return
+                ctx.store.mark_progress(job_id, JobStatus.DOWNLOADING, video_url=None)
+            except (RetryableError, ThrottledError, TaskNotFound) as error:
+                ctx.store.mark_waiting(job_id, 0, error.describe(), "download")
+                await anyio.sleep(ctx.config.retry.backoff(attempt, ctx.rng))
+            except (AccountError, ProviderUnreachable) as error:
+                ctx.stop(
+                    "account" if isinstance(error, AccountError) else "unreachable",
+                    error.describe(),
+                )
+                return
+            except ProviderError as error:
+                ctx.store.mark_waiting(job_id, 0, error.describe(), "download")
+                return
+        ctx.emit(
+            Notice(
+                f"{ctx.job(job_id).row_id}: download did not complete; run again to resume it",
+                "warning",
+            )
+        )
+
+    async def _fresh_url(self, job: JobRecord) -> str:
+        info = await self.ctx.provider.get(job.task_id or "")
+        if not info.video_url:
+            raise RetryableError(f"task {job.task_id} has no video URL")
+        self.ctx.store.mark_progress(job.job_id, JobStatus.DOWNLOADING, video_url=info.video_url)
+        return info.video_url
+
+    async def _fetch(self, job: JobRecord, url: str) -> None:
+        ctx = self.ctx
+        dest = output.video_path(ctx.run_dir, job.row_id)
+        relative = dest.relative_to(ctx.run_dir).as_posix()
+
+        holding = False
+
+        async def make_room() -> None:
+            nonlocal holding
+            await self._installing.acquire()
+            holding = True
+            await self._keep_earlier_videos(job, relative)
+
+        try:
+            result = await download(ctx.downloads, url, dest, make_room=make_room)
+            entry = output.sidecar(job, relative, result.sha256, result.size)
+            await anyio.to_thread.run_sync(
+                output.write_json_atomic, dest.with_suffix(".json"), entry
+            )
+            old = ctx.store.mark_done(job.job_id, relative, result.sha256, result.size, ctx.wall())
+        finally:
+            if holding:
+                self._installing.release()
+        ctx.announce(job, old, JobStatus.DONE)
+
+    async def _keep_earlier_videos(self, job: JobRecord, relative: str) -> None:
+        """Move aside every other done job's video recorded at `relative` (an edited row that
+        kept its id): linked to its job id's name, recorded there, then free to replace."""
+        ctx = self.ctx
+        for other in ctx.store.done_at_path(relative):
+            if other.job_id == job.job_id:
+                continue
+            kept = output.superseded_path(ctx.run_dir, other.job_id)
+            kept_relative = kept.relative_to(ctx.run_dir).as_posix()
+            await anyio.to_thread.run_sync(_link_or_copy, ctx.run_dir / relative, kept)
+            entry = output.sidecar(other, kept_relative, other.sha256 or "", other.bytes or 0)
+            await anyio.to_thread.run_sync(
+                output.write_json_atomic, kept.with_suffix(".json"), entry
+            )
+            ctx.store.move_video(other.job_id, kept_relative)
+            ctx.emit(
+                Notice(f"{job.row_id}: kept the earlier paid video of this row at {kept_relative}")
+            )
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """`target` becomes `source`'s twin (a hard link where the file system has them), synced."""
+    target.unlink(missing_ok=True)
+    if source.exists():
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _videos_not_intact(run_dir: Path, done: list[DoneVideo]) -> list[str]:
+    """Job ids among (seq, job id, video path, bytes) whose file is missing or of another size."""
+    gone = []
+    for _, job_id, video, size in done:
+        try:
+            intact = video is not None and (run_dir / video).stat().st_size == size
+        except OSError:
+            intact = False
+        if not intact:
+            gone.append(job_id)
+    return gone

@@ -1,0 +1,167 @@
+"""The poll stage: follow every task the provider holds for the run until it ends.
+
+Due tasks are asked about by the task list where the provider has one (one call for many),
+else one query each. What the provider says is applied by `apply`, which the other stages use
+too (an adopted task, a callback). A task the provider does not find, or calls finished
+without a video URL, is given `not_found_grace` seconds before its job is failed: a relay's
+own store can lag behind the task.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from batchgen.errors import AccountError, ProviderError, ProviderUnreachable, TaskNotFound
+from batchgen.providers import TaskInfo
+from batchgen.run.context import RunContext, Tracked
+from batchgen.status import JobStatus, status_of_task
+
+
+class Poller:
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    async def run(self, feeding_done: anyio.Event, checks_done: anyio.Event) -> None:
+        """Poll until nothing is followed, nothing is being submitted and the feed is over;
+        then close the download queue (the shutdown of the download stage)."""
+        ctx = self.ctx
+        while ctx.tracked or ctx.active or not feeding_done.is_set() or not checks_done.is_set():
+            now = anyio.current_time()
+            due = [t for t in ctx.tracked.values() if t.next_poll <= now]
+            if due:
+                await self.poll(due)
+                self._check_timeouts()
+            else:
+                await self._sleep_until_due(now)
+        ctx.queue.close()
+
+    async def _sleep_until_due(self, now: float) -> None:
+        ctx = self.ctx
+        next_at = min((t.next_poll for t in ctx.tracked.values()), default=now + 1.0)
+        with anyio.move_on_after(max(0.0, next_at - now)):
+            await ctx.wake_poll.wait()
+        ctx.wake_poll = anyio.Event()
+
+    async def poll(self, due: list[Tracked]) -> None:
+        remaining = due
+        ctx = self.ctx
+        if (
+            ctx.config.use_list_endpoint
+            and ctx.provider.capabilities.task_list
+            and len(ctx.tracked) > 1
+        ):
+            remaining = await self._poll_by_list(due)
+        if remaining:
+            async with anyio.create_task_group() as tg:
+                for tracked in remaining:
+                    tg.start_soon(self._poll_one, tracked)
+
+    async def _poll_by_list(self, due: list[Tracked]) -> list[Tracked]:
+        """Learn many tasks' states from one list call (newest first: a page about twice the
+        tasks in flight covers them); returns the due tasks it did not show."""
+        ctx = self.ctx
+        try:
+            tasks = await ctx.provider.list_tasks(1, page_size=2 * len(ctx.tracked) + 20)
+        except ProviderError as error:
+            self._poll_error(due, error)
+            return []
+        by_id = {t.task_id: t for t in tasks}
+        for tracked in list(ctx.tracked.values()):
+            info = by_id.get(tracked.task_id)
+            if info is not None:
+                self.apply(tracked, info)
+        return [t for t in due if t.task_id not in by_id and t.job_id in ctx.tracked]
+
+    async def _poll_one(self, tracked: Tracked) -> None:
+        try:
+            info = await self.ctx.provider.get(tracked.task_id)
+        except ProviderError as error:
+            self._poll_error([tracked], error)
+            return
+        self.apply(tracked, info)
+
+    def _poll_error(self, tracked: list[Tracked], error: ProviderError) -> None:
+        ctx = self.ctx
+        if isinstance(error, AccountError):
+            ctx.stop("account", error.describe())
+        elif isinstance(error, ProviderUnreachable):
+            ctx.stop("unreachable", error.describe())
+        now = anyio.current_time()
+        for t in tracked:
+            if isinstance(error, TaskNotFound):
+                self._missing(t, now, f"the provider does not know task {t.task_id}", "lost_task")
+            else:
+                t.next_poll = now + ctx.config.retry.backoff(1, ctx.rng) + 1.0
+
+    def apply(self, tracked: Tracked, info: TaskInfo) -> None:
+        """Act on what the provider says of a followed task."""
+        ctx = self.ctx
+        if tracked.job_id not in ctx.tracked:
+            return
+        status = status_of_task(info.status)
+        now = anyio.current_time()
+        if status == JobStatus.DOWNLOADING and not info.video_url:
+            reason = "the provider reported success but gave no video URL"
+            self._missing(tracked, now, reason, "no_video")
+        elif status == JobStatus.DOWNLOADING:
+            self._finished(tracked, info, now)
+        elif status == JobStatus.FAILED:
+            ctx.untrack(tracked, finished=True)
+            reason = info.message or "the provider reported the generation failed"
+            ctx.fail(ctx.job(tracked.job_id), reason, "generation_failed")
+        else:
+            tracked.missing_since = None
+            if status != tracked.status:
+                ctx.progress(ctx.job(tracked.job_id), status)
+                tracked.status = status
+            tracked.running_seen = now - tracked.started
+            tracked.next_poll = now + ctx.schedule.next_delay(tracked.running_seen)
+
+    def _finished(self, tracked: Tracked, info: TaskInfo, now: float) -> None:
+        ctx = self.ctx
+        ctx.untrack(tracked, finished=True)
+        ctx.schedule.observe(_generation_seconds(info, tracked, now))
+        ctx.progress(
+            ctx.job(tracked.job_id),
+            JobStatus.DOWNLOADING,
+            video_url=info.video_url,
+            video_duration=info.video_duration,
+            unit_deduction=info.final_unit_deduction,
+            task_updated_at=info.updated_at,
+            not_before=0,
+        )
+        ctx.enqueue_download(tracked.job_id)
+
+    def _missing(self, tracked: Tracked, now: float, reason: str, kind: str) -> None:
+        """The task is not (yet) where it should be: ask again, then give up after the grace."""
+        ctx = self.ctx
+        if tracked.missing_since is None:
+            tracked.missing_since = now
+        if now - tracked.missing_since < ctx.config.not_found_grace:
+            tracked.next_poll = now + min(5.0, max(0.5, ctx.config.not_found_grace / 10))
+            return
+        ctx.untrack(tracked, finished=True)
+        waited = f"{ctx.config.not_found_grace:.0f} s"
+        ctx.fail(ctx.job(tracked.job_id), f"{reason} (still so after {waited})", kind)
+
+    def _check_timeouts(self) -> None:
+        ctx = self.ctx
+        now = anyio.current_time()
+        for tracked in list(ctx.tracked.values()):
+            if now - tracked.started > ctx.config.task_timeout:
+                ctx.untrack(tracked, finished=False)
+                ctx.fail(
+                    ctx.job(tracked.job_id),
+                    f"task {tracked.task_id} still not finished after "
+                    f"{ctx.config.task_timeout:.0f} s; `batchgen retry` polls it again",
+                    "task_timeout",
+                )
+
+
+def _generation_seconds(info: TaskInfo, tracked: Tracked, now: float) -> float:
+    """How long the provider took: its own timestamps where given, else the middle of the
+    span in which it ended (between the last poll that found it running and the one that found
+    it done; the end alone would feed our own poll delay back into the schedule)."""
+    if info.created_at and info.updated_at and info.updated_at >= info.created_at:
+        return (info.updated_at - info.created_at) / 1000
+    return (tracked.running_seen + now - tracked.started) / 2

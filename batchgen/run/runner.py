@@ -1,0 +1,125 @@
+"""A run: every unfinished job of a state taken to an end, in one task group.
+
+    recovery   what an earlier run left: tasks to follow, downloads, lost creates
+    feed       pending jobs → slots → creates (feed.py); lost answers → recovery.py
+    poll       followed tasks → their end (poll.py)
+    download   finished tasks → videos → `done` (downloads.py)
+
+The feed ends when nothing is pending or waiting (or the run stops); the poll stage ends when
+the feed has ended and nothing is followed or being submitted, and closes the download queue;
+the download workers end when the queue is empty. A first Ctrl-C (or SIGTERM) stops
+submitting and drains what is paid for; a second one stops at once, the state consistent.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup
+
+from batchgen import output
+from batchgen.events import Listener, Notice, RunFinished, RunStarted
+from batchgen.providers import Provider
+from batchgen.run.config import RunConfig, RunOutcome
+from batchgen.run.context import PayloadFn, RunContext
+from batchgen.run.downloads import Downloader
+from batchgen.run.feed import Feeder
+from batchgen.run.poll import Poller
+from batchgen.run.recovery import Recovery
+from batchgen.store import Store
+
+COMMIT_INTERVAL = 0.05  # seconds of job updates a crash may lose (each safe to redo)
+
+
+class Runner:
+    """Runs every unfinished job of a store to an end. Use `await Runner(...).run()`."""
+
+    def __init__(
+        self,
+        store: Store,
+        provider: Provider,
+        downloads: httpx.AsyncClient,
+        payload: PayloadFn,
+        run_dir: Path,
+        config: RunConfig | None = None,
+        listeners: Sequence[Listener] = (),
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ctx = RunContext(
+            store,
+            provider,
+            downloads,
+            payload,
+            run_dir,
+            config or RunConfig(),
+            listeners,
+            wall_clock,
+        )
+
+    async def run(self) -> RunOutcome:
+        ctx = self.ctx
+        started = time.monotonic()
+        calls_before = ctx.provider.calls
+        counts = ctx.store.counts()
+        ctx.emit(RunStarted(sum(counts.values()), counts))
+        ctx.provider.transport.observer = ctx.observe_exchange
+        ctx.store.group_commits()
+        try:
+            async with anyio.create_task_group() as background:
+                ctx.cancel_run = background.cancel_scope.cancel
+                if ctx.config.handle_signals:
+                    background.start_soon(self._watch_signals, background)
+                background.start_soon(self._commit_often)
+                await self._stages(background)
+                background.cancel_scope.cancel()
+        finally:
+            ctx.provider.transport.observer = None
+            ctx.store.end_grouping()
+        output.write_indexes(ctx.store, ctx.run_dir)
+        outcome = RunOutcome(
+            counts=ctx.store.counts(),
+            wall_seconds=time.monotonic() - started,
+            api_calls=ctx.provider.calls - calls_before,
+            stopped=ctx.stopping,
+            stop_reason=ctx.stop_reason,
+            concurrency=ctx.config.concurrency,
+            busy_seconds=ctx.busy_seconds,
+            adopted=ctx.adopted,
+        )
+        ctx.emit(RunFinished(outcome.counts, outcome.wall_seconds, outcome.stopped))
+        return outcome
+
+    async def _stages(self, background: TaskGroup) -> None:
+        ctx = self.ctx
+        poller = Poller(ctx)
+        recovery = Recovery(ctx, poller)
+        feeder = Feeder(ctx, recovery, background)
+        downloader = Downloader(ctx)
+        feeding_done, checks_done = anyio.Event(), anyio.Event()
+        recovery.recover_at_start()
+        async with ctx.queued, anyio.create_task_group() as stages:
+            for _ in range(ctx.config.download_workers):
+                stages.start_soon(downloader.worker, ctx.queued.clone())
+            stages.start_soon(poller.run, feeding_done, checks_done)
+            stages.start_soon(downloader.check_done_videos, checks_done)
+            await feeder.run(stages, feeding_done)
+
+    async def _commit_often(self) -> None:
+        while True:
+            await anyio.sleep(COMMIT_INTERVAL)
+            self.ctx.store.commit()
+
+    async def _watch_signals(self, background: TaskGroup) -> None:
+        ctx = self.ctx
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                if ctx.stopping == "interrupted":
+                    ctx.emit(Notice("second interrupt: stopping now", "warning"))
+                    background.cancel_scope.cancel()
+                    return
+                ctx.stop("interrupted", "interrupted: no new submissions; finishing paid tasks")

@@ -1,0 +1,50 @@
+"""One process per run state at a time.
+
+A command that changes a state (`run`, `retry`, `adopt`, `reconcile`, `verify --repair`) holds
+an exclusive `flock` on `<state>.lock` for as long as it runs; a second one is refused at once,
+naming the holder's pid. The kernel drops the lock when its process dies, however it dies, so
+a lock left by a killed run is simply taken over. Readers (`status`, `report`) take no lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from batchgen.errors import StateInUse, UsageError
+
+SUFFIX = ".lock"
+
+
+def lock_path(state: Path) -> Path:
+    return state.with_name(state.name + SUFFIX)
+
+
+@contextmanager
+def holding(state: Path, command: str) -> Iterator[None]:
+    """Hold the state's lock while the block runs; StateInUse if a live process has it."""
+    path = lock_path(state)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UsageError(f"cannot create the lock file {path}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateInUse(_refusal(state, os.pread(fd, 200, 0))) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} batchgen {command}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _refusal(state: Path, holder: bytes) -> str:
+    pid, _, what = holder.decode(errors="replace").strip().partition(" ")
+    who = f"pid {pid} ({what})" if pid.isdigit() else "another process"
+    return f"{state} is in use by {who}; wait for it to finish or stop it, then run this again"
