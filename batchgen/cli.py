@@ -32,7 +32,7 @@ from batchgen.export import export_run
 from batchgen.output import STATE_NAME, UNKNOWN_ADVICE
 from batchgen.plan import build_plan
 from batchgen.pricing import load_prices
-from batchgen.progress import ProgressBar, counted
+from batchgen.progress import MODES, LineProgress, counted, progress_for
 from batchgen.report import build_report, load_report, write_report
 from batchgen.report import render as render_report
 from batchgen.resolve import ResolveOptions, check_items, resolve_manifest
@@ -50,6 +50,7 @@ MANIFEST = click.argument("manifest", type=click.Path(path_type=Path, dir_okay=F
 RUN_DIR = click.argument(
     "run_dir", metavar="RUN", type=click.Path(path_type=Path, file_okay=False, exists=True)
 )
+RUN_LOG = "run.log"  # every run appends its progress lines and notices here
 PRICES_HELP = "Price table (JSON, same shape as the package's) laid over the built-in one."
 
 
@@ -107,9 +108,15 @@ def run_options(command: F) -> F:
         ),
         click.option("--seed", type=int, help="Seed for retry jitter (reproducible runs)."),
         click.option(
-            "--progress/--no-progress",
-            default=None,
-            help="Show a progress bar [default: when stderr is a terminal].",
+            "--progress",
+            type=click.Choice(MODES),
+            default="auto",
+            show_default=True,
+            help="auto: a bar on a terminal, else a plain line every 10 s; json: a JSON object "
+            "per line; off: nothing but the summary.",
+        ),
+        click.option(
+            "--no-progress", "progress", flag_value="off", help="The same as --progress off."
         ),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), command)
@@ -215,8 +222,10 @@ def _run(manifest: Path, settings: Settings) -> int:
             else f"{loaded.jobs} jobs ({loaded.new} new, {loaded.known} known)"
         )
         click.echo(f"{prepared.manifest.name}: {jobs}; state {prepared.store.path}", err=True)
-        bar = ProgressBar(enabled=settings.progress)
-        outcome = pipeline.run_async(pipeline.execute, prepared, settings, [bar])
+        prepared.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(prepared.run_dir / RUN_LOG, "a", encoding="utf-8") as log:
+            listeners = [LineProgress(log), progress_for(settings.progress)]
+            outcome = pipeline.run_async(pipeline.execute, prepared, settings, listeners)
         write_report(prepared.run_dir, build_report(prepared.store, outcome))
         unknown = [job.row_id for job in prepared.store.unknown_in_job_order()]
         click.echo(_summary(outcome, prepared.run_dir, unknown, manifest), err=True)

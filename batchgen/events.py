@@ -32,11 +32,19 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Sent every second or so while a run works, so that a log shows it alive."""
+
+    slots_cap: int  # tasks the run may hold now (the account's limit as learned)
+    throttled_for: float = 0.0  # seconds until creates resume after a throttle, 0 if none
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished:
     counts: dict[JobStatus, int]
     wall_seconds: float
     stopped: str | None = None
 
 
-Event = RunStarted | JobChanged | Notice | RunFinished
+Event = RunStarted | JobChanged | Notice | Heartbeat | RunFinished
 Listener = Callable[[Event], None]

@@ -1,17 +1,28 @@
-"""A tqdm progress bar and notices on stderr: one subscriber of the runner's events."""
+"""Progress on stderr, from the run's events only: a bar in a terminal, plain (or JSON) lines
+at a steady pace everywhere else (a pipe, `tee`, nohup, cron, CI), so a log shows the run
+alive. Both show what is true now: tasks in flight, downloading, done, failed, unknown,
+waiting, the pace of finished jobs and the time left at that pace."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
-from collections.abc import Iterable, Iterator
-from typing import IO, TypeVar
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import IO, Literal, TypeVar
 
 from tqdm import tqdm
 
-from batchgen.events import Event, JobChanged, Notice, RunFinished, RunStarted
-from batchgen.status import JobStatus
+from batchgen.events import Event, Heartbeat, JobChanged, Listener, Notice, RunFinished, RunStarted
+from batchgen.status import IN_FLIGHT, JobStatus
 
 T = TypeVar("T")
+Mode = Literal["auto", "bar", "plain", "json", "off"]
+MODES: tuple[Mode, ...] = ("auto", "bar", "plain", "json", "off")
+LINE_INTERVAL = 10.0  # seconds between progress lines when stderr is not a terminal
+FINISHED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.UNKNOWN)
 
 
 def counted(items: Iterable[T], desc: str) -> Iterator[T]:
@@ -22,68 +33,213 @@ def counted(items: Iterable[T], desc: str) -> Iterator[T]:
         yield from bar
 
 
-class ProgressBar:
-    """Shows done/running/failed while a run works; prints notices above the bar."""
+class Tally:
+    """Jobs by status, kept from RunStarted and JobChanged events, and the pace of finishing."""
 
-    def __init__(self, stream: IO[str] | None = None, enabled: bool | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.counts: dict[JobStatus, int] = dict.fromkeys(JobStatus, 0)
+        self.started = clock()
+        self.finished_this_run = 0
+        self.throttled_for = 0.0
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.counts.update(event.counts)
+            self.started = self.clock()
+        elif isinstance(event, JobChanged):
+            self.counts[event.old] = max(0, self.counts[event.old] - 1)
+            self.counts[event.new] += 1
+            self.finished_this_run += (event.new in FINISHED) - (event.old in FINISHED)
+        elif isinstance(event, Heartbeat):
+            self.throttled_for = event.throttled_for
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self.counts[s] for s in IN_FLIGHT)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts[s] for s in FINISHED)
+
+    @property
+    def waiting(self) -> int:
+        return self.counts[JobStatus.PENDING]
+
+    def rate(self) -> float:
+        """Jobs finished per second in this run so far."""
+        elapsed = self.clock() - self.started
+        return self.finished_this_run / elapsed if elapsed > 0 else 0.0
+
+    def eta(self) -> float | None:
+        """Seconds left at the pace so far; None before any job finished."""
+        rate = self.rate()
+        remaining = self.total - self.finished
+        return remaining / rate if rate > 0 else None
+
+    def fields(self) -> dict[str, int | float | None]:
+        eta = self.eta()
+        return {
+            "elapsed_s": round(self.clock() - self.started, 1),
+            "total": self.total,
+            "done": self.counts[JobStatus.DONE],
+            "in_flight": self.in_flight,
+            "downloading": self.counts[JobStatus.DOWNLOADING],
+            "failed": self.counts[JobStatus.FAILED],
+            "unknown": self.counts[JobStatus.UNKNOWN],
+            "waiting": self.waiting,
+            "jobs_per_min": round(self.rate() * 60, 2),
+            "eta_s": None if eta is None else round(eta),
+            "throttled_for_s": round(self.throttled_for, 1),
+        }
+
+    def line(self) -> str:
+        c = self.counts
+        eta = self.eta()
+        text = (
+            f"{c[JobStatus.DONE]}/{self.total} done, {self.in_flight} in flight, "
+            f"{c[JobStatus.DOWNLOADING]} downloading, {c[JobStatus.FAILED]} failed, "
+            f"{c[JobStatus.UNKNOWN]} unknown, {self.waiting} waiting; "
+            f"{self.rate() * 60:.1f} jobs/min, ETA {'--' if eta is None else duration(eta)}"
+        )
+        if self.throttled_for > 0:
+            text += f"; throttled, creates resume in {duration(self.throttled_for)}"
+        return text
+
+
+def duration(seconds: float) -> str:
+    """45s, 3m20s, 1h02m."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class BarProgress:
+    """A tqdm bar of finished jobs with what is in flight beside it; notices above it."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.tally = Tally()
         self.bar: tqdm | None = None
-        self.counts: dict[JobStatus, int] = {}
 
     def __call__(self, event: Event) -> None:
+        self.tally.apply(event)
         if isinstance(event, RunStarted):
-            self._start(event)
-        elif isinstance(event, JobChanged):
-            self._change(event)
-        elif isinstance(event, Notice):
-            self._write(
-                f"{event.level}: {event.message}" if event.level != "info" else event.message
+            self.bar = tqdm(
+                total=self.tally.total,
+                initial=self.tally.finished,
+                unit="job",
+                file=self.stream,
+                dynamic_ncols=True,
+                smoothing=0.05,
             )
+        elif isinstance(event, Notice):
+            line = event.message if event.level == "info" else f"{event.level}: {event.message}"
+            if self.bar is not None:
+                self.bar.write(line, file=self.stream)
+            else:
+                print(line, file=self.stream)
         elif isinstance(event, RunFinished) and self.bar is not None:
+            self._refresh()
             self.bar.close()
+            return
+        self._refresh()
 
-    def _start(self, event: RunStarted) -> None:
-        self.counts = dict(event.counts)
-        finished = self.counts[JobStatus.DONE]
-        self.bar = tqdm(
-            total=event.total,
-            initial=finished,
-            unit="job",
-            file=self.stream,
-            disable=None if self.enabled is None else not self.enabled,
-            dynamic_ncols=True,
-            smoothing=0.05,
-        )
-        self._postfix()
-
-    def _change(self, event: JobChanged) -> None:
-        if event.old in self.counts:
-            self.counts[event.old] = max(0, self.counts[event.old] - 1)
-        self.counts[event.new] = self.counts.get(event.new, 0) + 1
+    def _refresh(self) -> None:
         if self.bar is None:
             return
-        if event.new == JobStatus.DONE or event.new == JobStatus.FAILED:
-            self.bar.update(1)
-        elif event.old in (JobStatus.DONE, JobStatus.FAILED):
-            self.bar.update(-1)
-        self._postfix()
-
-    def _postfix(self) -> None:
-        if self.bar is None:
-            return
-        c = self.counts
-        running = sum(
-            c.get(s, 0) for s in (JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.RUNNING)
-        )
+        t = self.tally
+        self.bar.n = t.finished
+        throttled = " throttled" if t.throttled_for > 0 else ""
         self.bar.set_postfix_str(
-            f"done={c.get(JobStatus.DONE, 0)} running={running} "
-            f"downloading={c.get(JobStatus.DOWNLOADING, 0)} failed={c.get(JobStatus.FAILED, 0)}",
-            refresh=False,
+            f"in flight={t.in_flight} downloading={t.counts[JobStatus.DOWNLOADING]} "
+            f"failed={t.counts[JobStatus.FAILED]} unknown={t.counts[JobStatus.UNKNOWN]}{throttled}",
+            refresh=True,
         )
 
-    def _write(self, line: str) -> None:
-        if self.bar is not None and not self.bar.disable:
-            self.bar.write(line, file=self.stream)
+
+class LineProgress:
+    """A line at the start, every `interval` seconds, and at the end; notices as lines. Plain
+    text with a timestamp, or one JSON object per line."""
+
+    def __init__(
+        self,
+        stream: IO[str],
+        *,
+        as_json: bool = False,
+        interval: float = LINE_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream
+        self.as_json = as_json
+        self.interval = interval
+        self.clock = clock
+        self.tally = Tally(clock)
+        self._last = -interval
+
+    def __call__(self, event: Event) -> None:
+        self.tally.apply(event)
+        if isinstance(event, Notice):
+            self._write("notice", event.message, level=event.level)
+        elif isinstance(event, RunStarted | RunFinished):
+            self._progress("start" if isinstance(event, RunStarted) else "end")
+        elif self.clock() - self._last >= self.interval:
+            self._progress("progress")
+
+    def _progress(self, kind: str) -> None:
+        self._last = self.clock()
+        self._write(kind, self.tally.line(), **self.tally.fields())
+
+    def _write(self, kind: str, text: str, **fields: object) -> None:
+        now = datetime.now().astimezone()
+        if self.as_json:
+            record = {"time": now.isoformat(timespec="seconds"), "event": kind, **fields}
+            if kind == "notice":
+                record["message"] = text
+            line = json.dumps(record, ensure_ascii=False)
         else:
-            print(line, file=self.stream)
+            level = fields.get("level")
+            shown = f"{level}: {text}" if kind == "notice" and level != "info" else text
+            line = f"{now:%Y-%m-%d %H:%M:%S} {shown}"
+        # A reader that went away does not stop the run: its state and log are what matter.
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            print(line, file=self.stream, flush=True)
+
+
+class NoticesOnly:
+    """No progress, but every notice (a skipped row, a stop, an unknown outcome) still shown."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Notice):
+            line = event.message if event.level == "info" else f"{event.level}: {event.message}"
+            with contextlib.suppress(BrokenPipeError, ValueError):
+                print(line, file=self.stream, flush=True)
+
+
+def progress_for(mode: Mode, stream: IO[str] | None = None) -> Listener:
+    """The progress subscriber for `mode` ("auto": a bar on a terminal, lines elsewhere)."""
+    stream = stream or sys.stderr
+    if mode == "off":
+        return NoticesOnly(stream)
+    if mode == "auto":
+        mode = "bar" if _is_terminal(stream) else "plain"
+    if mode == "bar":
+        return BarProgress(stream)
+    return LineProgress(stream, as_json=mode == "json")
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (ValueError, AttributeError):
+        return False

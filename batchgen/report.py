@@ -32,6 +32,7 @@ def build_report(store: Store, outcome: RunOutcome | None = None) -> dict[str, A
         "total": sum(counts.values()),
         "failures_by_reason": dict(reasons.most_common()),
         "units_charged": round(store.units_charged(), 3),
+        "superseded_videos": store.superseded_count(),
         "estimated_usd": round(cost.usd, 2),
         "unpriced_jobs": cost.unknown_usd,
         "prices_taken": cost.taken,
@@ -68,11 +69,16 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"run {report['run']}: {report['total']} jobs",
         "  " + ", ".join(f"{n} {status}" for status, n in counts.items() if n),
-        f"  units charged (final_unit_deduction): {report['units_charged']}",
+        f"  units charged (final_unit_deduction, every paid task): {report['units_charged']}",
         f"  cost of the done jobs: ~${report['estimated_usd']:,.2f} at the price table of "
         f"{report['prices_taken']}"
         + (f" ({report['unpriced_jobs']} job(s) unpriced)" if report["unpriced_jobs"] else ""),
     ]
+    if report.get("superseded_videos"):
+        lines.append(
+            f"  {report['superseded_videos']} earlier paid video(s) of rows edited since, "
+            "kept under their job id in videos/"
+        )
     last = report.get("last_run")
     if last:
         lines.append(

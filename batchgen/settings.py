@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from batchgen.output import STATE_NAME
+from batchgen.progress import Mode
 from batchgen.providers import PROFILES, Profile
 
 ProviderName = Literal["cometapi", "kling"]
@@ -37,7 +38,7 @@ class Settings(BaseModel):
     prices: Path | None = None  # a price table laid over the package's
     locked: bool = False
     seed: int | None = None
-    progress: bool | None = None  # None: a bar when stderr is a terminal
+    progress: Mode = "auto"  # see progress.py
 
     @field_validator("base_url")
     @classmethod

@@ -409,12 +409,19 @@ class Store:
         return (({"model_name": m, "mode": o, "duration": d}, int(n)) for m, o, d, n in cursor)
 
     def units_charged(self) -> float:
-        """Sum of the provider's final_unit_deduction over the manifest's done jobs."""
+        """Sum of the provider's final_unit_deduction over every paid task of the state (done
+        jobs, the earlier videos of edited rows included, and failures that were charged)."""
         row = self._conn.execute(
-            "SELECT total(CAST(unit_deduction AS REAL)) FROM jobs WHERE status = 'done' "
-            "AND seq >= 0"
+            "SELECT total(CAST(unit_deduction AS REAL)) FROM jobs WHERE unit_deduction IS NOT NULL"
         ).fetchone()
         return float(row[0])
+
+    def superseded_count(self) -> int:
+        """Done jobs of rows edited since: their paid videos stay in the run folder."""
+        row = self._conn.execute(
+            "SELECT count(*) FROM jobs WHERE status = 'done' AND seq < 0"
+        ).fetchone()
+        return int(row[0])
 
     def failed_in_job_order(self) -> Iterator[JobRecord]:
         cursor = self._conn.execute(
@@ -517,9 +524,12 @@ class Store:
             not_before=0,
         )
 
-    def mark_failed(self, job_id: str, error: str, kind: str, now: float) -> JobStatus:
+    def mark_failed(
+        self, job_id: str, error: str, kind: str, now: float, **fields: Any
+    ) -> JobStatus:
+        """`fields`: what else the provider said (e.g. `unit_deduction` of a charged failure)."""
         return self._move(
-            job_id, JobStatus.FAILED, last_error=error, error_kind=kind, finished_at=now
+            job_id, JobStatus.FAILED, last_error=error, error_kind=kind, finished_at=now, **fields
         )
 
     def mark_done(

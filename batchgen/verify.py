@@ -8,6 +8,8 @@ first, then sha256. What is found:
     missing      a done job's video is not there
     corrupted    its size or sha256 is not the recorded one
     mismatched   the index and the state disagree on a job (path, size, sha256, or presence)
+                 (the paid videos of rows edited since, kept under their job id, are checked
+                 against the state alone)
     extra        a file in videos/ that no job names: a `.part` left by a download, a stray
                  video, a sidecar .json of no known video
 
@@ -112,6 +114,10 @@ def verify_run(run_dir: Path, state_path: Path | None = None) -> VerifyReport:
         for pair in counted(pair_by_job(lines, jobs), "verifying"):
             _check(report, run_dir, pair, store)
             known.update(pair.names())
+        if store is not None:
+            for job in store.superseded_done():
+                _check(report, run_dir, Pair(None, job), None)
+                known.update(Pair(None, job).names())
     report.extra = list(find_extra(run_dir, known))
     return report
 

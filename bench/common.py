@@ -88,7 +88,7 @@ def run_settings(folder: Path, url: str, concurrency: int, **extra: Any) -> Sett
         base_url=url,
         concurrency=concurrency,
         api_key=SecretStr("sk-bench"),
-        progress=False,
+        progress="off",
         **extra,
     )
 

@@ -10,10 +10,12 @@ message, a log or the state (the transport redacts them).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import jwt
+from jwt.warnings import InsecureKeyLengthWarning
 
 from batchgen.errors import UsageError
 
@@ -91,7 +93,10 @@ class KlingJwt:
             "exp": int(now + self.lifetime),
             "nbf": int(now - JWT_NOT_BEFORE_SLACK),
         }
-        return jwt.encode(claims, self.secret_key, algorithm="HS256", headers={"typ": "JWT"})
+        # The key's length is Kling's choice, not ours: PyJWT's advice is not the user's to act on.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+            return jwt.encode(claims, self.secret_key, algorithm="HS256", headers={"typ": "JWT"})
 
 
 Auth = BearerKey | KlingJwt

@@ -99,8 +99,8 @@ class RunContext:
         old = self.store.mark_progress(job.job_id, status, **fields)
         self.announce(job, old, status, detail)
 
-    def fail(self, job: JobRecord, reason: str, kind: str) -> None:
-        old = self.store.mark_failed(job.job_id, reason, kind, self.wall())
+    def fail(self, job: JobRecord, reason: str, kind: str, **fields: object) -> None:
+        old = self.store.mark_failed(job.job_id, reason, kind, self.wall(), **fields)
         self.announce(job, old, JobStatus.FAILED, reason)
 
     def unknown(self, job: JobRecord, reason: str) -> None:

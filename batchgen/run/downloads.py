@@ -117,7 +117,11 @@ class Downloader:
 
     async def _fetch(self, job: JobRecord, url: str) -> None:
         ctx = self.ctx
-        dest = output.video_path(ctx.run_dir, job.row_id)
+        dest = (
+            ctx.run_dir / job.output_path
+            if job.output_path  # downloaded before: it goes back where the state says
+            else output.video_path(ctx.run_dir, job.row_id)
+        )
         relative = dest.relative_to(ctx.run_dir).as_posix()
 
         holding = False

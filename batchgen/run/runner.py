@@ -23,7 +23,7 @@ import httpx
 from anyio.abc import TaskGroup
 
 from batchgen import output
-from batchgen.events import Listener, Notice, RunFinished, RunStarted
+from batchgen.events import Heartbeat, Listener, Notice, RunFinished, RunStarted
 from batchgen.providers import Provider
 from batchgen.run.config import RunConfig, RunOutcome
 from batchgen.run.context import PayloadFn, RunContext
@@ -34,6 +34,7 @@ from batchgen.run.recovery import Recovery
 from batchgen.store import Store
 
 COMMIT_INTERVAL = 0.05  # seconds of job updates a crash may lose (each safe to redo)
+HEARTBEAT_INTERVAL = 1.0
 
 
 class Runner:
@@ -110,9 +111,15 @@ class Runner:
             await feeder.run(stages, feeding_done)
 
     async def _commit_often(self) -> None:
+        ctx = self.ctx
+        beat = anyio.current_time()
         while True:
             await anyio.sleep(COMMIT_INTERVAL)
-            self.ctx.store.commit()
+            ctx.store.commit()
+            now = anyio.current_time()
+            if now - beat >= HEARTBEAT_INTERVAL:
+                beat = now
+                ctx.emit(Heartbeat(ctx.slots.cap, max(0.0, ctx.throttled_until - now)))
 
     async def _watch_signals(self, background: TaskGroup) -> None:
         ctx = self.ctx
