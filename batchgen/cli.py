@@ -165,7 +165,7 @@ def provider_flags(command: F) -> F:
     return functools.reduce(lambda f, option: option(f), reversed(provider_options()), command)
 
 
-SECRET_FLAGS = ("api_key", "access_key", "secret_key")
+SECRET_FLAGS = ("api_key", "access_key", "secret_key", "callback_secret")
 
 
 def settings_from(**flags: Any) -> Settings:
@@ -205,6 +205,23 @@ def cli() -> None:
     "--locked",
     is_flag=True,
     help="Refuse to run unless the manifest resolves to the jobs in RUN/manifest.lock.json.",
+)
+@click.option(
+    "--callback-url",
+    metavar="URL",
+    help="Sent with every create: the provider POSTs each status change there. Needs --listen; "
+    "expose the listener at this URL with a reverse proxy or a tunnel.",
+)
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Receive the callbacks here, inside this run (nothing listens unless asked).",
+)
+@click.option(
+    "--callback-secret",
+    envvar="BATCHGEN_CALLBACK_SECRET",
+    show_envvar=True,
+    help="Refuse callbacks without this secret's Standard-Webhooks signature.",
 )
 def run(manifest: Path, **flags: Any) -> None:
     """Run every job of MANIFEST (resuming where an earlier run stopped)."""

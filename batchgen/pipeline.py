@@ -19,12 +19,14 @@ from batchgen.events import Listener, Notice
 from batchgen.jobs import JobSpec
 from batchgen.limits import RateLimiter
 from batchgen.lockfile import LOCK_NAME, LockCheck, write_lock
+from batchgen.policy import PollConfig
 from batchgen.pricing import Key, check_max_cost, cost_of, job_key, load_prices
 from batchgen.providers import Auth, Provider, auth_for, connect
 from batchgen.reconcile import Adopted, reconcile
 from batchgen.resolve import ResolvedManifest, ResolveOptions, resolve_manifest
 from batchgen.run import RunConfig, Runner, RunOutcome
-from batchgen.settings import Settings
+from batchgen.run.receiver import Listen
+from batchgen.settings import Settings, callback_path, listen_address
 from batchgen.status import JobStatus
 from batchgen.store import Store
 from batchgen.unknown import adopt_by_task_id
@@ -34,6 +36,7 @@ MAX_PROBLEMS = 200
 # httpcore checks every pooled connection on each request, so a big pool costs CPU per call;
 # API answers are quick, and a few connections carry a run's creates and polls.
 API_CONNECTIONS = 16
+CALLBACK_POLL_IDLE = 0.25  # with callbacks, polls only catch the ones that never came
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,12 +233,22 @@ async def provider_clients(settings: Settings) -> AsyncIterator[tuple[Provider, 
 
 def run_config(settings: Settings, **tuning: Any) -> RunConfig:
     """The runner's configuration from the settings; `tuning` overrides RunConfig fields."""
+    listening: dict[str, Any] = {}
+    if settings.callback_url and settings.listen:
+        host, port = listen_address(settings.listen)
+        secret = _secret(settings.callback_secret)
+        listening = {
+            "callback_url": settings.callback_url,
+            "listen": Listen(host, port, callback_path(settings.callback_url), secret),
+            # Polling stays as the safety net, at a slower pace.
+            "poll": PollConfig(idle_target=CALLBACK_POLL_IDLE),
+        }
     return RunConfig(
         concurrency=settings.concurrency,
         task_timeout=settings.task_timeout,
         download_workers=settings.download_workers,
         seed=settings.seed,
-        **tuning,
+        **{**listening, **tuning},
     )
 
 

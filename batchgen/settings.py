@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from batchgen.output import STATE_NAME
 from batchgen.progress import Mode
@@ -39,6 +40,21 @@ class Settings(BaseModel):
     locked: bool = False
     seed: int | None = None
     progress: Mode = "auto"  # see progress.py
+    callback_url: str | None = None  # sent with every create (needs `listen`)
+    listen: str | None = None  # HOST:PORT of the callback receiver (needs `callback_url`)
+    callback_secret: SecretStr | None = None  # where the provider signs its callbacks
+
+    @model_validator(mode="after")
+    def _callbacks_in_pairs(self) -> Settings:
+        if (self.callback_url is None) != (self.listen is None):
+            raise ValueError(
+                "--callback-url and --listen go together: the URL the provider calls, and "
+                "where this run listens for it (nothing listens unless asked)"
+            )
+        if self.callback_url is not None:
+            callback_path(self.callback_url)
+            listen_address(self.listen or "")
+        return self
 
     @field_validator("base_url")
     @classmethod
@@ -60,3 +76,20 @@ class Settings(BaseModel):
 
     def state_path(self, run_name: str) -> Path:
         return self.state or self.run_dir(run_name) / STATE_NAME
+
+
+def callback_path(url: str) -> str:
+    """The path of a callback URL (http or https, with a host); ValueError otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--callback-url must be an http(s) URL with a host, not {url!r}")
+    return parts.path or "/"
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """(host, port) of HOST:PORT, [IPV6]:PORT or PORT (all interfaces); ValueError otherwise."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--listen must be HOST:PORT (e.g. 127.0.0.1:8787), not {text!r}")
+    return host, int(port)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from batchgen.errors import EXIT_ACCOUNT, EXIT_INTERRUPTED, EXIT_JOBS_FAILED, EXIT_OK
 from batchgen.policy import PollConfig, RetryPolicy
 from batchgen.status import JobStatus
+
+if TYPE_CHECKING:
+    from batchgen.run.receiver import Listen
 
 # Stops that the same command resumes once their cause is fixed; all exit 3.
 RESUMABLE_STOPS = frozenset({"account", "unreachable", "budget"})
@@ -34,6 +38,8 @@ class RunConfig:
     unreachable_at_start: float = 15.0
     unreachable_later: float = 120.0
     confirm_lookup: bool = True  # probe once whether a provider answers look-ups anyway
+    callback_url: str | None = None  # sent with every create
+    listen: Listen | None = None  # the receiver of those callbacks, in this run
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,7 @@ class RunOutcome:
     concurrency: int = 0
     busy_seconds: float = 0.0  # sum over tasks of submission → end seen, this run
     adopted: int = 0  # lost creates found at the provider and adopted, this run
+    callbacks: dict[str, int] = field(default_factory=dict)  # received, accepted, refused: …
 
     @property
     def slot_utilisation(self) -> float:

@@ -37,6 +37,7 @@ class Tracked:
     next_poll: float
     status: JobStatus
     running_seen: float = 0.0  # seconds after submission of the last poll that found it unfinished
+    polled_running: bool = False  # a poll has found it unfinished
     missing_since: float | None = None  # first "not found" / "done without a video" seen
 
 

@@ -118,6 +118,8 @@ class Feeder:
         ctx = self.ctx
         try:
             body = resolve_body(job.request, ctx.payload, job.current_external_id)
+            if ctx.config.callback_url:
+                body["callback_url"] = ctx.config.callback_url
             task = await ctx.provider.create(body)
         except ProviderError as error:
             await self._create_failed(job, error)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import anyio
 
 from batchgen.errors import AccountError, ProviderError, ProviderUnreachable, TaskNotFound
+from batchgen.policy import generation_seconds
 from batchgen.providers import TaskInfo
 from batchgen.run.context import RunContext, Tracked
 from batchgen.status import JobStatus, status_of_task
@@ -116,12 +117,18 @@ class Poller:
                 ctx.progress(ctx.job(tracked.job_id), status)
                 tracked.status = status
             tracked.running_seen = now - tracked.started
+            tracked.polled_running = True
             tracked.next_poll = now + ctx.schedule.next_delay(tracked.running_seen)
 
     def _finished(self, tracked: Tracked, info: TaskInfo, now: float) -> None:
         ctx = self.ctx
         ctx.untrack(tracked, finished=True)
-        ctx.schedule.observe(_generation_seconds(info, tracked, now))
+        provider = None
+        if info.created_at and info.updated_at:
+            provider = (info.updated_at - info.created_at) / 1000
+        seen = tracked.running_seen if tracked.polled_running else None
+        gap = ctx.schedule.spacing
+        ctx.schedule.observe(generation_seconds(seen, now - tracked.started, provider, gap))
         ctx.progress(
             ctx.job(tracked.job_id),
             JobStatus.DOWNLOADING,
@@ -157,12 +164,3 @@ class Poller:
                     f"{ctx.config.task_timeout:.0f} s; `batchgen retry` polls it again",
                     "task_timeout",
                 )
-
-
-def _generation_seconds(info: TaskInfo, tracked: Tracked, now: float) -> float:
-    """How long the provider took: its own timestamps where given, else the middle of the
-    span in which it ended (between the last poll that found it running and the one that found
-    it done; the end alone would feed our own poll delay back into the schedule)."""
-    if info.created_at and info.updated_at and info.updated_at >= info.created_at:
-        return (info.updated_at - info.created_at) / 1000
-    return (tracked.running_seen + now - tracked.started) / 2

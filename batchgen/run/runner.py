@@ -30,6 +30,7 @@ from batchgen.run.context import PayloadFn, RunContext
 from batchgen.run.downloads import Downloader
 from batchgen.run.feed import Feeder
 from batchgen.run.poll import Poller
+from batchgen.run.receiver import CallbackReceiver
 from batchgen.run.recovery import Recovery
 from batchgen.store import Store
 
@@ -61,6 +62,8 @@ class Runner:
             listeners,
             wall_clock,
         )
+        listen = self.ctx.config.listen
+        self.receiver = CallbackReceiver(self.ctx, listen) if listen is not None else None
 
     async def run(self) -> RunOutcome:
         ctx = self.ctx
@@ -68,6 +71,8 @@ class Runner:
         calls_before = ctx.provider.calls
         counts = ctx.store.counts()
         ctx.emit(RunStarted(sum(counts.values()), counts))
+        if self.receiver is not None:
+            await self.receiver.bind()
         ctx.provider.transport.observer = ctx.observe_exchange
         ctx.store.group_commits()
         try:
@@ -76,6 +81,8 @@ class Runner:
                 if ctx.config.handle_signals:
                     background.start_soon(self._watch_signals, background)
                 background.start_soon(self._commit_often)
+                if self.receiver is not None:
+                    background.start_soon(self.receiver.serve, background)
                 await self._stages(background)
                 background.cancel_scope.cancel()
         finally:
@@ -91,6 +98,7 @@ class Runner:
             concurrency=ctx.config.concurrency,
             busy_seconds=ctx.busy_seconds,
             adopted=ctx.adopted,
+            callbacks=dict(self.receiver.counts) if self.receiver is not None else {},
         )
         ctx.emit(RunFinished(outcome.counts, outcome.wall_seconds, outcome.stopped))
         return outcome
