@@ -36,7 +36,7 @@ from batchgen.progress import MODES, LineProgress, counted, progress_for
 from batchgen.report import build_report, load_report, write_report
 from batchgen.report import render as render_report
 from batchgen.resolve import ResolveOptions, check_items, resolve_manifest
-from batchgen.run import RunOutcome
+from batchgen.runner import RunOutcome
 from batchgen.schema import manifest_json_schema
 from batchgen.settings import Settings
 from batchgen.status import JobStatus

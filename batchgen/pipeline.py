@@ -24,8 +24,8 @@ from batchgen.pricing import Key, check_max_cost, cost_of, job_key, load_prices
 from batchgen.providers import Auth, Provider, auth_for, connect
 from batchgen.reconcile import Adopted, reconcile
 from batchgen.resolve import ResolvedManifest, ResolveOptions, resolve_manifest
-from batchgen.run import RunConfig, Runner, RunOutcome
-from batchgen.run.receiver import Listen
+from batchgen.runner import RunConfig, Runner, RunOutcome
+from batchgen.runner.receiver import Listen
 from batchgen.settings import Settings, callback_path, listen_address
 from batchgen.status import JobStatus
 from batchgen.store import Store

@@ -10,7 +10,7 @@ from typing import Any
 
 from batchgen.output import write_json_atomic
 from batchgen.pricing import Key, cost_of, job_key, load_prices
-from batchgen.run import RunOutcome
+from batchgen.runner import RunOutcome
 from batchgen.store import Store
 
 REPORT_NAME = "report.json"

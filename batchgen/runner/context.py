@@ -18,8 +18,8 @@ from batchgen.events import Event, JobChanged, Listener, Notice
 from batchgen.limits import SlotLimiter
 from batchgen.policy import PollSchedule
 from batchgen.providers import Provider
-from batchgen.run.config import RunConfig
-from batchgen.run.reachability import Reachability
+from batchgen.runner.config import RunConfig
+from batchgen.runner.reachability import Reachability
 from batchgen.status import JobStatus
 from batchgen.store import JobRecord, Store
 

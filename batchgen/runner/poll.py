@@ -14,7 +14,7 @@ import anyio
 from batchgen.errors import AccountError, ProviderError, ProviderUnreachable, TaskNotFound
 from batchgen.policy import generation_seconds
 from batchgen.providers import TaskInfo
-from batchgen.run.context import RunContext, Tracked
+from batchgen.runner.context import RunContext, Tracked
 from batchgen.status import JobStatus, status_of_task
 
 

@@ -27,7 +27,7 @@ from batchgen.errors import (
     ThrottledError,
 )
 from batchgen.events import Notice
-from batchgen.run.context import RunContext
+from batchgen.runner.context import RunContext
 from batchgen.status import JobStatus
 from batchgen.store import DoneVideo, JobRecord
 

@@ -26,8 +26,8 @@ from batchgen.errors import AccountError, OutcomeUnknown, ProviderError, Provide
 from batchgen.events import Notice
 from batchgen.output import VIDEOS_DIR
 from batchgen.providers import TaskInfo
-from batchgen.run.context import RunContext
-from batchgen.run.poll import Poller
+from batchgen.runner.context import RunContext
+from batchgen.runner.poll import Poller
 from batchgen.status import JobStatus
 from batchgen.store import JobRecord
 

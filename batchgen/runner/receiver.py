@@ -22,7 +22,7 @@ from anyio.streams.stapled import MultiListener
 
 from batchgen.callbacks import CallbackRefused, parse_callback, verify_signature
 from batchgen.errors import UsageError
-from batchgen.run.context import RunContext, Tracked
+from batchgen.runner.context import RunContext, Tracked
 
 REQUEST_TIMEOUT = 10.0
 READ_SIZE = 65536

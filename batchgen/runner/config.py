@@ -10,7 +10,7 @@ from batchgen.policy import PollConfig, RetryPolicy
 from batchgen.status import JobStatus
 
 if TYPE_CHECKING:
-    from batchgen.run.receiver import Listen
+    from batchgen.runner.receiver import Listen
 
 # Stops that the same command resumes once their cause is fixed; all exit 3.
 RESUMABLE_STOPS = frozenset({"account", "unreachable", "budget"})

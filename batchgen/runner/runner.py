@@ -25,13 +25,13 @@ from anyio.abc import TaskGroup
 from batchgen import output
 from batchgen.events import Heartbeat, Listener, Notice, RunFinished, RunStarted
 from batchgen.providers import Provider
-from batchgen.run.config import RunConfig, RunOutcome
-from batchgen.run.context import PayloadFn, RunContext
-from batchgen.run.downloads import Downloader
-from batchgen.run.feed import Feeder
-from batchgen.run.poll import Poller
-from batchgen.run.receiver import CallbackReceiver
-from batchgen.run.recovery import Recovery
+from batchgen.runner.config import RunConfig, RunOutcome
+from batchgen.runner.context import PayloadFn, RunContext
+from batchgen.runner.downloads import Downloader
+from batchgen.runner.feed import Feeder
+from batchgen.runner.poll import Poller
+from batchgen.runner.receiver import CallbackReceiver
+from batchgen.runner.recovery import Recovery
 from batchgen.store import Store
 
 COMMIT_INTERVAL = 0.05  # seconds of job updates a crash may lose (each safe to redo)

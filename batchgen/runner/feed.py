@@ -26,8 +26,8 @@ from batchgen.errors import (
 from batchgen.jobs import external_task_id, resolve_body
 from batchgen.policy import Action, Decision
 from batchgen.providers import TaskInfo
-from batchgen.run.context import RunContext
-from batchgen.run.recovery import DUPLICATE, Recovery
+from batchgen.runner.context import RunContext
+from batchgen.runner.recovery import DUPLICATE, Recovery
 from batchgen.status import JobStatus, status_of_task
 from batchgen.store import JobRecord
 
