@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -14,7 +15,7 @@ import anyio
 import httpx
 
 from batchgen import fingerprint, runlock
-from batchgen.errors import ManifestInvalid, Problem, UsageError
+from batchgen.errors import ManifestInvalid, Problem, StateError, UsageError
 from batchgen.events import Listener, Notice
 from batchgen.jobs import JobSpec
 from batchgen.limits import RateLimiter
@@ -85,40 +86,69 @@ def open_manifest(path: Path, settings: Settings) -> ResolvedManifest:
 
 
 def prepare(path: Path, settings: Settings, command: str = "run") -> PreparedRun:
-    """Validate every row and record the jobs in the state. Raises ManifestInvalid (and
-    changes nothing) if any row is invalid, unless `skip_invalid`. A manifest that has not
-    changed since its jobs were loaded is not resolved again (see fingerprint.py)."""
+    """Validate every row and record the jobs in the state, which this process then holds.
+    Raises ManifestInvalid (and changes nothing) if any row is invalid, unless `skip_invalid`;
+    a refusal leaves no state behind where there was none. A manifest that has not changed
+    since its jobs were loaded is not resolved again (see fingerprint.py)."""
     manifest = open_manifest(path, settings)
     run_dir = settings.run_dir(manifest.name)
-    held = ExitStack()
     state = settings.state_path(manifest.name)
-    held.enter_context(runlock.holding(state, command))
+    fresh = _absent(state, runlock.lock_path(state), run_dir, state.parent, settings.output)
+    held = ExitStack()
     try:
+        held.enter_context(runlock.holding(state, command))
         store = held.enter_context(Store.open(state))
-    except BaseException:
-        held.close()
-        raise
-    options = {"inline_urls": settings.inline_urls, "skip_invalid": settings.skip_invalid}
-    try:
-        before = None if settings.locked else fingerprint.unchanged(store, path, options)
-        if before is not None:
-            loaded = _reuse(manifest, before, settings)
-        else:
-            loaded = _load(manifest, store, run_dir, settings)
-            fingerprint.record(
-                store,
-                manifest,
-                options,
-                jobs=loaded.jobs,
-                skipped=loaded.skipped_total,
-                kinds=loaded.kinds,
-            )
+        _check_owner(store, manifest.name)
+        loaded = _load_or_reuse(manifest, path, store, run_dir, settings)
         store.set_meta("run_name", manifest.name)
         store.set_meta("manifest", str(path))
     except BaseException:
         held.close()
+        _remove(fresh)
         raise
     return PreparedRun(manifest, run_dir, store, loaded, held)
+
+
+def _load_or_reuse(
+    manifest: ResolvedManifest, path: Path, store: Store, run_dir: Path, settings: Settings
+) -> Loaded:
+    options = {"inline_urls": settings.inline_urls, "skip_invalid": settings.skip_invalid}
+    before = None if settings.locked else fingerprint.unchanged(store, path, options)
+    if before is not None:
+        return _reuse(manifest, before, settings)
+    loaded = _load(manifest, store, run_dir, settings)
+    fingerprint.record(
+        store, manifest, options, jobs=loaded.jobs, skipped=loaded.skipped_total, kinds=loaded.kinds
+    )
+    return loaded
+
+
+def _check_owner(store: Store, run_name: str) -> None:
+    """Refuse a state made for another run (a --state pointing at someone else's)."""
+    owner = store.get_meta("run_name")
+    if owner is not None and owner != run_name:
+        manifest = store.get_meta("manifest") or "another manifest"
+        raise StateError(
+            f"{store.path} is the state of run {owner!r} ({manifest}), not of {run_name!r}; "
+            "give this run its own --state (or none)"
+        )
+
+
+def _absent(*paths: Path) -> list[Path]:
+    """Those of `paths` (and a state's -wal and -shm files) that do not exist yet, files first."""
+    state = paths[0]
+    candidates = [*paths[:2], Path(f"{state}-wal"), Path(f"{state}-shm"), *paths[2:]]
+    return [p for p in candidates if not p.exists()]
+
+
+def _remove(created: list[Path]) -> None:
+    """Undo what a refused start made: new files, then new folders if left empty."""
+    for path in created:
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _load(manifest: ResolvedManifest, store: Store, run_dir: Path, settings: Settings) -> Loaded:

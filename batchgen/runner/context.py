@@ -68,6 +68,7 @@ class RunContext:
         self.slots = SlotLimiter(config.concurrency)
         self.schedule = PollSchedule(config.poll)
         self.reachability = Reachability(config.unreachable_at_start, config.unreachable_later)
+        self.run_started = anyio.current_time()
         self.tracked: dict[str, Tracked] = {}
         self.active: set[str] = set()  # jobs whose create or look-up is under way
         self.stopping: str | None = None
@@ -136,8 +137,9 @@ class RunContext:
         return tracked
 
     def untrack(self, tracked: Tracked, *, finished: bool) -> None:
+        """Stop following a task; the time it held its slot during this run counts as busy."""
         if self.tracked.pop(tracked.job_id, None) is not None:
-            self.busy_seconds += anyio.current_time() - tracked.started
+            self.busy_seconds += anyio.current_time() - max(tracked.started, self.run_started)
             self.slots.release(finished=finished)
 
     # -- the run ----------------------------------------------------------------------------

@@ -148,8 +148,8 @@ class Feeder:
 
     async def _create_failed(self, job: JobRecord, error: ProviderError) -> None:
         ctx = self.ctx
-        if isinstance(error, ThrottledError):
-            ctx.throttles += 1
+        if isinstance(error, ThrottledError) and anyio.current_time() >= ctx.throttled_until:
+            ctx.throttles += 1  # creates refused together count once: they met one throttle
         decision = ctx.config.retry.decide(error, job.attempts, ctx.throttles, ctx.rng)
         if decision.action == Action.SETTLE:
             await self._settle_after(job, error, decision)
@@ -171,7 +171,8 @@ class Feeder:
         if decision.action == Action.WAIT:
             if isinstance(error, ThrottledError):
                 ctx.slots.throttled()
-                ctx.throttled_until = anyio.current_time() + decision.delay
+                resume = anyio.current_time() + decision.delay
+                ctx.throttled_until = max(ctx.throttled_until, resume)
             kind = "throttled" if isinstance(error, ThrottledError) else "unreachable"
             old = ctx.store.mark_retry(
                 job.job_id, now + decision.delay, decision.reason, kind, count=False
