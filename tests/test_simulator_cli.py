@@ -20,8 +20,8 @@ def test_every_simulate_option_has_a_help_text() -> None:
     assert [o.name for o in options if not o.help] == []
 
 
-def test_simulate_offers_every_setting_but_seedless_ones() -> None:
-    """Each SimulatorConfig setting is a `simulate` option (the port is its own)."""
+def test_simulate_has_an_option_for_every_setting() -> None:
+    """Each SimulatorConfig setting can be set from `batchgen simulate`."""
     names = {p.name for p in simulate.params}
     settings = set(SimulatorConfig.__dataclass_fields__)
     assert settings <= names
