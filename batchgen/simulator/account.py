@@ -1,8 +1,10 @@
-"""The simulated account behind the API: its settings, tasks, limits, faults and counters.
+"""The simulated account behind the API: its tasks, limits, faults and counters, answering as
+its provider does (profiles.py).
 
-Every API call becomes a `Reply` (HTTP status, JSON body, and the fault the transport must act
-out); nothing here touches a socket or reads a clock, `now` (Unix seconds) is an argument.
-All public methods hold one lock, so `stats` and `reconfigure` may come from any thread.
+Every API call becomes a `Reply`: a complete `Answer`, the fault the transport must act out,
+and the task it created, if any. Nothing here touches a socket or reads a clock, `now` (Unix
+seconds) is an argument. All public methods hold one lock, so `stats` and `reconfigure` may
+come from any thread.
 """
 
 from __future__ import annotations
@@ -13,32 +15,24 @@ import threading
 import uuid
 from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batchgen.simulator import envelopes
+from batchgen.simulator.answers import Answer
 from batchgen.simulator.config import SimulatorConfig
 from batchgen.simulator.faults import Fault, Faults
 from batchgen.simulator.library import ImageStore
 from batchgen.simulator.links import LinkState, check_link, expired_status, video_url
 from batchgen.simulator.pricing import units_charged
-from batchgen.simulator.tasks import NewTask, Task, TaskBook
-from batchgen.simulator.validation import check_create_body, model_of
+from batchgen.simulator.profiles import PROFILES, Route
+from batchgen.simulator.tasks import NewTask, Outcome, Task, TaskBook
+from batchgen.simulator.validation import check_create_body, image_problem, model_of
 
 RATE_WINDOW = 60.0
 PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PAGE_NUM_MAX = 30, 500, 1000
-EXTERNAL_FORMS = {"query": ("both", "query"), "path": ("both", "path")}
-
-
-class Route(Enum):
-    """What an API request asks for."""
-
-    CREATE = "create"  # POST …/image2video
-    GET_BY_PATH = "get_by_path"  # GET …/image2video/{task_id or external_task_id}
-    GET_BY_EXTERNAL = "get_by_external"  # GET …/image2video?external_task_id=X
-    LIST = "list"  # GET …/image2video[?pageNum=N&pageSize=M]
-    UNSUPPORTED = "unsupported"  # any other method on the API paths
+NO_ANSWER = Answer(0, b"", "")  # what a dropped connection answers
+AFTER_ACCEPT = (Fault.RESET_AFTER_ACCEPT, Fault.MALFORMED_ANSWER)
 
 
 @dataclass(frozen=True)
@@ -49,17 +43,17 @@ class ApiCall:
     authorization: str
     origin: str  # "http://host:port" of this server, for video URLs
     body: bytes = b""
-    key: str = ""  # the id in the path, or the external_task_id of the query
+    key: str = ""  # the id in the path
     query: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Reply:
-    """An answer, and the fault (reset or slow) the transport must act out with it."""
+    """An answer, the fault (reset or slow) the transport must act out, the task created."""
 
-    status: int
-    body: Any
+    answer: Answer
     fault: Fault | None = None
+    created: Task | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +70,7 @@ class Account:
 
     def __init__(self, config: SimulatorConfig, images: ImageStore) -> None:
         self.config = config
+        self.profile = PROFILES[config.profile]
         self.images = images
         self.book = TaskBook(random.Random(f"{config.seed}/tasks"))
         self.faults = Faults(random.Random(config.seed))
@@ -83,6 +78,7 @@ class Account:
         self._link_key = f"batchgen-simulator/{config.seed}".encode()
         self._counts: Counter[str] = Counter()
         self._faults_injected: Counter[str] = Counter()
+        self._auth_refusals: Counter[int] = Counter()
         self._submissions: Counter[str] = Counter()
         self._recent: deque[float] = deque()
         self._lock = threading.Lock()
@@ -96,16 +92,29 @@ class Account:
     def api_call(self, call: ApiCall, now: float) -> Reply:
         """The answer to one API request arriving at `now`."""
         with self._lock:
+            if call.route in (Route.NOT_SERVED, Route.ELSEWHERE):
+                self._counts["unrouted"] += 1
+                return Reply(self._unrouted(call.route))
             self._counts["requests_total"] += 1
             self._counts["creates_received"] += call.route is Route.CREATE
             refusal = self._gate(call.authorization, now)
             if refusal is not None:
-                return refusal
+                return Reply(refusal)
             fault = self.faults.for_api_call(self.config, call.route is Route.CREATE)
             reply = self._answer(call, now, fault)
             if reply.fault is not None:
                 self._faults_injected[reply.fault] += 1
             return reply
+
+    def refusal(self, code: int, message: str | None = None) -> Answer:
+        """Kling's code `code` as this provider answers it."""
+        with self._lock:
+            return self._refusal(code, message)
+
+    def callback_body(self, task_id: str, at: float, origin: str) -> dict[str, Any]:
+        """The task as its status-change callback describes it at `at` (flat, E25)."""
+        with self._lock:
+            return self._task_object(self.book.tasks[task_id], origin, at, stamped=False)
 
     def admit_download(self, task_id: str, query: Mapping[str, str], now: float) -> DownloadTicket:
         """Whether the link for `task_id` may be served at `now`."""
@@ -139,6 +148,8 @@ class Account:
             active = self.book.active(now)
             snapshot: dict[str, Any] = {name: self._counts[name] for name in COUNTERS}
             snapshot |= {
+                "profile": self.profile.name,
+                "auth_refusals": {str(code): n for code, n in sorted(self._auth_refusals.items())},
                 "faults": {kind.value: self._faults_injected[kind] for kind in Fault},
                 "submissions_per_external_id": dict(self._submissions),
                 "tasks_total": len(self.book.tasks),
@@ -151,113 +162,144 @@ class Account:
                 snapshot["task_spans"] = {t: [c, f] for t, c, f in self.book.spans()}
             return snapshot
 
-    def _gate(self, authorization: str, now: float) -> Reply | None:
-        """401 for missing or wrong credentials, 429/1302 above the request rate."""
-        scheme, _, key = authorization.strip().partition(" ")
-        if scheme in ("", "Bearer") and not key.strip():
-            return self._error(1001)
-        if scheme != "Bearer" or not key.strip():
-            return self._error(1002)
-        if self.config.api_key is not None and key.strip() != self.config.api_key:
-            return self._error(1000)
+    def _gate(self, authorization: str, now: float) -> Answer | None:
+        """A refusal for missing or wrong credentials, or above the request rate."""
+        code = self.profile.check_credentials(authorization, self.config, now)
+        if code is not None:
+            self._auth_refusals[code] += 1
+            return self._refusal(code)
         return self._rate_limit(now)
 
-    def _rate_limit(self, now: float) -> Reply | None:
+    def _rate_limit(self, now: float) -> Answer | None:
         while self._recent and self._recent[0] <= now - RATE_WINDOW:
             self._recent.popleft()
         if self.config.rpm is not None and len(self._recent) >= self.config.rpm:
             self._counts["throttled_1302"] += 1
-            return self._error(1302)
+            return self._throttled(1302)
         self._recent.append(now)
         return None
 
     def _answer(self, call: ApiCall, now: float, fault: Fault | None) -> Reply:
-        """A 5xx or a reset instead of the work, or the work and then the fault (a reset after
-        accepting only happens if the create was accepted)."""
+        """A 5xx or a reset instead of the work, or the work and then the fault. A reset after
+        accepting and a malformed answer only happen to creates that were accepted."""
         if fault is Fault.SERVER_ERROR:
-            return Reply(*self.faults.server_error(self._request_id()), fault)
+            return Reply(self._server_error(call), fault)
         if fault is Fault.RESET_BEFORE_ACCEPT:
-            return Reply(0, None, fault)
+            return Reply(NO_ANSWER, fault)
         reply = self._handle(call, now)
-        if fault is Fault.RESET_AFTER_ACCEPT and reply.status != 200:
+        if fault is None or (fault in AFTER_ACCEPT and reply.created is None):
             return reply
-        return Reply(reply.status, reply.body, fault)
+        return Reply(self._spoiled(reply.answer, fault), fault, reply.created)
+
+    def _spoiled(self, answer: Answer, fault: Fault) -> Answer:
+        """The answer as `fault` leaves it (resets and delays are the transport's to act out)."""
+        if fault is Fault.GATEWAY_TIMEOUT:
+            return self.profile.dialect.gateway_timeout()
+        if fault is Fault.MALFORMED_ANSWER:
+            kept = self.faults.malformed_length()
+            if kept is None:
+                return self.profile.dialect.web_page()
+            return replace(answer, body=answer.body[:kept])
+        return answer
 
     def _handle(self, call: ApiCall, now: float) -> Reply:
         if call.route is Route.CREATE:
             return self._create(call.body, now)
-        if call.route is Route.GET_BY_PATH:
-            return self._get_by_path(call.key, call.origin, now)
-        if call.route is Route.GET_BY_EXTERNAL:
-            return self._get_by_external(call.key, "query", call.origin, now)
-        if call.route is Route.LIST:
-            return self._list(call.query, call.origin, now)
-        return self._error(1202)
+        if call.route is Route.GET_ONE:
+            return self._get_one(call.key, call.origin, now)
+        return self._list(call.query, call.origin, now)
 
     def _create(self, raw: bytes, now: float) -> Reply:
         if self.config.account_error is not None:
             self._counts["account_error_refusals"] += 1
-            return self._error(self.config.account_error)
-        body, problem = _parse_create(raw)
+            return Reply(self._refusal(self.config.account_error))
+        body, problem = _parse_create(raw, self.profile.text_limits)
         if problem is not None:
             self._counts["invalid_creates"] += 1
-            return self._error(1201 if body is not None else 1200, problem)
+            return Reply(self._refusal(1201 if body is not None else 1200, problem))
         external_id = body.get("external_task_id") or None
-        if external_id is not None and self.book.has_external(external_id):
+        if self._is_duplicate(external_id):
             self._counts["duplicate_external_id_refusals"] += 1
-            return self._error(1201, f"external_task_id {external_id!r} already exists")
+            return Reply(self._refusal(1201, "external_task_id already exists"))
         if self.book.active(now) >= self.config.slots:
             self._counts["throttled_1303"] += 1
-            return self._error(1303)
-        task = self.book.create(
-            _new_task(body, self.images), now, self.config.latency, self.config.fail_rate
-        )
+            return Reply(self._throttled(1303))
+        config = self.config
+        task = self.book.create(_new_task(body, self.images), now, config.latency, config.fail_rate)
+        self._count_accepted(task)
+        data = envelopes.created(task, self.profile.echoes_external_id)
+        return Reply(self.profile.dialect.created(data, self._request_id()), created=task)
+
+    def _is_duplicate(self, external_id: str | None) -> bool:
+        if external_id is None or not self.profile.dedupes_external_ids:
+            return False
+        return self.book.has_external(external_id)
+
+    def _count_accepted(self, task: Task) -> None:
         self._counts["creates_accepted"] += 1
-        if external_id is not None:
-            self._submissions[external_id] += 1
-        return Reply(200, envelopes.success(envelopes.created(task), self._request_id(), "success"))
+        self._counts["image_rejections"] += task.outcome is Outcome.IMAGE_REJECTED
+        if task.external_task_id is not None:
+            self._submissions[task.external_task_id] += 1
 
-    def _get_by_path(self, key: str, origin: str, now: float) -> Reply:
+    def _get_one(self, key: str, origin: str, now: float) -> Reply:
+        """The task with this task id (or, where the profile looks them up, external id)."""
         task = self.book.tasks.get(key)
+        self._counts["queries"] += task is not None
+        if task is None and self.profile.looks_up_external_ids:
+            self._counts["external_lookups"] += 1
+            task = self.book.by_external(key)
+        if task is not None and now - task.created < self.config.not_found_grace:
+            self._faults_injected[Fault.NOT_FOUND_GRACE] += 1
+            task = None
         if task is None:
-            return self._get_by_external(key, "path", origin, now)
-        self._counts["queries"] += 1
-        return self._task_reply(task, origin, now)
-
-    def _get_by_external(self, external_id: str, form: str, origin: str, now: float) -> Reply:
-        self._counts["external_lookups"] += 1
-        task = self.book.by_external(external_id)
-        if task is None or self.config.external_lookup not in EXTERNAL_FORMS[form]:
             self._counts["not_found"] += 1
-            return self._error(1203, f"task {external_id!r} does not exist")
-        return self._task_reply(task, origin, now)
+            return Reply(self.profile.dialect.not_found(key, self._request_id()))
+        data = self._task_object(task, origin, now)
+        return Reply(self.profile.dialect.found(data, self._request_id()))
 
     def _list(self, query: Mapping[str, str], origin: str, now: float) -> Reply:
         self._counts["list_calls"] += 1
-        if not self.config.list_endpoint:
-            return self._error(1202)
         number = _bounded(query.get("pageNum"), 1, 1, PAGE_NUM_MAX)
         size = _bounded(query.get("pageSize"), PAGE_SIZE_DEFAULT, 1, PAGE_SIZE_MAX)
         if number is None or size is None:
-            return self._error(1201, f"pageNum is 1..{PAGE_NUM_MAX}, pageSize 1..{PAGE_SIZE_MAX}")
-        tasks = [self._task_object(t, origin, now) for t in self.book.page(number, size)]
-        return Reply(200, envelopes.success(tasks, self._request_id()))
+            message = f"pageNum is 1..{PAGE_NUM_MAX}, pageSize 1..{PAGE_SIZE_MAX}"
+            return Reply(self._refusal(1201, message))
+        page = self.book.page(number, size, created_by=now - self.config.not_found_grace)
+        tasks = [self._task_object(t, origin, now) for t in page]
+        return Reply(self.profile.dialect.found(tasks, self._request_id()))
 
-    def _task_reply(self, task: Task, origin: str, now: float) -> Reply:
-        data = self._task_object(task, origin, now)
-        return Reply(200, envelopes.success(data, self._request_id()))
-
-    def _task_object(self, task: Task, origin: str, now: float) -> dict[str, Any]:
+    def _task_object(
+        self, task: Task, origin: str, now: float, stamped: bool = True
+    ) -> dict[str, Any]:
+        """The task at `now`; `stamped`: as an answer shows it (updated_at_mode applies)."""
         url = None
         if task.status(now) == "succeed":
             ttl = self.config.url_ttl
             expires = 0 if ttl is None else max(1, int((now + ttl) * 1000))
             url = video_url(origin, task.task_id, expires, self._link_key)
-        return envelopes.task_object(task, now, url)
+        stamp = now if stamped and self.config.updated_at_mode == "query" else None
+        return envelopes.task_object(task, now, url, self.profile.echoes_external_id, stamp)
 
-    def _error(self, code: int, message: str | None = None) -> Reply:
-        body = envelopes.kling_error(code, self._request_id(), message)
-        return Reply(envelopes.http_status(code), body)
+    def _server_error(self, call: ApiCall) -> Answer:
+        is_create = call.route is Route.CREATE
+        model = _model_asked(call.body) if is_create else ""
+        dialect = self.profile.dialect
+        return dialect.server_error(is_create, model, self._request_id(), self.faults.rng)
+
+    def _throttled(self, code: int) -> Answer:
+        """A throttling refusal, with a Retry-After header on some of its 429s."""
+        answer = self._refusal(code)
+        seconds = self.faults.retry_after(self.config) if answer.status == 429 else None
+        return answer if seconds is None else answer.with_header("retry-after", str(seconds))
+
+    def _unrouted(self, route: Route) -> Answer:
+        dialect = self.profile.dialect
+        if route is Route.NOT_SERVED:
+            return dialect.not_served(self._request_id())
+        return dialect.elsewhere(self._request_id())
+
+    def _refusal(self, code: int, message: str | None = None) -> Answer:
+        return self.profile.dialect.refusal(code, message, self._request_id(), self.faults.rng)
 
     def _request_id(self) -> str:
         return str(uuid.UUID(int=self._request_ids.getrandbits(128), version=4))
@@ -267,6 +309,7 @@ COUNTERS = (
     "requests_total",
     "creates_received",
     "creates_accepted",
+    "image_rejections",
     "invalid_creates",
     "duplicate_external_id_refusals",
     "account_error_refusals",
@@ -276,6 +319,7 @@ COUNTERS = (
     "external_lookups",
     "not_found",
     "list_calls",
+    "unrouted",
     "downloads_started",
     "downloads_completed",
     "range_requests",
@@ -283,22 +327,35 @@ COUNTERS = (
 )
 
 
-def _parse_create(raw: bytes) -> tuple[Any, str | None]:
+def _parse_create(raw: bytes, text_limits: tuple[int, int]) -> tuple[Any, str | None]:
     """The JSON body and the first rule it breaks; body None if it is not JSON at all."""
     try:
         body = json.loads(raw)
     except ValueError:
         return None, "body: not valid JSON"
-    return body, check_create_body(body)
+    return body, check_create_body(body, text_limits)
+
+
+def _model_asked(raw: bytes) -> str:
+    """The model a create body names, as far as it can be read."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    return model_of(body) if isinstance(body, Mapping) else model_of({})
 
 
 def _new_task(body: Mapping[str, Any], images: ImageStore) -> NewTask:
+    """The task a valid body asks for; an unusable image is not kept, the task will fail."""
     duration = str(body.get("duration", "5"))
+    rejected = image_problem(body) is not None
     return NewTask(
         external_task_id=body.get("external_task_id") or None,
-        image_key=images.keep(body.get("image") or body["image_tail"]),
+        image_key="" if rejected else images.keep(body.get("image") or body["image_tail"]),
         duration=duration,
         units=units_charged(model_of(body), str(body.get("mode", "std")), duration),
+        image_rejected=rejected,
+        callback_url=body.get("callback_url") or None,
     )
 
 

@@ -1,13 +1,15 @@
-"""The simulator's HTTP face: an ASGI app serving Kling's image2video API as CometAPI relays it
-(kling-api.md §2-§6, §16), the task videos, and the simulator's own controls:
+"""The simulator's HTTP face: an ASGI app serving the image2video API of its profile's provider
+(kling-api.md §2-§6, §16, §17), the task videos, and the simulator's own controls:
 
-    POST /kling/v1/videos/image2video                       create a task
-    GET  /kling/v1/videos/image2video/{task_id}             query a task (or by external id)
-    GET  /kling/v1/videos/image2video?external_task_id=X    query by external id
-    GET  /kling/v1/videos/image2video?pageNum=N&pageSize=M  list tasks, newest first
-    GET  /_sim/videos/{task_id}.mp4?expires=…&sig=…         download a video (Range: bytes=N-)
-    GET  /_sim/stats[?tasks=1]                              counters as JSON
-    GET  /_sim/config, POST /_sim/config {changes}          settings; change them at run time
+    POST {api_path}                                     create a task
+    GET  {api_path}/{id}                                query a task (kling: or by external id)
+    GET  {api_path}?pageNum=N&pageSize=M                list tasks, newest first (kling only)
+    GET  /_sim/videos/{task_id}.mp4?expires=…&sig=…     download a video (Range: bytes=N-)
+    GET  /_sim/stats[?tasks=1]                          counters as JSON
+    GET  /_sim/config, POST /_sim/config {changes}      settings; change them at run time
+
+{api_path} is /kling/v1/videos/image2video for cometapi, /v1/videos/image2video for kling.
+Any other path is answered as the provider answers a wrong path.
 """
 
 from __future__ import annotations
@@ -19,16 +21,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from batchgen.simulator import asgi
-from batchgen.simulator.account import Account, ApiCall, Route
+from batchgen.simulator.account import Account, ApiCall, Reply
+from batchgen.simulator.answers import Answer
 from batchgen.simulator.asgi import Receive, Scope, Send
+from batchgen.simulator.callbacks import CallbackSender
 from batchgen.simulator.config import SimulatorConfig, changes_from_json
-from batchgen.simulator.envelopes import kling_error
 from batchgen.simulator.faults import Fault
 from batchgen.simulator.library import ImageStore, VideoLibrary
 from batchgen.simulator.links import RangeNotSatisfiable, byte_range, task_id_of
+from batchgen.simulator.profiles import Route
 from batchgen.simulator.video import padded
 
-API_ROUTE = "/kling/v1/videos/image2video"
 RESETS = (Fault.RESET_BEFORE_ACCEPT, Fault.RESET_AFTER_ACCEPT)
 
 
@@ -44,6 +47,7 @@ class KlingSimulator:
         images = ImageStore()
         self.account = Account(config, images)
         self.library = VideoLibrary(images)
+        self.callbacks = CallbackSender(self.account, clock)
         self.clock = clock
         self.sleep = sleep
 
@@ -58,6 +62,7 @@ class KlingSimulator:
     def stats(self, with_tasks: bool = False) -> dict[str, Any]:
         """A snapshot of the counters; with `with_tasks`, also `task_spans`."""
         snapshot = self.account.stats(self.clock(), with_tasks)
+        snapshot |= self.callbacks.counts
         snapshot["video_renders"] = self.library.renders
         snapshot["process_cpu_seconds"] = time.process_time()  # for benchmarks: the server's cost
         return snapshot
@@ -70,9 +75,7 @@ class KlingSimulator:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
-        if path == API_ROUTE or path.startswith(API_ROUTE + "/"):
-            await self._api(scope, receive, send)
-        elif task_id_of(path) is not None:
+        if task_id_of(path) is not None:
             await self._video(scope, send)
         elif path == "/_sim/stats":
             with_tasks = asgi.query_params(scope).get("tasks") in ("1", "true")
@@ -80,15 +83,12 @@ class KlingSimulator:
         elif path == "/_sim/config":
             await self._settings(scope, receive, send)
         else:
-            await asgi.send_json(send, 404, kling_error(1202, "", "no such path"))
+            await self._api(scope, receive, send)
 
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            body = await asgi.read_body(receive) if scope["method"] == "POST" else b""
-        except asgi.BodyTooLarge as exc:
-            await asgi.send_json(send, 413, kling_error(1200, "", str(exc)))
-            return
-        reply = self.account.api_call(api_call(scope, body), self.clock())
+        reply = await self._reply(scope, receive)
+        if reply.created is not None and reply.created.callback_url:
+            self.callbacks.schedule(reply.created, asgi.server_origin(scope))
         config = self.account.config
         delay = config.response_delay + (config.slow_seconds if reply.fault is Fault.SLOW else 0)
         if delay:
@@ -96,7 +96,23 @@ class KlingSimulator:
         if reply.fault in RESETS:
             await asgi.drop_connection(send)
         else:
-            await asgi.send_json(send, reply.status, reply.body)
+            await send_answer(send, reply.answer)
+
+    async def _reply(self, scope: Scope, receive: Receive) -> Reply:
+        route, key = self.account.profile.route(scope["method"], scope["path"])
+        try:
+            body = await asgi.read_body(receive) if route is Route.CREATE else b""
+        except asgi.BodyTooLarge as exc:
+            return Reply(self.account.refusal(1200, str(exc)))
+        call = ApiCall(
+            route,
+            asgi.header(scope, b"authorization"),
+            asgi.server_origin(scope),
+            body,
+            key,
+            asgi.query_params(scope),
+        )
+        return self.account.api_call(call, self.clock())
 
     async def _video(self, scope: Scope, send: Send) -> None:
         task_id = task_id_of(scope["path"]) or ""
@@ -134,28 +150,9 @@ class KlingSimulator:
         await asgi.send_json(send, 200, config.as_json())
 
 
-def api_call(scope: Scope, body: bytes) -> ApiCall:
-    """The ApiCall for a request on the API paths."""
-    query = asgi.query_params(scope)
-    route, key = route_of(scope["method"], scope["path"], query)
-    return ApiCall(
-        route, asgi.header(scope, b"authorization"), asgi.server_origin(scope), body, key, query
-    )
-
-
-def route_of(method: str, path: str, query: dict[str, str]) -> tuple[Route, str]:
-    """Which API operation a request is, and the id it names."""
-    path = path.rstrip("/")
-    if path == API_ROUTE:
-        if method == "POST":
-            return Route.CREATE, ""
-        if method == "GET" and "external_task_id" in query:
-            return Route.GET_BY_EXTERNAL, query["external_task_id"]
-        return (Route.LIST, "") if method == "GET" else (Route.UNSUPPORTED, "")
-    key = path[len(API_ROUTE) + 1 :]
-    if method == "GET" and key and "/" not in key:
-        return Route.GET_BY_PATH, key
-    return Route.UNSUPPORTED, ""
+async def send_answer(send: Send, answer: Answer) -> None:
+    extra = [(name.encode(), value.encode()) for name, value in answer.headers]
+    await asgi.send_bytes(send, answer.status, answer.body, answer.content_type.encode(), extra)
 
 
 def video_headers(start: int, stop: int, size: int, ranged: bool) -> asgi.Headers:

@@ -1,4 +1,5 @@
-"""What the simulated account is like: latency, slots, limits and fault rates.
+"""What the simulated provider and account are like: which provider (profile), credentials,
+latency, slots, limits and fault rates.
 
 A `SimulatorConfig` is frozen and checked when made; change a running simulator with
 `SimulatorHandle.reconfigure(**changes)` or `POST /_sim/config`, which build a new one.
@@ -10,17 +11,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
-ExternalLookup = Literal["both", "query", "path", "none"]
-EXTERNAL_LOOKUPS = ("both", "query", "path", "none")
+ProfileName = Literal["cometapi", "kling"]
+UpdatedAtMode = Literal["task", "query"]
+PROFILE_NAMES = ("cometapi", "kling")
+UPDATED_AT_MODES = ("task", "query")
 RATES = (
     "fail_rate",
     "error_rate",
     "reset_before_accept_rate",
     "reset_after_accept_rate",
+    "gateway_timeout_rate",
+    "malformed_answer_rate",
     "slow_rate",
     "truncate_rate",
+    "callback_drop_rate",
 )
-FIXED_AT_START = ("seed", "port")
+API_FAULT_RATES = RATES[1:7]  # drawn together for each API request: they add up to at most 1
+DELAYS = ("slow_seconds", "response_delay", "not_found_grace", "callback_delay")
+HIDDEN = ("api_key", "secret_key", "callback_secret")
+FIXED_AT_START = ("seed", "port", "profile")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,23 +38,32 @@ class SimulatorConfig:
 
     seed: int = 0
     port: int = 0  # 0: a free port
+    profile: ProfileName = "cometapi"  # the provider it imitates (profiles.py)
     latency: tuple[float, float] = (1.0, 3.0)  # generation time, uniform in [min, max]
     slots: int = 4  # concurrent tasks before 1303
     rpm: int | None = None  # API requests a minute before 1302; None: unlimited
-    api_key: str | None = None  # None: any non-empty key is accepted
+    api_key: str | None = None  # cometapi: the bearer key; None accepts any non-empty key
+    access_key: str = "sim-access"  # kling: the JWT's `iss`
+    secret_key: str = "sim-secret"  # kling: the JWT's HS256 key
     account_error: int | None = None  # every create answers this code (1000-1304)
     fail_rate: float = 0.0  # generations that end `failed`
-    error_rate: float = 0.0  # API requests answered 5xx
+    error_rate: float = 0.0  # API requests answered 5xx, unprocessed
     reset_before_accept_rate: float = 0.0  # creates dropped before the task is recorded
     reset_after_accept_rate: float = 0.0  # creates recorded, then the answer dropped
+    gateway_timeout_rate: float = 0.0  # creates processed, then answered 524 (HTML)
+    malformed_answer_rate: float = 0.0  # creates recorded, then a 200 with a cut or HTML body
     slow_rate: float = 0.0  # API answers delayed by slow_seconds
     slow_seconds: float = 5.0
+    retry_after: int | None = None  # seconds; set: about half the throttling 429s carry it
+    not_found_grace: float = 0.0  # a new task answers "not found" for this long
+    updated_at_mode: UpdatedAtMode = "task"  # "query": updated_at is the time of the query
     truncate_rate: float = 0.0  # downloads cut short after the headers
     url_ttl: float | None = None  # seconds a video URL stays valid; None: forever
     response_delay: float = 0.0  # added to every API answer
-    list_endpoint: bool = True  # False: the list answers 404/1202
-    external_lookup: ExternalLookup = "both"  # which external_task_id look-up forms work
     video_bytes: int | None = None  # pad videos to about this size with a `free` box
+    callback_secret: str | None = None  # set: callbacks are signed (Standard Webhooks)
+    callback_drop_rate: float = 0.0  # status-change callbacks never sent
+    callback_delay: float = 0.0  # callbacks leave this long after the change
 
     def __post_init__(self) -> None:
         problem = _first_problem(self)
@@ -53,17 +71,16 @@ class SimulatorConfig:
             raise ValueError(f"SimulatorConfig: {problem}")
 
     def changed(self, **changes: Any) -> SimulatorConfig:
-        """A copy with `changes` applied; `seed` and `port` cannot change after the start."""
+        """A copy with `changes` applied; `seed`, `port` and `profile` are fixed at the start."""
         fixed = [name for name in FIXED_AT_START if name in changes]
         if fixed:
             raise ValueError(f"SimulatorConfig: {', '.join(fixed)} cannot change at run time")
         return replace(self, **changes)
 
     def as_json(self) -> dict[str, Any]:
-        """The settings as JSON-ready values (the api_key is not shown)."""
+        """The settings as JSON-ready values (keys and secrets shown as "***" when set)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values["api_key"] = None if self.api_key is None else "***"
-        return values
+        return values | {name: "***" for name in HIDDEN if values[name] is not None}
 
 
 def changes_from_json(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,24 +96,23 @@ def _first_problem(config: SimulatorConfig) -> str | None:
     for name in RATES:
         if not 0.0 <= getattr(config, name) <= 1.0:
             return f"{name} must be between 0 and 1"
-    api_faults = (
-        config.error_rate
-        + config.reset_before_accept_rate
-        + config.reset_after_accept_rate
-        + config.slow_rate
-    )
     low, high = config.latency
     checks = (
-        (api_faults <= 1.0, "error, reset and slow rates must add up to at most 1"),
+        (
+            sum(getattr(config, name) for name in API_FAULT_RATES) <= 1.0,
+            f"{', '.join(API_FAULT_RATES)} must add up to at most 1",
+        ),
+        (config.profile in PROFILE_NAMES, f"profile is one of {', '.join(PROFILE_NAMES)}"),
+        (
+            config.updated_at_mode in UPDATED_AT_MODES,
+            f"updated_at_mode is one of {', '.join(UPDATED_AT_MODES)}",
+        ),
         (0.0 <= low <= high, "latency must be (min, max) with 0 <= min <= max"),
         (config.slots >= 1, "slots must be at least 1"),
         (config.rpm is None or config.rpm >= 1, "rpm must be at least 1 or None"),
-        (config.slow_seconds >= 0 and config.response_delay >= 0, "delays must be >= 0"),
+        (all(getattr(config, name) >= 0 for name in DELAYS), f"{', '.join(DELAYS)} must be >= 0"),
+        (config.retry_after is None or config.retry_after >= 0, "retry_after must be >= 0"),
         (config.url_ttl is None or config.url_ttl >= 0, "url_ttl must be >= 0 or None"),
-        (
-            config.external_lookup in EXTERNAL_LOOKUPS,
-            f"external_lookup is one of {EXTERNAL_LOOKUPS}",
-        ),
         (config.video_bytes is None or config.video_bytes >= 0, "video_bytes must be >= 0"),
         (0 <= config.port <= 65535, "port must be 0..65535"),
     )

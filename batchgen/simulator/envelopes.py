@@ -1,11 +1,11 @@
-"""The JSON bodies the simulator answers with: Kling's `{code, message, request_id, data}`,
-CometAPI's gateway `{"error": {...}}`, and task objects (kling-api.md §5, §6). Pure."""
+"""Kling's JSON bodies: `{code, message, request_id, data}`, errors without `data`, and task
+objects (kling-api.md §5, §6, §17 E13-E17). Pure."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from batchgen.simulator.tasks import Task
+from batchgen.simulator.tasks import Outcome, Task
 
 ERRORS = {  # code: (HTTP status, message)
     1000: (401, "authentication failed"),
@@ -30,8 +30,10 @@ ERRORS = {  # code: (HTTP status, message)
     5001: (503, "service temporarily unavailable"),
     5002: (504, "internal timeout"),
 }
-GATEWAY_CODES = {500: "internal_error", 502: "bad_response_status_code", 503: "model_not_ready"}
-FAILURE_MESSAGE = "Failure to pass the risk control system (simulated content moderation)"
+FAILURE_MESSAGES = {
+    Outcome.FAILED: "Failure to pass the risk control system (simulated content moderation)",
+    Outcome.IMAGE_REJECTED: "Image pixel is invalid",
+}
 
 
 def http_status(code: int) -> int:
@@ -39,61 +41,68 @@ def http_status(code: int) -> int:
     return ERRORS.get(code, (400, ""))[0]
 
 
+def message_of(code: int) -> str:
+    """Kling's message for a code."""
+    return ERRORS.get(code, (0, "error"))[1]
+
+
 def kling_error(code: int, request_id: str, message: str | None = None) -> dict[str, Any]:
     """Kling's error envelope: no `data`."""
-    text = message if message is not None else ERRORS.get(code, (0, "error"))[1]
-    return {"code": code, "message": text, "request_id": request_id}
+    return {"code": code, "message": message or message_of(code), "request_id": request_id}
 
 
-def gateway_error(status: int, request_id: str) -> dict[str, Any]:
-    """CometAPI's gateway error envelope, request id inside the message."""
-    return {
-        "error": {
-            "message": f"upstream error, HTTP {status} (request id: {request_id})",
-            "type": "comet_api_error",
-            "param": "",
-            "code": GATEWAY_CODES.get(status, "upstream_error"),
-        }
-    }
+def success(data: Any, request_id: str | None, message: str = "SUCCEED") -> dict[str, Any]:
+    """Kling's success envelope; without `request_id` when it is None (CometAPI's create, E1)."""
+    envelope = {"code": 0, "message": message, "request_id": request_id, "data": data}
+    if request_id is None:
+        del envelope["request_id"]
+    return envelope
 
 
-def success(data: Any, request_id: str, message: str = "SUCCEED") -> dict[str, Any]:
-    return {"code": 0, "message": message, "request_id": request_id, "data": data}
-
-
-def created(task: Task) -> dict[str, Any]:
+def created(task: Task, echo_external_id: bool) -> dict[str, Any]:
     """`data` of a create answer."""
     return {
         "task_id": task.task_id,
         "task_status": "submitted",
-        "task_info": _task_info(task),
+        "task_info": _task_info(task, echo_external_id),
         "created_at": _ms(task.created),
         "updated_at": _ms(task.created),
     }
 
 
-def task_object(task: Task, now: float, video_url: str | None) -> dict[str, Any]:
-    """The task as a query shows it at `now`; `video_url` is used once it has succeeded."""
+def task_object(
+    task: Task,
+    now: float,
+    video_url: str | None,
+    echo_external_id: bool,
+    updated_at: float | None = None,
+) -> dict[str, Any]:
+    """The task as seen at `now` (also the flat callback body, E25); `video_url` is used once
+    it has succeeded. `updated_at` replaces the time of its last change when given."""
     status = task.status(now)
     data: dict[str, Any] = {
         "task_id": task.task_id,
         "task_status": status,
-        "task_status_msg": FAILURE_MESSAGE if status == "failed" else "",
-        "task_info": _task_info(task),
+        "task_status_msg": FAILURE_MESSAGES.get(task.outcome, "") if status == "failed" else "",
+        "task_info": _task_info(task, echo_external_id),
         "created_at": _ms(task.created),
-        "updated_at": _ms(task.updated(now)),
+        "updated_at": _ms(task.updated(now) if updated_at is None else updated_at),
         "task_result": {},
     }
     if status == "succeed" and video_url is not None:
         video = {"id": f"{task.task_id}-0", "url": video_url, "duration": task.duration}
         data["task_result"] = {"videos": [video]}
-    if status in ("succeed", "failed"):
-        data["final_unit_deduction"] = task.units if status == "succeed" else "0"
+    if status == "succeed":
+        data["final_unit_deduction"] = task.units
+    elif status == "failed" and task.outcome is Outcome.FAILED:
+        data["final_unit_deduction"] = "0"
     return data
 
 
-def _task_info(task: Task) -> dict[str, Any]:
-    return {"external_task_id": task.external_task_id} if task.external_task_id else {}
+def _task_info(task: Task, echo_external_id: bool) -> dict[str, Any]:
+    if echo_external_id and task.external_task_id:
+        return {"external_task_id": task.external_task_id}
+    return {}
 
 
 def _ms(seconds: float) -> int:

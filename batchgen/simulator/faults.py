@@ -6,13 +6,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from batchgen.simulator.config import SimulatorConfig
-from batchgen.simulator.envelopes import gateway_error, kling_error
 
-KLING_5XX = ((5000, 500), (5001, 503), (5002, 504))
-GATEWAY_5XX = (500, 502, 503)
+CUT_JSON_BYTES = 20
+RETRY_AFTER_SHARE = 0.5
 
 
 class Fault(StrEnum):
@@ -21,26 +19,40 @@ class Fault(StrEnum):
     SERVER_ERROR = "server_error"  # a 5xx answer instead of the real one
     RESET_BEFORE_ACCEPT = "reset_before_accept"  # connection dropped, no task recorded
     RESET_AFTER_ACCEPT = "reset_after_accept"  # task recorded, connection dropped
+    GATEWAY_TIMEOUT = "gateway_timeout"  # create processed, answered 524 with an HTML page
+    MALFORMED_ANSWER = "malformed_answer"  # task recorded, answered 200 with a broken body
     SLOW = "slow"  # the answer comes `slow_seconds` late
+    NOT_FOUND_GRACE = "not_found_grace"  # a new task answered "not found"
     TRUNCATE = "truncate"  # a download stops early and the connection closes
+
+
+CREATE_ONLY = (
+    Fault.RESET_BEFORE_ACCEPT,
+    Fault.RESET_AFTER_ACCEPT,
+    Fault.GATEWAY_TIMEOUT,
+    Fault.MALFORMED_ANSWER,
+)
 
 
 @dataclass
 class Faults:
-    """Draws faults for API calls and downloads from one seeded generator."""
+    """Draws faults for API calls, downloads and callbacks from one seeded generator."""
 
     rng: random.Random
 
     def for_api_call(self, config: SimulatorConfig, is_create: bool) -> Fault | None:
-        """The fault an API call meets, if any; resets only happen to creates."""
+        """The fault an API call meets, if any; some only happen to creates."""
         bands = (
             (Fault.SERVER_ERROR, config.error_rate),
-            (Fault.RESET_BEFORE_ACCEPT, config.reset_before_accept_rate if is_create else 0.0),
-            (Fault.RESET_AFTER_ACCEPT, config.reset_after_accept_rate if is_create else 0.0),
+            (Fault.RESET_BEFORE_ACCEPT, config.reset_before_accept_rate),
+            (Fault.RESET_AFTER_ACCEPT, config.reset_after_accept_rate),
+            (Fault.GATEWAY_TIMEOUT, config.gateway_timeout_rate),
+            (Fault.MALFORMED_ANSWER, config.malformed_answer_rate),
             (Fault.SLOW, config.slow_rate),
         )
         roll = self.rng.random()
         for fault, rate in bands:
+            rate = rate if is_create or fault not in CREATE_ONLY else 0.0
             if roll < rate:
                 return fault
             roll -= rate
@@ -52,10 +64,15 @@ class Faults:
             return None
         return max(1, int(length * self.rng.uniform(0.1, 0.9)))
 
-    def server_error(self, request_id: str) -> tuple[int, dict[str, Any]]:
-        """A 5xx answer: half in Kling's envelope, half in CometAPI's gateway envelope."""
-        if self.rng.random() < 0.5:
-            code, status = self.rng.choice(KLING_5XX)
-            return status, kling_error(code, request_id)
-        status = self.rng.choice(GATEWAY_5XX)
-        return status, gateway_error(status, request_id)
+    def malformed_length(self) -> int | None:
+        """How many bytes of the real answer a malformed one keeps; None: an HTML page instead."""
+        return CUT_JSON_BYTES if self.rng.random() < 0.5 else None
+
+    def retry_after(self, config: SimulatorConfig) -> int | None:
+        """The Retry-After seconds a throttling 429 carries, if any."""
+        if config.retry_after is None or self.rng.random() >= RETRY_AFTER_SHARE:
+            return None
+        return config.retry_after
+
+    def drops_callback(self, config: SimulatorConfig) -> bool:
+        return self.rng.random() < config.callback_drop_rate

@@ -115,14 +115,19 @@ def fetch_loopback(url: str) -> bytes | None:
     """The body at a loopback URL (None for any other URL, an error, or too large a body)."""
     if not is_loopback_url(url):
         return None
-    parts = urlsplit(url)
-    if parts.hostname == "localhost":
-        port = f":{parts.port}" if parts.port else ""
-        url = urlunsplit(parts._replace(netloc=f"127.0.0.1{port}"))
     try:
-        return _get_small(url)
+        return _get_small(pinned_to_ipv4(url))
     except httpx.HTTPError:
         return None
+
+
+def pinned_to_ipv4(url: str) -> str:
+    """`url` with the host `localhost` replaced by 127.0.0.1 (never a name lookup)."""
+    parts = urlsplit(url)
+    if parts.hostname != "localhost":
+        return url
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"127.0.0.1{port}"))
 
 
 def _get_small(url: str) -> bytes | None:

@@ -14,8 +14,10 @@ from typing import Any
 import uvicorn
 
 from batchgen.simulator.app import KlingSimulator
+from batchgen.simulator.asgi import ASGIApp
 from batchgen.simulator.config import SimulatorConfig
 from batchgen.simulator.library import is_loopback
+from batchgen.simulator.profiles import PROFILES
 
 SERVE_PORT = 8765
 START_TIMEOUT = 10.0
@@ -23,16 +25,25 @@ STOP_TIMEOUT = 10.0
 DROP_LOG_LINE = "ASGI callable returned without completing response."
 
 
+class PortUnavailable(Exception):
+    """The address cannot be listened on (e.g. another server already has the port)."""
+
+
 class SimulatorHandle:
     """A running simulator: its URL, its counters, and its settings."""
 
     def __init__(self, app: KlingSimulator, base_url: str) -> None:
         self.app = app
-        self.base_url = base_url  # "http://127.0.0.1:PORT"; clients append /kling/v1/…
+        self.base_url = base_url  # "http://127.0.0.1:PORT"; clients append the API path
 
     @property
     def config(self) -> SimulatorConfig:
         return self.app.config
+
+    @property
+    def api_path(self) -> str:
+        """The image2video path of the provider it imitates, e.g. "/kling/v1/videos/image2video"."""
+        return self.app.account.profile.api_path
 
     def stats(self, with_tasks: bool = False) -> dict[str, Any]:
         """The counters, as `GET /_sim/stats` answers them."""
@@ -53,15 +64,23 @@ def running_simulator(
     """
     config = config or SimulatorConfig()
     app = KlingSimulator(config)
-    sock = _listening_socket("127.0.0.1", config.port if port is None else port)
+    with running_app(app, config.port if port is None else port) as base_url:
+        yield SimulatorHandle(app, base_url)
+
+
+@contextmanager
+def running_app(app: ASGIApp, port: int = 0) -> Iterator[str]:
+    """Serve any ASGI `app` on 127.0.0.1:`port` (0: a free one) in a daemon thread while the
+    block runs; yields its base URL "http://127.0.0.1:PORT"."""
+    sock = _listening_socket("127.0.0.1", port)
     server = _server(app, log_level="critical", quiet=True)
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="kling-simulator", daemon=True
+        target=server.run, kwargs={"sockets": [sock]}, name="simulator-server", daemon=True
     )
     thread.start()
     try:
         _wait_started(server, thread)
-        yield SimulatorHandle(app, f"http://127.0.0.1:{sock.getsockname()[1]}")
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=STOP_TIMEOUT)
@@ -71,19 +90,34 @@ def running_simulator(
 def serve(
     config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int | None = None
 ) -> None:
-    """Serve in the foreground until Ctrl-C, on `port`, else `config.port`, else 8765."""
+    """Serve in the foreground until Ctrl-C, on `port`, else `config.port`, else 8765.
+
+    Raises PortUnavailable when the port cannot be bound (e.g. another server has it).
+    """
     config = config or SimulatorConfig()
     chosen = port if port is not None else (config.port or SERVE_PORT)
     sock = _listening_socket(host, chosen)
     logging.getLogger("uvicorn.error").addFilter(_without_drop_lines)
     server = _server(KlingSimulator(config), log_level="warning", quiet=False)
-    bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    print(f"Kling simulator on http://{shown}:{bound} (Ctrl-C stops it)", flush=True)
+    print(banner(config, f"http://{shown}:{sock.getsockname()[1]}"), flush=True)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+def banner(config: SimulatorConfig, base_url: str) -> str:
+    """What `serve` prints: the provider imitated, where, and the credentials it takes."""
+    profile = PROFILES[config.profile]
+    return "\n".join(
+        (
+            f"Kling simulator, profile {profile.name} ({profile.description}), on {base_url} "
+            "(Ctrl-C stops it)",
+            f"  API: POST {base_url}{profile.api_path}, GET {base_url}{profile.api_path}/{{id}}",
+            f"  auth: {profile.describe_credentials(config)}",
+        )
+    )
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -96,13 +130,13 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(("127.0.0.1" if host == "localhost" else host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise PortUnavailable(f"cannot listen on {host} port {port}: {exc.strerror}") from exc
     return sock
 
 
-def _server(app: KlingSimulator, log_level: str, quiet: bool) -> uvicorn.Server:
+def _server(app: ASGIApp, log_level: str, quiet: bool) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         log_level=log_level,

@@ -2,57 +2,77 @@
 randomness the `rng` given at construction.
 
 A task is `submitted` for the first tenth of its generation time, then `processing`, then
-`succeed` or `failed` at `created + generation`. It holds one slot from creation until then.
-Slots are counted with a heap of finish times, so each request costs O(log n) in the number of
-tasks however many there are.
+`succeed` or `failed` at `created + generation`. A task whose input image is unusable is
+accepted all the same (kling-api.md §17 E17): it stays `submitted` and fails after
+IMAGE_CHECK_SECONDS (or its generation time, if shorter). A task holds one slot from creation
+until it ends. Slots are counted with a heap of finish times, so each request costs O(log n)
+in the number of tasks however many there are.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 
 SUBMITTED_SHARE = 0.1
+IMAGE_CHECK_SECONDS = 1.65  # E17: "Image pixel is invalid" 1.65 s after the create
 FIRST_TASK_ID = 2032273942220931072  # 19 digits, like the ids in the docs
 MAX_ID_STEP = 997
 
 
+class Outcome(Enum):
+    """How a task ends."""
+
+    SUCCEED = "succeed"
+    FAILED = "failed"  # the generation fails (e.g. moderation)
+    IMAGE_REJECTED = "image_rejected"  # the input image is unusable; nothing is charged
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
-    """One accepted generation: what was asked and when it ends."""
+    """One accepted generation: what was asked, when it ends and how."""
 
     task_id: str
     external_task_id: str | None
     created: float
     generation: float
-    fails: bool
+    outcome: Outcome
     image_key: str
     duration: str
     units: str  # charged on success
+    callback_url: str | None = None
 
     @property
     def finishes(self) -> float:
         return self.created + self.generation
 
+    @property
+    def processing_from(self) -> float:
+        """When the task turns `processing` (its end, for a rejected image: it never does)."""
+        if self.outcome is Outcome.IMAGE_REJECTED:
+            return self.finishes
+        return self.created + SUBMITTED_SHARE * self.generation
+
     def status(self, now: float) -> str:
         """`submitted`, `processing`, `succeed` or `failed` at `now`."""
         if now >= self.finishes:
-            return "failed" if self.fails else "succeed"
-        if now < self._processing_from:
-            return "submitted"
-        return "processing"
+            return "succeed" if self.outcome is Outcome.SUCCEED else "failed"
+        return "submitted" if now < self.processing_from else "processing"
 
     def updated(self, now: float) -> float:
         """When the status seen at `now` began."""
         if now >= self.finishes:
             return self.finishes
-        return self.created if now < self._processing_from else self._processing_from
+        return self.created if now < self.processing_from else self.processing_from
 
-    @property
-    def _processing_from(self) -> float:
-        return self.created + SUBMITTED_SHARE * self.generation
+    def changes(self) -> list[float]:
+        """The moments its status changes, creation first: one for each status it takes."""
+        moments = [self.created, self.processing_from, self.finishes]
+        return sorted(set(moments))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +83,8 @@ class NewTask:
     image_key: str
     duration: str
     units: str
+    image_rejected: bool = False
+    callback_url: str | None = None
 
 
 @dataclass
@@ -78,6 +100,7 @@ class TaskBook:
     order: list[str] = field(default_factory=list)
     max_active: int = 0
     busy_seconds: float = 0.0
+    _created: list[float] = field(default_factory=list)  # parallel to `order`
     _by_external: dict[str, str] = field(default_factory=dict)
     _running: list[tuple[float, float]] = field(default_factory=list)  # (finishes, generation)
     _last_id: int = FIRST_TASK_ID
@@ -95,35 +118,34 @@ class TaskBook:
         self.active(now)
         self._last_id += self.rng.randint(1, MAX_ID_STEP)
         generation = self.rng.uniform(*latency)
-        fails = self.rng.random() < fail_rate
+        outcome = Outcome.FAILED if self.rng.random() < fail_rate else Outcome.SUCCEED
+        if new.image_rejected:
+            generation, outcome = min(IMAGE_CHECK_SECONDS, generation), Outcome.IMAGE_REJECTED
         task = Task(
             str(self._last_id),
             new.external_task_id,
             now,
             generation,
-            fails,
+            outcome,
             new.image_key,
             new.duration,
             new.units,
+            new.callback_url,
         )
-        self.tasks[task.task_id] = task
-        self.order.append(task.task_id)
-        if task.external_task_id:
-            self._by_external[task.external_task_id] = task.task_id
-        heapq.heappush(self._running, (task.finishes, generation))
-        self.max_active = max(self.max_active, len(self._running))
+        self._record(task)
         return task
 
     def has_external(self, external_task_id: str) -> bool:
         return external_task_id in self._by_external
 
     def by_external(self, external_task_id: str) -> Task | None:
+        """The newest task with this external id."""
         task_id = self._by_external.get(external_task_id)
         return None if task_id is None else self.tasks[task_id]
 
-    def page(self, number: int, size: int) -> list[Task]:
-        """Page `number` (from 1) of `size` tasks, newest first."""
-        end = len(self.order) - (number - 1) * size
+    def page(self, number: int, size: int, created_by: float) -> list[Task]:
+        """Page `number` (from 1) of `size` tasks created by `created_by`, newest first."""
+        end = bisect_right(self._created, created_by) - (number - 1) * size
         start = max(0, end - size)
         return [self.tasks[t] for t in reversed(self.order[start : max(0, end)])]
 
@@ -133,5 +155,11 @@ class TaskBook:
             task = self.tasks[task_id]
             yield task_id, task.created, task.finishes
 
-    def external_ids(self) -> Iterator[str]:
-        return iter(self._by_external)
+    def _record(self, task: Task) -> None:
+        self.tasks[task.task_id] = task
+        self.order.append(task.task_id)
+        self._created.append(task.created)
+        if task.external_task_id:
+            self._by_external[task.external_task_id] = task.task_id
+        heapq.heappush(self._running, (task.finishes, task.generation))
+        self.max_active = max(self.max_active, len(self._running))

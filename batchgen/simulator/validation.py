@@ -1,7 +1,9 @@
 """The rules a create body must meet (kling-api.md §3, limits as decided in §16). Pure.
 
-`check_create_body` answers the first broken rule as a message that starts with the field's
-name, which the simulator returns with code 1201.
+`check_create_body` answers the first broken rule of the body's shape (types, enums, lengths,
+required fields) as a message that starts with the field's name, which the simulator refuses
+with code 1201. `image_problem` answers what is wrong with the pictures themselves (base64,
+format, size, pixels, aspect ratio): Kling accepts such a create and fails the task (E17).
 """
 
 from __future__ import annotations
@@ -28,16 +30,20 @@ MODELS = (
 LEGACY_DURATIONS = ("5", "10")
 V3_DURATIONS = tuple(str(n) for n in range(3, 16))
 CAMERA_TYPES = ("simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward")
-PROMPT_MAX, NEGATIVE_PROMPT_MAX = 500, 200
+TEXT_LIMITS = (500, 200)  # CometAPI's prompt and negative_prompt lengths (Kling: 2500, 2500)
 IMAGE_MAX_BYTES, IMAGE_MIN_SIDE, ASPECT_MAX = 10 * 1024 * 1024, 300, 2.5
 IMAGE_FORMATS = ("JPEG", "PNG")
 MAX_DYNAMIC_MASKS = 6
 
 
-def check_create_body(body: Any) -> str | None:
-    """The first rule `body` breaks, as "field: what is wrong", or None if it is valid."""
+def check_create_body(body: Any, text_limits: tuple[int, int] = TEXT_LIMITS) -> str | None:
+    """The first rule `body` breaks, as "field: what is wrong", or None if it is valid.
+    `text_limits` are the provider's (prompt, negative_prompt) lengths."""
     if not isinstance(body, Mapping):
         return "body: must be a JSON object"
+    problem = _texts(body, text_limits)
+    if problem:
+        return problem
     for rule in RULES:
         problem = rule(body)
         if problem:
@@ -63,8 +69,8 @@ def model_of(body: Mapping[str, Any]) -> str:
     return str(body.get("model_name") or body.get("model") or "kling-v1")
 
 
-def _texts(body: Mapping[str, Any]) -> str | None:
-    for name, limit in (("prompt", PROMPT_MAX), ("negative_prompt", NEGATIVE_PROMPT_MAX)):
+def _texts(body: Mapping[str, Any], limits: tuple[int, int]) -> str | None:
+    for name, limit in zip(("prompt", "negative_prompt"), limits, strict=True):
         value = body.get(name)
         if value is not None and not isinstance(value, str):
             return f"{name}: must be a string"
@@ -73,21 +79,27 @@ def _texts(body: Mapping[str, Any]) -> str | None:
     return None
 
 
+def image_problem(body: Mapping[str, Any]) -> str | None:
+    """What is wrong with the image fields of a body that passed `check_create_body`."""
+    for name in ("image", "image_tail"):
+        value = body.get(name)
+        problem = _image_value_problem(value) if value else None
+        if problem:
+            return f"{name}: {problem}"
+    return None
+
+
 def _images(body: Mapping[str, Any]) -> str | None:
     if not body.get("image") and not body.get("image_tail"):
         return "image: one of image or image_tail is required"
     for name in ("image", "image_tail"):
         value = body.get(name)
-        if value:
-            problem = _image_problem(value)
-            if problem:
-                return f"{name}: {problem}"
+        if value and not isinstance(value, str):
+            return f"{name}: must be a URL or base64 string"
     return None
 
 
-def _image_problem(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return "must be a URL or base64 string"
+def _image_value_problem(value: str) -> str | None:
     try:
         data = image_bytes(value)
     except ValueError as exc:
@@ -185,8 +197,14 @@ def _external_id(body: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _callback_url(body: Mapping[str, Any]) -> str | None:
+    value = body.get("callback_url")
+    if value is not None and not isinstance(value, str):
+        return "callback_url: must be a string"
+    return None
+
+
 RULES: tuple[Callable[[Mapping[str, Any]], str | None], ...] = (
-    _texts,
     _images,
     _masks,
     _model,
@@ -195,4 +213,5 @@ RULES: tuple[Callable[[Mapping[str, Any]], str | None], ...] = (
     _camera,
     _exclusive,
     _external_id,
+    _callback_url,
 )
