@@ -571,9 +571,12 @@ def _resend_unknown(store: Store, chosen: list[str] | None, yes: bool) -> int:
         f"them again may pay twice for them, up to {money} more at the price table.",
         err=True,
     )
-    if not yes and not click.confirm("Send them again?", err=True):
-        click.echo("nothing changed", err=True)
-        return 0
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not sent again: confirm with --yes (no terminal to ask on)")
+        if not click.confirm("Send them again?", err=True):
+            click.echo("nothing changed", err=True)
+            return 0
     return store.reset_unknown(chosen)
 
 

@@ -16,14 +16,25 @@ from PIL import Image
 
 from batchgen.cli import main
 from batchgen.simulator import SimulatorConfig, running_simulator
+from batchgen.store import Store
 
 FAST = {"latency": (0.05, 0.2), "slots": 8, "seed": 1}
+PROFILES = ("cometapi", "kling")
+KLING_FLAGS = ("--provider", "kling", "--access-key", "sim-access", "--secret-key", "sim-secret")
+ENVIRONMENT = (
+    "COMETAPI_KEY",
+    "BATCHGEN_BASE_URL",
+    "BATCHGEN_PROVIDER",
+    "KLING_ACCESS_KEY",
+    "KLING_SECRET_KEY",
+    "BATCHGEN_CALLBACK_SECRET",
+)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch, tmp_path):
-    """No test sees the developer's key, base URL or working folder."""
-    for name in ("COMETAPI_KEY", "BATCHGEN_BASE_URL"):
+    """No test sees the developer's keys, provider, base URL or working folder."""
+    for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 
@@ -79,14 +90,44 @@ def write_manifest(folder: Path, rows: int, fmt: str = "yaml", name: str = "batc
     return path
 
 
-def run_cli(*args: str | os.PathLike[str], base_url: str | None = None) -> int:
-    """Run `batchgen ARGS` in-process against `base_url`; returns the exit code."""
+def provider_flags(base_url: str, profile: str = "cometapi") -> list[str]:
+    """The flags that point a command at a simulator of `profile`, with its credentials."""
+    credentials = list(KLING_FLAGS) if profile == "kling" else ["--api-key", "sk-test"]
+    return ["--base-url", base_url, *credentials]
+
+
+def run_cli(
+    *args: str | os.PathLike[str], base_url: str | None = None, profile: str = "cometapi"
+) -> int:
+    """Run `batchgen ARGS` in-process against `base_url` (a simulator of `profile`); returns
+    the exit code."""
     argv = [str(a) for a in args]
     if base_url is not None:
-        argv += ["--base-url", base_url, "--api-key", "sk-test", "--no-progress"]
+        argv += [*provider_flags(base_url, profile), "--no-progress"]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     return int(exit_info.value.code or 0)
+
+
+def dashboard(sim: Any) -> dict[str, list[str]]:
+    """external_task_id → task ids, as a person finds them in the provider's dashboard."""
+    found: dict[str, list[str]] = sim.stats(with_tasks=True)["tasks_by_external_id"]
+    return found
+
+
+def resolve_unknown(sim: Any, manifest: Path, out: Path, profile: str = "cometapi") -> int:
+    """Do what a user does with each unknown job: adopt the task the dashboard shows for it,
+    or, where there is none, send it again. Returns how many were unknown."""
+    with Store.open(out / manifest.stem / "state.sqlite") as store:
+        unknown = [(job.row_id, job.current_external_id) for job in store.unknown_in_job_order()]
+    tasks = dashboard(sim)
+    for row, external in unknown:
+        if external in tasks:
+            adopt = ("adopt", manifest, "-o", out, "--job", row, "--task", tasks[external][0])
+            assert run_cli(*adopt, base_url=sim.base_url, profile=profile) == 0, row
+        else:
+            assert run_cli("retry", manifest, "-o", out, "--job", row, "--yes") == 0
+    return len(unknown)
 
 
 def read_index(run_dir: Path) -> list[dict[str, Any]]:

@@ -98,12 +98,14 @@ def test_failed_generations_exit_1_with_reasons(tmp_path):
 
 
 def test_account_error_stops_the_run_with_exit_3(tmp_path, capsys):
-    """An exhausted resource pack stops submitting and exits 3 with what to fix."""
+    """A spent quota (the relay's `user quota is not enough`) stops the run, exit 3, with the
+    fix named once."""
     manifest = write_manifest(tmp_path, 4)
     with simulator(account_error=1102) as sim:
         code = run_cli("run", manifest, "-o", tmp_path / "out", base_url=sim.base_url)
     assert code == 3
-    assert "resource pack" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "user quota is not enough (top up the balance or raise the quota)" in err
 
 
 def test_the_key_never_reaches_state_output_or_messages(tmp_path, sim, capsys):

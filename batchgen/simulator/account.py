@@ -160,6 +160,7 @@ class Account:
             }
             if with_tasks:
                 snapshot["task_spans"] = {t: [c, f] for t, c, f in self.book.spans()}
+                snapshot["tasks_by_external_id"] = self.book.external_ids()
             return snapshot
 
     def _gate(self, authorization: str, now: float) -> Answer | None:

@@ -149,6 +149,16 @@ class TaskBook:
         start = max(0, end - size)
         return [self.tasks[t] for t in reversed(self.order[start : max(0, end)])]
 
+    def external_ids(self) -> dict[str, list[str]]:
+        """external_task_id → the ids of every task created under it, oldest first (what a
+        person sees in the provider's dashboard)."""
+        found: dict[str, list[str]] = {}
+        for task_id in self.order:
+            external = self.tasks[task_id].external_task_id
+            if external:
+                found.setdefault(external, []).append(task_id)
+        return found
+
     def spans(self) -> Iterator[tuple[str, float, float]]:
         """(task_id, created, finishes) of every task, oldest first."""
         for task_id in self.order:
