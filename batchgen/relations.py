@@ -48,15 +48,16 @@ def frame_problems(body: Mapping[str, Any], broken: frozenset[str] = frozenset()
     if not body.get("image") and "image" not in broken:
         reason = " too (end-frame-only requests are refused)" if body.get("image_tail") else ""
         problems.append(("image", f"required: the start frame{reason}"))
-    present = {name: value for name, value in body.items() if name not in broken}
-    used = [next(f for f in group if present.get(f)) for group in GROUPS if _any(present, group)]
+    present = {k: v for k, v in body.items() if k not in broken} if broken else body
+    used = [name for group in GROUPS for name in (_first(present, group),) if name]
     for later in used[1:]:
         problems.append((later, f"cannot be combined with {used[0]}: use one of {GROUP_NAMES}"))
     return problems
 
 
-def _any(body: Mapping[str, Any], group: tuple[str, ...]) -> bool:
-    return any(body.get(name) for name in group)
+def _first(body: Mapping[str, Any], group: tuple[str, ...]) -> str | None:
+    """The first field of `group` that `body` sets, if any."""
+    return next((name for name in group if body.get(name)), None)
 
 
 def voice_problems(body: Mapping[str, Any], broken: frozenset[str] = frozenset()) -> Messages:

@@ -6,7 +6,8 @@ for each variant of each row, its JobSpecs, or the Problems that stop it. Proble
 header (defaults, matrix, CSV columns...) are yielded once, first; the rows are still checked
 for their own problems, but no job is yielded. A row with problems of its own yields no job
 either, only every problem found in it (see `validate` for what is left out as a consequence).
-A manifest without a single row is a problem too (as `run` says).
+A manifest without a single row is a problem too (a UsageError with `skip_invalid`: there is
+nothing to skip to).
 
 The images of the next rows are read and decoded in the catalog's threads while a row is
 checked (`ImageCatalog.prefetch`), at most `LOOKAHEAD` lookups and `WINDOW_ROWS` rows ahead.
@@ -23,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchgen.errors import Problem
+from batchgen.errors import Problem, UsageError
 from batchgen.expand import ExpandedRow, Expander, Variant
 from batchgen.images import ImageCatalog
 from batchgen.jobs import JobSpec, make_job
@@ -123,6 +124,8 @@ class ResolvedManifest:
             rows += 1
             yield from self._row(row, seen, sendable)
         if rows == 0 and sendable:
+            if self.options.skip_invalid:  # nothing to skip to: as refused as without the flag
+                raise UsageError(f"{self.path}: {NO_ROWS}")
             yield Problem(MANIFEST_ROW, self.source.lines.get("rows", 0), "rows", NO_ROWS)
 
     def _prefetched(self, rows: Iterable[ExpandedRow]) -> Iterator[ExpandedRow]:
@@ -134,6 +137,9 @@ class ResolvedManifest:
             for variant in row.variants:
                 for source in image_sources(variant.fields):
                     catalog.prefetch(source, variant.base)
+            if not window and not catalog.pending:
+                yield row
+                continue
             window.append(row)
             while window and (len(window) > WINDOW_ROWS or not 0 < catalog.pending < LOOKAHEAD):
                 yield window.popleft()

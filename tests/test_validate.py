@@ -429,3 +429,15 @@ def test_a_name_key_makes_any_file_name_usable(folder: Path) -> None:
     path = folder / "..yaml"
     path.write_text("name: good\nrows: [{image: a.jpg}]\n")
     assert resolve_manifest(path).name == "good"
+
+
+def test_run_refuses_a_manifest_without_rows_even_when_skipping_invalid_rows(
+    folder: Path, capsys: Any
+) -> None:
+    """`run --skip-invalid` of `rows: []` exits 2 like `run`: there is nothing to skip to."""
+    path = folder / "m.yaml"
+    path.write_text("rows: []\n")
+    args = ("run", path, "-o", folder / "out")
+    assert run_cli(*args, "--skip-invalid", base_url="http://127.0.0.1:9") == 2
+    assert run_cli(*args, base_url="http://127.0.0.1:9") == 2
+    assert "the manifest has no rows" in capsys.readouterr().err
