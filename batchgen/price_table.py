@@ -20,7 +20,7 @@ A user file (`--prices`) may hold any subset of that shape: one figure, one mode
 unit price... Its figures replace the package's one by one (a tier given as a number replaces
 that tier's clip prices too); figures without a `from` are attributed to the file itself. A
 malformed file is refused with every problem named by its key, e.g.
-``prices.json: models.kling-v3.units.pro: expected a number, or {duration: number}``.
+``prices.json: models.kling-v3.units.pro.5: expected a number or null``.
 """
 
 from __future__ import annotations
