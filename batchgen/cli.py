@@ -689,9 +689,10 @@ def validate(manifest: Path, max_problems: int, inline_urls: bool) -> None:
 def plan(
     manifest: Path, concurrency: int, generation_seconds: float, prices: Path | None, as_json: bool
 ) -> None:
-    """Dry run: jobs by model, mode and duration, estimated cost and wall time. Submits nothing."""
-    resolved = resolve_manifest(_existing(manifest))
+    """Dry run: jobs by model, tier and duration, low / expected / high cost and wall time.
+    Submits nothing."""
     table = load_prices(prices)
+    resolved = resolve_manifest(_existing(manifest))
     jobs = counted(resolved.iter_jobs(), "planning")
     summary = build_plan(jobs, concurrency, generation_seconds, table)
     if as_json:

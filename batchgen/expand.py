@@ -4,7 +4,9 @@ The rules of the manifest language:
 
 - A row's keys are job fields (`params.JOB_FIELDS`), control keys (id, repeat, matrix,
   images), or the user's own columns, carried as metadata. A key that looks like a misspelt
-  field (`promt`, `Prompt`, `model`) is refused; name it `meta.<key>` to keep it as metadata.
+  field (`promt`, `Prompt`, `model`: the rule is `fieldnames`) is refused; name it
+  `meta.<key>` to keep it as metadata. Metadata must be valid Unicode text (it is written to
+  the state and the index).
 - `defaults`: fields (and metadata) every row gets unless it sets them. In YAML a row's `null`
   clears a default; in CSV an empty cell means "not set", so the default applies.
 - `matrix`: field -> list of values, or field -> {label: value}. A row becomes one variant per
@@ -20,22 +22,27 @@ The rules of the manifest language:
   samples already made.
 - Row ids: `id`, else the row's 1-based position in its file, else (glob rows) the file stem.
   See `manifest.NAME_RULE`; `__` is reserved for variant names.
+
+A row with problems (a misspelt key, a bad id, repeat or matrix...) still gets the variants that
+can be built from the rest, so `validate` also reports what is wrong with its fields in the same
+pass; its `suspects` are the fields those problems leave unset or unsure (see `validate`).
+Such a row is never sent. The same holds for the header's problems, which are found once
+(`Expander.problems`) and make every row's suspects.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import itertools
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from batchgen.errors import Problem
+from batchgen.fieldnames import META_PREFIX, key_problem, misspelt
 from batchgen.jobs import canonical_json
 from batchgen.manifest import (
     MANIFEST_ROW,
@@ -45,32 +52,11 @@ from batchgen.manifest import (
     RawRow,
     name_problem,
 )
-from batchgen.params import JOB_FIELDS, check_params
+from batchgen.params import JOB_FIELDS, NOT_UNICODE, check_params, encodable
 
-META_PREFIX = "meta."
 MAX_VARIANTS = 1000
 MAX_ROW_ID = 200
 LABEL = re.compile(r"[A-Za-z0-9.-]{1,24}")
-KNOWN_KEYS = tuple(sorted(JOB_FIELDS | RESERVED))
-ALIASES = {
-    "model": "model_name",
-    "cfg": "cfg_scale",
-    "negative": "negative_prompt",
-    "image_url": "image",
-    "end_image": "image_tail",
-    "tail_image": "image_tail",
-    "last_frame": "image_tail",
-    "first_frame": "image",
-}
-
-NOT_SENT = {  # provider fields a user may write that batchgen does not send
-    "external_task_id": "batchgen sets external_task_id itself, from the job id",
-    "sound": "not supported by batchgen (newer-model audio option)",
-    "voice_list": "not supported by batchgen (newer-model audio option)",
-    "element_list": "not supported by batchgen (newer-model option)",
-    "multi_shot": "not supported by batchgen (newer-model option)",
-    "aspect_ratio": "text2video only; image2video follows the image",
-}
 
 Messages = list[tuple[str, str]]
 
@@ -102,53 +88,52 @@ class Variant:
 
 @dataclass(frozen=True, slots=True)
 class ExpandedRow:
-    """A row's id, its problems (then no variants), or its variants."""
+    """A row's id, its own problems, its variants, and the fields its problems leave unsure.
+    A row with problems is never sent; its variants are only checked for more problems."""
 
     source_row: str
     line: int
     problems: list[Problem] = field(default_factory=list)
     variants: list[Variant] = field(default_factory=list)
+    suspects: frozenset[str] = frozenset()
 
 
-@lru_cache(maxsize=4096)
-def misspelt(key: str) -> str | None:
-    """The field `key` was probably meant to be, or None for a genuine user column."""
-    if key in ALIASES:
-        return ALIASES[key]
-    normal = key.strip().lower().replace(" ", "_").replace("-", "_")
-    if normal in KNOWN_KEYS:
-        return normal
-    close = difflib.get_close_matches(normal, KNOWN_KEYS, n=1, cutoff=0.8)
-    return close[0] if close else None
-
-
-def key_problem(key: str) -> str | None:
-    """Why `key` cannot be a user column, or None if it can."""
-    if key in NOT_SENT:
-        return f"{NOT_SENT[key]} (name it '{META_PREFIX}{key}' to keep it as metadata)"
-    guess = misspelt(key)
-    if guess is None:
-        return None
-    return f"unknown field; did you mean {guess!r}? (name it '{META_PREFIX}{key}' to keep it)"
-
-
-def split_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Messages]:
+def split_values(
+    values: Mapping[str, Any], reported: Iterable[str] = ()
+) -> tuple[dict[str, Any], dict[str, Any], Messages]:
     """(job fields, metadata, problems) of a row's or the defaults' values; control keys are
-    left out."""
+    left out, and so are the problems of keys in `reported` (already reported once)."""
     fields: dict[str, Any] = {}
     metadata: dict[str, Any] = {}
     problems: Messages = []
     for key, value in values.items():
         if key in JOB_FIELDS:
             fields[key] = value
-        elif key.startswith(META_PREFIX):
-            metadata[key.removeprefix(META_PREFIX)] = plain(value)
-        elif key not in RESERVED:
-            problem = key_problem(key)
-            if problem:
-                problems.append((key, problem))
-            metadata[key] = plain(value)
+            continue
+        if key in RESERVED:
+            continue
+        name = key.removeprefix(META_PREFIX)
+        metadata[name] = plain(value)
+        problem = None if key.startswith(META_PREFIX) or key in reported else key_problem(key)
+        if not encodable(key) or not encodable(metadata[name]):
+            problem = NOT_UNICODE
+        if problem:
+            problems.append((key, problem))
     return fields, metadata, problems
+
+
+def suspects_of(problems: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The job fields a row's problems leave unset or unsure (see the module docstring)."""
+    found = set()
+    for where, _ in problems:
+        name = where.removeprefix("defaults.").removeprefix("matrix.").split(".")[0]
+        if name == "images":
+            found.add("image")
+        elif name in JOB_FIELDS:
+            found.add(name)
+        elif guess := misspelt(name):
+            found.add(guess)
+    return frozenset(found & JOB_FIELDS)
 
 
 def plain(value: Any) -> Any:
@@ -230,51 +215,57 @@ def variant_name(row_id: str, labels: Mapping[str, str]) -> str:
 
 class Expander:
     """Applies a manifest's header (defaults, matrix, repeat) to its rows. `problems` are
-    those of the header itself, found once (a row would repeat each of them)."""
+    those of the header itself, found once (a row would repeat each of them); the fields they
+    leave unsure are every row's `suspects`, and broken defaults are left out."""
 
     def __init__(
         self, header: ManifestHeader, lines: Mapping[str, int], columns: Iterable[str] = ()
     ) -> None:
         self.repeat = header.repeat
         self.problems: list[Problem] = []
+        self.columns = _column_problems(columns)
         fields, self.default_metadata, found = split_values(header.defaults)
         misplaced = sorted(RESERVED & set(header.defaults))
         found += [(key, "goes at the top level or in a row") for key in misplaced]
-        self._note(lines.get("defaults", 0), [(f"defaults.{k}", m) for k, m in found])
         checked = check_params(fields)
-        if isinstance(checked, list):
-            self._note(lines.get("defaults", 0), [(f"defaults.{k}", m) for k, m in checked])
-        self.defaults = {k: v for k, v in fields.items() if v is not None}
+        found += checked if isinstance(checked, list) else []
+        broken = {where.split(".")[0] for where, _ in found}
+        self.defaults = {k: v for k, v in fields.items() if v is not None and k not in broken}
+        self._note(lines.get("defaults", 0), [(f"defaults.{k}", m) for k, m in found])
         self.axes, found = build_axes(header.matrix)
         self._note(lines.get("matrix", 0), found)
-        self._note(1, _column_problems(columns))
+        self._note(1, self.columns)
+        self.reported = frozenset(name for name, _ in self.columns)
+        self.suspects = suspects_of((p.field, p.message) for p in self.problems)
 
     def _note(self, line: int, found: Messages) -> None:
         self.problems += [Problem(MANIFEST_ROW, line, where, message) for where, message in found]
 
     def expand(self, row: RawRow) -> ExpandedRow:
-        """The row's variants, or every problem that stops it from having any."""
+        """The row's variants and every problem of the row itself (see the module docstring)."""
         row_id, problems = _row_id(row)
-        fields, metadata, found = split_values(row.values)
+        fields, metadata, found = split_values(row.values, self.reported)
         repeat, repeat_problems = _repeat(row.values.get("repeat"), self.repeat)
         own_axes, axis_problems = build_axes(row.values.get("matrix"))
         clash = [(a.field, "set both here and in this row's matrix") for a in own_axes]
         clash = [(name, message) for name, message in clash if name in fields]
         problems += list(row.errors) + found + repeat_problems + axis_problems + clash
         axes = self._axes_for(fields, own_axes)
+        suspects = self.suspects | suspects_of(problems) if problems else self.suspects
         count = math.prod(len(axis.options) for axis in axes)
         if count > MAX_VARIANTS:
             problems.append(("matrix", f"{count} variants; at most {MAX_VARIANTS} per row"))
-        if problems:
-            stopped = [Problem(row_id, row.line, where, message) for where, message in problems]
-            return ExpandedRow(row_id, row.line, stopped)
+            suspects |= {axis.field for axis in axes}
+            axes = []
         merged = {**self.defaults, **fields}
         meta = {**self.default_metadata, **metadata}
+        combos = itertools.product(*(axis.options for axis in axes))
         variants = [
-            self._variant(row, row_id, merged, meta, axes, combo, repeat)
-            for combo in itertools.product(*(axis.options for axis in axes))
+            self._variant(row, row_id, merged, meta, axes, combo, repeat) for combo in combos
         ]
-        return _checked_names(ExpandedRow(row_id, row.line, [], variants))
+        variants = [] if _unreadable(row) else variants
+        stopped = [Problem(row_id, row.line, where, message) for where, message in problems]
+        return _checked_names(ExpandedRow(row_id, row.line, stopped, variants, suspects))
 
     def _axes_for(self, fields: Mapping[str, Any], own: list[Axis]) -> list[Axis]:
         own_fields = {axis.field for axis in own}
@@ -305,6 +296,8 @@ def _row_id(row: RawRow) -> tuple[str, Messages]:
     value = row.values.get("id")
     if value is None or value == "":
         value = row.default_id
+    if value == MANIFEST_ROW:  # a top-level glob that matched nothing
+        return value, []
     if isinstance(value, bool) or not isinstance(value, str | int):
         return str(value), [("id", "a text or a number")]
     text = str(value)
@@ -336,6 +329,12 @@ def _column_problems(columns: Iterable[str]) -> Messages:
     return problems
 
 
+def _unreadable(row: RawRow) -> bool:
+    """A row that could not be read at all: checking its (absent) fields would only report
+    consequences."""
+    return not row.values and any(where == "row" for where, _ in row.errors)
+
+
 def _checked_names(expanded: ExpandedRow) -> ExpandedRow:
     longest = max((len(v.sample_id(v.repeat - 1)) for v in expanded.variants), default=0)
     if longest <= MAX_ROW_ID:
@@ -346,4 +345,5 @@ def _checked_names(expanded: ExpandedRow) -> ExpandedRow:
         "matrix",
         f"variant names reach {longest} characters (at most {MAX_ROW_ID}): use shorter labels",
     )
-    return ExpandedRow(expanded.source_row, expanded.line, [problem])
+    problems = [*expanded.problems, problem]
+    return ExpandedRow(expanded.source_row, expanded.line, problems, [], expanded.suspects)

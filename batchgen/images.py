@@ -4,13 +4,16 @@ A source is a local path (relative to the manifest's folder), an http(s) URL, or
 or a ``data:image/...;base64,`` URI whose prefix is dropped). Raw base64 is told from a path by
 shape: at least 100 characters of the base64 alphabet; use a data: URI to be explicit.
 
-`ImageCatalog.lookup` reads each source once per run, hashes it and reads the image header
-with Pillow (no pixel decoding), and remembers the answer, so an image used by 10,000 rows is
-read and hashed once. Its `ImageInfo.ref` is what a request holds (jobs.py): ``sha256:<hex>``
-for content sent as base64, or the URL itself when the provider fetches it. A URL is only
-checked for its shape unless `inline_urls` is set, in which case it is downloaded, checked like
-a file and sent as base64. `payload(ref)` gives the base64 to send, reading the source again if
-it is not in a small cache, and refuses content that changed since it was checked.
+`ImageCatalog.lookup` reads each source once per run, hashes it and decodes it in full
+(`imagedecode`: a file cut short is refused here, not after it was sent), and remembers the
+answer, so an image used by 10,000 rows is read once; content met under several names is
+decoded once. `prefetch` starts that work in the decoding threads ahead of `lookup`, which then
+waits for it; answers do not depend on the order. Its `ImageInfo.ref` is what a request holds
+(jobs.py): ``sha256:<hex>`` for content sent as base64, or the URL itself when the provider
+fetches it. A URL is only checked for its shape unless `inline_urls` is set, in which case it is
+downloaded, checked like a file and sent as base64. `payload(ref)` gives the base64 to send,
+reading the source again if it is not in a small cache, and refuses content that changed since
+it was checked.
 """
 
 from __future__ import annotations
@@ -18,20 +21,30 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import io
 import re
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from PIL import Image, UnidentifiedImageError
 
 from batchgen.errors import UsageError
+from batchgen.imagedecode import ContentDecoder, ImageUnreadable, shared_pool
 from batchgen.jobs import SHA_PREFIX
+
+__all__ = [
+    "MAX_BYTES",
+    "ImageCatalog",
+    "ImageChanged",
+    "ImageInfo",
+    "ImageUnreadable",
+    "http_fetch",
+    "inline_base64",
+    "is_url",
+]
 
 MAX_BYTES = 10 * 1024 * 1024
 PAYLOAD_CACHE_BYTES = 64 * 1024 * 1024
@@ -40,10 +53,6 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _SPACE = re.compile(r"\s+")
 
 Fetch = Callable[[str], bytes]
-
-
-class ImageUnreadable(ValueError):
-    """A source that cannot be used; the message says why (and is cached like an answer)."""
 
 
 class ImageChanged(UsageError):
@@ -83,17 +92,6 @@ def inline_base64(value: str) -> str | None:
     if len(compact) >= BASE64_MIN_CHARS and _BASE64.fullmatch(compact):
         return compact
     return None
-
-
-def describe(data: bytes) -> tuple[str, int, int]:
-    """(format, width, height) from the image header; raises ImageUnreadable."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as picture:
-                return str(picture.format), picture.width, picture.height
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError):
-        raise ImageUnreadable("not a readable image (expected JPG or PNG)") from None
 
 
 def digest_ref(data: bytes) -> str:
@@ -152,6 +150,19 @@ class _Source:
     where: str
 
 
+Key = tuple[str, str]  # folder, source as written
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """What a decoding thread learned of one source; `data` is kept for inlined URLs only
+    (reading them again means downloading them again)."""
+
+    answer: ImageInfo | ImageUnreadable
+    source: _Source | None = None
+    data: bytes | None = None
+
+
 class ImageCatalog:
     """Every image a manifest uses, looked up once each; see the module docstring."""
 
@@ -167,18 +178,34 @@ class ImageCatalog:
         self.inline_urls = inline_urls
         self.fetch = fetch
         self.reads = 0
-        self._answers: dict[tuple[Path, str], ImageInfo | ImageUnreadable] = {}
+        self.decoder = ContentDecoder()
+        self._answers: dict[Key, ImageInfo | ImageUnreadable] = {}
+        self._pending: dict[Key, Future[_Found]] = {}
         self._sources: dict[str, _Source] = {}
         self._payloads = _PayloadCache(cache_bytes)
+
+    @property
+    def pending(self) -> int:
+        """Lookups started by `prefetch` and not yet taken by `lookup`."""
+        return len(self._pending)
+
+    def prefetch(self, value: str, base: Path | None = None) -> None:
+        """Start reading and decoding `value` in the decoding threads, if not done or under way."""
+        folder = base or self.base
+        key = (str(folder), value)
+        if key not in self._answers and key not in self._pending:
+            self._pending[key] = shared_pool().submit(self._find, value, folder)
 
     def lookup(self, value: str, base: Path | None = None) -> ImageInfo:
         """What the source `value` is; relative paths are taken from `base` (default: the
         catalog's). Raises ImageUnreadable, the same answer each time for the same source."""
-        key = (base or self.base, value)
+        folder = base or self.base
+        key = (str(folder), value)
         answer = self._answers.get(key)
         if answer is None:
-            answer = self._answer(value, key[0])
-            self._answers[key] = answer
+            pending = self._pending.pop(key, None)
+            found = pending.result() if pending is not None else self._find(value, folder)
+            answer = self._answers[key] = self._register(found)
         if isinstance(answer, ImageUnreadable):
             raise answer
         return answer
@@ -212,13 +239,24 @@ class ImageCatalog:
         self._payloads.put(ref, payload)
         return payload
 
-    def _answer(self, value: str, base: Path) -> ImageInfo | ImageUnreadable:
+    def _register(self, found: _Found) -> ImageInfo | ImageUnreadable:
+        if found.source is None or isinstance(found.answer, ImageUnreadable):
+            return found.answer
+        self.reads += 1
+        self._sources.setdefault(found.answer.ref, found.source)
+        if found.data is not None:
+            self._payloads.put(found.answer.ref, base64.b64encode(found.data).decode())
+        return found.answer
+
+    def _find(self, value: str, base: Path) -> _Found:
+        """Read, hash and decode one source. Runs in a decoding thread: touches no state of
+        the catalog but its thread-safe decoder."""
         try:
             return self._classify(value, base)
         except ImageUnreadable as exc:
-            return exc
+            return _Found(exc)
 
-    def _classify(self, value: str, base: Path) -> ImageInfo:
+    def _classify(self, value: str, base: Path) -> _Found:
         if is_url(value):
             return self._url(value)
         if "://" in value:
@@ -228,22 +266,23 @@ class ImageCatalog:
             return self._inline(encoded)
         return self._path(base / Path(value).expanduser())
 
-    def _url(self, url: str) -> ImageInfo:
+    def _url(self, url: str) -> _Found:
         parts = urlsplit(url)
         if not parts.netloc or " " in url:
             raise ImageUnreadable(f"not a valid URL: {url!r}")
         if not self.inline_urls:
-            return ImageInfo(ref=url)
-        return self._remember(self.fetch(url), _Source("url", url))
+            return _Found(ImageInfo(ref=url))
+        data = self.fetch(url)
+        return self._checked(data, _Source("url", url), keep=True)
 
-    def _inline(self, encoded: str) -> ImageInfo:
+    def _inline(self, encoded: str) -> _Found:
         try:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise ImageUnreadable("not valid base64") from None
-        return self._remember(data, _Source("inline", encoded))
+        return self._checked(data, _Source("inline", encoded))
 
-    def _path(self, path: Path) -> ImageInfo:
+    def _path(self, path: Path) -> _Found:
         try:
             size = path.stat().st_size
             if not path.is_file():
@@ -255,18 +294,15 @@ class ImageCatalog:
             raise ImageUnreadable(f"file not found: {path}") from None
         except OSError as exc:
             raise ImageUnreadable(f"cannot read {path}: {exc.strerror}") from None
-        return self._remember(data, _Source("path", str(path)))
+        return self._checked(data, _Source("path", str(path)))
 
-    def _remember(self, data: bytes, source: _Source) -> ImageInfo:
-        self.reads += 1
+    def _checked(self, data: bytes, source: _Source, keep: bool = False) -> _Found:
         if len(data) > MAX_BYTES:
             raise too_big(len(data))
-        kind, width, height = describe(data)
         ref = digest_ref(data)
-        self._sources.setdefault(ref, source)
-        if source.kind != "inline":
-            self._payloads.put(ref, base64.b64encode(data).decode())
-        return ImageInfo(ref=ref, format=kind, width=width, height=height, size=len(data))
+        decoded = self.decoder.decode(ref, data)
+        info = ImageInfo(ref, decoded.format, decoded.width, decoded.height, len(data))
+        return _Found(info, source, data if keep else None)
 
     def _read_again(self, source: _Source) -> bytes:
         try:

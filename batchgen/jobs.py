@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchgen.capabilities import DEFAULT_MODEL
+
 SHA_PREFIX = "sha256:"
 IMAGE_FIELDS = ("image", "image_tail", "static_mask")
 JOB_ID_HEX = 20
@@ -100,7 +102,10 @@ def image_refs(request: Mapping[str, Any]) -> list[str]:
 def resolve_body(
     request: Mapping[str, Any], payload: Callable[[str], str], external_id: str
 ) -> dict[str, Any]:
-    """The body to POST: content refs replaced by base64, plus the external_task_id."""
+    """The body to POST: content refs replaced by base64, plus the external_task_id, and
+    `model_name` always (the documented default, kling-v1, when the request leaves it unset:
+    routes differ in their default, kling-api.md §16). Added here, not in the request, so the
+    job ids of existing manifests do not change."""
 
     def resolve(value: str) -> str:
         return payload(value) if is_content_ref(value) else value
@@ -114,4 +119,5 @@ def resolve_body(
             {**group, "mask": resolve(group["mask"])} for group in body["dynamic_masks"]
         ]
     body["external_task_id"] = external_id
+    body.setdefault("model_name", DEFAULT_MODEL)
     return body

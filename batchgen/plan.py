@@ -1,5 +1,9 @@
 """The plan of a batch before it runs: how many jobs, of which kind, what they cost, how long.
 
+Each line is one (model, tier, duration): its jobs, the price of one job it assumed (in
+dollars, and where from: CometAPI's price per request, or Kling's units x $0.14), and the low,
+expected and high totals (see `pricing` for what each bound assumes).
+
 Wall time is a simple model: jobs run in waves of `concurrency`, each wave taking
 `generation_seconds` (an assumption; kling-api.md §8 has no official latency figure).
 """
@@ -12,28 +16,39 @@ from dataclasses import dataclass
 
 from batchgen.errors import Problem
 from batchgen.jobs import JobSpec
+from batchgen.price_table import PriceTable
 from batchgen.pricing import (
     CostEstimate,
     Key,
-    PriceTable,
     cost_of,
     job_key,
     key_order,
     load_prices,
+    price_range,
 )
 
-HEADINGS = f"  {'model':<18} {'mode':<4} {'duration':>8} {'jobs':>7} {'USD':>10} {'units':>9}"
+BASIS = {"cometapi": "C", "units": "K", "unknown": "?"}
+COLUMNS = (
+    f"  {'model':<18} {'tier':<10} {'seconds':>7} {'jobs':>7} {'$ each':>8}   "
+    f"{'low $':>9} {'expected $':>10} {'high $':>9} {'units':>9}"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class PlanLine:
-    """The jobs of one (model, mode, duration), with their total price (None: unknown)."""
+    """The jobs of one (model, tier, duration): the price of one job and the totals (None:
+    unknown). `basis`: "cometapi" (CometAPI's dollars per request) or "units" (Kling units x
+    unit_usd)."""
 
     model: str
-    mode: str
+    tier: str
     duration: str
     jobs: int
+    usd_each: float | None
+    basis: str
+    usd_low: float | None
     usd: float | None
+    usd_high: float | None
     units: float | None
 
 
@@ -45,6 +60,7 @@ class PlanSummary:
     problems: int
     breakdown: tuple[PlanLine, ...]
     cost: CostEstimate
+    overrun_seconds: float
     concurrency: int
     generation_seconds: float
     wall_seconds: float
@@ -62,14 +78,16 @@ class PlanSummary:
         return self.cost.unknown_usd
 
     def render(self) -> str:
-        lines = [f"{self.jobs} job(s)" + (f", {self.problems} problem(s)" if self.problems else "")]
-        lines.append(
-            f"  {'model':<18} {'mode':<4} {'duration':>8} {'jobs':>7} {'USD':>10} {'units':>9}"
-        )
-        lines += [_line_text(line) for line in self.breakdown]
+        head = f"{self.jobs} job(s)" + (f", {self.problems} problem(s)" if self.problems else "")
+        lines = [head, COLUMNS, *(_line_text(line) for line in self.breakdown)]
         lines.append(f"estimated cost: {self.cost.usd_text()} (prices taken {self.cost.taken})")
+        lines += _assumptions(self.cost, self.overrun_seconds)
         unknown = f" + {self.cost.unknown_units} job(s) unknown" if self.cost.unknown_units else ""
-        lines.append(f"Kling units: {self.cost.units:g}{unknown}")
+        units = self.cost
+        lines.append(
+            f"Kling units: low {units.units_low:g} · expected {units.units:g} · "
+            f"high {units.units_high:g}{unknown}"
+        )
         lines.append(
             f"wall time: ~{duration_text(self.wall_seconds)} at concurrency {self.concurrency}, "
             f"assuming {self.generation_seconds:g} s per generation"
@@ -77,11 +95,28 @@ class PlanSummary:
         return "\n".join(lines)
 
 
+def _assumptions(cost: CostEstimate, overrun: float) -> list[str]:
+    return [
+        f"  $ each: C = CometAPI's dollars per request; K = Kling units x ${cost.unit_usd:g}",
+        "  low: billed for the seconds asked; expected: billed per second of the real length",
+        f"  (asked + {overrun:g} s); high: the real length rounded up (asked + 1 s); prices per",
+        "  request or per clip are fixed. Failed tasks are not charged: the bill is lower by",
+        "  the jobs that fail. --max-cost is checked against the high estimate.",
+    ]
+
+
+def _money(value: float | None, width: int) -> str:
+    return f"{'?' if value is None else f'{value:,.2f}':>{width}}"
+
+
 def _line_text(line: PlanLine) -> str:
-    usd = "?" if line.usd is None else f"{line.usd:,.2f}"
+    each = "?" if line.usd_each is None else f"{line.usd_each:.3f}{BASIS[line.basis]}"
     units = "?" if line.units is None else f"{line.units:g}"
-    duration = f"{line.duration} s"
-    return f"  {line.model:<18} {line.mode:<4} {duration:>8} {line.jobs:>7} {usd:>10} {units:>9}"
+    return (
+        f"  {line.model:<18} {line.tier:<10} {line.duration + ' s':>7} {line.jobs:>7} "
+        f"{each:>8}   {_money(line.usd_low, 9)} {_money(line.usd, 10)} "
+        f"{_money(line.usd_high, 9)} {units:>9}"
+    )
 
 
 def duration_text(seconds: float) -> str:
@@ -123,14 +158,27 @@ def build_plan(
             _plan_line(key, counts[key], prices) for key in sorted(counts, key=key_order)
         ),
         cost=cost_of(counts, prices),
+        overrun_seconds=prices.overrun.value or 0.0,
         concurrency=concurrency,
         generation_seconds=generation_seconds,
         wall_seconds=wall_seconds(jobs, concurrency, generation_seconds),
     )
 
 
+def _total(each: float | None, count: int) -> float | None:
+    return None if each is None else round(each * count, 6)
+
+
 def _plan_line(key: Key, count: int, prices: PriceTable) -> PlanLine:
-    price = prices.price(key)
-    usd = None if price.usd is None else round(price.usd * count, 6)
-    units = None if price.units is None else round(price.units * count, 6)
-    return PlanLine(*key, jobs=count, usd=usd, units=units)
+    bounds = price_range(key, prices)
+    expected = bounds.expected
+    return PlanLine(
+        *key,
+        jobs=count,
+        usd_each=expected.usd,
+        basis=expected.basis,
+        usd_low=_total(bounds.low.usd, count),
+        usd=_total(expected.usd, count),
+        usd_high=_total(bounds.high.usd, count),
+        units=_total(expected.units, count),
+    )

@@ -3,7 +3,14 @@
 `resolve_manifest` opens the file and reads its header (raising UsageError if it cannot be
 read or parsed); `ResolvedManifest.iter_jobs` then streams the rows in manifest order and yields,
 for each variant of each row, its JobSpecs, or the Problems that stop it. Problems with the
-header (defaults, matrix, CSV columns...) are yielded alone: every row would repeat them.
+header (defaults, matrix, CSV columns...) are yielded once, first; the rows are still checked
+for their own problems, but no job is yielded. A row with problems of its own yields no job
+either, only every problem found in it (see `validate` for what is left out as a consequence).
+A manifest without a single row is a problem too (a UsageError with `skip_invalid`: there is
+nothing to skip to).
+
+The images of the next rows are read and decoded in the catalog's threads while a row is
+checked (`ImageCatalog.prefetch`), at most `LOOKAHEAD` lookups and `WINDOW_ROWS` rows ahead.
 
 Across rows, ids must be unique and no two variants may resolve to the same job (same request,
 same sample): the later one is refused, naming the first. Only these two sets grow with the
@@ -12,16 +19,21 @@ number of rows; `check_manifest` keeps at most `max_problems` problems and count
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchgen.errors import Problem
+from batchgen.errors import Problem, UsageError
 from batchgen.expand import ExpandedRow, Expander, Variant
 from batchgen.images import ImageCatalog
 from batchgen.jobs import JobSpec, make_job
-from batchgen.manifest import ManifestSource, open_manifest
-from batchgen.validate import check_request
+from batchgen.manifest import MANIFEST_ROW, ManifestSource, open_manifest
+from batchgen.validate import check_request, image_sources
+
+LOOKAHEAD = 64
+WINDOW_ROWS = 256
+NO_ROWS = "the manifest has no rows: list them under `rows:`, or give an `images:` glob"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,27 +115,55 @@ class ResolvedManifest:
 
     def iter_jobs(self) -> Iterator[JobSpec | Problem]:
         """Each variant's jobs, or its problems, in manifest order (streams the file)."""
-        if self.header_problems:
-            yield from self.header_problems
-            return
+        yield from self.header_problems
+        sendable = not self.header_problems
         seen = _Seen()
-        for raw in self.source.rows():
-            yield from self._row(self.expander.expand(raw), seen)
+        rows = 0
+        expanded = (self.expander.expand(raw) for raw in self.source.rows())
+        for row in self._prefetched(expanded):
+            rows += 1
+            yield from self._row(row, seen, sendable)
+        if rows == 0 and sendable:
+            if self.options.skip_invalid:  # nothing to skip to: as refused as without the flag
+                raise UsageError(f"{self.path}: {NO_ROWS}")
+            yield Problem(MANIFEST_ROW, self.source.lines.get("rows", 0), "rows", NO_ROWS)
 
-    def _row(self, row: ExpandedRow, seen: _Seen) -> Iterator[JobSpec | Problem]:
-        duplicate = seen.row_problem(row.source_row, row.line)
-        problems = row.problems if duplicate is None else [*row.problems, duplicate]
-        if problems:
-            yield from problems
-            return
+    def _prefetched(self, rows: Iterable[ExpandedRow]) -> Iterator[ExpandedRow]:
+        """`rows`, with the images of the ones ahead already being read and decoded. A row is
+        held back only while lookups it could overlap with are under way."""
+        window: deque[ExpandedRow] = deque()
+        catalog = self.catalog
+        for row in rows:
+            for variant in row.variants:
+                for source in image_sources(variant.fields):
+                    catalog.prefetch(source, variant.base)
+            if not window and not catalog.pending:
+                yield row
+                continue
+            window.append(row)
+            while window and (len(window) > WINDOW_ROWS or not 0 < catalog.pending < LOOKAHEAD):
+                yield window.popleft()
+        yield from window
+
+    def _row(self, row: ExpandedRow, seen: _Seen, sendable: bool) -> Iterator[JobSpec | Problem]:
+        problems = list(row.problems)
+        if row.source_row != MANIFEST_ROW:
+            duplicate = seen.row_problem(row.source_row, row.line)
+            problems += [duplicate] if duplicate is not None else []
+        yield from problems
+        send = sendable and not problems
         for variant in row.variants:
-            yield from self._variant(variant, seen)
+            yield from self._variant(variant, seen, row.suspects, send)
 
-    def _variant(self, variant: Variant, seen: _Seen) -> Iterator[JobSpec | Problem]:
-        checked = check_request(variant.fields, self.catalog, variant.base)
+    def _variant(
+        self, variant: Variant, seen: _Seen, suspects: frozenset[str], send: bool
+    ) -> Iterator[JobSpec | Problem]:
+        checked = check_request(variant.fields, self.catalog, variant.base, suspects)
         if isinstance(checked, list):
             for where, message in checked:
                 yield Problem(variant.row_id, variant.line, where, message)
+            return
+        if not send:
             return
         jobs = [_job(variant, checked, sample) for sample in range(variant.repeat)]
         clash = seen.job_problem(variant, jobs)

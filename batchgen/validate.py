@@ -1,58 +1,81 @@
 """Pre-flight rules: a variant's fields become a request, or every reason they cannot.
 
-The rules, in the order they are reported:
+All independent problems of a request are found in one pass, in this order:
 
 1. each field on its own (`params.JobParams`: types, enums, ranges, prompt ≤ 500 and
-   negative_prompt ≤ 200 characters); a broken field is left out of the later checks: with a
-   broken model_name the capabilities are not judged, with a broken mode or duration only
-   what does not depend on them is;
-2. `image` (the start frame) is required, also with image_tail (see `capabilities` on §15.3);
-   one group at most of: end frame (image_tail), motion brush (static_mask, dynamic_masks),
-   camera_control;
-3. the model's capabilities (`capabilities.capability_problems`);
+   negative_prompt ≤ 200 characters, list lengths);
+2. the rules that relate fields (`relations`: start frame, one group of extras, voices,
+   multi-shot);
+3. the model's capabilities (`capabilities`: mode, duration, sound and each feature);
 4. every image: JPG/JPEG/PNG by content, ≤ 10 MB, both sides ≥ 300 px, aspect ratio within
-   1:2.5 and 2.5:1; masks the size of the image; trajectory points inside it. A URL that is not
-   inlined is only checked for its shape, so these checks wait for the provider.
+   1:2.5 and 2.5:1, decoded in full; masks the size of the image; trajectory points inside
+   it. A URL that is not inlined is only checked for its shape, so these checks wait for the
+   provider.
+
+A problem is left out only when it is a consequence of another one already reported:
+
+- a field whose value is unusable (rule 1) is judged no further, and neither is what depends on
+  it: with a broken model_name no capability is judged (against which model?); with a broken
+  or unsupported mode or duration, the features that depend on the (mode, duration) pair are
+  not (the duration alone is still checked against the model, and the mode alone too);
+  a broken prompt is not searched for voice references, a broken duration not compared with
+  the shot durations; a field the model does not take (and its feature group: multi_shot,
+  shot_type, multi_prompt) is not judged by the relation rules;
+- `suspects` are fields the row meant to set but did not, as `expand` found them: the field a
+  misspelt key was probably meant to be (`Mode: pro` → mode), a field whose matrix axis or CSV
+  cell was unusable, `image` for a glob that matched nothing. They are treated like broken
+  fields, so `imge: a.png` is one problem, not also "image: required", and `Mode: pro` does
+  not also give "image_tail needs pro".
 
 The request holds image refs (jobs.py), never bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from batchgen.capabilities import capability_problems
-from batchgen.images import ImageCatalog, ImageInfo, ImageUnreadable
+from batchgen.capabilities import FEATURES, capability_problems
+from batchgen.imagedecode import ImageUnreadable
+from batchgen.images import ImageCatalog, ImageInfo
 from batchgen.params import JobParams, check_params
+from batchgen.relations import relation_problems
 
 Messages = list[tuple[str, str]]
 FORMATS = ("JPEG", "PNG", "MPO")  # MPO: a camera JPEG with extra frames, still a .jpg
 MIN_SIDE = 300
 MAX_ASPECT = 2.5
-GROUPS = (
-    ("image_tail",),
-    ("static_mask", "dynamic_masks"),
-    ("camera_control",),
-)
-GROUP_NAMES = "an end frame (image_tail), motion brush (static_mask/dynamic_masks), camera_control"
 
 
 def check_request(
-    fields: Mapping[str, Any], catalog: ImageCatalog, base: Path | None = None
+    fields: Mapping[str, Any],
+    catalog: ImageCatalog,
+    base: Path | None = None,
+    suspects: Iterable[str] = (),
 ) -> dict[str, Any] | Messages:
     """The request for `fields` (image fields as refs), or every (field, message) wrong with
-    it. Relative image paths start at `base` (default: the catalog's folder)."""
+    it. Relative image paths start at `base` (default: the catalog's folder); `suspects` as in
+    the module docstring."""
     params, problems = _params(fields)
     body = params.body()
-    problems += exclusive_problems(body)
-    broken = {where.split(".")[0] for where, _ in problems}
-    if "model_name" not in broken:
-        problems += capability_problems(body, judge_timing=not broken & {"mode", "duration"})
+    broken = frozenset({where.split(".")[0] for where, _ in problems} | set(suspects))
+    refused = capability_problems(body, broken)
+    problems += relation_problems(body, broken | _refused_fields(refused)) + refused
     request, found = _with_refs(body, catalog, base)
     problems += found
+    problems = [(where, m) for where, m in problems if where.split(".")[0] not in suspects]
     return problems if problems else request
+
+
+def _refused_fields(refused: Messages) -> frozenset[str]:
+    """The fields the model refused, with the whole feature group of any of them (multi_shot
+    refused: shot_type and multi_prompt are judged no further either)."""
+    found = {where.split(".")[0] for where, _ in refused}
+    for names, _ in FEATURES.values():
+        if found & set(names):
+            found |= set(names)
+    return frozenset(found)
 
 
 def _params(fields: Mapping[str, Any]) -> tuple[JobParams, Messages]:
@@ -65,20 +88,13 @@ def _params(fields: Mapping[str, Any]) -> tuple[JobParams, Messages]:
     return (rest if isinstance(rest, JobParams) else JobParams()), checked
 
 
-def exclusive_problems(body: Mapping[str, Any]) -> Messages:
-    """A start frame is required; at most one group of extras is allowed."""
-    problems: Messages = []
-    if not body.get("image"):
-        reason = " too (end-frame-only requests are refused)" if body.get("image_tail") else ""
-        problems.append(("image", f"required: the start frame{reason}"))
-    used = [next(f for f in group if body.get(f)) for group in GROUPS if _any(body, group)]
-    for later in used[1:]:
-        problems.append((later, f"cannot be combined with {used[0]}: use one of {GROUP_NAMES}"))
-    return problems
-
-
-def _any(body: Mapping[str, Any], group: tuple[str, ...]) -> bool:
-    return any(body.get(name) for name in group)
+def image_sources(fields: Mapping[str, Any]) -> list[str]:
+    """Every image source a variant's fields name (before checking), masks included."""
+    found = [fields.get(name) for name in ("image", "image_tail", "static_mask")]
+    masks = fields.get("dynamic_masks")
+    if isinstance(masks, list):
+        found += [group.get("mask") for group in masks if isinstance(group, Mapping)]
+    return [value for value in found if isinstance(value, str) and value]
 
 
 def image_problems(info: ImageInfo) -> list[str]:

@@ -46,7 +46,7 @@ def test_plan_prices_the_batch_and_estimates_wall_time(tmp_path, capsys):
     assert run_cli("plan", path, "-c", "5", "--generation-seconds", "60") == 0
     out = capsys.readouterr().out
     assert "10 job(s)" in out and "kling-v2-master" in out
-    assert "estimated cost: $13.20" in out  # 10 x $1.32, kling-api.md §10
+    assert "expected $13.20" in out  # 10 x $1.32, kling-api.md §10
     assert "~2 min at concurrency 5" in out
 
 

@@ -75,6 +75,7 @@ def doc(rows: list[dict[str, Any]], **header: Any) -> dict[str, Any]:
         ("from-csv.yaml", 4),
         ("glob.yaml", 3),
         ("features.yaml", 4),
+        ("current-models.yaml", 5),
         ("rows.csv", 4),
     ],
 )
@@ -507,7 +508,7 @@ def test_control_keys_in_defaults_are_refused(folder: Path) -> None:
     assert [(p.row, p.field) for p in found] == [("(manifest)", "defaults.repeat")]
 
 
-@pytest.mark.parametrize("key", ["sound", "external_task_id", "aspect_ratio"])
+@pytest.mark.parametrize("key", ["external_task_id", "aspect_ratio"])
 def test_provider_fields_batchgen_does_not_send_are_refused(folder: Path, key: str) -> None:
     """A provider field batchgen does not send is refused, not silently kept as metadata."""
     (problem,) = problems(write_yaml(folder, doc([{"id": "r", "image": "a.jpg", key: "on"}])))

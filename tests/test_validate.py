@@ -13,6 +13,7 @@ from batchgen.capabilities import CAPABILITIES, capability_problems
 from batchgen.errors import Problem
 from batchgen.jobs import JobSpec
 from batchgen.resolve import check_manifest, resolve_manifest
+from tests.conftest import run_cli
 
 V1 = {"model_name": "kling-v1", "mode": "std", "duration": "5"}
 MASK = "mask.png"
@@ -46,7 +47,7 @@ BAD_ROWS = [
     ({"negative_prompt": "x" * 201}, "negative_prompt", "200"),
     ({**V1, "cfg_scale": 1.5}, "cfg_scale", "1"),
     ({**V1, "cfg_scale": True}, "cfg_scale", "between 0 and 1"),
-    ({"mode": "ultra"}, "mode", "'std' or 'pro'"),
+    ({"mode": "ultra"}, "mode", "'std', 'pro' or '4k'"),
     ({"duration": "five"}, "duration", "whole seconds"),
     ({"duration": 7}, "duration", "kling-v1 takes 5 or 10"),
     ({"model_name": "kling-v9"}, "model_name", "kling-v2-master"),
@@ -146,7 +147,7 @@ CAPABILITY_ROWS = [
     (
         {"model_name": "kling-v1-6", "mode": "std", "image_tail": "b.png"},
         "image_tail",
-        "kling-v1-6 supports an end frame (image_tail) only in pro 5 s, pro 10 s (got std 5 s)",
+        "kling-v1-6 supports an end frame (image_tail) only in pro 5 or 10 s (got std 5 s)",
     ),
     (
         {"model_name": "kling-v2-master", "image_tail": "b.png"},
@@ -332,3 +333,111 @@ def test_a_broken_duration_does_not_add_capability_noise(folder: Path) -> None:
         },
     )
     assert [p.field for p in found] == ["duration"]
+
+
+def test_a_row_gives_all_its_problems_in_one_pass(folder: Path) -> None:
+    """A misspelt field, a bad mode and a bad duration in one row are three problems."""
+    row = {"model_name": "kling-v1", "promt": "waves", "mode": "fast", "duration": 7}
+    found = check_one(folder, row)
+    assert [(p.row, p.line, p.field) for p in found] == [
+        ("r", 2, "promt"),
+        ("r", 2, "mode"),
+        ("r", 2, "duration"),
+    ]
+    assert "did you mean 'prompt'" in found[0].message
+    assert "kling-v1 takes 5 or 10 seconds" in found[2].message
+
+
+def test_a_mode_the_model_lacks_does_not_hide_a_bad_duration(folder: Path) -> None:
+    """4k on kling-v2-6 and 8 s on kling-v2-6 are both reported."""
+    found = check_one(folder, {"model_name": "kling-v2-6", "mode": "4k", "duration": 8})
+    assert [p.field for p in found] == ["mode", "duration"]
+
+
+def test_consequences_of_a_misspelt_key_are_left_out(folder: Path) -> None:
+    """`imge` is one problem, not also "image: required"; `Mode: pro` does not also make the end
+    frame (pro only on kling-v1-6) a problem."""
+    path = folder / "m.yaml"
+    rows = [
+        {"id": "a", "imge": "a.jpg"},
+        {
+            "id": "b",
+            "image": "a.jpg",
+            "model_name": "kling-v1-6",
+            "Mode": "pro",
+            "image_tail": "b.png",
+        },
+    ]
+    path.write_text(yaml.safe_dump({"rows": rows}))
+    found = list(resolve_manifest(path).iter_jobs())
+    assert [(p.row, p.field) for p in found] == [("a", "imge"), ("b", "Mode")]  # type: ignore[union-attr]
+
+
+def test_a_row_with_problems_yields_no_job_even_if_its_fields_are_fine(folder: Path) -> None:
+    """A bad id, repeat or key stops the row from being sent, and its fields are still checked."""
+    path = folder / "m.yaml"
+    path.write_text(yaml.safe_dump({"rows": [{"id": "a b", "image": "a.jpg", "repeat": 0}]}))
+    found = list(resolve_manifest(path).iter_jobs())
+    assert [p.field for p in found] == ["id", "repeat"]  # type: ignore[union-attr]
+
+
+def test_header_problems_do_not_stop_the_rows_from_being_checked(folder: Path) -> None:
+    """A bad default is reported once; each row still gets its own problems; no job is made."""
+    path = folder / "m.yaml"
+    path.write_text(
+        "defaults:\n  mode: ultra\nrows:\n  - {id: a, image: a.jpg, prompt: ok}\n"
+        "  - {id: b, image: missing.jpg}\n"
+    )
+    found = list(resolve_manifest(path).iter_jobs())
+    assert [(p.row, p.field) for p in found] == [("(manifest)", "defaults.mode"), ("b", "image")]  # type: ignore[union-attr]
+
+
+def test_validate_refuses_a_manifest_without_rows(folder: Path, capsys: Any) -> None:
+    """`rows: []` is refused by validate, as by run, naming the rows key."""
+    path = folder / "m.yaml"
+    path.write_text("defaults: {model_name: kling-v1}\nrows: []\n")
+    assert run_cli("validate", path) == 2
+    assert "field 'rows': the manifest has no rows" in capsys.readouterr().out
+
+
+def test_a_glob_that_matches_nothing_names_the_pattern(folder: Path, capsys: Any) -> None:
+    """A top-level glob without matches is one problem naming it and the folder (no `id ''`)."""
+    path = folder / "m.yaml"
+    path.write_text('images: "frames/*.png"\n')
+    assert run_cli("validate", path) == 2
+    out = capsys.readouterr().out
+    assert "field 'images': no file matches 'frames/*.png'" in out and str(folder) in out
+    assert "''" not in out and out.count("error:") == 1
+
+
+@pytest.mark.parametrize("name", ["...csv", "..yaml", "-x.csv"])
+def test_a_run_name_from_the_file_stem_is_checked_like_name(
+    folder: Path, name: str, capsys: Any
+) -> None:
+    """A manifest whose stem is not a usable folder name is refused before anything is written."""
+    path = folder / name
+    path.write_text("id,image\nr,a.jpg\n" if name.endswith(".csv") else "rows: [{image: a.jpg}]\n")
+    runs = folder / "runs"
+    assert run_cli("validate", path) == 2
+    assert run_cli("run", path, "-o", runs / "out", base_url="http://127.0.0.1:9") == 2
+    assert "the run name comes from the file name" in capsys.readouterr().err
+    assert not runs.exists()  # OUTPUT/.. would be runs/
+
+
+def test_a_name_key_makes_any_file_name_usable(folder: Path) -> None:
+    """With `name:` set, the file's stem does not matter."""
+    path = folder / "..yaml"
+    path.write_text("name: good\nrows: [{image: a.jpg}]\n")
+    assert resolve_manifest(path).name == "good"
+
+
+def test_run_refuses_a_manifest_without_rows_even_when_skipping_invalid_rows(
+    folder: Path, capsys: Any
+) -> None:
+    """`run --skip-invalid` of `rows: []` exits 2 like `run`: there is nothing to skip to."""
+    path = folder / "m.yaml"
+    path.write_text("rows: []\n")
+    args = ("run", path, "-o", folder / "out")
+    assert run_cli(*args, "--skip-invalid", base_url="http://127.0.0.1:9") == 2
+    assert run_cli(*args, base_url="http://127.0.0.1:9") == 2
+    assert "the manifest has no rows" in capsys.readouterr().err
