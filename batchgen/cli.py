@@ -199,6 +199,13 @@ def cli() -> None:
     help="Refuse to start if the batch's estimated cost is above this.",
 )
 @click.option(
+    "--budget",
+    type=click.FloatRange(min=0),
+    metavar="USD",
+    help="Submit only while spent + committed money stays within this; then finish what is "
+    "paid for and stop (exit 3). A larger budget resumes.",
+)
+@click.option(
     "--prices", type=click.Path(path_type=Path, dir_okay=False, exists=True), help=PRICES_HELP
 )
 @click.option(
@@ -231,6 +238,8 @@ def run(manifest: Path, **flags: Any) -> None:
 
 def _run(manifest: Path, settings: Settings) -> int:
     pipeline.credentials(settings)
+    if settings.prices is not None:
+        load_prices(settings.prices)  # a malformed price file is refused before anything
     with pipeline.prepare(manifest, settings) as prepared:
         loaded = prepared.loaded
         jobs = (

@@ -15,6 +15,7 @@ import anyio
 import httpx
 
 from batchgen import fingerprint, runlock
+from batchgen.budget import Budget, Ledger, check_priced, groups
 from batchgen.errors import ManifestInvalid, Problem, StateError, UsageError
 from batchgen.events import Listener, Notice
 from batchgen.jobs import JobSpec
@@ -300,6 +301,7 @@ async def execute(
     for notice in notices:
         for listener in listeners:
             listener(notice)
+    budget = budget_for(prepared.store, settings)
     async with provider_clients(settings) as (provider, downloads):
         runner = Runner(
             prepared.store,
@@ -309,8 +311,28 @@ async def execute(
             prepared.run_dir,
             config,
             listeners,
+            budget=budget,
         )
         return await runner.run()
+
+
+def budget_for(store: Store, settings: Settings) -> Budget | None:
+    """The run's `--budget`, starting from what the state has spent and committed; UsageError
+    if a job that may be paid for has no known price."""
+    if settings.budget is None:
+        return None
+    return Budget(settings.budget, ledger_of(store, settings, check=True))
+
+
+def ledger_of(store: Store, settings: Settings, *, check: bool = False) -> Ledger:
+    """Spent and committed money of the state, at the settings' prices and provider."""
+    table = load_prices(settings.prices)
+    rows = groups(store.priced_groups())
+    if check:
+        check_priced(rows, table)
+    ledger = Ledger(table, bills_in_units=settings.provider == "kling")
+    ledger.load(rows)
+    return ledger
 
 
 async def repair(

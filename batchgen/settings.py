@@ -36,6 +36,7 @@ class Settings(BaseModel):
     skip_invalid: bool = False
     inline_urls: bool = False
     max_cost: float | None = Field(None, ge=0)
+    budget: float | None = Field(None, ge=0)  # USD: spent + committed never above it
     prices: Path | None = None  # a price table laid over the package's
     locked: bool = False
     seed: int | None = None

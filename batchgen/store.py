@@ -398,6 +398,22 @@ class Store:
         )
         return (_record(row) for row in cursor)
 
+    def priced_groups(self) -> Iterator[tuple[str, dict[str, Any], int, float, int]]:
+        """(status, pricing fields, jobs, units charged, jobs that reported units) for every
+        combination of status and the fields a job is priced by, over the whole state."""
+        cursor = self._conn.execute(
+            "SELECT status, json_extract(request, '$.model_name'), json_extract(request, "
+            "'$.mode'), json_extract(request, '$.duration'), json_extract(request, '$.sound'), "
+            "json_extract(request, '$.voice_list') IS NOT NULL, count(*), "
+            "total(CAST(unit_deduction AS REAL)), count(unit_deduction) "
+            "FROM jobs GROUP BY 1, 2, 3, 4, 5, 6"
+        )
+        for status, model, mode, duration, sound, voices, jobs, units, reported in cursor:
+            fields = {"model_name": model, "mode": mode, "duration": duration, "sound": sound}
+            if voices:
+                fields["voice_list"] = [{}]  # a stand-in: only its presence changes the price
+            yield str(status), fields, int(jobs), float(units), int(reported)
+
     def done_pricing_fields(self) -> Iterator[tuple[dict[str, Any], int]]:
         """The fields a done job is priced by (model_name, mode, duration), each combination
         with its number of done jobs of the manifest."""

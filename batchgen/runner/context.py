@@ -14,6 +14,7 @@ import anyio
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from batchgen.budget import Budget
 from batchgen.events import Event, JobChanged, Listener, Notice
 from batchgen.limits import SlotLimiter
 from batchgen.policy import PollSchedule
@@ -55,8 +56,10 @@ class RunContext:
         config: RunConfig,
         listeners: Sequence[Listener],
         wall_clock: Callable[[], float] = time.time,
+        budget: Budget | None = None,
     ) -> None:
         self.store = store
+        self.budget = budget
         self.provider = provider
         self.downloads = downloads
         self.payload = payload
@@ -91,9 +94,21 @@ class RunContext:
         assert job is not None, job_id
         return job
 
-    def announce(self, job: JobRecord, old: JobStatus, new: JobStatus, detail: str = "") -> None:
-        if old != new:
-            self.emit(JobChanged(job.job_id, job.row_id, old, new, detail))
+    def announce(
+        self,
+        job: JobRecord,
+        old: JobStatus,
+        new: JobStatus,
+        detail: str = "",
+        units: str | None = None,
+    ) -> None:
+        """Tell the listeners (and the budget) a job moved; `units`: what the provider
+        charged for it, where that is newer than `job` knows."""
+        if old == new:
+            return
+        if self.budget is not None:
+            self.budget.ledger.moved(job.request, units or job.unit_deduction, old, new)
+        self.emit(JobChanged(job.job_id, job.row_id, old, new, detail))
 
     def progress(
         self, job: JobRecord, status: JobStatus, detail: str = "", **fields: object
@@ -101,9 +116,11 @@ class RunContext:
         old = self.store.mark_progress(job.job_id, status, **fields)
         self.announce(job, old, status, detail)
 
-    def fail(self, job: JobRecord, reason: str, kind: str, **fields: object) -> None:
+    def fail(self, job: JobRecord, reason: str, kind: str, units: str | None = None) -> None:
+        """`units`: what the provider charged for the failed task, if it said."""
+        fields = {"unit_deduction": units} if units is not None else {}
         old = self.store.mark_failed(job.job_id, reason, kind, self.wall(), **fields)
-        self.announce(job, old, JobStatus.FAILED, reason)
+        self.announce(job, old, JobStatus.FAILED, reason, units)
 
     def unknown(self, job: JobRecord, reason: str) -> None:
         old = self.store.mark_unknown(job.job_id, reason, self.wall())

@@ -69,6 +69,9 @@ class Feeder:
             if ctx.stopping is not None:
                 ctx.slots.release(finished=False)
                 break
+            if job.status == JobStatus.PENDING and not self._fits_budget(job):
+                ctx.slots.release(finished=False)
+                break
             if job.status == JobStatus.PENDING:
                 cursor = max(cursor, job.seq)
                 ext = external_task_id(job.job_id, job.generation)
@@ -82,6 +85,15 @@ class Feeder:
                 tg.start_soon(self._guarded, self._settle, job, reason)
             ctx.active.add(job.job_id)
         return cursor
+
+    def _fits_budget(self, job: JobRecord) -> bool:
+        """Whether the job's highest price fits in what the budget has left; stops the run's
+        submissions if not."""
+        budget = self.ctx.budget
+        if budget is None or budget.fits(job.request):
+            return True
+        self.ctx.stop("budget", budget.stop_message())
+        return False
 
     async def _wait_out_throttling(self) -> None:
         ctx = self.ctx

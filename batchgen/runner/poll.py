@@ -109,8 +109,8 @@ class Poller:
         elif status == JobStatus.FAILED:
             ctx.untrack(tracked, finished=True)
             reason = info.message or "the provider reported the generation failed"
-            charged = {"unit_deduction": info.final_unit_deduction}
-            ctx.fail(ctx.job(tracked.job_id), reason, "generation_failed", **charged)
+            units = info.final_unit_deduction
+            ctx.fail(ctx.job(tracked.job_id), reason, "generation_failed", units)
         else:
             tracked.missing_since = None
             if status != tracked.status:

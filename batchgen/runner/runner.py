@@ -23,6 +23,7 @@ import httpx
 from anyio.abc import TaskGroup
 
 from batchgen import output
+from batchgen.budget import Budget
 from batchgen.events import Heartbeat, Listener, Notice, RunFinished, RunStarted
 from batchgen.providers import Provider
 from batchgen.runner.config import RunConfig, RunOutcome
@@ -51,6 +52,7 @@ class Runner:
         config: RunConfig | None = None,
         listeners: Sequence[Listener] = (),
         wall_clock: Callable[[], float] = time.time,
+        budget: Budget | None = None,
     ) -> None:
         self.ctx = RunContext(
             store,
@@ -61,6 +63,7 @@ class Runner:
             config or RunConfig(),
             listeners,
             wall_clock,
+            budget,
         )
         listen = self.ctx.config.listen
         self.receiver = CallbackReceiver(self.ctx, listen) if listen is not None else None
