@@ -22,7 +22,7 @@ from PIL import Image
 from batchgen.simulator import SimulatorConfig, running_simulator, serve
 from batchgen.simulator.library import fetch_loopback, is_loopback_url
 from batchgen.simulator.tasks import NewTask, TaskBook
-from batchgen.simulator.video import CHUNK, padded
+from batchgen.simulator.video import CHUNK, FPS, padded
 
 API = "/kling/v1/videos/image2video"
 AUTH = {"Authorization": "Bearer sk-test"}
@@ -92,7 +92,7 @@ def test_create_poll_download_gives_a_playable_mp4() -> None:
         response = httpx.get(video["url"])
     assert response.status_code == 200
     assert int(response.headers["content-length"]) == len(response.content)
-    assert frames_in(response.content) == 12
+    assert frames_in(response.content) == 5 * FPS
     with av.open(io.BytesIO(response.content), "r") as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264" and stream.format.name == "yuv420p"
@@ -344,7 +344,7 @@ def test_video_bytes_pads_the_file_and_it_still_plays() -> None:
     with api(video_bytes=2_000_000) as (_, client):
         response = httpx.get(video_url(client))
     assert len(response.content) == 2_000_000
-    assert frames_in(response.content) == 12
+    assert frames_in(response.content) == 5 * FPS
 
 
 @settings(max_examples=40, deadline=None)

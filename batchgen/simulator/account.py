@@ -19,8 +19,10 @@ from typing import Any
 
 from batchgen.simulator import envelopes
 from batchgen.simulator.config import SimulatorConfig
+from batchgen.simulator.defects import draw_defect, draw_html_page
 from batchgen.simulator.faults import Fault, Faults
-from batchgen.simulator.library import ImageStore
+from batchgen.simulator.footage import Defect, VideoSpec
+from batchgen.simulator.library import ImageStore, video_spec
 from batchgen.simulator.links import LinkState, check_link, expired_status, video_url
 from batchgen.simulator.pricing import units_charged
 from batchgen.simulator.tasks import NewTask, Task, TaskBook
@@ -69,6 +71,8 @@ class DownloadTicket:
     status: int
     image_key: str = ""
     message: str = ""
+    video: VideoSpec | None = None
+    html_page: bool = False  # answer 200 with an HTML page instead (a fault)
 
 
 class Account:
@@ -80,6 +84,8 @@ class Account:
         self.book = TaskBook(random.Random(f"{config.seed}/tasks"))
         self.faults = Faults(random.Random(config.seed))
         self._request_ids = random.Random(f"{config.seed}/request-ids")
+        self._defects = random.Random(f"{config.seed}/defects")
+        self._defects_injected: Counter[str] = Counter()
         self._link_key = f"batchgen-simulator/{config.seed}".encode()
         self._counts: Counter[str] = Counter()
         self._faults_injected: Counter[str] = Counter()
@@ -117,7 +123,9 @@ class Account:
                 return DownloadTicket(expired_status(query), message="this link has expired")
             if task is None or state is LinkState.FORGED or task.status(now) != "succeed":
                 return DownloadTicket(404, message="no such video")
-            return DownloadTicket(200, image_key=task.image_key)
+            html_page = draw_html_page(self._defects, self.config)
+            self._faults_injected[Fault.HTML_PAGE] += html_page
+            return DownloadTicket(200, task.image_key, video=task.video, html_page=html_page)
 
     def start_download(self, length: int, ranged: bool) -> int | None:
         """Count a download of `length` bytes; answers where a truncation fault cuts it."""
@@ -140,6 +148,7 @@ class Account:
             snapshot: dict[str, Any] = {name: self._counts[name] for name in COUNTERS}
             snapshot |= {
                 "faults": {kind.value: self._faults_injected[kind] for kind in Fault},
+                "video_defects": {kind.value: self._defects_injected[kind] for kind in Defect},
                 "submissions_per_external_id": dict(self._submissions),
                 "tasks_total": len(self.book.tasks),
                 "active": active,
@@ -209,8 +218,11 @@ class Account:
         if self.book.active(now) >= self.config.slots:
             self._counts["throttled_1303"] += 1
             return self._error(1303)
+        defect = draw_defect(self._defects, self.config)
+        if defect is not None:
+            self._defects_injected[defect] += 1
         task = self.book.create(
-            _new_task(body, self.images), now, self.config.latency, self.config.fail_rate
+            _new_task(body, self.images, defect), now, self.config.latency, self.config.fail_rate
         )
         self._counts["creates_accepted"] += 1
         if external_id is not None:
@@ -292,13 +304,15 @@ def _parse_create(raw: bytes) -> tuple[Any, str | None]:
     return body, check_create_body(body)
 
 
-def _new_task(body: Mapping[str, Any], images: ImageStore) -> NewTask:
+def _new_task(body: Mapping[str, Any], images: ImageStore, defect: Defect | None) -> NewTask:
     duration = str(body.get("duration", "5"))
+    video = video_spec(body, images, defect)
     return NewTask(
         external_task_id=body.get("external_task_id") or None,
-        image_key=images.keep(body.get("image") or body["image_tail"]),
+        image_key=video.image_key,
         duration=duration,
         units=units_charged(model_of(body), str(body.get("mode", "std")), duration),
+        video=video,
     )
 
 

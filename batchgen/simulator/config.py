@@ -19,6 +19,15 @@ RATES = (
     "reset_after_accept_rate",
     "slow_rate",
     "truncate_rate",
+    "html_rate",
+)
+VIDEO_DEFECT_RATES = (  # share of tasks whose video has each defect (footage.Defect)
+    "black_rate",
+    "frozen_rate",
+    "short_rate",
+    "undecodable_rate",
+    "aspect_rate",
+    "mute_rate",
 )
 FIXED_AT_START = ("seed", "port")
 
@@ -46,6 +55,13 @@ class SimulatorConfig:
     list_endpoint: bool = True  # False: the list answers 404/1202
     external_lookup: ExternalLookup = "both"  # which external_task_id look-up forms work
     video_bytes: int | None = None  # pad videos to about this size with a `free` box
+    html_rate: float = 0.0  # downloads answered 200 with an HTML page instead of the video
+    black_rate: float = 0.0  # videos whose every frame is black
+    frozen_rate: float = 0.0  # videos whose every frame is the same
+    short_rate: float = 0.0  # videos far shorter than asked
+    undecodable_rate: float = 0.0  # videos whose frame data is mostly garbage
+    aspect_rate: float = 0.0  # videos of another shape than the input image
+    mute_rate: float = 0.0  # videos without audio although sound was asked
 
     def __post_init__(self) -> None:
         problem = _first_problem(self)
@@ -76,7 +92,7 @@ def changes_from_json(document: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _first_problem(config: SimulatorConfig) -> str | None:
-    for name in RATES:
+    for name in (*RATES, *VIDEO_DEFECT_RATES):
         if not 0.0 <= getattr(config, name) <= 1.0:
             return f"{name} must be between 0 and 1"
     api_faults = (
@@ -88,6 +104,10 @@ def _first_problem(config: SimulatorConfig) -> str | None:
     low, high = config.latency
     checks = (
         (api_faults <= 1.0, "error, reset and slow rates must add up to at most 1"),
+        (
+            sum(getattr(config, name) for name in VIDEO_DEFECT_RATES) <= 1.0,
+            "video defect rates must add up to at most 1",
+        ),
         (0.0 <= low <= high, "latency must be (min, max) with 0 <= min <= max"),
         (config.slots >= 1, "slots must be at least 1"),
         (config.rpm is None or config.rpm >= 1, "rpm must be at least 1 or None"),

@@ -23,6 +23,7 @@ class Fault(StrEnum):
     RESET_AFTER_ACCEPT = "reset_after_accept"  # task recorded, connection dropped
     SLOW = "slow"  # the answer comes `slow_seconds` late
     TRUNCATE = "truncate"  # a download stops early and the connection closes
+    HTML_PAGE = "html_page"  # a download answered 200 with an HTML page (defects.py)
 
 
 @dataclass

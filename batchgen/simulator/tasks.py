@@ -14,6 +14,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from batchgen.simulator.footage import VideoSpec
+
 SUBMITTED_SHARE = 0.1
 FIRST_TASK_ID = 2032273942220931072  # 19 digits, like the ids in the docs
 MAX_ID_STEP = 997
@@ -31,6 +33,7 @@ class Task:
     image_key: str
     duration: str
     units: str  # charged on success
+    video: VideoSpec | None = None  # what its video shows; None: the image at image_key
 
     @property
     def finishes(self) -> float:
@@ -63,6 +66,7 @@ class NewTask:
     image_key: str
     duration: str
     units: str
+    video: VideoSpec | None = None
 
 
 @dataclass
@@ -105,6 +109,7 @@ class TaskBook:
             new.image_key,
             new.duration,
             new.units,
+            new.video,
         )
         self.tasks[task.task_id] = task
         self.order.append(task.task_id)
