@@ -3,7 +3,7 @@
 Three stages share one task group:
     feed       pending jobs → slot → `submitting` committed → create → `submitted`
     poll       in-flight tasks, by the list endpoint where served, else one query per due task
-    download   finished tasks → .part → rename → sidecar → `done` committed
+    download   finished tasks → .part → rename → probe + QA → sidecar → `done` committed
 A job whose create answer was lost stays `submitting`; before it is sent again it is looked up
 by external_task_id and adopted if the provider has it. The run ends when nothing is pending,
 in flight or downloading; a first Ctrl-C stops submitting and drains the rest.
@@ -42,6 +42,7 @@ from batchgen.events import Event, JobChanged, Listener, Notice, RunFinished, Ru
 from batchgen.jobs import external_task_id, resolve_body
 from batchgen.kling import KlingClient, TaskInfo
 from batchgen.limits import SlotLimiter
+from batchgen.media import NotAVideo, check_download
 from batchgen.policy import Action, PollConfig, PollSchedule, RetryPolicy
 from batchgen.status import JobStatus, status_of_task
 from batchgen.store import DoneVideo, JobRecord, Store
@@ -514,6 +515,10 @@ class Runner:
                 return
             except UrlExpired:
                 self.store.mark_progress(job_id, JobStatus.DOWNLOADING, video_url=None)
+            except NotAVideo as error:
+                self.store.mark_waiting(job_id, 0, error.describe(), "not_a_video")
+                self.store.mark_progress(job_id, JobStatus.DOWNLOADING, video_url=None)
+                await anyio.sleep(self.config.retry.backoff(attempt, self.rng))
             except (RetryableError, ThrottledError, TaskNotFound) as error:
                 self.store.mark_waiting(job_id, 0, error.describe(), "download")
                 await anyio.sleep(self.config.retry.backoff(attempt, self.rng))
@@ -540,8 +545,9 @@ class Runner:
     async def _fetch(self, job: JobRecord, url: str) -> None:
         dest = output.video_path(self.run_dir, job.row_id)
         result = await download(self.downloads, url, dest)
+        check = await check_download(self.store, job, dest, result.sha256)
         relative = dest.relative_to(self.run_dir).as_posix()
-        entry = output.sidecar(job, relative, result.sha256, result.size)
+        entry = output.sidecar(job, relative, result.sha256, result.size, check.as_json())
         await anyio.to_thread.run_sync(output.write_json_atomic, dest.with_suffix(".json"), entry)
         self.store.mark_done(job.job_id, relative, result.sha256, result.size, self.wall())
         self._changed(job, JobStatus.DONE)

@@ -8,8 +8,9 @@ first, then sha256. What is found:
     missing      a done job's video is not there
     corrupted    its size or sha256 is not the recorded one
     mismatched   the index and the state disagree on a job (path, size, sha256, or presence)
-    extra        a file in videos/ that no job names: a `.part` left by a download, a stray
-                 video, a sidecar .json of no known video
+    extra        a file in videos/ that no job names: a `.part` left by a download, a
+                 `.rejected` download that was no video, a stray video, a sidecar .json of no
+                 known video
 
 Memory grows only with the set of known file names (for `extra`), never with whole entries.
 """
@@ -26,6 +27,7 @@ from typing import Any
 from batchgen.download import PART_SUFFIX, file_sha256
 from batchgen.errors import UsageError
 from batchgen.export.entries import IndexInvalid, IndexLine, index_path, is_inside, read_lines
+from batchgen.media.check import REJECTED_SUFFIX
 from batchgen.output import INDEX_NAME, STATE_NAME, VIDEOS_DIR
 from batchgen.progress import counted
 from batchgen.status import JobStatus
@@ -258,6 +260,8 @@ def _in_order(lines: Iterator[IndexLine]) -> Iterator[IndexLine]:
 def _extra_reason(name: str) -> str:
     if name.endswith(PART_SUFFIX):
         return "an unfinished download (.part)"
+    if name.endswith(REJECTED_SUFFIX):
+        return "a download that was no video, kept for inspection"
     if name.endswith(".json"):
         return "a sidecar of no known video"
     return f"named by no job in {INDEX_NAME} or the state"
