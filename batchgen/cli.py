@@ -466,7 +466,7 @@ def schema() -> None:
     "fmt",
     type=click.Choice(["hf", "csv", "webdataset"]),
     required=True,
-    help="hf: metadata.jsonl for a `datasets` videofolder; csv: one flat table; "
+    help="hf: metadata.parquet for a `datasets` videofolder; csv: one flat table; "
     "webdataset: tar shards.",
 )
 @click.option(
@@ -483,13 +483,16 @@ def schema() -> None:
     help="Samples per webdataset shard.",
 )
 @click.option("--skip-missing", is_flag=True, help="Leave out jobs whose video is missing.")
-def export(
-    run_dir: Path, fmt: str, output: Path | None, shard_size: int, skip_missing: bool
-) -> None:
+@click.option(
+    "--exclude-flagged", is_flag=True, help="Leave out videos with QA findings (`batchgen status`)."
+)
+def export(run_dir: Path, fmt: str, output: Path | None, **options: Any) -> None:
     """Export RUN (a run folder holding index.jsonl) as a dataset."""
-    result = export_run(run_dir, fmt, output, shard_size=shard_size, skip_missing=skip_missing)
+    result = export_run(run_dir, fmt, output, **options)
     for row_id in result.skipped:
         click.echo(f"skipped {row_id}: video missing", err=True)
+    for row_id, codes in result.excluded:
+        click.echo(f"excluded {row_id}: {', '.join(codes)}", err=True)
     click.echo(f"exported {result.count} sample(s) as {result.format} to {result.out_dir}")
 
 
