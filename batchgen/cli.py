@@ -30,6 +30,7 @@ from batchgen.errors import (
 )
 from batchgen.export import export_run
 from batchgen.kling import DEFAULT_BASE_URL
+from batchgen.media.summary import summarize
 from batchgen.output import STATE_NAME
 from batchgen.plan import build_plan
 from batchgen.pricing import load_prices
@@ -320,7 +321,8 @@ def simulate(host: str, port: int, **options: Any) -> None:
 )
 @click.option("--limit", type=int, default=20, show_default=True, help="Failures to list.")
 def status(target: Path, output: Path, limit: int) -> None:
-    """Counts by status and failure reasons of a run (MANIFEST, run folder or state file)."""
+    """Counts by status, failure reasons and QA findings of a run (MANIFEST, run folder or
+    state file)."""
     with Store.open(_state_of(target, output)) as store:
         counts = store.counts()
         for state, n in counts.items():
@@ -331,6 +333,8 @@ def status(target: Path, output: Path, limit: int) -> None:
                 click.echo(f"... and {counts[JobStatus.FAILED] - limit} more")
                 break
             click.echo(f"failed {job.row_id} ({job.job_id}): [{job.error_kind}] {job.last_error}")
+        for line in summarize(store, limit).lines():
+            click.echo(line)
 
 
 @cli.command()

@@ -80,6 +80,9 @@ LEASE_SECONDS = 86400.0 * 365
 # Jobs of the current manifest, and those of earlier manifests the provider still works on.
 CURRENT = "(seq >= 0 OR status NOT IN ('pending', 'done', 'failed'))"
 
+# Jobs joined to the check of their current video, and the manifest's done jobs.
+_CHECKED = "FROM jobs JOIN video_checks c ON c.job_id = jobs.job_id AND c.sha256 = jobs.sha256"
+_DONE = "status = 'done' AND seq >= 0"
 JOB_COLUMNS = (
     "job_id, seq, row_id, request, metadata, variant, status, generation, external_task_id, "
     "task_id, attempts, not_before, last_error, error_kind, video_url, output_path, sha256, "
@@ -304,18 +307,23 @@ class Store:
     def check_counts(self) -> tuple[int, int, dict[str, int]]:
         """Done jobs of the manifest whose video is checked, how many of them are flagged,
         and the number of each finding's code."""
-        joined = (
-            "FROM jobs JOIN video_checks c ON c.job_id = jobs.job_id AND c.sha256 = jobs.sha256"
-        )
-        done = "WHERE status = 'done' AND seq >= 0"
         checked, flagged = self._conn.execute(
-            f"SELECT count(*), total(c.findings != '[]') {joined} {done}"
+            f"SELECT count(*), total(c.findings != '[]') {_CHECKED} WHERE {_DONE}"
         ).fetchone()
         codes = self._conn.execute(
-            f"SELECT json_extract(f.value, '$.code'), count(*) {joined}, json_each(c.findings) f "
-            f"{done} GROUP BY 1 ORDER BY 2 DESC, 1"
+            f"SELECT json_extract(f.value, '$.code'), count(*) {_CHECKED}, "
+            f"json_each(c.findings) f WHERE {_DONE} GROUP BY 1 ORDER BY 2 DESC, 1"
         )
         return int(checked), int(flagged), {str(code): int(n) for code, n in codes}
+
+    def flagged(self, limit: int) -> list[tuple[str, str, list[dict[str, Any]]]]:
+        """(row id, job id, findings) of the first `limit` flagged done jobs, manifest order."""
+        rows = self._conn.execute(
+            f"SELECT jobs.row_id, jobs.job_id, c.findings {_CHECKED} WHERE {_DONE} "
+            "AND c.findings != '[]' ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(str(row), str(job), json.loads(found)) for row, job, found in rows]
 
     def _with_checks(
         self, where: str, order: str

@@ -68,6 +68,23 @@ def test_each_injected_defect_is_flagged_with_its_finding_and_good_videos_with_n
         assert sidecar["probe"] == entry["probe"] and sidecar["qa"] == entry["qa"]
 
 
+def test_status_and_report_show_what_the_checks_found(tmp_path, capsys):
+    """`status` counts the findings and lists flagged rows with why; `report` counts them."""
+    manifest = write_manifest(tmp_path, 6)
+    with simulator(frozen_rate=0.5) as sim:
+        assert run_cli("run", manifest, "-o", tmp_path / "out", base_url=sim.base_url) == 0
+        frozen = sorted(e["row_id"] for e in read_index(tmp_path / "out" / "batch") if e["qa"])
+    capsys.readouterr()
+    assert run_cli("status", tmp_path / "out" / "batch") == 0
+    status = capsys.readouterr().out
+    assert f"QA: 6 videos checked, {len(frozen)} flagged (frozen {len(frozen)})" in status
+    assert all(f"flagged {row} (" in status for row in frozen) and frozen
+    assert "frozen: next to no change between frames" in status
+    assert run_cli("report", tmp_path / "out" / "batch", "--json") == 0
+    qa = json.loads(capsys.readouterr().out)["qa"]
+    assert qa == {"checked": 6, "flagged": len(frozen), "findings": {"frozen": len(frozen)}}
+
+
 def test_a_good_video_is_probed_as_what_was_asked(tmp_path, sim):
     """The probe of a clean video names its container, codec, size, rate, frames and length."""
     manifest = write_manifest(tmp_path, 1)
