@@ -29,6 +29,7 @@ from batchgen.errors import (
     UsageError,
 )
 from batchgen.export import export_run
+from batchgen.gallery import build_gallery
 from batchgen.kling import DEFAULT_BASE_URL
 from batchgen.media.summary import summarize
 from batchgen.output import STATE_NAME
@@ -498,6 +499,18 @@ def export(run_dir: Path, fmt: str, output: Path | None, **options: Any) -> None
     for row_id, codes in result.excluded:
         click.echo(f"excluded {row_id}: {', '.join(codes)}", err=True)
     click.echo(f"exported {result.count} sample(s) as {result.format} to {result.out_dir}")
+
+
+@cli.command()
+@RUN_DIR
+def gallery(run_dir: Path) -> None:
+    """Write RUN/gallery.html: every job's video, input, parameters, cost, status and QA
+    findings on one page that works offline."""
+    built = build_gallery(run_dir)
+    click.echo(
+        f"{built.cards} card(s), {built.posters} poster(s), {built.thumbnails} input "
+        f"thumbnail(s): {built.page.resolve().as_uri()}"
+    )
 
 
 @cli.command()

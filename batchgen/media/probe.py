@@ -10,7 +10,6 @@ Meant for a worker thread: PyAV releases the GIL while it decodes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,11 +146,12 @@ class _Decoding:
         if self.bad_packets and self.error is None:
             self.error = f"{self.bad_packets} of {self.packets} frames do not decode"
 
-    def _decode(self, packet: Any) -> Iterator[Any]:
+    def _decode(self, packet: Any) -> list[Any]:
         try:
-            yield from packet.decode()
+            return list(packet.decode())
         except av.error.InvalidDataError:
             self.bad_packets += 1
+            return []
 
     def _count(self, frame: Any) -> None:
         if self.decoded % self.step == 0 and len(self.samples) < SAMPLES:
