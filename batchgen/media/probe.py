@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageChops, ImageStat
 
 from batchgen.media.sniff import container_of, read_head
@@ -134,6 +135,7 @@ class _Decoding:
         self.bad_packets = 0
         self.samples: list[Image.Image] = []
         self.error: str | None = None
+        self._reformatter = VideoReformatter()  # one scaler for every sample: made once
 
     def run(self, container: Any, stream: Any) -> None:
         try:
@@ -155,7 +157,7 @@ class _Decoding:
 
     def _count(self, frame: Any) -> None:
         if self.decoded % self.step == 0 and len(self.samples) < SAMPLES:
-            self.samples.append(_thumbnail(frame))
+            self.samples.append(_thumbnail(frame, self._reformatter))
         self.decoded += 1
 
     def stats(self) -> FrameStats:
@@ -167,9 +169,9 @@ class _Decoding:
         return FrameStats(len(self.samples), black, round(change, 3))
 
 
-def _thumbnail(frame: Any) -> Image.Image:
+def _thumbnail(frame: Any, reformatter: Any) -> Image.Image:
     """A SAMPLE_SIZE square grey picture of `frame`, each pixel the average of its area."""
-    grey = frame.reformat(SAMPLE_SIZE, SAMPLE_SIZE, "gray", interpolation="AREA")
+    grey = reformatter.reformat(frame, SAMPLE_SIZE, SAMPLE_SIZE, "gray", interpolation="AREA")
     plane = grey.planes[0]
     size = (SAMPLE_SIZE, SAMPLE_SIZE)
     return Image.frombuffer("L", size, bytes(plane), "raw", "L", plane.line_size, 1)
