@@ -158,10 +158,6 @@ class CheckRecord:
         value: list[dict[str, Any]] = json.loads(self.findings_json)
         return value
 
-    @property
-    def flagged(self) -> bool:
-        return self.findings_json != "[]"
-
     def as_json(self) -> dict[str, Any]:
         """{"probe": ..., "qa": [...]}, as the index and the sidecars write it."""
         return {"probe": self.probe, "qa": self.findings}

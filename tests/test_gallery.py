@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
+from batchgen.gallery import build_gallery
 from batchgen.store import JobRecord, Store
 from tests.conftest import make_images, read_index, run_cli, simulator
 
@@ -173,3 +174,29 @@ def test_the_gallery_filters_by_status_and_by_finding(browser, run_dir):
     assert choose(browser, "finding-filter", "clean") == clean
     assert choose(browser, "status-filter", "failed") == []  # failed and clean: none
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_a_run_folder_without_its_state_gets_a_gallery_of_its_index(run_dir, tmp_path):
+    """From index.jsonl alone the gallery shows every done video, with its findings."""
+    copy = tmp_path / "batch"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("state.sqlite*", "gallery*"))
+    built = build_gallery(copy)
+    page = built.page.read_text()
+    index = read_index(copy)
+    assert built.cards == len(index) == page.count("<article") == page.count("<video")
+    assert page.count('data-code="frozen"') == sum(codes(e).count("frozen") for e in index)
+
+
+def test_a_done_job_whose_video_is_gone_says_so_instead_of_a_broken_player(run_dir, tmp_path):
+    """A missing video gets a note pointing at `batchgen verify`, not a <video> to nowhere."""
+    copy = tmp_path / "batch"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("gallery*"))
+    gone = read_index(copy)[0]
+    (copy / gone["video"]).unlink()
+    page = build_gallery(copy).page.read_text()
+    assert f'src="{gone["video"]}"' not in page and "video missing" in page
+    assert page.count("<video") == len(read_index(copy)) - 1
+
+
+def codes(entry: dict[str, Any]) -> list[str]:
+    return [finding["code"] for finding in entry["qa"]]

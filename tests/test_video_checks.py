@@ -160,6 +160,7 @@ def test_an_html_page_served_with_200_never_becomes_done(tmp_path):
         run_dir = tmp_path / "out" / "batch"
         with Store.open(run_dir / "state.sqlite") as store:
             jobs = list(store.jobs_with_checks())
+        kept = [(run_dir / "videos" / f"{job.row_id}.mp4.rejected").read_bytes() for job, _ in jobs]
         sim.reconfigure(html_rate=0.0)
         second = batchgen.run(manifest, settings, retry=FAST_RETRY)
     assert first.counts[JobStatus.DOWNLOADING] == 2 and first.exit_code == 1
@@ -167,9 +168,10 @@ def test_an_html_page_served_with_200_never_becomes_done(tmp_path):
         assert job.status == JobStatus.DOWNLOADING and check is None
         assert job.error_kind == "not_a_video"
         assert "an HTML page, not a video" in (job.last_error or "")
-        assert (run_dir / "videos" / f"{job.row_id}.mp4.rejected").read_bytes().startswith(b"<!")
+    assert all(page.startswith(b"<!DOCTYPE html>") for page in kept)
     assert second.exit_code == 0
     assert [codes(entry) for entry in read_index(run_dir)] == [[], []]
+    assert not list(run_dir.glob("videos/*.rejected"))  # the video replaced what it explained
 
 
 # -- the rules, on probes ----------------------------------------------------------------------

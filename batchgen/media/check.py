@@ -4,8 +4,9 @@ judge it (in a worker thread), record both in the state, and refuse a file that 
 A file is no video when PyAV finds no video stream in it and its first bytes match no video
 signature (an HTML page served with status 200, a JSON error, ...). `check_download` then
 raises NotAVideo after moving the file to `<name>.rejected` (kept for inspection, never
-deleted): the job must stay `downloading`, with the error's message as its reason, and be
-downloaded again (from a fresh URL). Anything with a video stream is a video, flagged or not.
+deleted while the job has no video): the job must stay `downloading`, with the error's message
+as its reason, and be downloaded again (from a fresh URL). Anything with a video stream is a
+video, flagged or not.
 """
 
 from __future__ import annotations
@@ -37,10 +38,6 @@ class VideoCheck:
     probe: Probe
     findings: tuple[Finding, ...]
 
-    @property
-    def flagged(self) -> bool:
-        return bool(self.findings)
-
     def as_json(self) -> dict[str, Any]:
         """{"probe": ..., "qa": [...]}, as the index and the sidecars write it."""
         return {"probe": self.probe.as_json(), "qa": [f.as_json() for f in self.findings]}
@@ -48,10 +45,13 @@ class VideoCheck:
 
 def check_video(path: Path, expected: Expected) -> VideoCheck:
     """Probe the video at `path` and judge it against `expected`. Raises NotAVideo (having
-    moved the file to `<name>.rejected`) when it is no video at all."""
+    moved the file to `<name>.rejected`) when it is no video at all; a video removes the
+    `.rejected` file an earlier download of it left."""
     probe = probe_video(path)
+    rejected = path.with_name(path.name + REJECTED_SUFFIX)
     if not probe.is_video and container_of(read_head(str(path))) is None:
-        raise _rejected(path)
+        raise _rejected(path, rejected)
+    rejected.unlink(missing_ok=True)
     return VideoCheck(probe, tuple(findings(probe, expected)))
 
 
@@ -66,10 +66,8 @@ async def check_download(store: Store, job: JobRecord, path: Path, sha256: str) 
     return check
 
 
-def _rejected(path: Path) -> NotAVideo:
-    size = path.stat().st_size
-    what = describe_other(read_head(str(path)), size)
-    kept = path.with_name(path.name + REJECTED_SUFFIX)
+def _rejected(path: Path, kept: Path) -> NotAVideo:
+    what = describe_other(read_head(str(path)), path.stat().st_size)
     os.replace(path, kept)
     shown = f"{kept.parent.name}/{kept.name}"
     return NotAVideo(f"the video URL answered with {what}, not a video (kept as {shown})")
