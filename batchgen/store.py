@@ -308,7 +308,8 @@ class Store:
         ).fetchone()
         codes = self._conn.execute(
             f"SELECT json_extract(f.value, '$.code'), count(*) {_CHECKED}, "
-            f"json_each(c.findings) f WHERE {_DONE} GROUP BY 1 ORDER BY 2 DESC, 1"
+            f"json_each(c.findings) f WHERE {_DONE} AND c.findings != '[]' "
+            "GROUP BY 1 ORDER BY 2 DESC, 1"
         )
         return int(checked), int(flagged), {str(code): int(n) for code, n in codes}
 
