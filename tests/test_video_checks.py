@@ -16,11 +16,13 @@ from pydantic import SecretStr
 import batchgen
 from batchgen.images import digest_ref
 from batchgen.jobs import make_job
-from batchgen.media import Expected, FrameStats, Probe, findings
+from batchgen.media import Expected, FrameStats, Probe, check_video, findings
 from batchgen.pipeline import provider_clients, run_async
 from batchgen.policy import RetryPolicy
 from batchgen.runner import RunConfig, Runner
 from batchgen.settings import Settings
+from batchgen.simulator.footage import Defect
+from batchgen.simulator.video import render_mp4
 from batchgen.status import JobStatus
 from batchgen.store import Store
 from tests.conftest import read_index, run_cli, simulator, write_manifest
@@ -174,6 +176,22 @@ def test_an_html_page_served_with_200_never_becomes_done(tmp_path):
     assert not list(run_dir.glob("videos/*.rejected"))  # the video replaced what it explained
 
 
+@pytest.mark.parametrize("picture", ["flat", "textured"])
+def test_a_frozen_video_is_flagged_whatever_the_picture(tmp_path, picture):
+    """Encoder refinement of a detailed still picture is not taken for motion."""
+    size = (480, 320)
+    image = Image.new("RGB", size, (40, 90, 160))
+    if picture == "textured":
+        noise = Image.effect_noise((60, 40), 80).convert("RGB").resize(size)
+        fractal = Image.effect_mandelbrot(size, (-2, -1.2, 1, 1.2), 80).convert("RGB")
+        image = Image.blend(noise, fractal, 0.5)
+    for defect, found in ((Defect.FROZEN, ["frozen"]), (None, [])):
+        path = tmp_path / f"{defect}.mp4"
+        path.write_bytes(render_mp4(image, motion=5, defect=defect))
+        check = check_video(path, Expected(duration_s=5.0, aspect=1.5))
+        assert [finding.code for finding in check.findings] == found
+
+
 # -- the rules, on probes ----------------------------------------------------------------------
 
 
@@ -207,8 +225,18 @@ ASKED = Expected(duration_s=5.0, aspect=16 / 9, sound=False)
         ({"width": 960}, Expected(duration_s=5.0), None),
         ({"decoded": 100, "error": "22 of 122 frames do not decode"}, ASKED, "undecodable"),
         ({"stats": FrameStats(16, 1, 30.0)}, ASKED, "black_frames"),
-        ({"stats": FrameStats(16, 0, 0.4)}, ASKED, "frozen"),
+        ({"stats": FrameStats(16, 0, 2.4)}, ASKED, "frozen"),
+        ({"stats": FrameStats(16, 0, 2.6)}, ASKED, None),
         ({"stats": FrameStats(16, 16, 0.0)}, ASKED, "black_frames"),
+        (
+            {
+                "decoded": 7,
+                "error": "33 of 40 frames do not decode",
+                "stats": FrameStats(3, 0, 0.5),
+            },
+            ASKED,
+            "undecodable",
+        ),
         ({}, Expected(duration_s=5.0, aspect=16 / 9, sound=True), "no_audio"),
         ({"has_audio": True}, Expected(duration_s=5.0, aspect=16 / 9, sound=True), None),
     ],
@@ -223,7 +251,9 @@ ASKED = Expected(duration_s=5.0, aspect=16 / 9, sound=False)
         "frames that do not decode",
         "one black frame",
         "frozen",
+        "a small but real change",
         "all black is not also frozen",
+        "a clip cut short by bad frames is not also frozen",
         "sound asked, none in the file",
         "sound asked and there",
     ],

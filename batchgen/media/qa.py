@@ -5,7 +5,8 @@ request asked (`Expected`), each a short code and a message a person can act on.
     duration_off   its length is more than DURATION_TOLERANCE_S from the seconds asked
     aspect_off     its shape is more than ASPECT_TOLERANCE from the input image's
     black_frames   some sampled frames are black
-    frozen         no sampled frame differs from the first by FROZEN_CHANGE (unless all black)
+    frozen         no sampled frame differs from the first by FROZEN_CHANGE (unless all black
+                   or undecodable)
     no_audio       `sound: on` was asked and the file has no audio stream
 
 A finding never hides or deletes a video: it is recorded beside it (index, sidecar, state) for
@@ -27,9 +28,10 @@ DURATION_TOLERANCE_S = 0.5
 # Relative. Even-pixel sizes and the providers' standard resolutions move the shape by 1-2 %;
 # a crop to another standard ratio (16:9 vs 4:3 is 33 %) is far beyond.
 ASPECT_TOLERANCE = 0.05
-# Mean luma difference (0..255) of 64 px thumbnails. A still picture re-encoded moves by under
-# 0.1, grain on a still scene by ~0.3; the gentlest camera move or gesture is several units.
-FROZEN_CHANGE = 1.0
+# Mean luma difference (0..255) of 64 px thumbnails from the first sampled frame. A still
+# picture re-encoded moves by up to ~1.3 (the encoder refining a coarse first frame), grain on
+# a still scene by ~0.3; the simulator's gentlest camera move is ~16, a visible move several.
+FROZEN_CHANGE = 2.5
 DEFAULT_SECONDS = 5.0  # the API's default `duration`
 
 ImageSize = Callable[[str], tuple[int, int] | None]
@@ -110,8 +112,8 @@ def _frozen(probe: Probe, expected: Expected) -> Finding | None:
     stats = probe.stats
     if stats.change is None or stats.sampled < 2 or stats.change >= FROZEN_CHANGE:
         return None
-    if stats.black == stats.sampled:
-        return None  # black_frames says it all
+    if stats.black == stats.sampled or probe.error is not None:
+        return None  # black_frames says it all; the frames that decode may not span the clip
     return Finding(
         "frozen",
         f"next to no change between frames (largest mean difference {stats.change:.2f} of 255 "
