@@ -90,7 +90,7 @@ def measure(name: str, url: str, dest: Path, aspect: float) -> None:
     check = check_video(dest, expected)
     assert check.probe.decoded == check.probe.frames > 0 and not check.findings, check
     size = dest.stat().st_size / MB
-    baseline = f"download {fetch * 1000:.1f} ms ({size:.1f} MB over loopback)"
+    baseline = f"download {fetch * 1000:.1f} ms ({size:.2f} MB over loopback)"
     figure(f"{name}: probe + QA, share of download time", probe / fetch, "-", baseline)
     figure("  probe + QA per video", probe * 1000, "-", unit=" ms")
     figure("  break-even download speed per worker", size / probe, "-", unit=" MB/s")
