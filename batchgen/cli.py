@@ -29,6 +29,8 @@ from batchgen.errors import (
     UsageError,
 )
 from batchgen.export import export_run
+from batchgen.gallery import build_gallery
+from batchgen.media.summary import summarize
 from batchgen.output import STATE_NAME, UNKNOWN_ADVICE
 from batchgen.plan import build_plan
 from batchgen.pricing import load_prices
@@ -335,6 +337,30 @@ def demo(manifest: Path, output: Path, latency: float, slots: int) -> None:
     sys.exit(code)
 
 
+VIDEO_FAULTS = {
+    "html": "downloads answered 200 with an HTML page instead of the video",
+    "black": "videos whose every frame is black",
+    "frozen": "videos whose every frame is the same",
+    "short": "videos far shorter than asked",
+    "undecodable": "videos whose frame data is mostly garbage",
+    "aspect": "videos of another shape than the input image",
+    "mute": "videos without audio although sound was asked",
+}
+
+
+def video_fault_options(command: F) -> F:
+    """--html-rate, --black-rate, ...: the simulator's video faults."""
+    for name, meaning in reversed(VIDEO_FAULTS.items()):
+        command = click.option(
+            f"--{name}-rate",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help=f"Share of {meaning}.",
+        )(command)
+    return command
+
+
 @cli.command()
 @click.option(
     "--host",
@@ -484,6 +510,7 @@ def demo(manifest: Path, output: Path, latency: float, slots: int) -> None:
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed for latencies, ids and faults."
 )
+@video_fault_options
 def simulate(host: str, port: int, **options: Any) -> None:
     """Serve the Kling simulator on a loopback port until Ctrl-C."""
     from batchgen.simulator import PortUnavailable, SimulatorConfig, serve
@@ -513,7 +540,8 @@ OUTPUT_OPTION = click.option(
 @OUTPUT_OPTION
 @click.option("--limit", type=int, default=20, show_default=True, help="Failures to list.")
 def status(target: Path, output: Path, limit: int) -> None:
-    """Counts by status, and why each failed or unknown job is so (MANIFEST, RUN or STATE)."""
+    """Counts by status, why each failed or unknown job is so, and QA findings (MANIFEST, RUN
+    or STATE)."""
     with Store.open(_state_of(target, output)) as store:
         counts = store.counts()
         for state, n in counts.items():
@@ -531,6 +559,8 @@ def status(target: Path, output: Path, limit: int) -> None:
             click.echo(f"unknown {job.row_id} ({job.job_id}): {job.last_error}")
         if counts[JobStatus.UNKNOWN]:
             click.echo("to resolve an unknown job: " + UNKNOWN_ADVICE.format(row="ROW"))
+        for line in summarize(store, limit).lines():
+            click.echo(line)
 
 
 @cli.command()
@@ -729,7 +759,7 @@ def schema() -> None:
     "fmt",
     type=click.Choice(["hf", "csv", "webdataset"]),
     required=True,
-    help="hf: metadata.jsonl for a `datasets` videofolder; csv: one flat table; "
+    help="hf: metadata.parquet for a `datasets` videofolder; csv: one flat table; "
     "webdataset: tar shards.",
 )
 @click.option(
@@ -746,14 +776,29 @@ def schema() -> None:
     help="Samples per webdataset shard.",
 )
 @click.option("--skip-missing", is_flag=True, help="Leave out jobs whose video is missing.")
-def export(
-    run_dir: Path, fmt: str, output: Path | None, shard_size: int, skip_missing: bool
-) -> None:
+@click.option(
+    "--exclude-flagged", is_flag=True, help="Leave out videos with QA findings (`batchgen status`)."
+)
+def export(run_dir: Path, fmt: str, output: Path | None, **options: Any) -> None:
     """Export RUN (a run folder holding index.jsonl) as a dataset."""
-    result = export_run(run_dir, fmt, output, shard_size=shard_size, skip_missing=skip_missing)
+    result = export_run(run_dir, fmt, output, **options)
     for row_id in result.skipped:
         click.echo(f"skipped {row_id}: video missing", err=True)
+    for row_id, codes in result.excluded:
+        click.echo(f"excluded {row_id}: {', '.join(codes)}", err=True)
     click.echo(f"exported {result.count} sample(s) as {result.format} to {result.out_dir}")
+
+
+@cli.command()
+@RUN_DIR
+def gallery(run_dir: Path) -> None:
+    """Write RUN/gallery.html: every job's video, input, parameters, cost, status and QA
+    findings on one page that works offline."""
+    built = build_gallery(run_dir)
+    click.echo(
+        f"{built.cards} card(s), {built.posters} poster(s), {built.thumbnails} input "
+        f"thumbnail(s): {built.page.resolve().as_uri()}"
+    )
 
 
 @cli.command()

@@ -19,6 +19,7 @@ import anyio
 import httpx
 
 from batchgen.errors import ProviderError, RetryableError
+from batchgen.media.sniff import container_of, describe_other, read_head
 
 CHUNK = 1 << 20
 PART_SUFFIX = ".part"
@@ -32,15 +33,11 @@ class NotAVideo(ProviderError):
     """The URL served something that is not a video (an HTML page with status 200...)."""
 
 
-# Where a video file's first bytes say what it is: ISO base media (MP4, MOV) names a box at
-# offset 4; Matroska / WebM starts with an EBML header.
-MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
-EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+REJECTED_SUFFIX = ".rejected"  # a download that was no video, kept beside its name to be seen
 
 
-def looks_like_video(head: bytes) -> bool:
-    """Whether a file starting with `head` is an MP4/MOV or a Matroska/WebM video."""
-    return head[4:8] in MP4_BOXES or head.startswith(EBML_MAGIC)
+def rejected_path(path: Path) -> Path:
+    return path.with_name(path.name + REJECTED_SUFFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +61,8 @@ async def download(
 ) -> Downloaded:
     """Fetch `url` into `dest` atomically. `make_room` runs once the complete file is synced
     and before it replaces `dest` (to keep whatever `dest` held). Raises UrlExpired,
-    NotAVideo or RetryableError."""
+    RetryableError, or NotAVideo when the bytes are no video: they never replace `dest`, and
+    are kept at `<dest>.rejected` to be looked at."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
     digest = hashlib.sha256()
@@ -84,8 +82,8 @@ async def download(
                 break
             else:
                 raise RetryableError(f"download still short after {resume_tries} resumes")
-            await anyio.to_thread.run_sync(_check_video, out, written)
             await anyio.to_thread.run_sync(_sync_file, out)
+        await anyio.to_thread.run_sync(_refuse_other_files, part, dest, written)
         if make_room is not None:
             await make_room()
         await anyio.to_thread.run_sync(_install, part, dest)
@@ -196,12 +194,17 @@ def _content_length(response: httpx.Response) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def _check_video(out: BinaryIO, size: int) -> None:
-    out.flush()
-    head = os.pread(out.fileno(), 16, 0)
-    if not looks_like_video(head):
-        shown = head[:12].decode("ascii", "replace")
-        raise NotAVideo(f"the video URL served {size} bytes that are not a video ({shown!r}...)")
+def _refuse_other_files(part: Path, dest: Path, size: int) -> None:
+    """NotAVideo, the file moved to `<dest>.rejected`, unless its first bytes are a video's."""
+    head = read_head(str(part))
+    if container_of(head) is not None:
+        return
+    kept = rejected_path(dest)
+    os.replace(part, kept)
+    raise NotAVideo(
+        f"the video URL answered with {describe_other(head, size)}, not a video "
+        f"(kept as {kept.parent.name}/{kept.name})"
+    )
 
 
 def _sync_file(out: BinaryIO) -> None:
@@ -210,8 +213,10 @@ def _sync_file(out: BinaryIO) -> None:
 
 
 def _install(part: Path, dest: Path) -> None:
-    """Rename the complete file into place and make the rename durable."""
+    """Rename the complete file into place and make the rename durable; a page an earlier
+    download of it was refused for goes."""
     os.replace(part, dest)
+    rejected_path(dest).unlink(missing_ok=True)
     _sync_dir(dest.parent)
 
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,6 +217,23 @@ class ImageCatalog:
         if any(source.kind != "path" for source in self._sources.values()):
             return None
         return {ref: source.where for ref, source in self._sources.items()}
+
+    def described(self) -> Iterator[tuple[str, int | None, int | None, str | None]]:
+        """(ref, width, height, source) of every image looked up, once per ref: `source` is
+        the absolute path of a local file, the URL of a URL image, else None."""
+        seen: set[str] = set()
+        for answer in self._answers.values():
+            if isinstance(answer, ImageInfo) and answer.ref not in seen:
+                seen.add(answer.ref)
+                yield answer.ref, answer.width, answer.height, self._where(answer.ref)
+
+    def _where(self, ref: str) -> str | None:
+        source = self._sources.get(ref)
+        if source is None:
+            return ref if is_url(ref) else None
+        if source.kind == "path":
+            return os.path.abspath(source.where)
+        return source.where if source.kind == "url" else None
 
     def add_file(self, ref: str, path: str) -> None:
         """Know `ref` as the content of `path` without reading it now (`payload` checks it)."""

@@ -3,23 +3,26 @@
 <output>/<run>/
     state.sqlite            the run's state (see store.py)
     videos/<row id>.mp4     one video per finished job
-    videos/<row id>.json    sidecar: what produced that video
+    videos/<row id>.json    sidecar: what produced that video, its probe and QA findings
     videos/<job id>.mp4     an earlier paid video of a row edited since (with its sidecar)
     index.jsonl             one line per finished job of the manifest, sorted by job id
     failed.jsonl            one line per failed or unknown job, with its reason and what to do
+
+A finished job's `probe` (container, codec, width, height, fps, frames, duration_s, ...) and
+`qa` (findings, each {code, message}; empty when clean) are None while it is unchecked.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from batchgen.status import JobStatus
-from batchgen.store import JobRecord, Store
+from batchgen.store import CheckRecord, JobRecord, Store
 
 STATE_NAME = "state.sqlite"
 INDEX_NAME = "index.jsonl"
@@ -38,8 +41,9 @@ def superseded_path(run_dir: Path, job_id: str) -> Path:
     return run_dir / VIDEOS_DIR / f"{job_id}.mp4"
 
 
-def index_entry(job: JobRecord) -> dict[str, Any]:
-    """The index line of a finished job: identity, file, provider facts and the request."""
+def index_entry(job: JobRecord, check: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The index line of a finished job: identity, file, provider facts, the request, and the
+    video's probe and QA findings (`check`, {"probe": ..., "qa": [...]}) if it was checked."""
     return {
         "job_id": job.job_id,
         "row_id": job.row_id,
@@ -54,6 +58,8 @@ def index_entry(job: JobRecord) -> dict[str, Any]:
         "request": job.request,
         "variant": job.variant,
         "metadata": job.metadata,
+        "probe": None if check is None else check["probe"],
+        "qa": None if check is None else check["qa"],
     }
 
 
@@ -82,8 +88,10 @@ def failure_entry(job: JobRecord) -> dict[str, Any]:
     return entry
 
 
-def sidecar(job: JobRecord, video: str, sha256: str, size: int) -> dict[str, Any]:
-    entry = index_entry(job)
+def sidecar(
+    job: JobRecord, video: str, sha256: str, size: int, check: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    entry = index_entry(job, check)
     entry.update(video=video, sha256=sha256, bytes=size)
     return entry
 
@@ -95,7 +103,7 @@ def write_json_atomic(path: Path, value: Any) -> None:
 def write_indexes(store: Store, run_dir: Path) -> tuple[int, int]:
     """Rewrite index.jsonl and failed.jsonl from the state; returns (done, failed) counts."""
     done = _write_lines_atomic(
-        run_dir / INDEX_NAME, _jsonl(map(index_entry, store.done_in_job_order()))
+        run_dir / INDEX_NAME, _jsonl(_index_entry(*pair) for pair in store.done_with_checks())
     )
     failed = _write_lines_atomic(
         run_dir / FAILED_NAME,
@@ -104,6 +112,10 @@ def write_indexes(store: Store, run_dir: Path) -> tuple[int, int]:
         ),
     )
     return done, failed
+
+
+def _index_entry(job: JobRecord, check: CheckRecord | None) -> dict[str, Any]:
+    return index_entry(job, None if check is None else check.as_json())
 
 
 def read_index(path: Path) -> Iterator[dict[str, Any]]:

@@ -217,6 +217,7 @@ def load_jobs(
             cost_check(kinds)
 
     new, known = store.add_jobs(valid_jobs())
+    store.record_images(manifest.catalog.described())
     if counter["jobs"] == 0 and not problems:
         raise UsageError(f"manifest {manifest.path} has no rows")
     return Loaded(counter["jobs"], new, known, problems, counter["problems"], dict(kinds))

@@ -1,4 +1,5 @@
-"""The run report: counts, failures by reason, cost, wall time, slot use, API calls per job.
+"""The run report: counts, failures by reason, QA findings, cost, wall time, slot use, API calls
+per job.
 Written as `report.json` at the end of every run and shown by `batchgen report RUN`."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from batchgen.media.summary import QaSummary, summarize
 from batchgen.output import write_json_atomic
 from batchgen.pricing import Key, cost_of, job_key, load_prices
 from batchgen.runner import RunOutcome
@@ -31,6 +33,7 @@ def build_report(store: Store, outcome: RunOutcome | None = None) -> dict[str, A
         "counts": {status.value: n for status, n in counts.items()},
         "total": sum(counts.values()),
         "failures_by_reason": dict(reasons.most_common()),
+        "qa": summarize(store).as_json(),
         "units_charged": round(store.units_charged(), 3),
         "superseded_videos": store.superseded_count(),
         "estimated_usd": round(cost.usd, 2),
@@ -89,6 +92,8 @@ def render(report: dict[str, Any]) -> str:
         )
     for reason, n in report["failures_by_reason"].items():
         lines.append(f"  failed ×{n}: {reason}")
+    if "qa" in report:
+        lines.append(f"  QA: {QaSummary(**report['qa']).headline()}")
     return "\n".join(lines)
 
 

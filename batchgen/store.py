@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,10 +59,24 @@ MIGRATIONS: Sequence[str] = (
     """
     CREATE TABLE inputs (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ref TEXT);
     """,
+    # What each downloaded video turned out to be (media/), and the size of each input image.
+    # Clearing the `inputs` fingerprint makes the next run load its manifest in full once,
+    # which fills `images` for a state made before this migration.
+    """
+    CREATE TABLE video_checks (
+        job_id TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        probe TEXT NOT NULL,
+        findings TEXT NOT NULL
+    );
+    CREATE TABLE images (ref TEXT PRIMARY KEY, width INTEGER, height INTEGER, source TEXT);
+    UPDATE meta SET value = '' WHERE key = 'inputs';
+    """,
 )
 
 DoneVideo = tuple[int, str, str | None, int | None]  # seq, job id, video path, bytes
 InputFile = tuple[str, int | None, int | None, str | None]  # path, size, mtime_ns, image ref
+InputImage = tuple[str, int | None, int | None, str | None]  # ref, width, height, source
 LEASE_SECONDS = 86400.0 * 365
 # Failures after which the provider's paid task is still there to follow: `retry` polls it
 # again rather than paying for a new one.
@@ -70,6 +84,9 @@ FOLLOW_AGAIN = ("task_timeout", "no_video", "not_a_video", "download")
 # Jobs of the current manifest, and those of earlier manifests the provider still works on.
 CURRENT = "(seq >= 0 OR status NOT IN ('pending', 'done', 'failed'))"
 
+# Jobs joined to the check of their current video, and the manifest's done jobs.
+_CHECKED = "FROM jobs JOIN video_checks c ON c.job_id = jobs.job_id AND c.sha256 = jobs.sha256"
+_DONE = "status = 'done' AND seq >= 0"
 JOB_COLUMNS = (
     "job_id, seq, row_id, request, metadata, variant, status, generation, external_task_id, "
     "task_id, attempts, not_before, last_error, error_kind, video_url, output_path, sha256, "
@@ -126,6 +143,28 @@ class JobRecord:
     @property
     def current_external_id(self) -> str:
         return self.external_task_id or external_task_id(self.job_id, self.generation)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRecord:
+    """The probe and QA findings of a job's current video (media/), as the state holds them."""
+
+    probe_json: str
+    findings_json: str
+
+    @property
+    def probe(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.probe_json)
+        return value
+
+    @property
+    def findings(self) -> list[dict[str, Any]]:
+        value: list[dict[str, Any]] = json.loads(self.findings_json)
+        return value
+
+    def as_json(self) -> dict[str, Any]:
+        """{"probe": ..., "qa": [...]}, as the index and the sidecars write it."""
+        return {"probe": self.probe, "qa": self.findings}
 
 
 def _record(row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
@@ -218,6 +257,87 @@ class Store:
             (str(p), s, m, r)
             for p, s, m, r in self._conn.execute("SELECT path, size, mtime_ns, ref FROM inputs")
         )
+
+    # -- input images (recorded when the jobs are loaded) ----------------------------------
+
+    def record_images(self, rows: Iterable[InputImage]) -> None:
+        """(ref, width, height, source) of input images: `source` is the absolute path of a
+        local file, the URL the provider fetches, or None (base64 from the manifest)."""
+        with self.transaction():
+            self._conn.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)", rows)
+
+    def image(self, ref: str) -> InputImage | None:
+        row = self._conn.execute(
+            "SELECT ref, width, height, source FROM images WHERE ref = ?", (ref,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), row[1], row[2], row[3])
+
+    def image_size(self, ref: str) -> tuple[int, int] | None:
+        """(width, height) of the input image `ref`, if it was read when the jobs loaded."""
+        found = self.image(ref)
+        if found is None or found[1] is None or found[2] is None:
+            return None
+        return found[1], found[2]
+
+    # -- what each video turned out to be (media/) ------------------------------------------
+
+    def record_check(
+        self,
+        job_id: str,
+        sha256: str,
+        probe: Mapping[str, Any],
+        findings: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """The probe and QA findings of the job's video with this sha256 (a video downloaded
+        again with other bytes is unchecked until it is recorded again)."""
+        self._write(
+            "INSERT INTO video_checks VALUES (?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET "
+            "sha256 = excluded.sha256, probe = excluded.probe, findings = excluded.findings",
+            (job_id, sha256, canonical_json(probe), canonical_json(findings)),
+        )
+
+    def done_with_checks(self) -> Iterator[tuple[JobRecord, CheckRecord | None]]:
+        """The manifest's done jobs in job-id order, each with its video's check."""
+        return self._with_checks("status = 'done' AND seq >= 0", "job_id")
+
+    def jobs_with_checks(self) -> Iterator[tuple[JobRecord, CheckRecord | None]]:
+        """Every job of the run (see CURRENT) in manifest order, each with its video's check."""
+        return self._with_checks(CURRENT, "seq, job_id")
+
+    def check_counts(self) -> tuple[int, int, dict[str, int]]:
+        """Done jobs of the manifest whose video is checked, how many of them are flagged,
+        and the number of each finding's code."""
+        checked, flagged = self._conn.execute(
+            f"SELECT count(*), total(c.findings != '[]') {_CHECKED} WHERE {_DONE}"
+        ).fetchone()
+        codes = self._conn.execute(
+            f"SELECT json_extract(f.value, '$.code'), count(*) {_CHECKED}, "
+            f"json_each(c.findings) f WHERE {_DONE} AND c.findings != '[]' "
+            "GROUP BY 1 ORDER BY 2 DESC, 1"
+        )
+        return int(checked), int(flagged), {str(code): int(n) for code, n in codes}
+
+    def flagged(self, limit: int) -> list[tuple[str, str, list[dict[str, Any]]]]:
+        """(row id, job id, findings) of the first `limit` flagged done jobs, manifest order."""
+        rows = self._conn.execute(
+            f"SELECT jobs.row_id, jobs.job_id, c.findings {_CHECKED} WHERE {_DONE} "
+            "AND c.findings != '[]' ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(str(row), str(job), json.loads(found)) for row, job, found in rows]
+
+    def _with_checks(
+        self, where: str, order: str
+    ) -> Iterator[tuple[JobRecord, CheckRecord | None]]:
+        cursor = self._conn.execute(
+            f"SELECT {JOB_COLUMNS}, c_probe, c_findings FROM jobs LEFT JOIN ("
+            "SELECT job_id AS c_job, sha256 AS c_sha, probe AS c_probe, findings AS c_findings "
+            f"FROM video_checks) ON c_job = job_id AND c_sha = sha256 WHERE {where} "
+            f"ORDER BY {order}"
+        )
+        for row in cursor:
+            check = None if row[-2] is None else CheckRecord(row[-2], row[-1])
+            yield _record(row[:-2]), check
 
     def current_jobs(self) -> int:
         row = self._conn.execute("SELECT count(*) FROM jobs WHERE seq >= 0").fetchone()

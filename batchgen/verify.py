@@ -10,8 +10,9 @@ first, then sha256. What is found:
     mismatched   the index and the state disagree on a job (path, size, sha256, or presence)
                  (the paid videos of rows edited since, kept under their job id, are checked
                  against the state alone)
-    extra        a file in videos/ that no job names: a `.part` left by a download, a stray
-                 video, a sidecar .json of no known video
+    extra        a file in videos/ that no job names: a `.part` left by a download, a
+                 `.rejected` download that was no video, a stray video, a sidecar .json of no
+                 known video
 
 Memory grows only with the set of known file names (for `extra`), never with whole entries.
 """
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from batchgen.download import PART_SUFFIX, file_sha256
+from batchgen.download import PART_SUFFIX, REJECTED_SUFFIX, file_sha256
 from batchgen.errors import UsageError
 from batchgen.export.entries import IndexInvalid, IndexLine, index_path, is_inside, read_lines
 from batchgen.output import INDEX_NAME, STATE_NAME, VIDEOS_DIR
@@ -264,6 +265,8 @@ def _in_order(lines: Iterator[IndexLine]) -> Iterator[IndexLine]:
 def _extra_reason(name: str) -> str:
     if name.endswith(PART_SUFFIX):
         return "an unfinished download (.part)"
+    if name.endswith(REJECTED_SUFFIX):
+        return "a download that was no video, kept for inspection"
     if name.endswith(".json"):
         return "a sidecar of no known video"
     return f"named by no job in {INDEX_NAME} or the state"

@@ -1,7 +1,7 @@
-"""Local overhead: end-to-end jobs/s (submit, poll, download a small file, state commits, index)
-with the simulator at zero latency, for 20,000 jobs. Baseline: a bare async httpx client doing
-the same create / query / download per job with the same concurrency and nothing else (what the
-simulator and loopback allow on this machine)."""
+"""Local overhead: end-to-end jobs/s (submit, poll, download a small file, probe + QA it, state
+commits, index) with the simulator at zero latency, for 20,000 jobs. Baseline: a bare async
+httpx client doing the same create / query / download per job with the same concurrency and
+nothing else (what the simulator and loopback allow on this machine)."""
 
 from __future__ import annotations
 

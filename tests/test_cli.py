@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import yaml
 
 from batchgen.output import PROVIDER_FIELDS
@@ -112,8 +113,8 @@ def test_export_from_the_command_line_reads_back(tmp_path, capsys):
             names += tar.getnames()
     assert sum(n.endswith(".mp4") for n in names) == 5
     assert run_cli("export", run_dir, "-f", "hf", "-o", tmp_path / "hf") == 0
-    lines = (tmp_path / "hf" / "metadata.jsonl").read_text().splitlines()
-    assert all((tmp_path / "hf" / json.loads(line)["file_name"]).is_file() for line in lines)
+    names = pq.read_table(tmp_path / "hf" / "metadata.parquet").column("file_name").to_pylist()
+    assert len(names) == 5 and all((tmp_path / "hf" / name).is_file() for name in names)
     assert "exported 5 sample(s) as hf" in capsys.readouterr().out
 
 

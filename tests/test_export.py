@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,10 +19,12 @@ from batchgen import output
 from batchgen.errors import EXIT_JOBS_FAILED, EXIT_USAGE
 from batchgen.export import IndexInvalid, MissingVideo, UnknownFormat, export_run
 from batchgen.export.base import sample_key
-from batchgen.export.columns import CORE_COLUMNS, Columns
+from batchgen.export.columns import CORE_COLUMNS, Columns, ColumnScan, Kind
 from batchgen.jobs import make_job
+from batchgen.lockfile import LOCK_NAME, write_lock
 from batchgen.status import JobStatus
 from batchgen.store import JobRecord, Store
+from tests.conftest import run_cli, write_manifest
 
 # -- a run folder as a finished run leaves it ----------------------------------------------------
 
@@ -50,8 +53,14 @@ def request(i: int) -> dict[str, Any]:
     }
 
 
-def build_run(root: Path, rows: int = 5, video: bytes | None = None) -> RunFolder:
-    """A run folder with `rows` done jobs: videos, sidecars, state and indexes."""
+Findings = list[dict[str, str]] | None
+
+
+def build_run(
+    root: Path, rows: int = 5, video: bytes | None = None, qa: dict[int, Findings] | None = None
+) -> RunFolder:
+    """A run folder with `rows` done jobs: videos, sidecars, state, lock and indexes; row i's
+    video is checked with findings `qa[i]` where given (unchecked otherwise)."""
     run = root / "run"
     specs = [
         make_job(
@@ -66,14 +75,20 @@ def build_run(root: Path, rows: int = 5, video: bytes | None = None) -> RunFolde
         store.add_jobs(specs)
         for i, spec in enumerate(specs):
             data = video if video is not None else f"mp4 bytes of {spec.row_id} ".encode() * (i + 1)
-            finish_job(store, run, spec.job_id, data)
+            finish_job(store, run, spec.job_id, data, (qa or {}).get(i))
         output.write_indexes(store, run)
+        write_lock(run / LOCK_NAME, "run", store.lock_rows())
         jobs = list(store.done_in_job_order())
     return RunFolder(run, jobs)
 
 
-def finish_job(store: Store, run: Path, job_id: str, data: bytes) -> None:
-    """Move a job to done the way the runner does: file, sidecar, then the state."""
+PROBE = {"container": "mp4", "codec": "h264", "width": 256, "height": 170, "fps": 8.0}
+
+
+def finish_job(
+    store: Store, run: Path, job_id: str, data: bytes, findings: Findings = None
+) -> None:
+    """Move a job to done the way the runner does: file, check, sidecar, then the state."""
     store.mark_submitting(job_id, f"bg-{job_id}", 1.0)
     store.mark_accepted(job_id, f"task-{job_id}", JobStatus.SUBMITTED, created_at=1000)
     store.mark_progress(job_id, JobStatus.DOWNLOADING, video_duration="5.1", unit_deduction="1")
@@ -84,7 +99,10 @@ def finish_job(store: Store, run: Path, job_id: str, data: bytes) -> None:
     dest.write_bytes(data)
     relative = dest.relative_to(run).as_posix()
     sha = hashlib.sha256(data).hexdigest()
-    entry = output.sidecar(job, relative, sha, len(data))
+    check = None if findings is None else {"probe": PROBE, "qa": findings}
+    if check is not None:
+        store.record_check(job_id, sha, PROBE, findings or [])
+    entry = output.sidecar(job, relative, sha, len(data), check)
     output.write_json_atomic(dest.with_suffix(".json"), entry)
     store.mark_done(job_id, relative, sha, len(data), 2.0)
 
@@ -171,12 +189,13 @@ def test_sample_keys_never_contain_dots():
 
 
 def read_metadata(folder: Path) -> list[dict[str, Any]]:
-    text = (folder / "metadata.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines()]
+    rows: list[dict[str, Any]] = pq.read_table(folder / "metadata.parquet").to_pylist()
+    return rows
 
 
-def test_hf_file_names_resolve_to_the_videos_beside_metadata_jsonl(run):
-    """Each file_name is a path inside the export, relative to metadata.jsonl, holding the video."""
+def test_hf_file_names_resolve_to_the_videos_beside_the_metadata(run):
+    """Each file_name is a path inside the export, relative to metadata.parquet, holding the
+    video."""
     result = export_run(run.path, "hf")
     lines = read_metadata(result.out_dir)
     assert len(lines) == result.count == 5
@@ -220,17 +239,81 @@ def test_hf_re_export_drops_videos_of_rows_no_longer_exported(run):
     assert result.skipped == (run.jobs[0].row_id,)
 
 
-def test_hf_export_loads_with_datasets_videofolder(tmp_path):
-    """Where `datasets` is installed, videofolder loads the export with its columns."""
-    datasets = pytest.importorskip("datasets")
-    from batchgen.simulator.video import pattern, render_mp4
+def test_hf_export_loads_with_datasets_videofolder_as_typed_columns(tmp_path, sim):
+    """videofolder gives numbers as numbers, seconds as floats, the probe and QA columns, and a
+    real type for columns no row fills; the videos load as paths without torchcodec."""
+    import datasets
 
-    run = build_run(tmp_path, rows=3, video=render_mp4(pattern("clip")))
-    result = export_run(run.path, "hf")
+    manifest = write_manifest(tmp_path, 3)
+    assert run_cli("run", manifest, "-o", tmp_path / "out", base_url=sim.base_url) == 0
+    result = export_run(tmp_path / "out" / "batch", "hf")
     loaded = datasets.load_dataset("videofolder", data_dir=str(result.out_dir), split="train")
-    assert loaded.num_rows == 3
-    assert {"video", "prompt", "row_id", "scene"} <= set(loaded.column_names)
-    assert sorted(loaded.remove_columns("video")["row_id"]) == [j.row_id for j in run.jobs]
+    types = {name: str(feature) for name, feature in loaded.features.items()}
+    floats = ("duration", "video_duration", "final_unit_deduction", "fps", "duration_s")
+    assert {name: types[name] for name in floats} == dict.fromkeys(floats, "Value('float64')")
+    assert types["bytes"] == types["width"] == types["task_created_at"] == "Value('int64')"
+    assert types["has_audio"] == "Value('bool')" and "Value('string')" in types["qa"]
+    assert types["image_tail"] == types["negative_prompt"] == "Value('string')"  # no row has one
+    assert types["cfg_scale"] == "Value('float64')"  # no row has one either
+    paths = loaded.cast_column("video", datasets.Video(decode=False))
+    first = paths[0]
+    assert first["duration"] == 5.0 and first["qa"] == [] and first["width"] == 256
+    assert Path(first["video"]["path"]).is_file()
+
+
+def test_hf_export_has_a_dataset_card_with_provenance(tmp_path):
+    """README.md names batchgen's version, the lock's hash, models, counts, cost and how to
+    decode (torchcodec) or load without decoding."""
+    from importlib.metadata import version
+
+    run = build_run(tmp_path, rows=3, qa={0: [], 1: [{"code": "frozen", "message": "x"}]})
+    card = (export_run(run.path, "hf").out_dir / "README.md").read_text()
+    lock_hash = hashlib.sha256((run.path / LOCK_NAME).read_bytes()).hexdigest()
+    assert card.startswith("---\n") and "image-to-video" in card
+    assert f"| batchgen | {version('batchgen')}" in card and lock_hash in card
+    assert "kling-v2-master (3)" in card
+    assert "3 exported, 1 of them flagged, 1 unchecked" in card and "frozen 1" in card
+    assert "| units charged | 3 " in card and "| estimated cost | $" in card
+    assert "torchcodec" in card and "decode=False" in card
+    assert "| `qa` | list<string> |" in card and "| `duration` | float64 |" in card
+
+
+def test_hf_columns_keep_their_types_when_no_row_has_a_value(run):
+    """An all-empty column is typed in metadata.parquet, never `null`."""
+    schema = pq.read_schema(export_run(run.path, "hf").out_dir / "metadata.parquet")
+    types = {name: str(schema.field(name).type) for name in schema.names}
+    assert types["image_tail"] == "string" and types["cfg_scale"] == "double"
+    assert types["width"] == "int64" and types["has_audio"] == "bool"
+    assert types["qa"] == "list<element: string>" and types["take"] == "int64"
+    assert "null" not in types.values()
+
+
+def test_a_metadata_jsonl_of_an_earlier_export_is_removed(run):
+    """Re-exporting over an export with metadata.jsonl leaves only metadata.parquet."""
+    out = run.path / "export" / "hf"
+    out.mkdir(parents=True)
+    (out / "metadata.jsonl").write_text("{}\n")
+    export_run(run.path, "hf")
+    assert not (out / "metadata.jsonl").exists() and (out / "metadata.parquet").is_file()
+
+
+# -- excluding flagged videos --------------------------------------------------------------------
+
+
+def test_exclude_flagged_leaves_out_the_videos_with_findings(tmp_path, capsys):
+    """`export --exclude-flagged` exports clean and unchecked videos and names the others."""
+    flagged = [{"code": "black_frames", "message": "16 of 16 sampled frames are black"}]
+    run = build_run(tmp_path, rows=4, qa={0: [], 1: flagged, 2: flagged})
+    flagged_rows = {e["row_id"] for e in run.index if e["qa"]}
+    code = run_cli("export", run.path, "--format", "csv", "--exclude-flagged")
+    assert code == 0
+    with open(run.path / "export" / "csv" / "index.csv", newline="", encoding="utf-8") as f:
+        exported = {row["row_id"] for row in csv.DictReader(f)}
+    assert exported == {job.row_id for job in run.jobs} - flagged_rows and len(exported) == 2
+    err = capsys.readouterr().err
+    assert all(f"excluded {row}: black_frames" in err for row in flagged_rows)
+    assert len(export_run(run.path, "csv").files) == 1  # without the flag: all four
+    assert export_run(run.path, "csv").count == 4
 
 
 # -- csv -----------------------------------------------------------------------------------------
@@ -247,10 +330,22 @@ def test_csv_reads_back_one_flat_row_per_video(run):
     assert header[-1] == "request" and {"variant.cfg", "scene", "take"} <= set(header)
     assert [r["job_id"] for r in rows] == [job.job_id for job in run.jobs]
     first, entry = rows[0], run.index[0]
-    assert first["video"] == entry["video"] and first["sha256"] == entry["sha256"]
+    assert first["sha256"] == entry["sha256"]
     assert json.loads(first["request"]) == entry["request"]
     assert first["prompt"] == entry["request"]["prompt"]
-    assert first["video_duration"] == "5.1"
+    assert first["video_duration"] == "5.1" and first["duration"] == "5.0"
+
+
+@pytest.mark.parametrize("where", ["default", "elsewhere"])
+def test_csv_video_paths_are_relative_to_the_csv_file(run, tmp_path, where):
+    """Each `video` cell, read from the CSV's own folder, opens that row's video."""
+    out = None if where == "default" else tmp_path / "datasets" / "mine"
+    result = export_run(run.path, "csv", out)
+    with open(result.files[0], newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for job, row in zip(run.jobs, rows, strict=True):
+        assert not Path(row["video"]).is_absolute()
+        assert (result.files[0].parent / row["video"]).read_bytes() == run.video(job).read_bytes()
 
 
 def test_a_metadata_column_that_would_shadow_another_is_prefixed():
@@ -270,7 +365,39 @@ def test_every_row_has_exactly_the_columns_in_order(metadata, variant):
     row = columns.row({"job_id": "j", "metadata": metadata, "variant": variant})
     assert tuple(row) == columns.names
     assert len(set(columns.names)) == len(columns.names)
-    assert all(not isinstance(value, dict | list) for value in row.values())
+    kinds = columns.kinds
+    assert all(
+        not isinstance(value, dict | list) or kinds[name] is Kind.STRINGS
+        for name, value in row.items()
+    )
+
+
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from("abc"),
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.floats(allow_nan=False)
+            | st.text()
+            | st.lists(st.integers()),
+        )
+    )
+)
+def test_every_value_has_the_kind_its_column_was_given(metadata_rows):
+    """Whatever mix of values a metadata column holds, each row's value is of the column's
+    kind: booleans, integers, numbers, or strings (JSON for anything else)."""
+    scan = ColumnScan()
+    for metadata in metadata_rows:
+        scan.add({"metadata": metadata})
+    columns = scan.columns()
+    python_type = {Kind.BOOL: bool, Kind.INT: int, Kind.FLOAT: float, Kind.STRING: str}
+    for metadata in metadata_rows:
+        row = columns.row({"metadata": metadata})
+        for key in columns.metadata_keys:
+            value = row[key]
+            assert value is None or type(value) is python_type[columns.kinds[key]]
 
 
 # -- failures ------------------------------------------------------------------------------------

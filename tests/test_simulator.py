@@ -23,12 +23,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jwt.warnings import InsecureKeyLengthWarning
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 from batchgen.simulator import SimulatorConfig, SimulatorHandle, running_simulator, serve
 from batchgen.simulator.library import fetch_loopback, is_loopback_url
 from batchgen.simulator.tasks import NewTask, TaskBook
-from batchgen.simulator.video import CHUNK, padded
+from batchgen.simulator.video import CHUNK, FPS, padded
 
 COMETAPI_PATH = "/kling/v1/videos/image2video"
 KLING_PATH = "/v1/videos/image2video"
@@ -158,7 +158,7 @@ def test_create_poll_download_gives_a_playable_mp4() -> None:
         response = httpx.get(video["url"])
     assert response.status_code == 200
     assert int(response.headers["content-length"]) == len(response.content)
-    assert frames_in(response.content) == 12
+    assert frames_in(response.content) == 5 * FPS
     with av.open(io.BytesIO(response.content), "r") as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264" and stream.format.name == "yuv420p"
@@ -277,7 +277,7 @@ def test_video_bytes_pads_the_file_and_it_still_plays() -> None:
     with api(video_bytes=2_000_000) as a:
         response = httpx.get(a.video_url())
     assert len(response.content) == 2_000_000
-    assert frames_in(response.content) == 12
+    assert frames_in(response.content) == 5 * FPS
 
 
 @settings(max_examples=40, deadline=None)
@@ -303,6 +303,89 @@ def test_one_image_is_rendered_once_for_many_tasks() -> None:
         bodies = {httpx.get(url).content for url in urls}
         stats = a.stats()
     assert len(bodies) == 1 and stats["video_renders"] == 1
+
+
+# -- videos that look like what was asked ---------------------------------------------------------
+
+
+def video_of(**fields: Any) -> bytes:
+    """The video a simulator makes for one create with these fields."""
+    with api() as a:
+        return httpx.get(a.video_url(**fields)).content
+
+
+def frames_of(mp4: bytes) -> list[Image.Image]:
+    with av.open(io.BytesIO(mp4), "r") as container:
+        return [frame.to_image().convert("L") for frame in container.decode(video=0)]
+
+
+def difference(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute luma difference of two frames (0..255)."""
+    return float(ImageStat.Stat(ImageChops.difference(a, b.resize(a.size))).mean[0])
+
+
+@pytest.mark.parametrize(("model", "duration"), [("kling-v2-master", "10"), ("kling-v3", "3")])
+def test_a_video_lasts_as_long_as_asked(model: str, duration: str) -> None:
+    """The video stream lasts the `duration` of the create, in seconds."""
+    mp4 = video_of(model_name=model, duration=duration)
+    with av.open(io.BytesIO(mp4), "r") as container:
+        stream = container.streams.video[0]
+        assert float(stream.duration * stream.time_base) == float(duration)
+
+
+@pytest.mark.parametrize("size", [(320, 560), (600, 300), (400, 400)])
+def test_a_video_has_the_input_images_shape(size: tuple[int, int]) -> None:
+    """Width over height of the video is the input image's, to even-pixel rounding."""
+    mp4 = video_of(image=base64.b64encode(png(size)).decode())
+    with av.open(io.BytesIO(mp4), "r") as container:
+        stream = container.streams.video[0]
+        assert stream.width / stream.height == pytest.approx(size[0] / size[1], rel=0.02)
+
+
+def test_two_prompts_on_one_image_give_different_videos() -> None:
+    """The prompt picks the motion: the same image moves differently under two prompts."""
+    waves = frames_of(video_of(prompt="waves roll in"))
+    cat = frames_of(video_of(prompt="a cat walks by"))
+    assert difference(waves[-1], cat[-1]) > 5
+    assert difference(waves[0], waves[-1]) > 5
+
+
+def test_a_video_fades_into_its_end_frame() -> None:
+    """With image_tail, the first frame is the image and the last one the end frame."""
+    tail = png((480, 320), (230, 230, 40))
+    frames = frames_of(video_of(image_tail=base64.b64encode(tail).decode()))
+    end = Image.open(io.BytesIO(tail)).convert("L")
+    assert difference(frames[-1], end) < 3 < 30 < difference(frames[0], end)
+
+
+def test_sound_on_gives_the_video_an_audio_track() -> None:
+    """A create with `sound: on` gets an audio stream; one without gets none."""
+    for sound, streams in (("on", 1), ("off", 0)):
+        mp4 = video_of(model_name="kling-v2-6", mode="pro", sound=sound)
+        with av.open(io.BytesIO(mp4), "r") as container:
+            assert len(container.streams.audio) == streams
+
+
+def test_video_defects_come_at_their_seeded_rates() -> None:
+    """With black_rate 1 every video is black; the stats count each defect drawn."""
+    with api(black_rate=1.0) as a:
+        frames = frames_of(httpx.get(a.video_url()).content)
+        stats = a.stats()
+    assert max(ImageStat.Stat(frame).extrema[0][1] for frame in frames) < 30
+    assert stats["video_defects"] == {**dict.fromkeys(stats["video_defects"], 0), "black": 1}
+    with pytest.raises(ValueError, match="add up to at most 1"):
+        SimulatorConfig(black_rate=0.6, frozen_rate=0.6)
+
+
+def test_an_html_page_can_be_served_with_200_instead_of_the_video() -> None:
+    """With html_rate 1, a video URL answers 200 with an HTML page, and the stats count it."""
+    with api(html_rate=1.0) as a:
+        response = httpx.get(a.video_url())
+        stats = a.stats()
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.content.startswith(b"<!DOCTYPE html>")
+    assert stats["faults"]["html_page"] == 1
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """`batchgen export`: a run folder's finished videos as a dataset, one writer per format.
 
-    hf          metadata.jsonl + linked videos, for `load_dataset("videofolder", data_dir=...)`
+    hf          metadata.parquet + linked videos + a dataset card, for `load_dataset("videofolder")`
     csv         index.csv, one flat row per video
     webdataset  000000.tar, 000001.tar, ...: `<job id>.mp4` + `<job id>.json` per sample
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
+from batchgen.export.card import Provenance
 from batchgen.export.columns import Columns
 
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_-]")
@@ -42,7 +43,7 @@ def sample_key(job_id: str) -> str:
 
 
 class Writer(ABC):
-    """One output format, writing one export into `staging`."""
+    """One output format, writing one export into `staging` (`<out>/.staging`)."""
 
     name: ClassVar[str]
 
@@ -51,10 +52,20 @@ class Writer(ABC):
         self.columns = columns
         self.shard_size = shard_size
 
+    @property
+    def out_dir(self) -> Path:
+        """The folder the staged files are published into."""
+        return self.staging.parent
+
     @abstractmethod
     def write(self, samples: Iterable[Sample]) -> list[str]:
         """Write every sample, consuming `samples` once; the paths written (relative to
         staging), in publishing order. Every file is closed and synced on return."""
+
+    def describe(self, provenance: Provenance) -> list[str]:
+        """Write what describes the finished export (a dataset card) into staging; the paths
+        written, published after those of `write`. None by default."""
+        return []
 
     @abstractmethod
     def owns(self, relative: str) -> bool:

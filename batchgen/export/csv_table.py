@@ -1,16 +1,20 @@
 """`--format csv`: one flat table, `index.csv`, one row per finished job.
 
 Columns are those of columns.py, in that order, under a header row. `video` is the path of the
-video relative to the run folder, as in index.jsonl; lists and objects are JSON strings and
-missing values are empty cells.
+video relative to the folder holding index.csv (so a reader opens `csv_dir / row["video"]`;
+the export and the run folder move together). Lists and objects are JSON strings, missing
+values are empty cells, numbers are written as numbers.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable
+from typing import Any
 
 from batchgen.export.base import Sample, Writer, sync
+from batchgen.jobs import canonical_json
 
 TABLE_NAME = "index.csv"
 
@@ -20,13 +24,20 @@ class CsvWriter(Writer):
 
     def write(self, samples: Iterable[Sample]) -> list[str]:
         names = self.columns.names
+        table_dir = os.path.abspath(self.out_dir)
         with open(self.staging / TABLE_NAME, "w", encoding="utf-8", newline="") as f:
             table = csv.writer(f)
             table.writerow(names)
             for sample in samples:
-                table.writerow([sample.row[name] for name in names])
+                video = os.path.relpath(os.path.abspath(sample.video), table_dir)
+                row = {**sample.row, "video": video}
+                table.writerow([_cell(row[name]) for name in names])
             sync(f)
         return [TABLE_NAME]
 
     def owns(self, relative: str) -> bool:
         return relative == TABLE_NAME
+
+
+def _cell(value: Any) -> Any:
+    return canonical_json(value) if isinstance(value, list | dict) else value

@@ -8,7 +8,8 @@ longer exported) are then removed; only names the format owns are touched.
 
 A missing video stops the export before anything is written, naming the rows (exit 1), because
 a dataset silently short of rows is worse than none; `skip_missing=True` exports the others and
-lists the skipped rows in the result.
+lists the skipped rows in the result. `exclude_flagged=True` leaves out the videos with QA
+findings (media/qa.py), listed in the result too; unchecked videos are kept.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 
 from batchgen.errors import BatchgenError, UsageError
 from batchgen.export.base import Sample, Writer, sample_key
-from batchgen.export.columns import Columns, ColumnScan
+from batchgen.export.card import Provenance
+from batchgen.export.columns import Columns, ColumnScan, qa_codes
 from batchgen.export.csv_table import CsvWriter
 from batchgen.export.entries import IndexLine, read_lines
 from batchgen.export.hf import HfWriter
@@ -60,12 +62,14 @@ class ExportResult:
     count: int
     files: tuple[Path, ...]
     skipped: tuple[str, ...] = ()
+    excluded: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (row id, QA codes) left out
 
 
 @dataclass(frozen=True, slots=True)
 class _Scan:
     columns: Columns
     missing: list[IndexLine]
+    excluded: list[IndexLine]
 
 
 def export_run(
@@ -75,28 +79,35 @@ def export_run(
     *,
     shard_size: int = 1000,
     skip_missing: bool = False,
+    exclude_flagged: bool = False,
 ) -> ExportResult:
     """Export the finished videos of `run_dir` as `fmt` into `out_dir` (default
-    RUN/export/<fmt>/), replacing an earlier export there. Raises UnknownFormat, UsageError
-    (bad shard size), IndexInvalid, or MissingVideo unless `skip_missing`."""
+    RUN/export/<fmt>/), replacing an earlier export there; without the videos QA flagged if
+    `exclude_flagged`. Raises UnknownFormat, UsageError (bad shard size), IndexInvalid, or
+    MissingVideo unless `skip_missing`."""
     writer_class = writer_for(fmt)
     if shard_size < 1:
         raise UsageError(f"shard size must be at least 1, not {shard_size}")
     out = out_dir if out_dir is not None else run_dir / EXPORT_DIR / fmt
-    scan = _scan(run_dir)
+    scan = _scan(run_dir, exclude_flagged)
     if scan.missing and not skip_missing:
         raise MissingVideo([(line.row_id, line.video) for line in scan.missing])
-    feed = _Feed(run_dir, scan.columns, {line.job_id for line in scan.missing})
+    provenance = Provenance.of_run(run_dir)
+    provenance.skipped_missing, provenance.excluded_flagged = len(scan.missing), len(scan.excluded)
+    left_out = {line.job_id for line in (*scan.missing, *scan.excluded)}
+    feed = _Feed(run_dir, scan.columns, left_out, provenance)
     staging = _fresh_staging(out)
     writer = writer_class(staging, scan.columns, shard_size)
     try:
         written = feed.into(writer)
+        written += writer.describe(provenance)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     files = _publish(staging, out, written, writer)
     skipped = tuple(line.row_id for line in scan.missing)
-    return ExportResult(fmt, out, feed.count, files, skipped)
+    excluded = tuple((line.row_id, tuple(qa_codes(line.entry) or ())) for line in scan.excluded)
+    return ExportResult(fmt, out, provenance.exported, files, skipped, excluded)
 
 
 def writer_for(fmt: str) -> type[Writer]:
@@ -105,24 +116,30 @@ def writer_for(fmt: str) -> type[Writer]:
     return FORMATS[fmt]
 
 
-def _scan(run_dir: Path) -> _Scan:
+def _scan(run_dir: Path, exclude_flagged: bool) -> _Scan:
     columns = ColumnScan()
-    missing = []
+    missing, excluded = [], []
     for line in read_lines(run_dir):
+        if exclude_flagged and qa_codes(line.entry):
+            excluded.append(line)
+            continue
         columns.add(line.entry)
         if not (run_dir / line.video).is_file():
             missing.append(line)
-    return _Scan(columns.columns(), missing)
+    return _Scan(columns.columns(), missing, excluded)
 
 
 class _Feed:
-    """The samples of the second pass, counted, naming the row whose video has gone."""
+    """The samples of the second pass, counted into `provenance`, naming the row whose video
+    has gone."""
 
-    def __init__(self, run_dir: Path, columns: Columns, skip: set[str]) -> None:
+    def __init__(
+        self, run_dir: Path, columns: Columns, skip: set[str], provenance: Provenance
+    ) -> None:
         self.run_dir = run_dir
         self.columns = columns
         self.skip = skip
-        self.count = 0
+        self.provenance = provenance
         self.current: Sample | None = None
 
     def into(self, writer: Writer) -> list[str]:
@@ -139,7 +156,7 @@ class _Feed:
             video = self.run_dir / line.video
             row = self.columns.row(line.entry)
             self.current = Sample(sample_key(line.job_id), line.entry, row, video)
-            self.count += 1
+            self.provenance.add(line.entry)
             yield self.current
 
 

@@ -1,13 +1,16 @@
 """`--format hf`: a folder the Hugging Face `datasets` "videofolder" builder loads as it is.
 
     <out>/
-        metadata.jsonl          one line per video: file_name + the columns of columns.py
+        metadata.parquet        one row per video: file_name + the typed columns of columns.py
         videos/<row id>.mp4     hard links to the run's videos (copies across file systems)
+        README.md               the dataset card: provenance, columns, how to load (card.py)
 
     load_dataset("videofolder", data_dir="<out>")
 
-`file_name` is the path of the video relative to the folder holding metadata.jsonl, as the
-datasets docs require ("it must be the relative path from the directory containing the
+The metadata is Parquet with an explicit schema, so every column has its real type even when
+no row has a value in it (JSON lines leave the loader to guess: all-empty columns come back as
+`null`). `file_name` is the path of the video relative to the folder holding the metadata, as
+the datasets docs require ("it must be the relative path from the directory containing the
 metadata to the video file", docs/source/video_dataset.mdx). The videos are linked into the
 export rather than named as `../../videos/x.mp4`: released versions of the folder builder only
 read media files found under `data_dir` and match metadata to them by that relative path, and a
@@ -15,24 +18,40 @@ folder uploaded to the Hub must hold its files. A hard link costs no space; sinc
 ever replaces a video by renaming a new file over it, the export keeps the bytes it was made
 from. The loader turns `file_name` into the `video` column, so the run-relative `video`
 column is left out, and a column the loader would take for a file reference (`*_file_name`,
-`*_file_names`) gets a trailing `_`.
+`*_file_names`) gets a trailing `_`. A `metadata.jsonl` of an earlier batchgen is removed (the
+loader refuses two metadata files).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from batchgen.export.base import Sample, Writer, sync
+from batchgen.export.card import Provenance, render_card
+from batchgen.export.columns import Kind
 from batchgen.export.entries import IndexInvalid
 
-METADATA_NAME = "metadata.jsonl"
+METADATA_NAME = "metadata.parquet"
+OLD_METADATA_NAME = "metadata.jsonl"
+CARD_NAME = "README.md"
 VIDEOS = "videos"
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
+ROW_GROUP = 10_000  # rows per Parquet row group: memory stays bounded on large runs
+ARROW_TYPES = {
+    Kind.STRING: pa.string(),
+    Kind.INT: pa.int64(),
+    Kind.FLOAT: pa.float64(),
+    Kind.BOOL: pa.bool_(),
+    Kind.STRINGS: pa.list_(pa.string()),
+}
 
 
 class HfWriter(Writer):
@@ -40,21 +59,45 @@ class HfWriter(Writer):
 
     def write(self, samples: Iterable[Sample]) -> list[str]:
         (self.staging / VIDEOS).mkdir(parents=True, exist_ok=True)
+        schema = self.schema()
         videos: list[str] = []
-        with open(self.staging / METADATA_NAME, "w", encoding="utf-8") as metadata:
-            for sample in samples:
-                file_name = self._link(sample)
-                line = metadata_line(file_name, sample.row)
-                metadata.write(json.dumps(line, ensure_ascii=False) + "\n")
-                videos.append(file_name)
-            sync(metadata)
+        with open(self.staging / METADATA_NAME, "wb") as f:
+            with pq.ParquetWriter(f, schema) as table:
+                for batch in _batches(self._lines(samples, videos), ROW_GROUP):
+                    table.write_table(pa.Table.from_pylist(batch, schema=schema))
+            sync(f)
         return [*videos, METADATA_NAME]
 
+    def describe(self, provenance: Provenance) -> list[str]:
+        kinds = {loader_safe(name): kind for name, kind in self._kinds().items()}
+        card = render_card(provenance, {"file_name": Kind.STRING, **kinds})
+        with open(self.staging / CARD_NAME, "w", encoding="utf-8") as f:
+            f.write(card)
+            sync(f)
+        return [CARD_NAME]
+
+    def schema(self) -> pa.Schema:
+        """file_name, then every column but `video`, each with its Arrow type."""
+        fields = [pa.field("file_name", pa.string(), nullable=False)]
+        fields += [
+            pa.field(loader_safe(name), ARROW_TYPES[kind]) for name, kind in self._kinds().items()
+        ]
+        return pa.schema(fields)
+
     def owns(self, relative: str) -> bool:
-        if relative == METADATA_NAME:
+        if relative in (METADATA_NAME, OLD_METADATA_NAME, CARD_NAME):
             return True
         path = PurePosixPath(relative)
         return path.parent.as_posix() == VIDEOS and path.suffix.lower() in VIDEO_SUFFIXES
+
+    def _kinds(self) -> dict[str, Kind]:
+        return {name: kind for name, kind in self.columns.kinds.items() if name != "video"}
+
+    def _lines(self, samples: Iterable[Sample], videos: list[str]) -> Iterator[dict[str, Any]]:
+        for sample in samples:
+            file_name = self._link(sample)
+            videos.append(file_name)
+            yield metadata_line(file_name, sample.row)
 
     def _link(self, sample: Sample) -> str:
         file_name = f"{VIDEOS}/{sample.video.name}"
@@ -66,7 +109,7 @@ class HfWriter(Writer):
 
 
 def metadata_line(file_name: str, row: dict[str, Any]) -> dict[str, Any]:
-    """The metadata.jsonl line of a video: `file_name` first, then the row's columns."""
+    """The metadata row of a video: `file_name` first, then the row's columns."""
     line: dict[str, Any] = {"file_name": file_name}
     line.update((loader_safe(name), value) for name, value in row.items() if name != "video")
     return line
@@ -83,3 +126,8 @@ def link_or_copy(source: Path, dest: Path) -> None:
         os.link(source, dest)
     except OSError:
         shutil.copyfile(source, dest)
+
+
+def _batches(lines: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    while batch := list(islice(lines, size)):
+        yield batch

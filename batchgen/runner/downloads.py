@@ -1,7 +1,9 @@
 """The download stage: finished tasks' videos into the run folder, and `done`.
 
-Each video streams to `.part`, is checked to be a video, synced, and renamed to
-`videos/<row id>.mp4` beside its sidecar; only then is the job `done`. A row edited since its
+Each video streams to `.part`, is checked to be a video (a page served in its place is kept
+as `.rejected` and the job stays `downloading`, to be fetched again from a fresh URL), synced,
+renamed to `videos/<row id>.mp4`, probed and judged (media/), and given its sidecar; only then
+is the job `done`. A row edited since its
 earlier job was paid for keeps its id, so the earlier video is moved aside first, to
 `videos/<job id>.mp4` (hard link, then the state, then the new file over the old name): no
 paid video is ever overwritten. Done jobs whose file went missing are downloaded again.
@@ -27,6 +29,7 @@ from batchgen.errors import (
     ThrottledError,
 )
 from batchgen.events import Notice
+from batchgen.media import check_download
 from batchgen.runner.context import RunContext
 from batchgen.status import JobStatus
 from batchgen.store import DoneVideo, JobRecord
@@ -81,14 +84,10 @@ class Downloader:
             except UrlExpired:
                 ctx.store.mark_progress(job_id, JobStatus.DOWNLOADING, video_url=None)
             except NotAVideo as error:
-                if attempt == ctx.config.download_attempts:
-                    ctx.fail(
-                        job,
-                        f"{error} after {attempt} tries; `batchgen retry` fetches it again",
-                        "not_a_video",
-                    )
-                    return
+                # Paid, and still at the provider: it stays downloading, from a fresh URL.
+                ctx.store.mark_waiting(job_id, 0, error.describe(), "not_a_video")
                 ctx.store.mark_progress(job_id, JobStatus.DOWNLOADING, video_url=None)
+                await anyio.sleep(ctx.config.retry.backoff(attempt, ctx.rng))
             except (RetryableError, ThrottledError, TaskNotFound) as error:
                 ctx.store.mark_waiting(job_id, 0, error.describe(), "download")
                 await anyio.sleep(ctx.config.retry.backoff(attempt, ctx.rng))
@@ -134,7 +133,8 @@ class Downloader:
 
         try:
             result = await download(ctx.downloads, url, dest, make_room=make_room)
-            entry = output.sidecar(job, relative, result.sha256, result.size)
+            check = await check_download(ctx.store, job, dest, result.sha256)
+            entry = output.sidecar(job, relative, result.sha256, result.size, check.as_json())
             await anyio.to_thread.run_sync(
                 output.write_json_atomic, dest.with_suffix(".json"), entry
             )

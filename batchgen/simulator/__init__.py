@@ -16,9 +16,10 @@ Modules: config (settings), profiles (what differs between providers), dialects 
 provider's answers), auth (bearer key, JWT), answers (HTTP answers, HTML pages), envelopes
 (Kling's JSON bodies), tasks (task lifecycle and slots), validation (create-body rules),
 pricing (units charged), faults (seeded fault decisions), links (signed video URLs, Range),
-account (the account behind the API), callbacks (status-change webhooks), video (MP4
-rendering), library (input images and rendered videos), asgi (ASGI plumbing), app (routes),
-server (uvicorn).
+account (the account behind the API), callbacks (status-change webhooks), footage (what a
+task's video shows), motion (its frames), defects (video defects and HTML pages on demand),
+video (MP4 rendering), library (input images and rendered videos), asgi (ASGI plumbing), app
+(routes), server (uvicorn).
 
 Stats keys: profile; requests_total (routed API requests), creates_received,
 creates_accepted, image_rejections (accepted creates whose image will fail the task),
@@ -28,12 +29,13 @@ external_lookups (kling: a path id that is no task id), not_found, list_calls (k
 unrouted (paths and methods outside the API), downloads_started, downloads_completed,
 range_requests, expired_url_refusals, faults {kind: count} (server_error,
 reset_before_accept, reset_after_accept, gateway_timeout, malformed_answer, slow,
-not_found_grace, truncate), submissions_per_external_id {external_task_id: accepted creates},
-callbacks_sent (answered 2xx), callbacks_failed, callbacks_dropped, callbacks_skipped (not
-loopback), tasks_total, active, max_active, busy_seconds (generation time of the tasks that
-have ended), slots, video_renders, process_cpu_seconds; and with `stats(with_tasks=True)` or
-`?tasks=1`, task_spans {task_id: [created, finishes]} in Unix seconds and
-tasks_by_external_id {external_task_id: [task ids, oldest first]} (the provider's dashboard).
+not_found_grace, truncate, html_page), video_defects {kind: count},
+submissions_per_external_id {external_task_id: accepted creates}, callbacks_sent (answered
+2xx), callbacks_failed, callbacks_dropped, callbacks_skipped (not loopback), tasks_total,
+active, max_active, busy_seconds (generation time of the tasks that have ended), slots,
+video_renders, process_cpu_seconds; and with `stats(with_tasks=True)` or `?tasks=1`,
+task_spans {task_id: [created, finishes]} in Unix seconds and tasks_by_external_id
+{external_task_id: [task ids, oldest first]} (the provider's dashboard).
 """
 
 from batchgen.simulator.app import KlingSimulator

@@ -21,8 +21,10 @@ from typing import Any
 from batchgen.simulator import envelopes
 from batchgen.simulator.answers import Answer
 from batchgen.simulator.config import SimulatorConfig
+from batchgen.simulator.defects import draw_defect, draw_html_page
 from batchgen.simulator.faults import Fault, Faults
-from batchgen.simulator.library import ImageStore
+from batchgen.simulator.footage import Defect, VideoSpec
+from batchgen.simulator.library import ImageStore, video_spec
 from batchgen.simulator.links import LinkState, check_link, expired_status, video_url
 from batchgen.simulator.pricing import units_charged
 from batchgen.simulator.profiles import PROFILES, Route
@@ -63,6 +65,8 @@ class DownloadTicket:
     status: int
     image_key: str = ""
     message: str = ""
+    video: VideoSpec | None = None
+    html_page: bool = False  # answer 200 with an HTML page instead (a fault)
 
 
 class Account:
@@ -75,6 +79,8 @@ class Account:
         self.book = TaskBook(random.Random(f"{config.seed}/tasks"))
         self.faults = Faults(random.Random(config.seed))
         self._request_ids = random.Random(f"{config.seed}/request-ids")
+        self._defects = random.Random(f"{config.seed}/defects")
+        self._defects_injected: Counter[str] = Counter()
         self._link_key = f"batchgen-simulator/{config.seed}".encode()
         self._counts: Counter[str] = Counter()
         self._faults_injected: Counter[str] = Counter()
@@ -126,7 +132,9 @@ class Account:
                 return DownloadTicket(expired_status(query), message="this link has expired")
             if task is None or state is LinkState.FORGED or task.status(now) != "succeed":
                 return DownloadTicket(404, message="no such video")
-            return DownloadTicket(200, image_key=task.image_key)
+            html_page = draw_html_page(self._defects, self.config)
+            self._faults_injected[Fault.HTML_PAGE] += html_page
+            return DownloadTicket(200, task.image_key, video=task.video, html_page=html_page)
 
     def start_download(self, length: int, ranged: bool) -> int | None:
         """Count a download of `length` bytes; answers where a truncation fault cuts it."""
@@ -151,6 +159,7 @@ class Account:
                 "profile": self.profile.name,
                 "auth_refusals": {str(code): n for code, n in sorted(self._auth_refusals.items())},
                 "faults": {kind.value: self._faults_injected[kind] for kind in Fault},
+                "video_defects": {kind.value: self._defects_injected[kind] for kind in Defect},
                 "submissions_per_external_id": dict(self._submissions),
                 "tasks_total": len(self.book.tasks),
                 "active": active,
@@ -226,7 +235,11 @@ class Account:
             self._counts["throttled_1303"] += 1
             return Reply(self._throttled(1303))
         config = self.config
-        task = self.book.create(_new_task(body, self.images), now, config.latency, config.fail_rate)
+        defect = draw_defect(self._defects, config)
+        if defect is not None:
+            self._defects_injected[defect] += 1
+        new = _new_task(body, self.images, defect)
+        task = self.book.create(new, now, config.latency, config.fail_rate)
         self._count_accepted(task)
         data = envelopes.created(task, self.profile.echoes_external_id)
         return Reply(self.profile.dialect.created(data, self._request_id()), created=task)
@@ -346,17 +359,19 @@ def _model_asked(raw: bytes) -> str:
     return model_of(body) if isinstance(body, Mapping) else model_of({})
 
 
-def _new_task(body: Mapping[str, Any], images: ImageStore) -> NewTask:
+def _new_task(body: Mapping[str, Any], images: ImageStore, defect: Defect | None) -> NewTask:
     """The task a valid body asks for; an unusable image is not kept, the task will fail."""
     duration = str(body.get("duration", "5"))
     rejected = image_problem(body) is not None
+    video = None if rejected else video_spec(body, images, defect)
     return NewTask(
         external_task_id=body.get("external_task_id") or None,
-        image_key="" if rejected else images.keep(body.get("image") or body["image_tail"]),
+        image_key="" if video is None else video.image_key,
         duration=duration,
         units=units_charged(model_of(body), str(body.get("mode", "std")), duration),
         image_rejected=rejected,
         callback_url=body.get("callback_url") or None,
+        video=video,
     )
 
 

@@ -26,7 +26,9 @@ from batchgen.simulator.answers import Answer
 from batchgen.simulator.asgi import Receive, Scope, Send
 from batchgen.simulator.callbacks import CallbackSender
 from batchgen.simulator.config import SimulatorConfig, changes_from_json
+from batchgen.simulator.defects import HTML_PAGE
 from batchgen.simulator.faults import Fault
+from batchgen.simulator.footage import VideoSpec
 from batchgen.simulator.library import ImageStore, VideoLibrary
 from batchgen.simulator.links import RangeNotSatisfiable, byte_range, task_id_of
 from batchgen.simulator.profiles import Route
@@ -120,7 +122,11 @@ class KlingSimulator:
         if ticket.status != 200:
             await asgi.send_bytes(send, ticket.status, ticket.message.encode(), b"text/plain")
             return
-        video = padded(await self.library.mp4(ticket.image_key), self.config.video_bytes)
+        if ticket.html_page:
+            await asgi.send_bytes(send, 200, HTML_PAGE, b"text/html; charset=utf-8")
+            return
+        spec = ticket.video or VideoSpec(ticket.image_key)
+        video = padded(await self.library.mp4(spec), self.config.video_bytes)
         try:
             span = byte_range(asgi.header(scope, b"range"), video.size)
         except RangeNotSatisfiable as exc:

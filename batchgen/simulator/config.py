@@ -25,6 +25,15 @@ RATES = (
     "slow_rate",
     "truncate_rate",
     "callback_drop_rate",
+    "html_rate",
+)
+VIDEO_DEFECT_RATES = (  # share of tasks whose video has each defect (footage.Defect)
+    "black_rate",
+    "frozen_rate",
+    "short_rate",
+    "undecodable_rate",
+    "aspect_rate",
+    "mute_rate",
 )
 API_FAULT_RATES = RATES[1:7]  # drawn together for each API request: they add up to at most 1
 DELAYS = ("slow_seconds", "response_delay", "not_found_grace", "callback_delay")
@@ -64,6 +73,13 @@ class SimulatorConfig:
     callback_secret: str | None = None  # set: callbacks are signed (Standard Webhooks)
     callback_drop_rate: float = 0.0  # status-change callbacks never sent
     callback_delay: float = 0.0  # callbacks leave this long after the change
+    html_rate: float = 0.0  # downloads answered 200 with an HTML page instead of the video
+    black_rate: float = 0.0  # videos whose every frame is black
+    frozen_rate: float = 0.0  # videos whose every frame is the same
+    short_rate: float = 0.0  # videos far shorter than asked
+    undecodable_rate: float = 0.0  # videos whose frame data is mostly garbage
+    aspect_rate: float = 0.0  # videos of another shape than the input image
+    mute_rate: float = 0.0  # videos without audio although sound was asked
 
     def __post_init__(self) -> None:
         problem = _first_problem(self)
@@ -93,7 +109,7 @@ def changes_from_json(document: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _first_problem(config: SimulatorConfig) -> str | None:
-    for name in RATES:
+    for name in (*RATES, *VIDEO_DEFECT_RATES):
         if not 0.0 <= getattr(config, name) <= 1.0:
             return f"{name} must be between 0 and 1"
     low, high = config.latency
@@ -106,6 +122,10 @@ def _first_problem(config: SimulatorConfig) -> str | None:
         (
             config.updated_at_mode in UPDATED_AT_MODES,
             f"updated_at_mode is one of {', '.join(UPDATED_AT_MODES)}",
+        ),
+        (
+            sum(getattr(config, name) for name in VIDEO_DEFECT_RATES) <= 1.0,
+            "video defect rates must add up to at most 1",
         ),
         (0.0 <= low <= high, "latency must be (min, max) with 0 <= min <= max"),
         (config.slots >= 1, "slots must be at least 1"),

@@ -24,6 +24,7 @@ class Fault(StrEnum):
     SLOW = "slow"  # the answer comes `slow_seconds` late
     NOT_FOUND_GRACE = "not_found_grace"  # a new task answered "not found"
     TRUNCATE = "truncate"  # a download stops early and the connection closes
+    HTML_PAGE = "html_page"  # a download answered 200 with an HTML page (defects.py)
 
 
 CREATE_ONLY = (

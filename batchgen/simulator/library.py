@@ -1,5 +1,5 @@
-"""Where each task's video comes from: the input image, held by digest in a bounded store, and
-the MP4 rendered from it once per digest (20,000 tasks on one image encode once).
+"""Where each task's video comes from: the input images, held by digest in a bounded store, and
+the MP4 rendered once per `VideoSpec` (20,000 tasks on one image encode once per camera move).
 
 Image URLs are fetched only from loopback hosts (127.0.0.0/8, ::1, localhost), never through a
 proxy and never following redirects; any other URL gets a pattern frame.
@@ -11,10 +11,13 @@ import asyncio
 import hashlib
 import ipaddress
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from batchgen.simulator.footage import Defect, VideoSpec, motion_of, seconds_of
 from batchgen.simulator.validation import image_bytes
 from batchgen.simulator.video import picture, render_mp4
 
@@ -55,8 +58,21 @@ class ImageStore:
         return self._held.get(key)
 
 
+def video_spec(body: Mapping[str, Any], images: ImageStore, defect: Defect | None) -> VideoSpec:
+    """What the video of a (validated) create body shows; its images are kept in `images`."""
+    tail = body.get("image_tail") if body.get("image") else None
+    return VideoSpec(
+        image_key=images.keep(body.get("image") or body["image_tail"]),
+        tail_key=images.keep(tail) if tail else None,
+        seconds=seconds_of(body.get("duration")),
+        motion=motion_of(str(body.get("prompt") or "")),
+        sound=body.get("sound") == "on",
+        defect=defect,
+    )
+
+
 class VideoLibrary:
-    """MP4s by image key, each rendered once in a worker thread; concurrent asks share it.
+    """MP4s by VideoSpec, each rendered once in a worker thread; concurrent asks share it.
 
     Use from the event loop's thread only.
     """
@@ -64,35 +80,50 @@ class VideoLibrary:
     def __init__(self, images: ImageStore, cache_size: int = VIDEO_CACHE) -> None:
         self.images = images
         self.cache_size = cache_size
-        self._ready: OrderedDict[str, bytes] = OrderedDict()
-        self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._ready: OrderedDict[VideoSpec, bytes] = OrderedDict()
+        self._pending: dict[VideoSpec, asyncio.Future[bytes]] = {}
         self.renders = 0
 
-    async def mp4(self, key: str) -> bytes:
-        """The video for the image with this key."""
-        if key in self._ready:
-            self._ready.move_to_end(key)
-            return self._ready[key]
-        if key not in self._pending:
-            self._pending[key] = asyncio.ensure_future(self._render(key))
-        return await asyncio.shield(self._pending[key])
+    async def mp4(self, spec: VideoSpec) -> bytes:
+        """The video of a task."""
+        if spec in self._ready:
+            self._ready.move_to_end(spec)
+            return self._ready[spec]
+        if spec not in self._pending:
+            self._pending[spec] = asyncio.ensure_future(self._render(spec))
+        return await asyncio.shield(self._pending[spec])
 
-    async def _render(self, key: str) -> bytes:
+    async def _render(self, spec: VideoSpec) -> bytes:
+        sources = self.images.source(spec.image_key), self._tail_source(spec)
         try:
-            data = await asyncio.to_thread(render_source, self.images.source(key), key)
+            data = await asyncio.to_thread(render_source, spec, *sources)
         finally:
-            del self._pending[key]
+            del self._pending[spec]
         self.renders += 1
-        self._ready[key] = data
+        self._ready[spec] = data
         if len(self._ready) > self.cache_size:
             self._ready.popitem(last=False)
         return data
 
+    def _tail_source(self, spec: VideoSpec) -> Source | None:
+        return None if spec.tail_key is None else self.images.source(spec.tail_key)
 
-def render_source(source: Source | None, label: str) -> bytes:
-    """Render the image in `source`, fetching it first if it is a loopback URL."""
-    data = fetch_loopback(source) if isinstance(source, str) else source
-    return render_mp4(picture(data, label))
+
+def render_source(spec: VideoSpec, image: Source | None, tail: Source | None = None) -> bytes:
+    """Render `spec` from its image and end-frame sources, fetching loopback URLs first."""
+    tail_picture = None if spec.tail_key is None else picture(_bytes_of(tail), "end frame")
+    return render_mp4(
+        picture(_bytes_of(image), spec.image_key),
+        seconds=spec.seconds,
+        motion=spec.motion,
+        tail=tail_picture,
+        sound=spec.sound,
+        defect=spec.defect,
+    )
+
+
+def _bytes_of(source: Source | None) -> bytes | None:
+    return fetch_loopback(source) if isinstance(source, str) else source
 
 
 def is_loopback_url(url: str) -> bool:

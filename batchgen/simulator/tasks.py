@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
+from batchgen.simulator.footage import VideoSpec
+
 SUBMITTED_SHARE = 0.1
 IMAGE_CHECK_SECONDS = 1.65  # E17: "Image pixel is invalid" 1.65 s after the create
 FIRST_TASK_ID = 2032273942220931072  # 19 digits, like the ids in the docs
@@ -45,6 +47,7 @@ class Task:
     duration: str
     units: str  # charged on success
     callback_url: str | None = None
+    video: VideoSpec | None = None  # what its video shows; None: the image at image_key
 
     @property
     def finishes(self) -> float:
@@ -85,6 +88,7 @@ class NewTask:
     units: str
     image_rejected: bool = False
     callback_url: str | None = None
+    video: VideoSpec | None = None
 
 
 @dataclass
@@ -131,6 +135,7 @@ class TaskBook:
             new.duration,
             new.units,
             new.callback_url,
+            new.video,
         )
         self._record(task)
         return task

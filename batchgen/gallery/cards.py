@@ -1,0 +1,114 @@
+"""One card per job of a run: what the gallery shows of it, from the state (every job, in
+manifest order) or, for a folder without one, from index.jsonl (the done jobs). Pure but for
+reading those two files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchgen.export.entries import read_lines
+from batchgen.price_table import PriceTable
+from batchgen.pricing import price_of
+from batchgen.store import CheckRecord, JobRecord, Store
+
+SHOWN_PARAMS = ("model_name", "mode", "duration", "cfg_scale", "sound", "negative_prompt")
+PARAM_GROUPS = ("camera_control", "static_mask", "dynamic_masks", "watermark_info")
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A job as the gallery shows it. Paths are relative to the run folder; `findings` is
+    None for a video that was not checked; `reason` is why a job is not done."""
+
+    row_id: str
+    job_id: str
+    status: str
+    prompt: str
+    params: dict[str, str]
+    video: str | None = None
+    sha256: str | None = None
+    image: str | None = None  # image refs, as in the request
+    image_tail: str | None = None
+    probe: Mapping[str, Any] = field(default_factory=dict)
+    findings: list[Mapping[str, Any]] | None = None
+    reason: str | None = None
+    units: str | None = None  # final_unit_deduction
+    usd: float | None = None  # the price table's price of a done job
+
+    @property
+    def codes(self) -> list[str]:
+        return [str(f.get("code")) for f in self.findings or ()]
+
+
+def cards_of_state(store: Store, prices: PriceTable) -> Iterator[Card]:
+    """Every job of the run in `store`, in manifest order."""
+    for job, check in store.jobs_with_checks():
+        yield _card_of_job(job, check, prices)
+
+
+def cards_of_index(run_dir: Path, prices: PriceTable) -> Iterator[Card]:
+    """The done jobs of index.jsonl, in its order (for a run folder without its state)."""
+    for line in read_lines(run_dir):
+        entry = line.entry
+        yield _card(
+            entry["request"] if isinstance(entry.get("request"), dict) else {},
+            prices,
+            row_id=line.row_id,
+            job_id=line.job_id,
+            status="done",
+            video=line.video,
+            sha256=entry.get("sha256"),
+            probe=entry.get("probe") or {},
+            findings=entry.get("qa"),
+            units=entry.get("final_unit_deduction"),
+        )
+
+
+def _card_of_job(job: JobRecord, check: CheckRecord | None, prices: PriceTable) -> Card:
+    done = job.status == "done"
+    return _card(
+        job.request,
+        prices,
+        row_id=job.row_id,
+        job_id=job.job_id,
+        status=str(job.status),
+        video=job.output_path if done else None,
+        sha256=job.sha256 if done else None,
+        probe=check.probe if check else {},
+        findings=check.findings if check else None,
+        reason=None if done else job.last_error,
+        units=job.unit_deduction,
+    )
+
+
+def _card(request: Mapping[str, Any], prices: PriceTable, **fields: Any) -> Card:
+    done = fields["status"] == "done"
+    usd = price_of(request, prices, "expected").usd if done else None
+    return Card(
+        prompt=str(request.get("prompt") or ""),
+        params=params_of(request),
+        image=_ref(request.get("image")),
+        image_tail=_ref(request.get("image_tail")),
+        usd=usd,
+        **fields,
+    )
+
+
+def params_of(request: Mapping[str, Any]) -> dict[str, str]:
+    """The request's parameters worth a line each, as text (groups by their presence)."""
+    shown = {name: str(request[name]) for name in SHOWN_PARAMS if request.get(name) is not None}
+    if "duration" in shown:
+        shown["duration"] += " s asked"
+    for name in PARAM_GROUPS:
+        value = request.get(name)
+        if value:
+            shown[name] = str(value.get("type", "yes")) if isinstance(value, Mapping) else "yes"
+    return shown
+
+
+def _ref(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

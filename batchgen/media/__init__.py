@@ -1,0 +1,24 @@
+"""Is each downloaded video the one that was asked for?
+
+sniff    what a file's first bytes say it is
+probe    the facts of a video file, read with PyAV (`probe_video`)
+qa       findings from those facts and the request (`findings`, pure)
+check    the one call a run makes after a download (`check_download`)
+"""
+
+from batchgen.media.check import VideoCheck, check_download, check_video
+from batchgen.media.probe import FrameStats, Probe, probe_video
+from batchgen.media.qa import Expected, Finding, expected_of, findings
+
+__all__ = [
+    "Expected",
+    "Finding",
+    "FrameStats",
+    "Probe",
+    "VideoCheck",
+    "check_download",
+    "check_video",
+    "expected_of",
+    "findings",
+    "probe_video",
+]

@@ -1,0 +1,186 @@
+"""What a video file is, read with PyAV: container, codec, size, rate, frames, length, audio, and
+statistics of a bounded sample of its frames. Facts only; qa.py judges them.
+
+Every packet of the video stream is decoded, because a frame that does not decode is itself a
+finding, but at most SAMPLES frames, evenly spaced, are converted (each to a SAMPLE_SIZE grey
+thumbnail) for the black and frozen checks, so a probe costs about one decode of the video.
+Meant for a worker thread: PyAV releases the GIL while it decodes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+from av.video.reformatter import VideoReformatter
+from PIL import Image, ImageChops, ImageStat
+
+from batchgen.media.sniff import container_of, read_head
+
+SAMPLES = 16
+SAMPLE_SIZE = 64  # px, each side of a sampled frame's thumbnail
+BLACK_LEVEL = 24  # luma (0..255) at or under which a pixel counts as black
+BRIGHT_SHARE = 0.02  # a frame is black when fewer than this share of its pixels are brighter
+
+
+@dataclass(frozen=True, slots=True)
+class FrameStats:
+    """What the sampled frames show: how many were sampled, how many are black, and the
+    largest mean luma difference (0..255) between a sampled frame and the first one."""
+
+    sampled: int = 0
+    black: int = 0
+    change: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """The facts of one video file; `error` says why it could not be read to the end."""
+
+    container: str | None = None
+    codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    frames: int = 0  # video frames (packets) in the file
+    decoded: int = 0  # of those, frames that decoded
+    duration_s: float | None = None
+    has_audio: bool = False
+    audio_codec: str | None = None
+    stats: FrameStats = field(default_factory=FrameStats)
+    error: str | None = None
+
+    @property
+    def is_video(self) -> bool:
+        """Whether the file has a video stream (whatever state its frames are in)."""
+        return self.codec is not None
+
+    def as_json(self) -> dict[str, Any]:
+        """The probe as JSON-ready values, `stats` flattened into `sampled_frames`,
+        `black_frames` and `change`."""
+        values = asdict(self)
+        stats = values.pop("stats")
+        values.update(
+            sampled_frames=stats["sampled"], black_frames=stats["black"], change=stats["change"]
+        )
+        return values
+
+
+def probe_video(path: Path) -> Probe:
+    """Open, read and decode the video at `path`. Never raises for what the file holds: a file
+    PyAV cannot open gives a Probe with `error` set and no codec."""
+    container_name = container_of(read_head(str(path)))
+    try:
+        with av.open(str(path)) as container:
+            return _probe(container, container_name)
+    except av.error.FFmpegError as exc:
+        return Probe(container=container_name, error=f"cannot be opened: {exc}")
+
+
+def _probe(container: Any, container_name: str | None) -> Probe:
+    name = container_name or str(container.format.name).split(",")[0]
+    audio = container.streams.audio[0] if container.streams.audio else None
+    facts: dict[str, Any] = {
+        "container": name,
+        "has_audio": audio is not None,
+        "audio_codec": None if audio is None else audio.codec_context.name,
+    }
+    if not container.streams.video:
+        return Probe(**facts, error="no video stream")
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate or stream.guessed_rate or 0) or None
+    facts.update(
+        codec=stream.codec_context.name,
+        width=stream.codec_context.width or None,
+        height=stream.codec_context.height or None,
+        fps=fps,
+        duration_s=_duration(container, stream),
+    )
+    decoding = _Decoding(_sample_step(stream, fps, facts["duration_s"]))
+    decoding.run(container, stream)
+    return Probe(
+        **facts,
+        frames=decoding.packets,
+        decoded=decoding.decoded,
+        stats=decoding.stats(),
+        error=decoding.error,
+    )
+
+
+def _duration(container: Any, stream: Any) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return round(float(stream.duration * stream.time_base), 3)
+    if container.duration is not None:
+        return round(float(container.duration) / av.time_base, 3)
+    return None
+
+
+def _sample_step(stream: Any, fps: float | None, duration: float | None) -> int:
+    """Every how many decoded frames to take a sample, so that about SAMPLES are taken."""
+    expected = stream.frames or (round(fps * duration) if fps and duration else 0)
+    return max(1, math.ceil(expected / SAMPLES))
+
+
+class _Decoding:
+    """One pass over a video stream: counts packets and decoded frames, keeps thumbnails of
+    every `step`-th frame (at most SAMPLES), and remembers the first error."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.packets = 0
+        self.decoded = 0
+        self.bad_packets = 0
+        self.samples: list[Image.Image] = []
+        self.error: str | None = None
+        self._reformatter = VideoReformatter()  # one scaler for every sample: made once
+
+    def run(self, container: Any, stream: Any) -> None:
+        try:
+            for packet in container.demux(stream):
+                self.packets += packet.size > 0
+                for frame in self._decode(packet):
+                    self._count(frame)
+        except av.error.FFmpegError as exc:
+            self.error = f"reading stopped after {self.packets} frames: {exc}"
+        if self.bad_packets and self.error is None:
+            self.error = f"{self.bad_packets} of {self.packets} frames do not decode"
+
+    def _decode(self, packet: Any) -> list[Any]:
+        try:
+            return list(packet.decode())
+        except av.error.InvalidDataError:
+            self.bad_packets += 1
+            return []
+
+    def _count(self, frame: Any) -> None:
+        if self.decoded % self.step == 0 and len(self.samples) < SAMPLES:
+            self.samples.append(_thumbnail(frame, self._reformatter))
+        self.decoded += 1
+
+    def stats(self) -> FrameStats:
+        if not self.samples:
+            return FrameStats()
+        first = self.samples[0]
+        change = max(_mean(ImageChops.difference(first, s)) for s in self.samples)
+        black = sum(_is_black(s) for s in self.samples)
+        return FrameStats(len(self.samples), black, round(change, 3))
+
+
+def _thumbnail(frame: Any, reformatter: Any) -> Image.Image:
+    """A SAMPLE_SIZE square grey picture of `frame`, each pixel the average of its area."""
+    grey = reformatter.reformat(frame, SAMPLE_SIZE, SAMPLE_SIZE, "gray", interpolation="AREA")
+    plane = grey.planes[0]
+    size = (SAMPLE_SIZE, SAMPLE_SIZE)
+    return Image.frombuffer("L", size, bytes(plane), "raw", "L", plane.line_size, 1)
+
+
+def _mean(image: Image.Image) -> float:
+    return float(ImageStat.Stat(image).mean[0])
+
+
+def _is_black(image: Image.Image) -> bool:
+    histogram = image.histogram()
+    return sum(histogram[BLACK_LEVEL + 1 :]) < BRIGHT_SHARE * sum(histogram)

@@ -1,0 +1,127 @@
+"""Probe + QA cost per video as a share of its download's time, in the same process.
+
+Three videos: the simulator's own (256 px, 8 fps, 5 s), and a 720p and a 1080p 24 fps 5 s
+H.264 clip made here with the bitrate of real generations (~5 and ~13 MB). Each is downloaded
+over loopback with batchgen's downloader (stream to .part, sha256, fsync, rename) and then
+checked as the runner checks it (`check_video`: PyAV decode of every frame, 16 sampled
+thumbnails, the QA rules), median of TRIES each. Loopback is the fastest a download can be,
+so the share printed is the most the probe can cost; the break-even rate is the download speed
+(per worker) below which the probe takes less time than the download.
+"""
+
+from __future__ import annotations
+
+import base64
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import av
+import httpx
+from common import figure, free_port, simulator_process, write_csv_manifest
+from PIL import Image
+
+from batchgen.download import download
+from batchgen.media import Expected, check_video
+from batchgen.pipeline import run_async
+
+TRIES = 5
+MB = 2**20
+
+
+def real_clip(path: Path, width: int, height: int, seconds: int = 5, fps: int = 24) -> None:
+    """A panning textured picture with film grain: about the bitrate of a real generation."""
+    size = (int(width * 1.3), int(height * 1.3))
+    texture = Image.effect_noise((width // 8, height // 8), 80).convert("RGB").resize(size)
+    fractal = Image.effect_mandelbrot(size, (-2, -1.2, 1, 1.2), 80).convert("RGB")
+    base = Image.blend(texture, fractal, 0.5)
+    grain = [Image.effect_noise((width, height), 60).convert("RGB") for _ in range(3)]
+    frames = seconds * fps
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "22"}
+        for i in range(frames):
+            x, y = int(i / frames * 0.27 * width), int(i / frames * 0.15 * height)
+            picture = Image.blend(base.crop((x, y, x + width, y + height)), grain[i % 3], 0.12)
+            container.mux(stream.encode(av.VideoFrame.from_image(picture)))
+        container.mux(stream.encode(None))
+
+
+def simulator_video_url(url: str, image: Path) -> str:
+    headers = {"Authorization": "Bearer sk-bench"}
+    body = {"model_name": "kling-v2-master", "image": base64.b64encode(image.read_bytes()).decode()}
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+        task_id = client.post("/kling/v1/videos/image2video", json=body).json()["data"]["task_id"]
+        while True:
+            data = client.get(f"/kling/v1/videos/image2video/{task_id}").json()["data"]
+            if data["task_status"] == "succeed":
+                return str(data["task_result"]["videos"][0]["url"])
+            time.sleep(0.05)
+
+
+def median_seconds(action: Callable[[], object]) -> float:
+    times = []
+    for _ in range(TRIES):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def timed_download(url: str, dest: Path) -> float:
+    async def fetch() -> None:
+        async with httpx.AsyncClient(timeout=120) as client:
+            await download(client, url, dest)
+
+    return median_seconds(lambda: run_async(fetch))
+
+
+def measure(name: str, url: str, dest: Path, aspect: float) -> None:
+    fetch = timed_download(url, dest)
+    expected = Expected(duration_s=5.0, aspect=aspect)
+    probe = median_seconds(lambda: check_video(dest, expected))
+    check = check_video(dest, expected)
+    assert check.probe.decoded == check.probe.frames > 0 and not check.findings, check
+    size = dest.stat().st_size / MB
+    baseline = f"download {fetch * 1000:.1f} ms ({size:.2f} MB over loopback)"
+    figure(f"{name}: probe + QA, share of download time", probe / fetch, "-", baseline)
+    figure("  probe + QA per video", probe * 1000, "-", unit=" ms")
+    figure("  break-even download speed per worker", size / probe, "-", unit=" MB/s")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_csv_manifest(folder, 1)
+        served = folder / "served"
+        served.mkdir()
+        real_clip(served / "720p.mp4", 1280, 720)
+        real_clip(served / "1080p.mp4", 1920, 1080)
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(port), "-b", "127.0.0.1", "-d", str(served)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            with simulator_process(latency=(0, 0), slots=4) as url:
+                link = simulator_video_url(url, folder / "images" / "0.png")
+                measure("simulator 256 px, 5 s", link, folder / "sim.mp4", 1.0)
+            time.sleep(0.5)  # http.server binds while the simulator run went on
+            for name in ("720p", "1080p"):
+                clip = f"http://127.0.0.1:{port}/{name}.mp4"
+                measure(f"{name} 24 fps, 5 s", clip, folder / f"{name}.mp4", 16 / 9)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
