@@ -1,0 +1,93 @@
+"""Kling's own API: JWT credentials from the environment, renewed before they expire, never
+shown; look-ups and the task list used so that no job is left unknown."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+
+from batchgen.providers import KLING, connect
+from batchgen.providers.auth import KlingJwt
+from tests.conftest import read_index, run_cli, simulator, write_manifest
+
+
+def test_a_token_that_expires_mid_run_is_renewed_without_a_failed_request():
+    """Tokens of 2 s renewed 1 s early: 6 s of requests, several renewals, no 401 at all."""
+    auth = KlingJwt("sim-access", "sim-secret", lifetime=2.0, renew_before=1.0)
+
+    async def ask_for_six_seconds(base_url: str) -> int:
+        provider = connect(KLING, auth, base_url)
+        answered = 0
+        try:
+            deadline = time.monotonic() + 6.0
+            while time.monotonic() < deadline:
+                await provider.list_tasks(1, 10)
+                answered += 1
+                await anyio.sleep(0.25)
+        finally:
+            await provider.aclose()
+        return answered
+
+    with simulator(profile="kling") as sim:
+        answered = anyio.run(ask_for_six_seconds, sim.base_url)
+        refusals = sim.stats()["auth_refusals"]
+    assert answered >= 20 and auth.renewals >= 4
+    assert refusals == {}
+
+
+def test_a_wrong_secret_stops_with_3_naming_the_variable_never_the_key(tmp_path, capsys):
+    """A secret the provider does not accept: exit 3, KLING_SECRET_KEY named, key not shown."""
+    manifest = write_manifest(tmp_path, 2)
+    with simulator(profile="kling") as sim:
+        code = run_cli(
+            "run",
+            manifest,
+            "-o",
+            tmp_path / "out",
+            "--provider",
+            "kling",
+            "--base-url",
+            sim.base_url,
+            "--access-key",
+            "sim-access",
+            "--secret-key",
+            "a-wrong-secret-of-some-length",
+            "--no-progress",
+        )
+        assert sim.stats()["creates_accepted"] == 0
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "KLING_ACCESS_KEY and KLING_SECRET_KEY" in err
+    assert "a-wrong-secret-of-some-length" not in err and "Traceback" not in err
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file():
+            assert b"a-wrong-secret-of-some-length" not in path.read_bytes()
+
+
+def test_credentials_come_from_the_environment(tmp_path, monkeypatch):
+    """KLING_ACCESS_KEY, KLING_SECRET_KEY and BATCHGEN_PROVIDER are enough to run."""
+    manifest = write_manifest(tmp_path, 2)
+    monkeypatch.setenv("BATCHGEN_PROVIDER", "kling")
+    monkeypatch.setenv("KLING_ACCESS_KEY", "sim-access")
+    monkeypatch.setenv("KLING_SECRET_KEY", "sim-secret")
+    with simulator(profile="kling") as sim:
+        code = run_cli("run", manifest, "-o", tmp_path / "out", "--base-url", sim.base_url)
+        stats = sim.stats()
+    assert code == 0 and stats["list_calls"] > 0
+    assert len(read_index(tmp_path / "out" / "batch")) == 2
+
+
+@pytest.mark.parametrize("missing", ["KLING_ACCESS_KEY", "KLING_SECRET_KEY"])
+def test_missing_kling_credentials_are_named_before_anything_runs(
+    tmp_path, monkeypatch, capsys, missing
+):
+    """Without both keys: exit 2, the variables named, no state made."""
+    manifest = write_manifest(tmp_path, 1)
+    for name in ("KLING_ACCESS_KEY", "KLING_SECRET_KEY"):
+        if name != missing:
+            monkeypatch.setenv(name, "x" * 32)
+    assert run_cli("run", manifest, "-o", tmp_path / "out", "--provider", "kling") == 2
+    assert "KLING_ACCESS_KEY and KLING_SECRET_KEY" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
