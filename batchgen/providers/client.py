@@ -4,6 +4,7 @@ provider can do it (`capabilities`), each answer checked before it is believed."
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -45,7 +46,7 @@ class Provider:
     async def create(self, body: Mapping[str, Any]) -> TaskInfo:
         """Submit a task. A success whose answer holds no task id is an unknown outcome."""
         doc = await self._call("create", "POST", self.profile.route, json_body=body)
-        task = task_in(doc)
+        task = self._told(task_in(doc))
         if task is None:
             raise OutcomeUnknown("the answer to the create holds no task id")
         return task
@@ -53,7 +54,7 @@ class Provider:
     async def get(self, task_id: str) -> TaskInfo:
         """Query one task by its task id."""
         doc = await self._call("query", "GET", f"{self.profile.route}/{quote(task_id, safe='')}")
-        task = task_in(doc)
+        task = self._told(task_in(doc))
         if task is None:
             raise RetryableError(f"the answer about task {task_id} holds no task")
         if task.task_id != task_id:
@@ -90,7 +91,7 @@ class Provider:
         tasks = tasks_in(doc)
         if tasks is None:
             raise RetryableError("the task list answer holds no list")
-        return tasks
+        return [task for task in map(self._told, tasks) if task is not None]
 
     async def _lookup(self, external_id: str) -> TaskInfo | None:
         path = f"{self.profile.route}/{quote(external_id, safe='')}"
@@ -98,13 +99,20 @@ class Provider:
             doc = await self._call("lookup", "GET", path)
         except TaskNotFound:
             return None
-        task = task_in(doc)
+        task = self._told(task_in(doc))
         if task is None or task.external_task_id != external_id:
             shown = "no task" if task is None else f"task {task.task_id}"
             raise OutcomeUnknown(
                 f"looking up {external_id} answered {shown} without that external id"
             )
         return task
+
+    def _told(self, task: TaskInfo | None) -> TaskInfo | None:
+        """A task as the provider told it, with credentials redacted from its message (a
+        failure reason is stored and shown)."""
+        if task is None or not task.message:
+            return task
+        return replace(task, message=self.transport.redact(task.message))
 
     async def _call(
         self,
