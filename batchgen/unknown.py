@@ -3,16 +3,21 @@ the user found at the provider, or send it again knowing it may be paid twice.""
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from dataclasses import dataclass
 
-from batchgen.errors import TaskNotFound, UsageError
+import anyio
+
+from batchgen.errors import RetryableError, TaskNotFound, ThrottledError, UsageError
+from batchgen.policy import RetryPolicy
 from batchgen.pricing import Key, cost_of, job_key, load_prices
-from batchgen.providers import Provider
+from batchgen.providers import Provider, TaskInfo
 from batchgen.reconcile import Adopted, adopt
 from batchgen.status import JobStatus
 from batchgen.store import Store
 
+ASK_TRIES = 5
 ADOPTABLE = (JobStatus.UNKNOWN, JobStatus.SUBMITTING, JobStatus.PENDING, JobStatus.FAILED)
 
 
@@ -30,7 +35,7 @@ async def adopt_by_task_id(store: Store, provider: Provider, name: str, task_id:
     if owner is not None:
         raise UsageError(f"task {task_id} already belongs to job {owner}")
     try:
-        task = await provider.get(task_id)
+        task = await _patiently(provider, task_id)
     except TaskNotFound:
         raise UsageError(f"{provider.name} does not know task {task_id}") from None
     echoed = task.external_task_id
@@ -40,6 +45,17 @@ async def adopt_by_task_id(store: Store, provider: Provider, name: str, task_id:
             f"{job.row_id}'s {job.current_external_id}"
         )
     return adopt(store, job, task)
+
+
+async def _patiently(provider: Provider, task_id: str) -> TaskInfo:
+    """The task, asked again after transient refusals (a 5xx, a throttle) with back-off."""
+    policy, rng = RetryPolicy(), random.Random()
+    for attempt in range(1, ASK_TRIES):
+        try:
+            return await provider.get(task_id)
+        except (RetryableError, ThrottledError) as error:
+            await anyio.sleep(max(policy.backoff(attempt, rng), error.retry_after or 0.0))
+    return await provider.get(task_id)
 
 
 @dataclass(frozen=True, slots=True)
