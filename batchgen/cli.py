@@ -345,6 +345,7 @@ VIDEO_FAULTS = {
     "undecodable": "videos whose frame data is mostly garbage",
     "aspect": "videos of another shape than the input image",
     "mute": "videos without audio although sound was asked",
+    "missing-video": "tasks that succeed with no video in their result",
 }
 
 

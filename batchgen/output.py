@@ -36,6 +36,11 @@ def video_path(run_dir: Path, row_id: str) -> Path:
     return run_dir / VIDEOS_DIR / f"{row_id}.mp4"
 
 
+def watermarked_path(video: Path) -> Path:
+    """Where a video's watermarked copy goes: beside it, `<name>.watermark.mp4`."""
+    return video.with_name(f"{video.stem}.watermark{video.suffix}")
+
+
 def superseded_path(run_dir: Path, job_id: str) -> Path:
     """Where a paid video goes when a later job of its (edited) row takes the row's name."""
     return run_dir / VIDEOS_DIR / f"{job_id}.mp4"
@@ -58,6 +63,7 @@ def index_entry(job: JobRecord, check: Mapping[str, Any] | None = None) -> dict[
         "request": job.request,
         "variant": job.variant,
         "metadata": job.metadata,
+        "watermark_video": job.watermark_path,
         "probe": None if check is None else check["probe"],
         "qa": None if check is None else check["qa"],
     }
@@ -88,6 +94,12 @@ def failure_entry(job: JobRecord) -> dict[str, Any]:
     return entry
 
 
+def skipped_entry(problem: tuple[str, int, str, str]) -> dict[str, Any]:
+    """The failed.jsonl line of a row `--skip-invalid` left out."""
+    row, line, field, message = problem
+    return {"row_id": row, "status": "invalid", "line": line, "field": field, "error": message}
+
+
 def sidecar(
     job: JobRecord, video: str, sha256: str, size: int, check: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -105,11 +117,10 @@ def write_indexes(store: Store, run_dir: Path) -> tuple[int, int]:
     done = _write_lines_atomic(
         run_dir / INDEX_NAME, _jsonl(_index_entry(*pair) for pair in store.done_with_checks())
     )
+    not_done = chain(store.failed_in_job_order(), store.unknown_in_job_order())
     failed = _write_lines_atomic(
         run_dir / FAILED_NAME,
-        _jsonl(
-            map(failure_entry, chain(store.failed_in_job_order(), store.unknown_in_job_order()))
-        ),
+        _jsonl(chain(map(failure_entry, not_done), map(skipped_entry, store.skipped()))),
     )
     return done, failed
 

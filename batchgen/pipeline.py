@@ -218,6 +218,7 @@ def load_jobs(
 
     new, known = store.add_jobs(valid_jobs())
     store.record_images(manifest.catalog.described())
+    store.replace_skipped((p.row, p.line, p.field, p.message) for p in problems)
     if counter["jobs"] == 0 and not problems:
         raise UsageError(f"manifest {manifest.path} has no rows")
     return Loaded(counter["jobs"], new, known, problems, counter["problems"], dict(kinds))

@@ -72,6 +72,13 @@ MIGRATIONS: Sequence[str] = (
     CREATE TABLE images (ref TEXT PRIMARY KEY, width INTEGER, height INTEGER, source TEXT);
     UPDATE meta SET value = '' WHERE key = 'inputs';
     """,
+    # The watermarked copy a request may ask for, and the rows --skip-invalid left out.
+    """
+    ALTER TABLE jobs ADD COLUMN watermark_url TEXT;
+    ALTER TABLE jobs ADD COLUMN watermark_path TEXT;
+    CREATE TABLE skipped (row TEXT NOT NULL, line INTEGER NOT NULL, field TEXT NOT NULL,
+                          message TEXT NOT NULL);
+    """,
 )
 
 DoneVideo = tuple[int, str, str | None, int | None]  # seq, job id, video path, bytes
@@ -91,7 +98,7 @@ JOB_COLUMNS = (
     "job_id, seq, row_id, request, metadata, variant, status, generation, external_task_id, "
     "task_id, attempts, not_before, last_error, error_kind, video_url, output_path, sha256, "
     "bytes, submitted_at, finished_at, task_created_at, task_updated_at, unit_deduction, "
-    "video_duration, api_calls"
+    "video_duration, api_calls, watermark_url, watermark_path"
 )
 
 
@@ -124,6 +131,8 @@ class JobRecord:
     unit_deduction: str | None
     video_duration: str | None
     api_calls: int
+    watermark_url: str | None
+    watermark_path: str | None
 
     @property
     def request(self) -> dict[str, Any]:
@@ -534,6 +543,16 @@ class Store:
                 fields["voice_list"] = [{}]  # a stand-in: only its presence changes the price
             yield str(status), fields, int(jobs), float(units), int(reported)
 
+    def replace_skipped(self, problems: Iterable[tuple[str, int, str, str]]) -> None:
+        """(row, line, field, message) of the rows the last load left out (--skip-invalid)."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM skipped")
+            self._conn.executemany("INSERT INTO skipped VALUES (?, ?, ?, ?)", problems)
+
+    def skipped(self) -> Iterator[tuple[str, int, str, str]]:
+        cursor = self._conn.execute("SELECT row, line, field, message FROM skipped ORDER BY rowid")
+        return ((str(r), int(n), str(f), str(m)) for r, n, f, m in cursor)
+
     def done_pricing_fields(self) -> Iterator[tuple[dict[str, Any], int]]:
         """The fields a done job is priced by (model_name, mode, duration), each combination
         with its number of done jobs of the manifest."""
@@ -687,6 +706,11 @@ class Store:
         """A done job's video now lives at `output_path` (a later job took its old name).
         Committed at once: the old name is reused only after this."""
         self._write("UPDATE jobs SET output_path = ? WHERE job_id = ?", (output_path, job_id))
+        self.commit()
+
+    def move_watermark(self, job_id: str, path: str) -> None:
+        """A done job's watermarked copy now lives at `path` (see `move_video`)."""
+        self._write("UPDATE jobs SET watermark_path = ? WHERE job_id = ?", (path, job_id))
         self.commit()
 
     def adopt_task(self, job_id: str, task_id: str, created_at: int | None) -> JobStatus:

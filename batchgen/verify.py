@@ -170,7 +170,8 @@ class Pair:
     def names(self) -> set[str]:
         """The files in the run this job accounts for: its video and sidecar, per source."""
         paths = {r.path for r in self.records if r.path}
-        return paths | {str(PurePosixPath(p).with_suffix(".json")) for p in paths}
+        copies = {self.job.watermark_path} if self.job and self.job.watermark_path else set()
+        return paths | copies | {str(PurePosixPath(p).with_suffix(".json")) for p in paths}
 
 
 def pair_by_job(lines: Iterator[IndexLine], jobs: Iterator[JobRecord]) -> Iterator[Pair]:

@@ -134,6 +134,7 @@ class Downloader:
         try:
             result = await download(ctx.downloads, url, dest, make_room=make_room)
             check = await check_download(ctx.store, job, dest, result.sha256)
+            job = await self._fetch_watermarked(job, dest)
             entry = output.sidecar(job, relative, result.sha256, result.size, check.as_json())
             await anyio.to_thread.run_sync(
                 output.write_json_atomic, dest.with_suffix(".json"), entry
@@ -143,6 +144,17 @@ class Downloader:
             if holding:
                 self._installing.release()
         ctx.announce(job, old, JobStatus.DONE)
+
+    async def _fetch_watermarked(self, job: JobRecord, dest: Path) -> JobRecord:
+        """The watermarked copy beside the video, where the request asked for one and the
+        provider gave its URL; the job as it then is."""
+        if not job.watermark_url:
+            return job
+        copy = output.watermarked_path(dest)
+        await download(self.ctx.downloads, job.watermark_url, copy)
+        relative = copy.relative_to(self.ctx.run_dir).as_posix()
+        self.ctx.store.mark_progress(job.job_id, JobStatus.DOWNLOADING, watermark_path=relative)
+        return self.ctx.job(job.job_id)
 
     async def _keep_earlier_videos(self, job: JobRecord, relative: str) -> None:
         """Move aside every other done job's video recorded at `relative` (an edited row that
@@ -154,6 +166,13 @@ class Downloader:
             kept = output.superseded_path(ctx.run_dir, other.job_id)
             kept_relative = kept.relative_to(ctx.run_dir).as_posix()
             await anyio.to_thread.run_sync(_link_or_copy, ctx.run_dir / relative, kept)
+            if other.watermark_path:
+                copy = output.watermarked_path(kept)
+                await anyio.to_thread.run_sync(
+                    _link_or_copy, ctx.run_dir / other.watermark_path, copy
+                )
+                ctx.store.move_watermark(other.job_id, copy.relative_to(ctx.run_dir).as_posix())
+                other = ctx.job(other.job_id)
             entry = output.sidecar(other, kept_relative, other.sha256 or "", other.bytes or 0)
             await anyio.to_thread.run_sync(
                 output.write_json_atomic, kept.with_suffix(".json"), entry

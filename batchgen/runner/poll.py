@@ -136,6 +136,7 @@ class Poller:
             video_duration=info.video_duration,
             unit_deduction=info.final_unit_deduction,
             task_updated_at=info.updated_at,
+            watermark_url=info.watermark_url,
             not_before=0,
         )
         ctx.enqueue_download(tracked.job_id)

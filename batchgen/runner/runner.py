@@ -74,11 +74,11 @@ class Runner:
         calls_before = ctx.provider.calls
         counts = ctx.store.counts()
         ctx.emit(RunStarted(sum(counts.values()), counts))
-        if self.receiver is not None:
-            await self.receiver.bind()
         ctx.provider.transport.observer = ctx.observe_exchange
         ctx.store.group_commits()
         try:
+            if self.receiver is not None:
+                await self.receiver.bind()
             async with anyio.create_task_group() as background:
                 ctx.cancel_run = background.cancel_scope.cancel
                 if ctx.config.handle_signals:
@@ -89,6 +89,8 @@ class Runner:
                 await self._stages(background)
                 background.cancel_scope.cancel()
         finally:
+            ctx.queue.close()
+            ctx.queued.close()
             ctx.provider.transport.observer = None
             ctx.store.end_grouping()
         output.write_indexes(ctx.store, ctx.run_dir)

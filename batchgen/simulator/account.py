@@ -239,6 +239,9 @@ class Account:
         if defect is not None:
             self._defects_injected[defect] += 1
         new = _new_task(body, self.images, defect)
+        if config.missing_video_rate and self.faults.rng.random() < config.missing_video_rate:
+            new = replace(new, no_video=True)
+            self._faults_injected[Fault.MISSING_VIDEO] += 1
         task = self.book.create(new, now, config.latency, config.fail_rate)
         self._count_accepted(task)
         data = envelopes.created(task, self.profile.echoes_external_id)
@@ -368,10 +371,13 @@ def _new_task(body: Mapping[str, Any], images: ImageStore, defect: Defect | None
         external_task_id=body.get("external_task_id") or None,
         image_key="" if video is None else video.image_key,
         duration=duration,
-        units=units_charged(model_of(body), str(body.get("mode", "std")), duration),
+        units=units_charged(
+            model_of(body), str(body.get("mode", "std")), duration, str(body.get("sound", "off"))
+        ),
         image_rejected=rejected,
         callback_url=body.get("callback_url") or None,
         video=video,
+        watermarked=bool((body.get("watermark_info") or {}).get("enabled")),
     )
 
 

@@ -26,6 +26,7 @@ RATES = (
     "truncate_rate",
     "callback_drop_rate",
     "html_rate",
+    "missing_video_rate",
 )
 VIDEO_DEFECT_RATES = (  # share of tasks whose video has each defect (footage.Defect)
     "black_rate",
@@ -74,6 +75,7 @@ class SimulatorConfig:
     callback_drop_rate: float = 0.0  # status-change callbacks never sent
     callback_delay: float = 0.0  # callbacks leave this long after the change
     html_rate: float = 0.0  # downloads answered 200 with an HTML page instead of the video
+    missing_video_rate: float = 0.0  # tasks that succeed with no video in their result
     black_rate: float = 0.0  # videos whose every frame is black
     frozen_rate: float = 0.0  # videos whose every frame is the same
     short_rate: float = 0.0  # videos far shorter than asked

@@ -89,8 +89,10 @@ def task_object(
         "updated_at": _ms(task.updated(now) if updated_at is None else updated_at),
         "task_result": {},
     }
-    if status == "succeed" and video_url is not None:
+    if status == "succeed" and video_url is not None and not task.no_video:
         video = {"id": f"{task.task_id}-0", "url": video_url, "duration": task.duration}
+        if task.watermarked:
+            video["watermark_url"] = f"{video_url}&watermark=1"
         data["task_result"] = {"videos": [video]}
     if status == "succeed":
         data["final_unit_deduction"] = task.units

@@ -25,6 +25,7 @@ class Fault(StrEnum):
     NOT_FOUND_GRACE = "not_found_grace"  # a new task answered "not found"
     TRUNCATE = "truncate"  # a download stops early and the connection closes
     HTML_PAGE = "html_page"  # a download answered 200 with an HTML page (defects.py)
+    MISSING_VIDEO = "missing_video"  # a task succeeds with no video in its result
 
 
 CREATE_ONLY = (

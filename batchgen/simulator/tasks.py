@@ -48,6 +48,8 @@ class Task:
     units: str  # charged on success
     callback_url: str | None = None
     video: VideoSpec | None = None  # what its video shows; None: the image at image_key
+    watermarked: bool = False  # watermark_info asked for a watermarked copy too
+    no_video: bool = False  # a fault: it succeeds with no video in its result
 
     @property
     def finishes(self) -> float:
@@ -89,6 +91,8 @@ class NewTask:
     image_rejected: bool = False
     callback_url: str | None = None
     video: VideoSpec | None = None
+    watermarked: bool = False
+    no_video: bool = False
 
 
 @dataclass
@@ -136,6 +140,8 @@ class TaskBook:
             new.units,
             new.callback_url,
             new.video,
+            new.watermarked,
+            new.no_video,
         )
         self._record(task)
         return task

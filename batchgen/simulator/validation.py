@@ -147,8 +147,11 @@ def _model(body: Mapping[str, Any]) -> str | None:
     model = model_of(body)
     if model not in MODELS:
         return f"model_name: unknown model {model!r}"
-    if body.get("mode", "std") not in ("std", "pro"):
-        return "mode: must be std or pro"
+    modes = ("std", "pro", "4k") if model == "kling-v3" else ("std", "pro")
+    if body.get("mode", "std") not in modes:
+        return f"mode: {model} takes {', '.join(modes)}"
+    if body.get("sound", "off") not in ("on", "off"):
+        return "sound: must be on or off"
     return None
 
 
