@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from pydantic import SecretStr, ValidationError
 
 from batchgen import pipeline, runlock
 from batchgen.errors import (
+    EXIT_INTERRUPTED,
     EXIT_JOBS_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -30,6 +32,7 @@ from batchgen.errors import (
 )
 from batchgen.export import export_run
 from batchgen.gallery import build_gallery
+from batchgen.interrupts import terminate_like_interrupt
 from batchgen.media.summary import summarize
 from batchgen.output import STATE_NAME, UNKNOWN_ADVICE
 from batchgen.plan import build_plan
@@ -868,16 +871,26 @@ def _state_of(target: Path, output: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn batchgen's errors into messages and exit codes."""
+    terminate_like_interrupt()
+    try:
+        code = _exit_code(argv)
+    except BrokenPipeError:  # the reader of our output went away: nothing more to say
+        _silence_stderr()
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+def _exit_code(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="batchgen", standalone_mode=False)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        return EXIT_INTERRUPTED
     except ManifestInvalid as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
@@ -885,14 +898,22 @@ def main(argv: list[str] | None = None) -> None:
         if more > 0:
             click.echo(f"... and {more} more problem(s)", err=True)
         click.echo(f"{exc}; nothing was submitted", err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except BatchgenError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
-    sys.exit(0)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _silence_stderr() -> None:
+    """Point stderr at /dev/null, so that nothing more (the interpreter's last flush
+    included) fails on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stderr.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

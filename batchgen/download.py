@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,6 +24,8 @@ from batchgen.media.sniff import container_of, describe_other, read_head
 
 CHUNK = 1 << 20
 PART_SUFFIX = ".part"
+# Hashing and writing happen here, beside the event loop; a download has one batch in flight.
+_WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="batchgen-write")
 
 
 class UrlExpired(ProviderError):
@@ -127,21 +130,19 @@ async def _fetch_into(
 
 
 class _Sink:
-    """Writes and hashes in a worker thread, a batch at a time, while the next batch arrives.
-    Every byte given to `write` is stored, even when the block exits with an error (a resumed
-    download starts where the file ends)."""
+    """Writes and hashes in a worker thread, a batch at a time, while the next batch arrives
+    (one batch in flight). Every byte given to `write` is stored, even when the block exits
+    with an error (a resumed download starts where the file ends); a write that fails (a full
+    disk) raises its OSError here."""
 
     def __init__(self, out: BinaryIO, digest: hashlib._Hash) -> None:
         self.out = out
         self.digest = digest
         self._batch: list[bytes] = []
         self._size = 0
-        self._group = anyio.create_task_group()
-        self._send, self._receive = anyio.create_memory_object_stream[bytes](2)
+        self._writing: Future[None] | None = None
 
     async def __aenter__(self) -> _Sink:
-        await self._group.__aenter__()
-        self._group.start_soon(self._drain)
         return self
 
     async def write(self, chunk: bytes) -> None:
@@ -150,29 +151,24 @@ class _Sink:
         if self._size >= CHUNK:
             await self._flush()
 
-    async def __aexit__(self, *exc: Any) -> bool | None:
-        try:
-            with anyio.CancelScope(shield=True):
-                await self._flush()
-        finally:
-            self._send.close()
-        try:
-            return await self._group.__aexit__(*exc)
-        except BaseExceptionGroup as group:
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+    async def __aexit__(self, *exc: Any) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._flush()
+            await self._written()
 
     async def _flush(self) -> None:
-        if self._batch:
-            data = b"".join(self._batch)
-            self._batch, self._size = [], 0
-            await self._send.send(data)
+        if not self._batch:
+            return
+        data = b"".join(self._batch)
+        self._batch, self._size = [], 0
+        await self._written()
+        self._writing = _WRITERS.submit(self._store, data)
 
-    async def _drain(self) -> None:
-        async with self._receive:
-            async for data in self._receive:
-                await anyio.to_thread.run_sync(self._store, data)
+    async def _written(self) -> None:
+        """Wait for the batch in flight; its error, if any, is raised here."""
+        pending, self._writing = self._writing, None
+        if pending is not None:
+            await anyio.to_thread.run_sync(pending.result)
 
     def _store(self, data: bytes) -> None:
         self.out.write(data)

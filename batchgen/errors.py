@@ -7,6 +7,7 @@ BatchgenError                 exit 1 unless a subclass says otherwise
 ├── CostLimitExceeded         exit 2: `--max-cost` is below the batch's estimate
 ├── StateError                exit 2: the state file is unreadable or belongs to another run
 │   └── StateInUse            exit 2: another live process holds the run's state
+├── StorageError              exit 3: a file cannot be written mid-run (disk full...): resumable
 └── ProviderError             a provider answer that is not a success (carries code, http status)
     ├── RetryableError        the request was not carried out (5xx, refused): try again later
     │   └── ConnectFailed     the provider could not be reached at all; nothing was sent
@@ -89,6 +90,13 @@ class StateError(BatchgenError):
 
 class StateInUse(StateError):
     """Another live process holds the run's state (one run per state at a time)."""
+
+
+class StorageError(BatchgenError):
+    """A file of the run cannot be written (a full disk, a file too large, a lost mount):
+    the run stops, and the same command resumes once there is room."""
+
+    exit_code = EXIT_ACCOUNT
 
 
 class ProviderError(BatchgenError):

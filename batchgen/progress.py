@@ -5,7 +5,6 @@ waiting, the pace of finished jobs and the time left at that pace."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import IO, Literal, TypeVar
 from tqdm import tqdm
 
 from batchgen.events import Event, Heartbeat, JobChanged, Listener, Notice, RunFinished, RunStarted
+from batchgen.interrupts import reader_gone
 from batchgen.status import IN_FLIGHT, JobStatus
 
 T = TypeVar("T")
@@ -130,6 +130,12 @@ class BarProgress:
         self.bar: tqdm | None = None
 
     def __call__(self, event: Event) -> None:
+        try:
+            self._show(event)
+        except (BrokenPipeError, ValueError):
+            reader_gone()
+
+    def _show(self, event: Event) -> None:
         self.tally.apply(event)
         if isinstance(event, RunStarted):
             self.bar = tqdm(
@@ -208,9 +214,7 @@ class LineProgress:
             level = fields.get("level")
             shown = f"{level}: {text}" if kind == "notice" and level != "info" else text
             line = f"{now:%Y-%m-%d %H:%M:%S} {shown}"
-        # A reader that went away does not stop the run: its state and log are what matter.
-        with contextlib.suppress(BrokenPipeError, ValueError):
-            print(line, file=self.stream, flush=True)
+        say(line, self.stream)
 
 
 class NoticesOnly:
@@ -222,8 +226,15 @@ class NoticesOnly:
     def __call__(self, event: Event) -> None:
         if isinstance(event, Notice):
             line = event.message if event.level == "info" else f"{event.level}: {event.message}"
-            with contextlib.suppress(BrokenPipeError, ValueError):
-                print(line, file=self.stream, flush=True)
+            say(line, self.stream)
+
+
+def say(line: str, stream: IO[str]) -> None:
+    """Write a line; a reader that went away (a closed pipe) interrupts the run, as Ctrl-C."""
+    try:
+        print(line, file=stream, flush=True)
+    except (BrokenPipeError, ValueError):
+        reader_gone()
 
 
 def progress_for(mode: Mode, stream: IO[str] | None = None) -> Listener:

@@ -11,6 +11,7 @@ does not refuse a re-used external_task_id.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchgen.errors import StateError
+from batchgen.errors import StateError, StorageError
 from batchgen.jobs import JobSpec, canonical_json, external_task_id
 from batchgen.status import JobStatus, can_move
 
@@ -197,7 +198,10 @@ class Store:
     @classmethod
     def open(cls, path: Path) -> Store:
         """Open (creating if needed) and migrate the state file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create the folder {path.parent}: {exc.strerror}") from None
         try:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -223,16 +227,30 @@ class Store:
 
     def commit(self) -> None:
         if self._conn.in_transaction:
-            self._conn.execute("COMMIT")
+            with self._writing():
+                self._conn.execute("COMMIT")
 
     def end_grouping(self) -> None:
         self.commit()
         self._grouped = False
 
     def _write(self, sql: str, params: Sequence[Any]) -> None:
-        if self._grouped and not self._conn.in_transaction:
-            self._conn.execute("BEGIN")
-        self._conn.execute(sql, params)
+        with self._writing():
+            if self._grouped and not self._conn.in_transaction:
+                self._conn.execute("BEGIN")
+            self._conn.execute(sql, params)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write that finds the disk full (or the file too large) is a StorageError."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if not _out_of_room(exc):
+                raise
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            raise StorageError(f"cannot write the state {self.path}: {exc}") from None
 
     def __enter__(self) -> Store:
         return self
@@ -596,7 +614,7 @@ class Store:
         self.commit()
         self._conn.execute("PRAGMA synchronous=FULL")
         try:
-            with self.transaction():
+            with self._writing(), self.transaction():
                 old = self._move(
                     job_id,
                     JobStatus.SUBMITTING,
@@ -816,6 +834,11 @@ def _job_values(spec: JobSpec, seq: int) -> tuple[Any, ...]:
         canonical_json(spec.metadata),
         canonical_json(spec.variant),
     )
+
+
+def _out_of_room(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "disk is full" in text or "disk i/o error" in text or "too large" in text
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

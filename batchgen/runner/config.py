@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from batchgen.runner.receiver import Listen
 
 # Stops that the same command resumes once their cause is fixed; all exit 3.
-RESUMABLE_STOPS = frozenset({"account", "unreachable", "budget"})
+RESUMABLE_STOPS = frozenset({"account", "unreachable", "budget", "storage"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,7 +47,7 @@ class RunOutcome:
     counts: dict[JobStatus, int]
     wall_seconds: float
     api_calls: int
-    stopped: str | None = None  # "account", "unreachable", "budget" or "interrupted"
+    stopped: str | None = None  # "account", "unreachable", "budget", "storage", "interrupted"
     stop_reason: str = ""
     concurrency: int = 0
     busy_seconds: float = 0.0  # sum over tasks of submission → end seen, this run

@@ -100,6 +100,14 @@ class Downloader:
             except ProviderError as error:
                 ctx.store.mark_waiting(job_id, 0, error.describe(), "download")
                 return
+            except OSError as error:
+                where = error.filename or ctx.run_dir
+                ctx.stop(
+                    "storage",
+                    f"cannot write {where}: {error.strerror or error}. Nothing paid is lost: "
+                    "make room, then run the same command again",
+                )
+                return
         ctx.emit(
             Notice(
                 f"{ctx.job(job_id).row_id}: download did not complete; run again to resume it",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import anyio
 import httpx
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 from batchgen import output
 from batchgen.budget import Budget
@@ -72,8 +72,6 @@ class Runner:
         ctx = self.ctx
         started = time.monotonic()
         calls_before = ctx.provider.calls
-        counts = ctx.store.counts()
-        ctx.emit(RunStarted(sum(counts.values()), counts))
         ctx.provider.transport.observer = ctx.observe_exchange
         ctx.store.group_commits()
         try:
@@ -82,7 +80,9 @@ class Runner:
             async with anyio.create_task_group() as background:
                 ctx.cancel_run = background.cancel_scope.cancel
                 if ctx.config.handle_signals:
-                    background.start_soon(self._watch_signals, background)
+                    await background.start(self._watch_signals, background)
+                counts = ctx.store.counts()
+                ctx.emit(RunStarted(sum(counts.values()), counts))
                 background.start_soon(self._commit_often)
                 if self.receiver is not None:
                     background.start_soon(self.receiver.serve, background)
@@ -134,9 +134,14 @@ class Runner:
                 beat = now
                 ctx.emit(Heartbeat(ctx.slots.cap, max(0.0, ctx.throttled_until - now)))
 
-    async def _watch_signals(self, background: TaskGroup) -> None:
+    async def _watch_signals(
+        self, background: TaskGroup, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """First SIGINT/SIGTERM: stop submitting and drain; second: stop at once. In place
+        before the run says anything (a closed pipe is answered with an interrupt)."""
         ctx = self.ctx
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
             async for _ in signals:
                 if ctx.stopping == "interrupted":
                     ctx.emit(Notice("second interrupt: stopping now", "warning"))
