@@ -103,6 +103,7 @@ def prepare(path: Path, settings: Settings, command: str = "run") -> PreparedRun
         loaded = _load_or_reuse(manifest, path, store, run_dir, settings)
         store.set_meta("run_name", manifest.name)
         store.set_meta("manifest", str(path))
+        store.set_meta("provider", settings.provider)
     except BaseException:
         held.close()
         _remove(fresh)
