@@ -42,7 +42,7 @@ def run_summary(
     """The lines a run ends with; `unknown` and `fetched_again` are row ids."""
     lines = [_headline(outcome, run_dir)]
     if fetched_again:
-        lines.append(f"{len(fetched_again)} video(s) fetched again: {_rows(fetched_again)}")
+        lines.append(f"{len(fetched_again)} video(s) fetched again: {_rows(sorted(fetched_again))}")
     if outcome.counts[JobStatus.FAILED] or unknown:
         lines.append(f"failures and their reasons: {run_dir / FAILED_NAME} (or {steps.status()})")
     if unknown:
