@@ -2,23 +2,30 @@
 
 A run installs its own SIGINT/SIGTERM handling (stop submitting, drain what is paid for);
 before and after it, `terminate_like_interrupt` makes SIGTERM (a container or service stop)
-behave as Ctrl-C does: a KeyboardInterrupt that the CLI turns into "interrupted", exit 130,
-whatever the moment, start-up included. A reader of the progress that went away (a closed
-pipe) is taken as the same request: `reader_gone` interrupts the process once.
+behave as Ctrl-C does, by raising SIGINT: a KeyboardInterrupt (or the event loop's own
+cancellation) that the CLI turns into "interrupted", exit 130, start-up included. A reader
+of the progress that went away (a closed pipe) is taken as the same request: `reader_gone`
+interrupts the process once.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 _interrupted = False
 
 
-def terminate_like_interrupt() -> None:
-    """From now on SIGTERM raises KeyboardInterrupt, as SIGINT does."""
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def terminate_like_interrupt() -> Handler:
+    """From now on SIGTERM is handled as SIGINT is (whoever handles SIGINT at that moment: the
+    interpreter's KeyboardInterrupt, the event loop, the run); returns the handler replaced."""
+    return signal.signal(signal.SIGTERM, _as_interrupt)
 
 
 def reader_gone() -> None:
@@ -29,5 +36,5 @@ def reader_gone() -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+def _as_interrupt(signum: int, frame: FrameType | None) -> None:
+    signal.raise_signal(signal.SIGINT)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import signal
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, asynccontextmanager
@@ -103,6 +105,7 @@ def prepare(path: Path, settings: Settings, command: str = "run") -> PreparedRun
         loaded = _load_or_reuse(manifest, path, store, run_dir, settings)
         store.set_meta("run_name", manifest.name)
         store.set_meta("manifest", str(path))
+        store.set_meta("provider", settings.provider)
     except BaseException:
         held.close()
         _remove(fresh)
@@ -372,7 +375,13 @@ async def adopt_task(store: Store, settings: Settings, job: str, task_id: str) -
 def run_async(func: Callable[..., Awaitable[T]], *args: Any) -> T:
     """`anyio.run` on uvloop where it is installed (less CPU per request), else asyncio."""
     options = {"use_uvloop": True} if importlib.util.find_spec("uvloop") else {}
-    result: T = anyio.run(func, *args, backend_options=options)
+    terminate = signal.getsignal(signal.SIGTERM)
+    try:
+        result: T = anyio.run(func, *args, backend_options=options)
+    finally:
+        # The event loop resets a signal it handled to the default, not to what was there.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, terminate)
     return result
 
 

@@ -1,5 +1,5 @@
-"""The run report: counts, failures by reason, QA findings, cost, wall time, slot use, API calls
-per job.
+"""The run report: counts, failures by reason, QA findings, cost, money spent and committed,
+wall time, slot use, API calls per job.
 Written as `report.json` at the end of every run and shown by `batchgen report RUN`."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.media.summary import QaSummary, summarize
+from batchgen.money import Money, money_of
 from batchgen.output import write_json_atomic
 from batchgen.pricing import Key, cost_of, job_key, load_prices
 from batchgen.runner import RunOutcome
@@ -39,6 +40,7 @@ def build_report(store: Store, outcome: RunOutcome | None = None) -> dict[str, A
         "estimated_usd": round(cost.usd, 2),
         "unpriced_jobs": cost.unknown_usd,
         "prices_taken": cost.taken,
+        **money_of(store).as_json(),
     }
     if outcome is not None:
         total = report["total"] or 1
@@ -77,6 +79,8 @@ def render(report: dict[str, Any]) -> str:
         f"{report['prices_taken']}"
         + (f" ({report['unpriced_jobs']} job(s) unpriced)" if report["unpriced_jobs"] else ""),
     ]
+    money = Money(report["spent_usd"], report["committed_usd"], report["provider"])
+    lines.append(f"  {money.line()}")
     if report.get("superseded_videos"):
         lines.append(
             f"  {report['superseded_videos']} earlier paid video(s) of rows edited since, "

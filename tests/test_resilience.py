@@ -392,11 +392,14 @@ def test_state_is_consistent_after_a_kill(tmp_path):
     """PRAGMA integrity_check passes on a state file whose writer was SIGKILLed."""
     manifest = write_manifest(tmp_path, 10)
     out = tmp_path / "out"
+    state = out / "batch" / "state.sqlite"
     with simulator() as sim:
         proc = spawn_run(manifest, out, sim.base_url)
-        time.sleep(1.0)
+        deadline = time.monotonic() + 30
+        while sim.stats()["creates_accepted"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         proc.kill()
         proc.communicate(timeout=10)
-    conn = sqlite3.connect(out / "batch" / "state.sqlite")
+    conn = sqlite3.connect(state)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from batchgen.cli import simulate
+from batchgen.cli.simulation import simulate
 from batchgen.simulator import SimulatorConfig
 from batchgen.simulator.server import banner
 

@@ -1,0 +1,137 @@
+"""The `batchgen` command: a click group of thin commands over the library, and `main`, where
+every expected failure becomes a message and an exit code:
+
+    0  every job done          1  some jobs failed or are unfinished
+    2  invalid input or usage  3  stopped by an account-level error (resumable)
+    130  interrupted (resumable)
+
+Modules: options (shared options, Settings from flags), running (run, demo, retry, adopt,
+reconcile), results (status, report, verify, export, gallery), manifests (validate, plan,
+schema), simulation (simulate), summary (how a run ends), next_steps (commands to paste),
+readme (the README's table of commands).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import NoReturn
+
+import click
+
+from batchgen.cli.manifests import plan, schema, validate
+from batchgen.cli.results import export, gallery, report, status, verify
+from batchgen.cli.running import adopt, demo, reconcile, retry, run
+from batchgen.cli.simulation import simulate
+from batchgen.errors import EXIT_INTERRUPTED, EXIT_OK, BatchgenError, ManifestInvalid
+from batchgen.interrupts import terminate_like_interrupt
+
+__all__ = ["cli", "main"]
+
+COMMANDS = (
+    run,
+    demo,
+    validate,
+    plan,
+    status,
+    retry,
+    adopt,
+    reconcile,
+    report,
+    verify,
+    export,
+    gallery,
+    schema,
+    simulate,
+)
+
+
+class InOrder(click.Group):
+    """A group that lists its commands in the order they were given (a day's order)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(
+    cls=InOrder,
+    commands=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(package_name="batchgen")
+def cli() -> None:
+    """Bulk image-to-video generation on the Kling API (CometAPI's relay or Kling's own).
+
+    A manifest of image + prompt rows becomes jobs; jobs are submitted within your account's
+    concurrency slots, followed to the end and downloaded into OUTPUT/RUN/. Every job's state
+    is kept in SQLite, so any run can be stopped and resumed without paying twice.
+    """
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point: run the CLI; an expected failure ends with its message and exit code, never
+    a traceback (also when a task group wrapped it). SIGTERM is taken as Ctrl-C; a reader of
+    our output that went away ends the command quietly, as interrupted."""
+    previous = terminate_like_interrupt()
+    try:
+        code = _run(argv)
+    except BrokenPipeError:
+        _silence_stderr()
+        code = EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    sys.exit(code)
+
+
+def _run(argv: list[str] | None) -> int:
+    try:
+        code = cli.main(args=argv, prog_name="batchgen", standalone_mode=False)
+    except BaseException as exc:
+        code = _expected_exit(_unwrapped(exc))
+        if code is None:
+            raise
+    return int(code or EXIT_OK)
+
+
+def _silence_stderr() -> None:
+    """Point stderr at /dev/null, so that nothing more (the interpreter's last flush
+    included) fails on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stderr.fileno())
+    os.close(devnull)
+
+
+def _unwrapped(exc: BaseException) -> BaseException:
+    """The one error inside (nested) exception groups that hold a single one."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _expected_exit(exc: BaseException) -> int | None:
+    """Show an expected failure and return its exit code; None for anything else."""
+    if isinstance(exc, click.exceptions.Exit):
+        return exc.exit_code
+    if isinstance(exc, click.ClickException):
+        exc.show()
+        return exc.exit_code
+    if isinstance(exc, click.Abort | KeyboardInterrupt):
+        click.echo("interrupted" if isinstance(exc, KeyboardInterrupt) else "aborted", err=True)
+        return EXIT_INTERRUPTED
+    if isinstance(exc, ManifestInvalid):
+        _show_problems(exc)
+        return exc.exit_code
+    if isinstance(exc, BatchgenError):
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    return None
+
+
+def _show_problems(exc: ManifestInvalid) -> None:
+    for problem in exc.problems:
+        click.echo(f"error: {problem}", err=True)
+    more = exc.total - len(exc.problems)
+    if more > 0:
+        click.echo(f"... and {more} more problem(s)", err=True)
+    click.echo(f"{exc}; nothing was submitted", err=True)

@@ -1,0 +1,165 @@
+"""The options and arguments several commands share, each defined once, and the Settings made
+from them."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import SecretStr, ValidationError
+
+from batchgen.progress import MODES
+from batchgen.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_OUTPUT = Path("output")
+SECRET_FLAGS = ("api_key", "access_key", "secret_key", "callback_secret")
+
+
+def compose(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
+    """One decorator applying `decorators` in the order they would be written above a def."""
+
+    def apply(command: F) -> F:
+        return functools.reduce(lambda f, decorate: decorate(f), reversed(decorators), command)
+
+    return apply
+
+
+manifest_argument = click.argument("manifest", type=click.Path(path_type=Path, dir_okay=False))
+target_argument = click.argument(
+    "target", metavar="MANIFEST|RUN|STATE", type=click.Path(path_type=Path, exists=True)
+)
+
+
+def output_option(*names: str, dest: str = "output") -> Callable[[F], F]:
+    """The folder holding one sub-folder per run (`-o`, or `names` where `-o` means more)."""
+    return click.option(
+        *(names or ("--output", "-o")),
+        dest,
+        type=click.Path(path_type=Path, file_okay=False),
+        default=DEFAULT_OUTPUT,
+        show_default=True,
+        help="Folder that holds one sub-folder per run.",
+    )
+
+
+state_option = click.option(
+    "--state",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="State file [default: OUTPUT/RUN/state.sqlite].",
+)
+
+
+def json_option(what: str) -> Callable[[F], F]:
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
+
+
+prices_option = click.option(
+    "--prices",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Price table (JSON, same shape as the package's) laid over the built-in one.",
+)
+
+provider_choice = click.option(
+    "--provider",
+    type=click.Choice(["cometapi", "kling"]),
+    envvar="BATCHGEN_PROVIDER",
+    default="cometapi",
+    show_default=True,
+    help="cometapi: CometAPI's Kling relay; kling: Kling's own API (env BATCHGEN_PROVIDER).",
+)
+
+provider_options = compose(
+    provider_choice,
+    click.option(
+        "--base-url",
+        envvar="BATCHGEN_BASE_URL",
+        help="API base URL [default: the provider's: https://api.cometapi.com, "
+        "https://api-singapore.klingai.com] (env BATCHGEN_BASE_URL).",
+    ),
+    click.option(
+        "--api-key",
+        envvar="COMETAPI_KEY",
+        show_envvar=True,
+        help="CometAPI key (prefer the COMETAPI_KEY environment variable).",
+    ),
+    click.option(
+        "--access-key",
+        envvar="KLING_ACCESS_KEY",
+        show_envvar=True,
+        help="Kling access key (prefer the KLING_ACCESS_KEY environment variable).",
+    ),
+    click.option(
+        "--secret-key",
+        envvar="KLING_SECRET_KEY",
+        show_envvar=True,
+        help="Kling secret key (prefer the KLING_SECRET_KEY environment variable).",
+    ),
+)
+
+request_timeout_option = click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for one API answer.",
+)
+
+concurrency_option = click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 1000),
+    default=4,
+    show_default=True,
+    help="Provider task slots to use at most.",
+)
+
+tuning_options = compose(
+    concurrency_option,
+    click.option(
+        "--rpm", type=click.FloatRange(min=0, min_open=True), help="Cap on API requests per minute."
+    ),
+    click.option(
+        "--task-timeout",
+        type=click.FloatRange(min=1),
+        default=3600.0,
+        show_default=True,
+        help="Seconds to wait for one generation before reporting it as timed out.",
+    ),
+    request_timeout_option,
+    click.option(
+        "--skip-invalid",
+        is_flag=True,
+        help="Run the valid rows and list the invalid ones instead of refusing.",
+    ),
+    click.option(
+        "--inline-urls", is_flag=True, help="Download URL images and send them as base64."
+    ),
+    click.option("--seed", type=int, help="Seed for retry jitter (reproducible runs)."),
+    click.option(
+        "--progress",
+        type=click.Choice(MODES),
+        default="auto",
+        show_default=True,
+        help="auto: a bar on a terminal, else a plain line every 10 s; json: a JSON object "
+        "per line; off: nothing but the summary.",
+    ),
+    click.option("--no-progress", "progress", flag_value="off", help="The same as --progress off."),
+)
+
+run_options = compose(output_option(), state_option, provider_options, tuning_options)
+
+
+def settings_from(**flags: Any) -> Settings:
+    """Settings from the flags of a command (secrets wrapped so that they never show)."""
+    secrets = {name: flags.pop(name, None) for name in SECRET_FLAGS}
+    hidden = {name: SecretStr(value) for name, value in secrets.items() if value}
+    try:
+        return Settings(**hidden, **flags)
+    except ValidationError as exc:
+        problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        raise click.UsageError(problems) from None

@@ -1,0 +1,168 @@
+"""The commands that look at a run's results, each given the run as MANIFEST, RUN or STATE:
+status, report, verify, export, gallery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from batchgen import pipeline, runlock
+from batchgen.cli.next_steps import NextSteps
+from batchgen.cli.options import (
+    json_option,
+    output_option,
+    provider_options,
+    request_timeout_option,
+    settings_from,
+    target_argument,
+)
+from batchgen.cli.summary import FetchedAgain, run_summary
+from batchgen.errors import EXIT_JOBS_FAILED, EXIT_OK
+from batchgen.export import export_run
+from batchgen.gallery import build_gallery
+from batchgen.overview import overview_of
+from batchgen.report import build_report, load_report
+from batchgen.report import render as render_report
+from batchgen.store import Store
+from batchgen.targets import RunTarget, resolve_target
+from batchgen.verify import jobs_to_repair, verify_run
+
+
+@click.command(short_help="Counts, failures, unknown jobs, QA and money of a run.")
+@target_argument
+@output_option()
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Failed, unknown and flagged jobs to list.",
+)
+@json_option("the status")
+def status(target: Path, output: Path, limit: int, as_json: bool) -> None:
+    """Counts by status, why each failed or unknown job is so (and what to do about an unknown
+    one), QA findings, and the money spent and committed."""
+    found = resolve_target(target, output)
+    with Store.open(found.existing_state()) as store:
+        view = overview_of(store, limit)
+        advice = NextSteps.of_state(found, store).unknown_advice
+    shown = json.dumps(view.as_json(advice), indent=2) if as_json else "\n".join(view.lines(advice))
+    click.echo(shown)
+
+
+@click.command(short_help="A run's counts, failures, cost, money, time and slot use.")
+@target_argument
+@output_option()
+@json_option("the report")
+def report(target: Path, output: Path, as_json: bool) -> None:
+    """Summary of a run: counts, failures by reason, QA findings, cost, money spent and
+    committed, and the last run's wall time, slot use and API calls per job."""
+    found = resolve_target(target, output)
+    with Store.open(found.existing_state()) as store:
+        current = build_report(store)
+    last = load_report(found.run_dir)
+    if last and "last_run" in last:
+        current["last_run"] = last["last_run"]
+    click.echo(json.dumps(current, indent=2) if as_json else render_report(current))
+
+
+@click.command(short_help="Re-hash every video against the index and the state.")
+@target_argument
+@output_option()
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="State file [default: RUN/state.sqlite].",
+)
+@json_option("the findings")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Download missing and corrupted videos again from the provider (needs the key).",
+)
+@request_timeout_option
+@provider_options
+def verify(
+    target: Path, output: Path, state: Path | None, as_json: bool, repair: bool, **flags: Any
+) -> int:
+    """Re-hash every video of a run against its index and its state (exit 1 if any is missing,
+    corrupted or unexpected); --repair downloads the missing and corrupted ones again."""
+    found = resolve_target(target, output, state)
+    findings = verify_run(found.run_dir, found.state_elsewhere)
+    if repair and jobs_to_repair(findings):
+        _repair(found, jobs_to_repair(findings), **flags)
+        findings = verify_run(found.run_dir, found.state_elsewhere)
+    click.echo(json.dumps(findings.as_dict(), indent=2) if as_json else findings.render())
+    return EXIT_OK if findings.clean else EXIT_JOBS_FAILED
+
+
+def _repair(found: RunTarget, job_ids: list[str], **flags: Any) -> None:
+    """Download these done jobs' videos again, then say which were."""
+    state = found.existing_state()
+    settings = settings_from(output=found.output, state=state, **flags)
+    pipeline.credentials(settings)
+    fetched = FetchedAgain(job_ids)
+    with runlock.holding(state, "verify --repair"), Store.open(state) as store:
+        outcome = pipeline.run_async(
+            pipeline.repair, store, found.run_dir, job_ids, settings, [fetched]
+        )
+        steps = NextSteps.of_state(found, store)
+    click.echo(run_summary(outcome, found.run_dir, steps, [], fetched.rows), err=True)
+
+
+@click.command(short_help="Export a run's videos as a dataset (hf, csv, webdataset).")
+@target_argument
+@output_option("--runs", dest="runs")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    metavar="FORMAT",
+    type=click.Choice(["hf", "csv", "webdataset"]),
+    required=True,
+    help="hf: metadata.parquet for a `datasets` videofolder; csv: one flat table; "
+    "webdataset: tar shards.",
+)
+@click.option(
+    "--output",
+    "-o",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder to write [default: RUN/export/FORMAT].",
+)
+@click.option(
+    "--shard-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Samples per webdataset shard.",
+)
+@click.option("--skip-missing", is_flag=True, help="Leave out jobs whose video is missing.")
+@click.option(
+    "--exclude-flagged", is_flag=True, help="Leave out videos with QA findings (`batchgen status`)."
+)
+def export(target: Path, runs: Path, fmt: str, out_dir: Path | None, **options: Any) -> None:
+    """Export a run's finished videos (listed in its index.jsonl) as a dataset. Here `-o` is
+    where the export goes; `--runs` is the folder holding MANIFEST's run."""
+    result = export_run(resolve_target(target, runs).run_dir, fmt, out_dir, **options)
+    for row_id in result.skipped:
+        click.echo(f"skipped {row_id}: video missing", err=True)
+    for row_id, codes in result.excluded:
+        click.echo(f"excluded {row_id}: {', '.join(codes)}", err=True)
+    click.echo(f"exported {result.count} sample(s) as {result.format} to {result.out_dir}")
+
+
+@click.command(short_help="Write a run's gallery.html: every job on one page.")
+@target_argument
+@output_option()
+def gallery(target: Path, output: Path) -> None:
+    """Write gallery.html in the run's folder: every job's video, input, parameters, cost,
+    status and QA findings on one page that works offline."""
+    built = build_gallery(resolve_target(target, output).run_dir)
+    click.echo(
+        f"{built.cards} card(s), {built.posters} poster(s), {built.thumbnails} input "
+        f"thumbnail(s): {built.page.resolve().as_uri()}"
+    )

@@ -1,0 +1,269 @@
+"""The commands that run jobs or settle them: run, demo, retry, adopt, reconcile."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from batchgen import pipeline, runlock
+from batchgen.cli.next_steps import NextSteps
+from batchgen.cli.options import (
+    compose,
+    manifest_argument,
+    output_option,
+    prices_option,
+    provider_choice,
+    run_options,
+    settings_from,
+    target_argument,
+)
+from batchgen.cli.summary import FetchedAgain, run_summary
+from batchgen.demo import DEMO_MANIFEST, demo_settings, demo_simulator
+from batchgen.errors import UsageError
+from batchgen.events import Listener
+from batchgen.pricing import load_prices
+from batchgen.progress import LineProgress, progress_for, say
+from batchgen.report import build_report, write_report
+from batchgen.retry import nothing_to_retry
+from batchgen.runner import RunOutcome
+from batchgen.settings import ProviderName, Settings
+from batchgen.store import Store
+from batchgen.targets import resolve_target
+from batchgen.unknown import resend_risk
+
+RUN_LOG = "run.log"  # every run appends its progress lines and notices here
+
+money_options = compose(
+    click.option(
+        "--max-cost",
+        type=click.FloatRange(min=0),
+        metavar="USD",
+        help="Refuse to start if the batch's estimated cost is above this.",
+    ),
+    click.option(
+        "--budget",
+        type=click.FloatRange(min=0),
+        metavar="USD",
+        help="Submit only while spent + committed money stays within this; then finish what is "
+        "paid for and stop (exit 3). A larger budget resumes.",
+    ),
+    prices_option,
+)
+
+callback_options = compose(
+    click.option(
+        "--callback-url",
+        metavar="URL",
+        help="Sent with every create: the provider POSTs each status change there. Needs "
+        "--listen; expose the listener at this URL with a reverse proxy or a tunnel.",
+    ),
+    click.option(
+        "--listen",
+        metavar="HOST:PORT",
+        help="Receive the callbacks here, inside this run (nothing listens unless asked).",
+    ),
+    click.option(
+        "--callback-secret",
+        envvar="BATCHGEN_CALLBACK_SECRET",
+        show_envvar=True,
+        help="Refuse callbacks without this secret's Standard-Webhooks signature.",
+    ),
+)
+
+
+@click.command(short_help="Run every job of a manifest; resumes where it stopped.")
+@manifest_argument
+@run_options
+@money_options
+@click.option(
+    "--locked",
+    is_flag=True,
+    help="Refuse to run unless the manifest resolves to the jobs in RUN/manifest.lock.json.",
+)
+@callback_options
+def run(manifest: Path, **flags: Any) -> int:
+    """Validate every row of MANIFEST, then submit, follow and download every job, resuming
+    where an earlier run stopped."""
+    return run_manifest(manifest, settings_from(**flags))
+
+
+@click.command(short_help="Run the demo against the built-in simulator.")
+@click.argument("manifest", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@output_option()
+@provider_choice
+@click.option(
+    "--latency",
+    type=(float, float),
+    metavar="MIN MAX",
+    default=(1.0, 3.0),
+    show_default=True,
+    help="Simulated generation time range in seconds (min max).",
+)
+@click.option(
+    "--slots",
+    type=click.IntRange(1, 1000),
+    default=4,
+    show_default=True,
+    help="Simulated account concurrency (all of it used).",
+)
+def demo(
+    manifest: Path | None,
+    output: Path,
+    provider: str,
+    latency: tuple[float, float],
+    slots: int,
+) -> int:
+    """Run MANIFEST (default: the packaged demo, six clips from three images) against the
+    built-in simulator of the provider, started and stopped here; the videos land in
+    OUTPUT/NAME/videos/."""
+    from batchgen.simulator import running_simulator
+
+    profile: ProviderName = "kling" if provider == "kling" else "cometapi"
+    with running_simulator(demo_simulator(profile, latency, slots)) as sim:
+        click.echo(f"simulator listening on {sim.base_url}", err=True)
+        settings = demo_settings(sim.base_url, output, profile, slots)
+        return run_manifest(manifest or DEMO_MANIFEST, settings)
+
+
+def run_manifest(manifest: Path, settings: Settings) -> int:
+    """Run `manifest`, say what was loaded and how the run ended; the run's exit code."""
+    pipeline.credentials(settings)
+    if settings.prices is not None:
+        load_prices(settings.prices)  # a malformed price file is refused before anything
+    with pipeline.prepare(manifest, settings) as prepared:
+        click.echo(
+            f"{prepared.manifest.name}: {_loaded(prepared.loaded)}; state {prepared.store.path}",
+            err=True,
+        )
+        fetched = FetchedAgain()
+        outcome = _execute_logged(prepared, settings, [fetched])
+        write_report(prepared.run_dir, build_report(prepared.store, outcome))
+        unknown = [job.row_id for job in prepared.store.unknown_in_job_order()]
+    steps = NextSteps.of_settings(manifest, settings)
+    # A reader that went away cannot be told; the run's own exit code still stands.
+    say(run_summary(outcome, prepared.run_dir, steps, unknown, fetched.rows), sys.stderr)
+    return outcome.exit_code
+
+
+def _loaded(loaded: pipeline.Loaded) -> str:
+    if loaded.reused:
+        return f"{loaded.jobs} jobs (manifest unchanged since it was loaded)"
+    return f"{loaded.jobs} jobs ({loaded.new} new, {loaded.known} known)"
+
+
+def _execute_logged(
+    prepared: pipeline.PreparedRun, settings: Settings, listeners: Sequence[Listener]
+) -> RunOutcome:
+    """Run the prepared jobs with progress on stderr, appended to RUN/run.log too."""
+    prepared.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(prepared.run_dir / RUN_LOG, "a", encoding="utf-8") as log:
+        shown = [LineProgress(log), progress_for(settings.progress), *listeners]
+        return pipeline.run_async(pipeline.execute, prepared, settings, shown)
+
+
+@click.command(short_help="Put failed or unknown jobs back for the next run.")
+@target_argument
+@output_option()
+@click.option("--failed", "all_failed", is_flag=True, help="Retry every failed job.")
+@click.option(
+    "--unknown",
+    "all_unknown",
+    is_flag=True,
+    help="Send every unknown job again (each may then be paid twice).",
+)
+@click.option(
+    "--job",
+    "job_ids",
+    metavar="ROW",
+    multiple=True,
+    help="Retry this job (row id or job id); repeatable.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask before sending unknown jobs again.")
+def retry(
+    target: Path,
+    output: Path,
+    all_failed: bool,
+    all_unknown: bool,
+    job_ids: tuple[str, ...],
+    yes: bool,
+) -> None:
+    """Put failed (or unknown) jobs of a run back to pending; the next `run` sends them. A
+    failed job whose paid task is still at the provider is followed again instead."""
+    if not (all_failed or all_unknown or job_ids):
+        raise click.UsageError("say which jobs: --failed, --unknown, or --job ID (repeatable)")
+    found = resolve_target(target, output)
+    state = found.existing_state()
+    with runlock.holding(state, "retry"), Store.open(state) as store:
+        chosen = store.resolve_job_ids(job_ids) if job_ids else None
+        for reason in nothing_to_retry(store, chosen or []):
+            click.echo(reason)
+        failed = store.reset_for_retry(chosen) if all_failed or job_ids else 0
+        unknown = _resend_unknown(store, chosen, yes) if all_unknown or job_ids else 0
+        steps = NextSteps.of_state(found, store)
+    click.echo(f"{failed + unknown} job(s) will be tried again by the next {steps.run()}")
+
+
+def _resend_unknown(store: Store, chosen: list[str] | None, yes: bool) -> int:
+    """Put the unknown jobs back to pending once the user knows (and accepts) what it risks."""
+    risk = resend_risk(store, chosen)
+    if not risk.jobs:
+        return 0
+    money = f"${risk.usd:,.2f}" + (f" (+{risk.unpriced} unpriced)" if risk.unpriced else "")
+    click.echo(
+        f"{risk.jobs} unknown job(s) may already have been accepted by the provider: sending "
+        f"them again may pay twice for them, up to {money} more at the price table.",
+        err=True,
+    )
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not sent again: confirm with --yes (no terminal to ask on)")
+        if not click.confirm("Send them again?", err=True):
+            click.echo("nothing changed", err=True)
+            return 0
+    return store.reset_unknown(chosen)
+
+
+@click.command(short_help="Record a task found at the provider for an unknown job.")
+@manifest_argument
+@click.option(
+    "--job", "job", metavar="ROW", required=True, help="The job (row id or job id) the task is for."
+)
+@click.option(
+    "--task",
+    "task_id",
+    metavar="TASK_ID",
+    required=True,
+    help="The provider's task id, as its dashboard shows it.",
+)
+@run_options
+def adopt(manifest: Path, job: str, task_id: str, **flags: Any) -> None:
+    """Record a task you found at the provider as the task of an unknown job; the next `run`
+    downloads it. The task is asked for first; its external id, where echoed, must match."""
+    settings = settings_from(**flags)
+    pipeline.credentials(settings)
+    with pipeline.prepare(manifest, settings, "adopt") as prepared:
+        item = pipeline.run_async(pipeline.adopt_task, prepared.store, settings, job, task_id)
+    next_run = NextSteps.of_settings(manifest, settings).run()
+    click.echo(
+        f"adopted {item.row_id}: task {item.task_id} ({item.task_status}); {next_run} downloads it"
+    )
+
+
+@click.command(short_help="Adopt the provider's tasks that the state lost.")
+@manifest_argument
+@run_options
+def reconcile(manifest: Path, **flags: Any) -> None:
+    """Adopt the tasks the provider has for MANIFEST's run that its state does not know (where
+    the provider can list tasks or look them up by external id)."""
+    settings = settings_from(**flags)
+    pipeline.credentials(settings)
+    with pipeline.prepare(manifest, settings, "reconcile") as prepared:
+        adopted = pipeline.run_async(pipeline.reconcile_run, prepared, settings)
+    for item in adopted:
+        click.echo(f"adopted {item.row_id}: task {item.task_id} ({item.task_status})")
+    next_run = NextSteps.of_settings(manifest, settings).run()
+    click.echo(f"{len(adopted)} task(s) adopted; {next_run} downloads them")

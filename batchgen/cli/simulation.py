@@ -1,0 +1,203 @@
+"""`batchgen simulate`: the built-in Kling simulator served on a loopback port, every setting
+of SimulatorConfig an option."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from batchgen.errors import UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+VIDEO_FAULTS = {
+    "html": "downloads answered 200 with an HTML page instead of the video",
+    "black": "videos whose every frame is black",
+    "frozen": "videos whose every frame is the same",
+    "short": "videos far shorter than asked",
+    "undecodable": "videos whose frame data is mostly garbage",
+    "aspect": "videos of another shape than the input image",
+    "mute": "videos without audio although sound was asked",
+    "missing-video": "tasks that succeed with no video in their result",
+}
+
+
+def video_fault_options(command: F) -> F:
+    """--html-rate, --black-rate, ...: the simulator's video faults."""
+    for name, meaning in reversed(VIDEO_FAULTS.items()):
+        command = click.option(
+            f"--{name}-rate",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help=f"Share of {meaning}.",
+        )(command)
+    return command
+
+
+@click.command(short_help="Serve the Kling simulator on a loopback port.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    type=click.Choice(["127.0.0.1", "localhost", "::1"]),
+    help="Loopback address to listen on (the simulator never listens elsewhere).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["cometapi", "kling"]),
+    default="cometapi",
+    show_default=True,
+    help="Provider to imitate: CometAPI's relay (/kling/v1/…, bearer key) or Kling's own API "
+    "(/v1/…, JWT, list and external-id look-up).",
+)
+@click.option(
+    "--latency",
+    type=(float, float),
+    metavar="MIN MAX",
+    default=(1.0, 3.0),
+    show_default=True,
+    help="Generation time range in seconds (min max).",
+)
+@click.option(
+    "--slots", type=int, default=4, show_default=True, help="Concurrent tasks before 1303."
+)
+@click.option("--rpm", type=int, help="Answer 1302 above this many API requests a minute.")
+@click.option("--api-key", help="cometapi: the only bearer key accepted [default: any].")
+@click.option(
+    "--access-key",
+    default="sim-access",
+    show_default=True,
+    help="kling: the access key a JWT must name as `iss` (a test value).",
+)
+@click.option(
+    "--secret-key",
+    default="sim-secret",
+    show_default=True,
+    help="kling: the HS256 secret JWTs are signed with (a test value).",
+)
+@click.option("--account-error", type=int, help="Answer every create with this code (1000-1304).")
+@click.option(
+    "--fail-rate", type=float, default=0.0, show_default=True, help="Share of failed generations."
+)
+@click.option(
+    "--error-rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of API requests answered 5xx without being processed.",
+)
+@click.option(
+    "--reset-before-accept-rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of creates dropped before the task is recorded.",
+)
+@click.option(
+    "--reset-after-accept-rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of creates recorded whose answer is then dropped.",
+)
+@click.option(
+    "--gateway-timeout-rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of creates processed, then answered 524 with an HTML page.",
+)
+@click.option(
+    "--malformed-answer-rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of accepted creates answered 200 with cut-off JSON or an HTML page.",
+)
+@click.option(
+    "--slow-rate", type=float, default=0.0, show_default=True, help="Share of slow answers."
+)
+@click.option(
+    "--slow-seconds",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="How late a slow answer comes.",
+)
+@click.option(
+    "--response-delay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds added to every API answer.",
+)
+@click.option(
+    "--retry-after",
+    type=int,
+    help="Seconds in a Retry-After header that about half the throttling 429s carry.",
+)
+@click.option(
+    "--not-found-grace",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds a new task answers 'not found' (a lagging store).",
+)
+@click.option(
+    "--updated-at-mode",
+    type=click.Choice(["task", "query"]),
+    default="task",
+    show_default=True,
+    help="updated_at: when the task last changed, or when it was queried.",
+)
+@click.option(
+    "--truncate-rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of downloads cut short.",
+)
+@click.option("--url-ttl", type=float, help="Seconds before a video URL expires [default: never].")
+@click.option("--video-bytes", type=int, help="Pad every video to about this many bytes.")
+@click.option("--callback-secret", help="Sign callbacks (Standard Webhooks) with this secret.")
+@click.option(
+    "--callback-drop-rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of status-change callbacks never sent.",
+)
+@click.option(
+    "--callback-delay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds between a status change and its callback.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed for latencies, ids and faults."
+)
+@video_fault_options
+def simulate(host: str, port: int, **options: Any) -> None:
+    """Serve the Kling simulator on a loopback port until Ctrl-C: the API of CometAPI's relay
+    or of Kling's own (--profile), with latency, slots, limits and faults as switches."""
+    from batchgen.simulator import PortUnavailable, SimulatorConfig, serve
+
+    try:
+        config = SimulatorConfig(**options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        serve(config, host=host, port=port)
+    except PortUnavailable as exc:
+        raise UsageError(f"{exc}; choose another with --port") from None
