@@ -4,13 +4,20 @@ shown; look-ups and the task list used so that no job is left unknown."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import anyio
 import pytest
+from pydantic import SecretStr
 
-from batchgen.providers import KLING, connect
+import batchgen
+from batchgen.providers import KLING, connect, profiles
 from batchgen.providers.auth import KlingJwt
+from batchgen.settings import Settings
+from batchgen.status import JobStatus
+from batchgen.store import Store
 from tests.conftest import read_index, run_cli, simulator, write_manifest
+from tests.test_resilience import create_directly, leave_submitting
 
 
 def test_a_token_that_expires_mid_run_is_renewed_without_a_failed_request():
@@ -91,3 +98,33 @@ def test_missing_kling_credentials_are_named_before_anything_runs(
     assert run_cli("run", manifest, "-o", tmp_path / "out", "--provider", "kling") == 2
     assert "KLING_ACCESS_KEY and KLING_SECRET_KEY" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_relay_that_answers_look_ups_anyway_is_confirmed_and_then_used(tmp_path):
+    """A provider declared without look-ups but answering them (probed after the first
+    accepted create, exact echo) is recorded in the state; the next run then looks a lost
+    create up and adopts it instead of leaving it unknown."""
+    undeclared = replace(profiles.KLING, capabilities=profiles.Capabilities())
+    manifest = write_manifest(tmp_path, 3)
+    out = tmp_path / "out"
+    settings = Settings(
+        output=out,
+        provider="kling",
+        access_key=SecretStr("sim-access"),
+        secret_key=SecretStr("sim-secret"),
+    )
+    with simulator(profile="kling") as sim:
+        settings = settings.model_copy(update={"base_url": sim.base_url})
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setitem(profiles.PROFILES, "kling", undeclared)
+            first = batchgen.run(manifest, settings)
+            with Store.open(out / "batch" / "state.sqlite") as store:
+                probe = store.get_meta(f"lookup_probe:kling:{sim.base_url}")
+            assert first.exit_code == 0 and probe == "confirmed"
+            retry_manifest = write_manifest(tmp_path, 4)  # one more row, lost on its create
+            ext = leave_submitting(retry_manifest, out)
+            create_directly(sim, ext, tmp_path / "images" / "img0.jpg", "kling")
+            second = batchgen.run(retry_manifest, settings)
+        assert second.exit_code == 0 and second.adopted == 1
+        assert second.counts[JobStatus.UNKNOWN] == 0
+        assert set(sim.stats()["submissions_per_external_id"].values()) == {1}

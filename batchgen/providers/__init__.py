@@ -43,7 +43,7 @@ def auth_for(
     secret_key: str | None = None,
 ) -> Auth:
     """The credentials `profile` needs, checked; UsageError naming what to set otherwise."""
-    if profile is KLING:
+    if profile.signs_jwt:
         if not access_key or not secret_key:
             raise UsageError(
                 "no Kling credentials: set KLING_ACCESS_KEY and KLING_SECRET_KEY "

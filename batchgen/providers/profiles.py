@@ -33,6 +33,7 @@ class Profile:
     capabilities: Capabilities
     key_hint: str  # what the user sets to fix credentials
     guarantee: str  # what a run on this provider promises, for messages and docs
+    signs_jwt: bool = False  # credentials: an access and secret key signing JWTs, not a key
 
 
 COMETAPI = Profile(
@@ -54,6 +55,7 @@ KLING = Profile(
     capabilities=Capabilities(external_lookup=True, task_list=True, dedupes_external_ids=True),
     key_hint="KLING_ACCESS_KEY and KLING_SECRET_KEY",
     guarantee="every lost create is looked up by its external_task_id: no job is left unknown",
+    signs_jwt=True,
 )
 
 PROFILES = {profile.name: profile for profile in (COMETAPI, KLING)}

@@ -35,10 +35,9 @@ FEED_BATCH = 256
 
 
 class Feeder:
-    def __init__(self, ctx: RunContext, recovery: Recovery, background: TaskGroup) -> None:
+    def __init__(self, ctx: RunContext, recovery: Recovery) -> None:
         self.ctx = ctx
         self.recovery = recovery
-        self.background = background  # cancelled when the run ends: nothing there is awaited
 
     async def run(self, tg: TaskGroup, done: anyio.Event) -> None:
         """Submit every due job until none is pending or waiting, or the run stops. Creates
@@ -155,8 +154,6 @@ class Feeder:
         ctx.slots.accepted()
         ctx.announce(job, old, status)
         ctx.track(job, task.task_id, status)
-        if not ctx.provider.capabilities.external_lookup:
-            self.background.start_soon(self.recovery.probe_lookup, task, job.current_external_id)
 
     async def _create_failed(self, job: JobRecord, error: ProviderError) -> None:
         ctx = self.ctx

@@ -9,6 +9,8 @@ own store can lag behind the task.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
 
 from batchgen.errors import AccountError, ProviderError, ProviderUnreachable, TaskNotFound
@@ -21,6 +23,7 @@ from batchgen.status import JobStatus, status_of_task
 class Poller:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
+        self.on_finished: Callable[[str, TaskInfo], None] | None = None  # job id, its task
 
     async def run(self, feeding_done: anyio.Event, checks_done: anyio.Event) -> None:
         """Poll until nothing is followed, nothing is being submitted and the feed is over;
@@ -123,6 +126,8 @@ class Poller:
     def _finished(self, tracked: Tracked, info: TaskInfo, now: float) -> None:
         ctx = self.ctx
         ctx.untrack(tracked, finished=True)
+        if self.on_finished is not None:
+            self.on_finished(tracked.job_id, info)
         provider = None
         if info.created_at and info.updated_at:
             provider = (info.updated_at - info.created_at) / 1000

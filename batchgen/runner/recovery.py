@@ -11,15 +11,15 @@ task may or may not exist, and the provider's capabilities decide what happens:
     cannot look up               → `unknown`: never sent again without the user
 
 A create refused as a duplicate (the provider has the id) is looked up and never sent again.
-Whether a relay answers look-ups is probed once per state and base URL, after the first
-accepted create, and recorded: a relay that does gets the full guarantee.
+Whether a relay answers look-ups is probed once per state and base URL, when its first task
+ends, and recorded: a relay that does gets the full guarantee.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import anyio
+from anyio.abc import TaskGroup
 
 from batchgen.download import PART_SUFFIX
 from batchgen.errors import AccountError, OutcomeUnknown, ProviderError, ProviderUnreachable
@@ -33,7 +33,6 @@ from batchgen.store import JobRecord
 
 Resend = Callable[[JobRecord], Awaitable[None]]
 DUPLICATE = "duplicate_external_id"
-PROBE_DELAY = 5.0  # seconds after an accepted create before looking it up (a store may lag)
 
 
 class Recovery:
@@ -41,6 +40,7 @@ class Recovery:
         self.ctx = ctx
         self.poller = poller
         self._probing = False
+        self.stages: TaskGroup | None = None  # where the probe runs (the run waits for it)
 
     def recover_at_start(self) -> None:
         """Pick up what an earlier run left: tasks in flight, downloads, lost creates."""
@@ -101,19 +101,24 @@ class Recovery:
         tracked = ctx.track(job, task.task_id, JobStatus.SUBMITTED, since=since)
         self.poller.apply(tracked, task)
 
-    async def probe_lookup(self, task: TaskInfo, external_id: str) -> None:
-        """Once per state and base URL: does a provider that does not document look-ups by
-        external id answer them anyway? Recorded, and used from then on."""
+    def task_finished(self, job_id: str, task: TaskInfo) -> None:
+        """A task ended: the provider surely holds it now, the moment to probe (once per state
+        and base URL) whether a provider that does not document look-ups by external id
+        answers them anyway. Recorded, and used from then on."""
         ctx = self.ctx
         if (
             self._probing
+            or self.stages is None
             or not ctx.config.confirm_lookup
             or ctx.provider.capabilities.external_lookup
             or ctx.store.get_meta(self._probe_key) is not None
         ):
             return
         self._probing = True
-        await anyio.sleep(PROBE_DELAY)
+        self.stages.start_soon(self._probe, task, ctx.job(job_id).current_external_id)
+
+    async def _probe(self, task: TaskInfo, external_id: str) -> None:
+        ctx = self.ctx
         confirmed = await ctx.provider.confirm_external_lookup(task, external_id)
         ctx.store.set_meta(self._probe_key, "confirmed" if confirmed else "refuted")
         if confirmed:

@@ -112,11 +112,13 @@ class Runner:
         ctx = self.ctx
         poller = Poller(ctx)
         recovery = Recovery(ctx, poller)
-        feeder = Feeder(ctx, recovery, background)
+        feeder = Feeder(ctx, recovery)
         downloader = Downloader(ctx)
         feeding_done, checks_done = anyio.Event(), anyio.Event()
         recovery.recover_at_start()
+        poller.on_finished = recovery.task_finished
         async with ctx.queued, anyio.create_task_group() as stages:
+            recovery.stages = stages
             for _ in range(ctx.config.download_workers):
                 stages.start_soon(downloader.worker, ctx.queued.clone())
             stages.start_soon(poller.run, feeding_done, checks_done)
