@@ -86,7 +86,7 @@ class Runner:
                 background.start_soon(self._commit_often)
                 if self.receiver is not None:
                     background.start_soon(self.receiver.serve, background)
-                await self._stages(background)
+                await self._stages()
                 background.cancel_scope.cancel()
         finally:
             ctx.queue.close()
@@ -108,7 +108,7 @@ class Runner:
         ctx.emit(RunFinished(outcome.counts, outcome.wall_seconds, outcome.stopped))
         return outcome
 
-    async def _stages(self, background: TaskGroup) -> None:
+    async def _stages(self) -> None:
         ctx = self.ctx
         poller = Poller(ctx)
         recovery = Recovery(ctx, poller)
