@@ -128,3 +128,20 @@ def test_a_relay_that_answers_look_ups_anyway_is_confirmed_and_then_used(tmp_pat
         assert second.exit_code == 0 and second.adopted == 1
         assert second.counts[JobStatus.UNKNOWN] == 0
         assert set(sim.stats()["submissions_per_external_id"].values()) == {1}
+
+
+def test_verify_repair_uses_the_runs_own_provider(tmp_path, capsys):
+    """A Kling run's damaged video is repaired with Kling's credentials from the environment,
+    without saying --provider again."""
+    manifest = write_manifest(tmp_path, 2)
+    out = tmp_path / "out"
+    with simulator(profile="kling") as sim:
+        assert run_cli("run", manifest, "-o", out, base_url=sim.base_url, profile="kling") == 0
+        video = out / "batch" / read_index(out / "batch")[0]["video"]
+        video.write_bytes(b"damaged")
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("KLING_ACCESS_KEY", "sim-access")
+            env.setenv("KLING_SECRET_KEY", "sim-secret")
+            code = run_cli("verify", out / "batch", "--repair", "--base-url", sim.base_url)
+        assert sim.stats()["creates_received"] == 2
+    assert code == 0 and "every video is intact" in capsys.readouterr().out

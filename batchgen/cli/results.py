@@ -102,6 +102,9 @@ def verify(
 def _repair(found: RunTarget, job_ids: list[str], **flags: Any) -> None:
     """Download these done jobs' videos again, then say which were."""
     state = found.existing_state()
+    if _defaulted("provider"):  # the run's own provider, as its state recorded it
+        with Store.open(state) as store:
+            flags["provider"] = store.get_meta("provider") or flags["provider"]
     settings = settings_from(output=found.output, state=state, **flags)
     pipeline.credentials(settings)
     fetched = FetchedAgain(job_ids)
@@ -111,6 +114,12 @@ def _repair(found: RunTarget, job_ids: list[str], **flags: Any) -> None:
         )
         steps = NextSteps.of_state(found, store)
     click.echo(run_summary(outcome, found.run_dir, steps, [], fetched.rows), err=True)
+
+
+def _defaulted(name: str) -> bool:
+    """Whether the option `name` was left at its default (neither flag nor environment)."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source is click.core.ParameterSource.DEFAULT
 
 
 @click.command(short_help="Export a run's videos as a dataset (hf, csv, webdataset).")
