@@ -39,20 +39,19 @@ def simulator_process(**config: Any) -> Iterator[str]:
         "cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}\n"
         "serve(SimulatorConfig(**cfg), host='127.0.0.1', port=int(sys.argv[2]))\n"
     )
-    errors = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, json.dumps(config), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=errors,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_serving(proc, url, errors)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        errors.close()
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps(config), str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+        try:
+            _wait_until_serving(proc, url, errors)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def _wait_until_serving(proc: subprocess.Popen[bytes], url: str, errors: IO[bytes]) -> None:
