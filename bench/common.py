@@ -69,8 +69,10 @@ def _wait_until_serving(proc: subprocess.Popen[bytes], url: str, errors: IO[byte
     raise RuntimeError("simulator did not start")
 
 
-def stats(url: str) -> dict[str, Any]:
-    value: dict[str, Any] = httpx.get(f"{url}/_sim/stats", timeout=30).json()
+def stats(url: str, *, tasks: bool = False) -> dict[str, Any]:
+    """The simulator's counters; with `tasks`, also `task_spans` {task_id: [created, ends]}."""
+    query = "?tasks=1" if tasks else ""
+    value: dict[str, Any] = httpx.get(f"{url}/_sim/stats{query}", timeout=30).json()
     return value
 
 
