@@ -9,10 +9,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from PIL import Image
@@ -38,29 +39,40 @@ def simulator_process(**config: Any) -> Iterator[str]:
         "cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}\n"
         "serve(SimulatorConfig(**cfg), host='127.0.0.1', port=int(sys.argv[2]))\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, json.dumps(config), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/_sim/stats", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("simulator did not start")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps(config), str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+        try:
+            _wait_until_serving(proc, url, errors)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
-def stats(url: str) -> dict[str, Any]:
-    value: dict[str, Any] = httpx.get(f"{url}/_sim/stats", timeout=30).json()
+def _wait_until_serving(proc: subprocess.Popen[bytes], url: str, errors: IO[bytes]) -> None:
+    """Until the simulator answers; RuntimeError with its last words if it exits first."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            errors.seek(0)
+            last = errors.read().decode(errors="replace").strip().splitlines()[-1:]
+            raise RuntimeError(f"simulator exited at start: {' '.join(last)}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/_sim/stats", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("simulator did not start")
+
+
+def stats(url: str, *, tasks: bool = False) -> dict[str, Any]:
+    """The simulator's counters; with `tasks`, also `task_spans` {task_id: [created, ends]}."""
+    query = "?tasks=1" if tasks else ""
+    value: dict[str, Any] = httpx.get(f"{url}/_sim/stats{query}", timeout=30).json()
     return value
 
 
@@ -79,6 +91,15 @@ def write_csv_manifest(folder: Path, rows: int, *, images: int = 4, name: str = 
                 [f"r{i}", f"images/{i % images}.png", f"prompt {i}", "kling-v2-master", "5"]
             )
     return path
+
+
+# The simulator's `profile="kling"` (Kling's own API: task list, look-ups by external id) takes
+# a JWT made from these; `profile="cometapi"` (the default) takes any bearer key.
+KLING_CREDENTIALS: dict[str, Any] = {
+    "provider": "kling",
+    "access_key": SecretStr("sim-access"),
+    "secret_key": SecretStr("sim-secret"),
+}
 
 
 def run_settings(folder: Path, url: str, concurrency: int, **extra: Any) -> Settings:
