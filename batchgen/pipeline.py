@@ -40,7 +40,7 @@ MAX_PROBLEMS = 200
 # httpcore checks every pooled connection on each request, so a big pool costs CPU per call;
 # API answers are quick, and a few connections carry a run's creates and polls.
 API_CONNECTIONS = 16
-CALLBACK_POLL_IDLE = 0.25  # with callbacks, polls only catch the ones that never came
+CALLBACK_BACKUP_AFTER = 1.2  # with callbacks, polls catch the ends that never came
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +277,7 @@ def run_config(settings: Settings, **tuning: Any) -> RunConfig:
             "callback_url": settings.callback_url,
             "listen": Listen(host, port, callback_path(settings.callback_url), secret),
             # Polling stays as the safety net, at a slower pace.
-            "poll": PollConfig(idle_target=CALLBACK_POLL_IDLE),
+            "poll": PollConfig(backup_after=CALLBACK_BACKUP_AFTER),
         }
     return RunConfig(
         concurrency=settings.concurrency,

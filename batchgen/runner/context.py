@@ -153,10 +153,13 @@ class RunContext:
         self.wake_poll.set()
         return tracked
 
-    def untrack(self, tracked: Tracked, *, finished: bool) -> None:
-        """Stop following a task; the time it held its slot during this run counts as busy."""
+    def untrack(self, tracked: Tracked, *, finished: bool, busy: float | None = None) -> None:
+        """Stop following a task. Its slot counts as busy for `busy` seconds (its generation,
+        where known), else until now, within this run."""
         if self.tracked.pop(tracked.job_id, None) is not None:
-            self.busy_seconds += anyio.current_time() - max(tracked.started, self.run_started)
+            now = anyio.current_time()
+            end = now if busy is None else min(now, tracked.started + busy)
+            self.busy_seconds += max(0.0, end - max(tracked.started, self.run_started))
             self.slots.release(finished=finished)
 
     # -- the run ----------------------------------------------------------------------------

@@ -125,15 +125,15 @@ class Poller:
 
     def _finished(self, tracked: Tracked, info: TaskInfo, now: float) -> None:
         ctx = self.ctx
-        ctx.untrack(tracked, finished=True)
-        if self.on_finished is not None:
-            self.on_finished(tracked.job_id, info)
         provider = None
         if info.created_at and info.updated_at:
             provider = (info.updated_at - info.created_at) / 1000
         seen = tracked.running_seen if tracked.polled_running else None
-        gap = ctx.schedule.spacing
-        ctx.schedule.observe(generation_seconds(seen, now - tracked.started, provider, gap))
+        took = generation_seconds(seen, now - tracked.started, provider, ctx.schedule.spacing)
+        ctx.schedule.observe(took)
+        ctx.untrack(tracked, finished=True, busy=took)
+        if self.on_finished is not None:
+            self.on_finished(tracked.job_id, info)
         ctx.progress(
             ctx.job(tracked.job_id),
             JobStatus.DOWNLOADING,

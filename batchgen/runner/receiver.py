@@ -2,7 +2,8 @@
 listening only when `--listen` asks, for the provider's POSTs to `--callback-url`'s path.
 
 A callback names a task; one the run follows (by task id, or by external id) is polled at
-once, so its end is acted on in the time of one query rather than at the next scheduled poll.
+once, so its end is acted on in the time of one query rather than at the next scheduled poll
+(one the run already finished is acknowledged).
 Anything else (another path, a body that is not a task, an unknown task, a bad signature) is
 refused with a 4xx and counted; nothing a callback says is believed without the provider.
 """
@@ -101,13 +102,13 @@ class CallbackReceiver:
                 verify_signature(self.listen.secret, headers, body, time.time())
             task = parse_callback(body)
             tracked = self._tracked(task.task_id, task.external_task_id)
-            if tracked is None:
+            if tracked is None and self.ctx.store.job_of_task(task.task_id) is None:
                 raise CallbackRefused(f"no task {task.task_id} in this run", 404)
         except CallbackRefused as refused:
             self.counts[f"refused: {refused}"] += 1
             return refused.status, str(refused)
         self.counts["accepted"] += 1
-        if task.terminal:
+        if tracked is not None and task.terminal:
             tracked.next_poll = anyio.current_time()
             self.ctx.wake_poll.set()
         return 200, "ok"
