@@ -109,7 +109,8 @@ class PollSchedule:
     Before any task has finished: a first poll after `first_poll` seconds, then polls spaced a
     `growth` share of the time waited (a 200 s generation costs about thirty polls, and is
     seen within 20 % of its end). Once times are known: the first poll one spacing after the
-    fastest time seen, then evenly spaced polls up to the slowest, then growing intervals.
+    fastest time seen (at the slowest, where that is sooner), then evenly spaced polls up to
+    the slowest, then growing intervals.
     Even spacing is close to the best idle-versus-calls trade-off for the spreads seen so far
     (a numeric model put it about 12 % more idle than a hazard-shaped schedule at the same
     number of queries). With callbacks (`backup_after`) polls wait for the slowest time seen.
@@ -119,6 +120,21 @@ class PollSchedule:
         self.config = config or PollConfig()
         self._window: deque[float] = deque(maxlen=window)
         self._sorted: list[float] = []
+        self.provider_clock_trusted = False
+
+    def learn(self, last_running: float | None, seen_done: float, provider: float | None) -> float:
+        """Learn from a task seen done (see `generation_seconds`); returns how long it took."""
+        if provides_a_trustworthy_clock(last_running, seen_done, provider):
+            self.provider_clock_trusted = True
+        took = generation_seconds(
+            last_running,
+            seen_done,
+            provider,
+            self.spacing,
+            provider_clock_trusted=self.provider_clock_trusted,
+        )
+        self.observe(took)
+        return took
 
     def observe(self, generation_seconds: float) -> None:
         if len(self._window) == self._window.maxlen:
@@ -141,7 +157,7 @@ class PollSchedule:
             return c.first_poll
         if c.backup_after is not None:
             return max(c.min_interval, c.backup_after * self._sorted[-1])
-        return max(c.min_interval, self._sorted[0] + self.spacing)
+        return max(c.min_interval, self._first_poll_at())
 
     def next_delay(self, waited: float) -> float:
         """Delay after a poll that found the task still running, `waited` s after submission."""
@@ -153,8 +169,15 @@ class PollSchedule:
             return growing
         fastest, slowest = self._sorted[0], self._sorted[-1]
         if waited < fastest:
-            return max(c.min_interval, fastest + self.spacing - waited)
+            return max(c.min_interval, self._first_poll_at() - waited)
         return self.spacing if waited < slowest else max(self.spacing, growing)
+
+    def _first_poll_at(self) -> float:
+        """One spacing after the fastest time seen, or at the slowest where that comes first:
+        times are counted from the create's answer, which comes after the provider started the
+        task, so tasks no slower than any seen have all ended by then (one poll, no idle
+        spacing, where every generation takes the same time)."""
+        return min(self._sorted[0] + self.spacing, self._sorted[-1])
 
     @property
     def spacing(self) -> float:
@@ -164,21 +187,40 @@ class PollSchedule:
 
 
 def generation_seconds(
-    last_running: float | None, seen_done: float, provider: float | None, gap: float
+    last_running: float | None,
+    seen_done: float,
+    provider: float | None,
+    gap: float,
+    *,
+    provider_clock_trusted: bool = False,
 ) -> float:
     """How long a task took, from what the run saw: it was running `last_running` s after its
     submission (None if never seen so: the span starts at 0, and without a believable provider
     figure the end is taken as 1.5 poll `gap`s before `seen_done`, so that the first poll of
     the next tasks moves earlier until it finds them running, rather than later) and done at
     `seen_done` s.
-    The provider's own figure (updated_at − created_at) is believed only when it falls inside
-    that span and clear of its end: a relay that stamps `updated_at` with the
-    time it was asked would otherwise pass our own polling delay off as generation time, and
-    stretch the schedule."""
+    The provider's own figure (updated_at − created_at) is believed when it falls inside that
+    span and clear of its end: a relay that stamps `updated_at` with the time it was asked
+    would otherwise pass our own polling delay off as generation time, and stretch the
+    schedule. Once its clock is trusted (`provides_a_trustworthy_clock`), a figure at the very
+    end is believed too: a task seen done by a poll right at its end (a well-tuned schedule)."""
     earliest = 0.0 if last_running is None else last_running
     margin = max(0.05, 0.1 * (seen_done - earliest))
-    if provider is not None and earliest - margin <= provider <= seen_done - margin:
-        return provider
+    latest = seen_done + margin if provider_clock_trusted else seen_done - margin
+    if provider is not None and earliest - margin <= provider <= latest:
+        return min(provider, seen_done)
     if last_running is None:
         return max(0.0, seen_done - 1.5 * gap)
     return (last_running + seen_done) / 2
+
+
+def provides_a_trustworthy_clock(
+    last_running: float | None, seen_done: float, provider: float | None
+) -> bool:
+    """A provider figure strictly inside a span the run saw (running at one poll, done at the
+    next, the figure clear of both) is the task's own time: a clock stamped by our queries
+    cannot land there."""
+    if last_running is None or provider is None:
+        return False
+    margin = max(0.05, 0.1 * (seen_done - last_running))
+    return last_running < provider <= seen_done - margin

@@ -27,7 +27,7 @@ def run(times: list[float], schedule: PollSchedule, stamped: bool = False) -> tu
     for t in times:
         n, late, running = follow(schedule, t)
         provider = t + late if stamped else t
-        schedule.observe(generation_seconds(running, t + late, provider, schedule.spacing))
+        schedule.learn(running, t + late, provider)
         polls, idle = polls + n, idle + late / t
     return polls / len(times), idle / len(times)
 
@@ -103,3 +103,32 @@ def test_the_fixed_baseline_polls_at_its_interval():
     """The naive baseline of the benches polls every N seconds whatever it learned."""
     schedule = PollSchedule(PollConfig(fixed_interval=5.0))
     assert schedule.first_delay() == schedule.next_delay(12.0) == 5.0
+
+
+def test_tasks_that_all_take_the_same_time_are_seen_by_one_poll_at_their_end():
+    """Every generation 2 s: the first poll comes at 2 s, not a spacing later (idle 0)."""
+    schedule = PollSchedule()
+    for _ in range(20):
+        schedule.observe(2.0)
+    assert schedule.first_delay() == pytest.approx(2.0)
+    assert follow(schedule, 2.0)[:2] == (1, 0.0)
+
+
+def test_a_trusted_provider_clock_is_believed_at_the_end_of_the_span():
+    """Once a provider figure fell strictly inside a seen span, a task seen done by its first
+    poll, right at its end, keeps the provider's time: the schedule does not creep earlier."""
+    schedule = PollSchedule()
+    assert schedule.learn(None, 2.2, 2.0) not in (2.0, 2.2)  # not yet trusted: the fallback
+    schedule.learn(1.8, 2.2, 2.0)
+    assert schedule.provider_clock_trusted
+    assert schedule.learn(None, 2.01, 2.0) == 2.0
+    assert schedule.learn(None, 2.0, 2.02) == 2.0  # never past what was seen
+
+
+def test_a_stamping_relay_never_earns_trust():
+    """updated_at = the time of our poll: the figure is at the end of every span, never inside."""
+    rng = random.Random(3)
+    times = [rng.uniform(2.0, 5.0) for _ in range(300)]
+    schedule = PollSchedule()
+    run(times, schedule, stamped=True)
+    assert not schedule.provider_clock_trusted

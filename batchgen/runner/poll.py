@@ -14,7 +14,6 @@ from collections.abc import Callable
 import anyio
 
 from batchgen.errors import AccountError, ProviderError, ProviderUnreachable, TaskNotFound
-from batchgen.policy import generation_seconds
 from batchgen.providers import TaskInfo
 from batchgen.runner.context import RunContext, Tracked
 from batchgen.status import JobStatus, status_of_task
@@ -129,8 +128,7 @@ class Poller:
         if info.created_at and info.updated_at:
             provider = (info.updated_at - info.created_at) / 1000
         seen = tracked.running_seen if tracked.polled_running else None
-        took = generation_seconds(seen, now - tracked.started, provider, ctx.schedule.spacing)
-        ctx.schedule.observe(took)
+        took = ctx.schedule.learn(seen, now - tracked.started, provider)
         ctx.untrack(tracked, finished=True, busy=took)
         if self.on_finished is not None:
             self.on_finished(tracked.job_id, info)
