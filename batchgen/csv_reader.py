@@ -73,7 +73,19 @@ def read_csv_header(path: Path, where: int = 0) -> tuple[str, ...]:
             ) from None
     if not header:
         raise UsageError(f"{path}: the CSV file has no header line")
+    if len(header) == 1 and (separator := _other_separator(header[0])):
+        raise UsageError(
+            f"{path}, line 1: one column named {header[0]!r}: the columns are separated by "
+            f"{separator}; batchgen reads comma-separated files (save it as CSV with commas)"
+        )
     return tuple(name.strip() for name in header)
+
+
+def _other_separator(name: str) -> str | None:
+    for separator, said in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+        if separator in name:
+            return said
+    return None
 
 
 def read_csv_rows(path: Path) -> Iterator[RawRow]:

@@ -79,6 +79,8 @@ def _reason(exc: Exception) -> str:
     text = str(exc).split("\n")[0][:200]
     if "truncated" in text:
         return "the file is cut short"
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "not a format Pillow knows"  # its message names an in-memory object
     return text or type(exc).__name__
 
 

@@ -112,6 +112,17 @@ def test_malformed_csv_is_a_clean_error_naming_the_line(
         outcome(path)
 
 
+@pytest.mark.parametrize(("separator", "said"), [(";", "semicolons"), ("\t", "tabs")])
+def test_a_csv_saved_with_another_separator_is_refused_saying_so(
+    folder: Path, separator: str, said: str
+) -> None:
+    """A spreadsheet's export with semicolons or tabs is one column, not a missing image."""
+    path = folder / "rows.csv"
+    path.write_text(separator.join(["id", "image", "prompt"]) + "\n" + "r1;a.png;hi\n")
+    with pytest.raises(UsageError, match=f"rows.csv, line 1: one column .* separated by {said}"):
+        outcome(path)
+
+
 def test_a_huge_csv_line_is_refused_without_reading_it_all(folder: Path) -> None:
     """A line beyond the limit (here 17 MB without a newline) is refused, naming its line."""
     path = folder / "rows.csv"
