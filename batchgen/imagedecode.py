@@ -21,7 +21,7 @@ import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 PIXEL_BUDGET = 64_000_000
@@ -79,7 +79,7 @@ def _reason(exc: Exception) -> str:
     text = str(exc).split("\n")[0][:200]
     if "truncated" in text:
         return "the file is cut short"
-    if isinstance(exc, Image.UnidentifiedImageError):
+    if isinstance(exc, UnidentifiedImageError):
         return "not a format Pillow knows"  # its message names an in-memory object
     return text or type(exc).__name__
 
