@@ -42,6 +42,7 @@ class Tally:
         self.started = clock()
         self.finished_this_run = 0
         self.throttled_for = 0.0
+        self.paused_for = 0.0
 
     def apply(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -53,6 +54,7 @@ class Tally:
             self.finished_this_run += (event.new in FINISHED) - (event.old in FINISHED)
         elif isinstance(event, Heartbeat):
             self.throttled_for = event.throttled_for
+            self.paused_for = event.paused_for
 
     @property
     def total(self) -> int:
@@ -95,6 +97,7 @@ class Tally:
             "jobs_per_min": round(self.rate() * 60, 2),
             "eta_s": None if eta is None else round(eta),
             "throttled_for_s": round(self.throttled_for, 1),
+            "paused_for_s": round(self.paused_for, 1),
         }
 
     def line(self) -> str:
@@ -108,6 +111,8 @@ class Tally:
         )
         if self.throttled_for > 0:
             text += f"; throttled, creates resume in {duration(self.throttled_for)}"
+        elif self.paused_for > 0:
+            text += f"; the provider is failing, creates resume in {duration(self.paused_for)}"
         return text
 
 
@@ -163,7 +168,7 @@ class BarProgress:
             return
         t = self.tally
         self.bar.n = t.finished
-        throttled = " throttled" if t.throttled_for > 0 else ""
+        throttled = " throttled" if t.throttled_for > 0 else " paused" if t.paused_for > 0 else ""
         self.bar.set_postfix_str(
             f"in flight={t.in_flight} downloading={t.counts[JobStatus.DOWNLOADING]} "
             f"failed={t.counts[JobStatus.FAILED]} unknown={t.counts[JobStatus.UNKNOWN]}{throttled}",

@@ -101,3 +101,14 @@ def test_a_pipe_gets_plain_lines_not_a_bar():
 def test_durations_read_as_people_write_them():
     """45s, 3m20s, 1h02m."""
     assert [duration(45), duration(200), duration(3725)] == ["45s", "3m20s", "1h02m"]
+
+
+def test_a_line_says_when_creates_wait_on_a_throttle_or_a_failing_provider():
+    """The heartbeat's pauses show in the line: a throttle first, else failures in a row."""
+    tally = Tally(clock=lambda: 0.0)
+    tally.apply(started(3))
+    tally.apply(Heartbeat(slots_cap=4, paused_for=12.0))
+    assert "the provider is failing, creates resume in 12s" in tally.line()
+    tally.apply(Heartbeat(slots_cap=4, throttled_for=3.0, paused_for=12.0))
+    assert "throttled, creates resume in 3s" in tally.line()
+    assert tally.fields()["paused_for_s"] == 12.0

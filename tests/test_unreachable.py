@@ -3,14 +3,18 @@ naming the base URL and what failed, nothing marked failed, the same command res
 
 from __future__ import annotations
 
+import signal
 import socket
+import time
 
 from pydantic import SecretStr
 
 import batchgen
 from batchgen.settings import Settings
 from batchgen.status import JobStatus
+from batchgen.store import Store
 from tests.conftest import run_cli, simulator, write_manifest
+from tests.test_resilience import spawn_run
 
 
 def closed_port() -> int:
@@ -42,3 +46,30 @@ def test_the_same_command_resumes_once_the_provider_is_back(tmp_path, capsys):
     assert "Traceback" not in err and "0 failed" in err
     with simulator(port=port) as sim:
         assert run_cli("run", manifest, "-o", out, base_url=sim.base_url) == 0
+
+
+def test_a_provider_that_cannot_be_reached_is_not_asked_once_per_pending_job(tmp_path):
+    """Creates pause after a failed connection: a few tries before the stop, not one create
+    for every pending job (which the feed would otherwise pick up one after the other)."""
+    manifest = write_manifest(tmp_path, 300)
+    url = f"http://127.0.0.1:{closed_port()}"
+    settings = Settings(output=tmp_path / "out", base_url=url, api_key=SecretStr("sk-test"))
+    outcome = batchgen.run(manifest, settings, unreachable_at_start=3.0)
+    assert outcome.stopped == "unreachable"
+    with Store.open(tmp_path / "out" / "batch" / "state.sqlite") as store:
+        tried = sum(1 for job in store.with_status(JobStatus.PENDING) if job.last_error)
+    assert tried <= 40 and outcome.api_calls <= 60, (tried, outcome.api_calls)
+
+
+def test_a_provider_answering_5xx_to_everything_is_not_hammered(tmp_path):
+    """Every create answered 500: from the third in a row creates pause, longer each time,
+    so a few seconds of it cost a few creates, not one per pending job."""
+    manifest = write_manifest(tmp_path, 300)
+    with simulator(error_rate=1.0) as sim:
+        proc = spawn_run(manifest, tmp_path / "out", sim.base_url, "-c", "4")
+        time.sleep(4.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        creates = sim.stats()["creates_received"]
+    assert proc.returncode == 130, err.decode()
+    assert creates <= 40, creates

@@ -80,6 +80,8 @@ class RunContext:
         self.adopted = 0
         self.throttles = 0  # throttled creates in a row
         self.throttled_until = 0.0  # monotonic: no create before this
+        self.failures = 0  # creates in a row that were not carried out (5xx, no connection)
+        self.paused_until = 0.0  # monotonic: no create before this either
         self.wake_poll = anyio.Event()
         self.wake_feed = anyio.Event()
         self.cancel_run: Callable[[], None] = lambda: None

@@ -6,6 +6,9 @@ What each failed create means is decided by the retry policy: wait (throttled, u
 never a failure), retry (refused, not carried out), settle (the task may exist: recovery.py),
 fail the job, or stop the run (credentials, balance). Throttling waits grow with the throttles
 in a row, honour Retry-After, and lower the slot cap; while one lasts, no create is sent.
+Creates that fail in a row (no connection; 5xx from the third on) pause all creates, for
+longer each time, rather than try the next pending job at once: a provider that is down is
+not hammered with one create per pending job.
 """
 
 from __future__ import annotations
@@ -96,10 +99,13 @@ class Feeder:
 
     async def _wait_out_throttling(self) -> None:
         ctx = self.ctx
-        while ctx.stopping is None and anyio.current_time() < ctx.throttled_until:
-            with anyio.move_on_after(ctx.throttled_until - anyio.current_time()):
+        while ctx.stopping is None and anyio.current_time() < self._resume_at():
+            with anyio.move_on_after(self._resume_at() - anyio.current_time()):
                 await ctx.wake_feed.wait()
             ctx.wake_feed = anyio.Event()
+
+    def _resume_at(self) -> float:
+        return max(self.ctx.throttled_until, self.ctx.paused_until)
 
     async def _sleep_until_work(self) -> None:
         ctx = self.ctx
@@ -143,7 +149,7 @@ class Feeder:
 
     def _accepted(self, job: JobRecord, task: TaskInfo) -> None:
         ctx = self.ctx
-        ctx.throttles = 0
+        ctx.throttles = ctx.failures = 0
         status = status_of_task(task.status or "submitted")
         if status in (JobStatus.DOWNLOADING, JobStatus.FAILED):
             status = JobStatus.SUBMITTED  # the first poll acts on it
@@ -163,8 +169,25 @@ class Feeder:
         if decision.action == Action.SETTLE:
             await self._settle_after(job, error, decision)
             return
+        if decision.action in (Action.WAIT, Action.RETRY) and not isinstance(error, ThrottledError):
+            self._pause_after_failure(unreachable=decision.action == Action.WAIT)
         self._requeue(job, error, decision)
         ctx.slots.release(finished=False)
+
+    def _pause_after_failure(self, *, unreachable: bool) -> None:
+        """Count a create not carried out (those failing together count once) and pause all
+        creates: at once when no connection could be made, from the third 5xx in a row."""
+        ctx = self.ctx
+        now = anyio.current_time()
+        if now < ctx.paused_until:
+            return
+        ctx.failures += 1
+        in_a_row = ctx.failures if unreachable else ctx.failures - 2
+        if in_a_row >= 1:
+            pause = ctx.config.retry.backoff(in_a_row, ctx.rng)
+            if unreachable:  # ask again often enough to see the provider back, or stop in time
+                pause = min(pause, ctx.config.unreachable_at_start / 3)
+            ctx.paused_until = now + pause
 
     async def _settle_after(self, job: JobRecord, error: ProviderError, decision: Decision) -> None:
         if isinstance(error, DuplicateExternalId):

@@ -134,7 +134,8 @@ class Runner:
             now = anyio.current_time()
             if now - beat >= HEARTBEAT_INTERVAL:
                 beat = now
-                ctx.emit(Heartbeat(ctx.slots.cap, max(0.0, ctx.throttled_until - now)))
+                throttled = max(0.0, ctx.throttled_until - now)
+                ctx.emit(Heartbeat(ctx.slots.cap, throttled, max(0.0, ctx.paused_until - now)))
 
     async def _watch_signals(
         self, background: TaskGroup, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
