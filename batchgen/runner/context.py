@@ -15,7 +15,7 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from batchgen.budget import Budget
-from batchgen.events import Event, JobChanged, Listener, Notice
+from batchgen.events import Event, Heartbeat, JobChanged, Listener, Notice
 from batchgen.limits import SlotLimiter
 from batchgen.policy import PollSchedule
 from batchgen.providers import Provider
@@ -171,6 +171,8 @@ class RunContext:
         be reached cannot be polled either: that stop ends the run at once."""
         if self.stopping is None:
             self.stopping, self.stop_reason = kind, reason
+            self.throttled_until = self.paused_until = 0.0  # no create will resume
+            self.emit(Heartbeat(self.slots.cap))
             self.emit(Notice(reason, "warning"))
         self.wake_feed.set()
         self.wake_poll.set()
