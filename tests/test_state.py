@@ -128,3 +128,36 @@ def test_grouped_updates_reach_the_file_only_when_committed(tmp_path):
         store.end_grouping()
         assert seen.execute(status, (job,)).fetchone() == ("running",)
         seen.close()
+
+
+PRICED = [
+    {"model_name": "kling-v3", "mode": "pro", "duration": "8", "sound": "on"},
+    {"model_name": "kling-v2-6", "mode": "pro", "duration": 10, "voice_list": [{"voice_id": "v"}]},
+    {"model_name": "kling-v2-master", "duration": "5"},
+    {},
+]
+
+
+def test_a_state_from_before_price_keys_is_priced_as_a_new_one(tmp_path):
+    """A state made by an earlier batchgen (no price_key column) is migrated on open: its
+    jobs group by the same pricing fields as jobs loaded now."""
+    from batchgen.jobs import canonical_json
+    from batchgen.store import MIGRATIONS
+
+    specs = [make_job({"image": f"sha256:{n:064x}", **r}, f"r{n}") for n, r in enumerate(PRICED)]
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:
+        for number, script in enumerate(MIGRATIONS[:-1], start=1):
+            db.executescript(f"{script}; PRAGMA user_version = {number};")
+        db.executemany(
+            "INSERT INTO jobs (job_id, seq, row_id, request) VALUES (?, ?, ?, ?)",
+            [(s.job_id, n, s.row_id, canonical_json(s.request)) for n, s in enumerate(specs)],
+        )
+    with Store.open(old) as migrated, Store.open(tmp_path / "new.sqlite") as new:
+        new.add_jobs(specs)
+        groups = sorted(map(repr, migrated.priced_groups()))
+        assert groups == sorted(map(repr, new.priced_groups())) and len(groups) == 4
+    assert "'voice_list': [{}]" in "".join(groups) and "'sound': 'on'" in "".join(groups)
+    keys = "SELECT price_key FROM jobs ORDER BY job_id"
+    with sqlite3.connect(old) as a, sqlite3.connect(tmp_path / "new.sqlite") as b:
+        assert a.execute(keys).fetchall() == b.execute(keys).fetchall()
