@@ -62,6 +62,18 @@ class RetryPolicy:
         ceiling = min(self.throttle_max, self.throttle_base * 2 ** max(consecutive - 1, 0))
         return max(self.throttle_base, rng.uniform(ceiling / 2, ceiling))
 
+    def pause_after_failures(
+        self, failures: int, *, unreachable: bool, rng: random.Random, ceiling: float
+    ) -> float:
+        """How long every create waits after `failures` creates in a row were not carried out:
+        from the first when no connection could be made (at most `ceiling`, so the provider's
+        return, or the stop, is seen in time), from the third 5xx; 0 for no pause."""
+        in_a_row = failures if unreachable else failures - 2
+        if in_a_row < 1:
+            return 0.0
+        pause = self.backoff(in_a_row, rng)
+        return min(pause, ceiling) if unreachable else pause
+
     def decide(
         self, error: ProviderError, attempts: int, throttles: int, rng: random.Random
     ) -> Decision:
@@ -205,7 +217,7 @@ def generation_seconds(
     schedule. Once its clock is trusted (`provides_a_trustworthy_clock`), a figure at the very
     end is believed too: a task seen done by a poll right at its end (a well-tuned schedule)."""
     earliest = 0.0 if last_running is None else last_running
-    margin = max(0.05, 0.1 * (seen_done - earliest))
+    margin = _clear_of(earliest, seen_done)
     latest = seen_done + margin if provider_clock_trusted else seen_done - margin
     if provider is not None and earliest - margin <= provider <= latest:
         return min(provider, seen_done)
@@ -222,5 +234,9 @@ def provides_a_trustworthy_clock(
     cannot land there."""
     if last_running is None or provider is None:
         return False
-    margin = max(0.05, 0.1 * (seen_done - last_running))
-    return last_running < provider <= seen_done - margin
+    return last_running < provider <= seen_done - _clear_of(last_running, seen_done)
+
+
+def _clear_of(earliest: float, seen_done: float) -> float:
+    """How far inside a seen span a provider figure must fall to be its own, not our poll's."""
+    return max(0.05, 0.1 * (seen_done - earliest))

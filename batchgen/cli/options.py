@@ -47,6 +47,18 @@ def output_option(*names: str, dest: str = "output") -> Callable[[F], F]:
     )
 
 
+def latency_option(help: str) -> Callable[[F], F]:
+    """The simulator's generation time range, MIN MAX seconds (demo and simulate)."""
+    return click.option(
+        "--latency",
+        type=(float, float),
+        metavar="MIN MAX",
+        default=(1.0, 3.0),
+        show_default=True,
+        help=help,
+    )
+
+
 state_option = click.option(
     "--state",
     type=click.Path(path_type=Path, dir_okay=False),

@@ -13,6 +13,7 @@ from batchgen import pipeline, runlock
 from batchgen.cli.next_steps import NextSteps
 from batchgen.cli.options import (
     compose,
+    latency_option,
     manifest_argument,
     output_option,
     prices_option,
@@ -95,14 +96,7 @@ def run(manifest: Path, **flags: Any) -> int:
 @click.argument("manifest", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @output_option()
 @provider_choice
-@click.option(
-    "--latency",
-    type=(float, float),
-    metavar="MIN MAX",
-    default=(1.0, 3.0),
-    show_default=True,
-    help="Simulated generation time range in seconds (min max).",
-)
+@latency_option("Simulated generation time range in seconds (min max).")
 @click.option(
     "--slots",
     type=click.IntRange(1, 1000),

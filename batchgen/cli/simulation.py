@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from batchgen.cli.options import latency_option
 from batchgen.errors import UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,14 +61,7 @@ def video_fault_options(command: F) -> F:
     help="Provider to imitate: CometAPI's relay (/kling/v1/…, bearer key) or Kling's own API "
     "(/v1/…, JWT, list and external-id look-up).",
 )
-@click.option(
-    "--latency",
-    type=(float, float),
-    metavar="MIN MAX",
-    default=(1.0, 3.0),
-    show_default=True,
-    help="Generation time range in seconds (min max).",
-)
+@latency_option("Generation time range in seconds (min max).")
 @click.option(
     "--slots", type=int, default=4, show_default=True, help="Concurrent tasks before 1303."
 )

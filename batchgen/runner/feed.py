@@ -182,12 +182,13 @@ class Feeder:
         if now < ctx.paused_until:
             return
         ctx.failures += 1
-        in_a_row = ctx.failures if unreachable else ctx.failures - 2
-        if in_a_row >= 1:
-            pause = ctx.config.retry.backoff(in_a_row, ctx.rng)
-            if unreachable:  # ask again often enough to see the provider back, or stop in time
-                pause = min(pause, ctx.config.unreachable_at_start / 3)
-            ctx.paused_until = now + pause
+        pause = ctx.config.retry.pause_after_failures(
+            ctx.failures,
+            unreachable=unreachable,
+            rng=ctx.rng,
+            ceiling=ctx.config.unreachable_at_start / 3,
+        )
+        ctx.paused_until = now + pause
 
     async def _settle_after(self, job: JobRecord, error: ProviderError, decision: Decision) -> None:
         if isinstance(error, DuplicateExternalId):
