@@ -19,21 +19,13 @@ from typing import Any, BinaryIO
 import anyio
 import httpx
 
-from batchgen.errors import ProviderError, RetryableError
+from batchgen.errors import NotAVideo, RetryableError, UrlExpired
 from batchgen.media.sniff import container_of, describe_other, read_head
 
 CHUNK = 1 << 20
 PART_SUFFIX = ".part"
 # Hashing and writing happen here, beside the event loop; a download has one batch in flight.
 _WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="batchgen-write")
-
-
-class UrlExpired(ProviderError):
-    """The video URL answered 403/404/410: ask the provider for a fresh one."""
-
-
-class NotAVideo(ProviderError):
-    """The URL served something that is not a video (an HTML page with status 200...)."""
 
 
 REJECTED_SUFFIX = ".rejected"  # a download that was no video, kept beside its name to be seen
@@ -230,7 +222,3 @@ def file_sha256(path: Path) -> str:
         while block := f.read(CHUNK):
             digest.update(block)
     return digest.hexdigest()
-
-
-async def file_sha256_async(path: Path) -> str:
-    return await anyio.to_thread.run_sync(file_sha256, path)

@@ -2,12 +2,21 @@
 
 BatchgenError                 exit 1 unless a subclass says otherwise
 ├── UsageError                exit 2: bad flags, missing files, nothing was done
+│   ├── ManifestUnreadable    the manifest file cannot be read or parsed (YAML, CSV, its name)
+│   ├── ImageChanged          an image changed since the manifest was checked
+│   ├── IndexInvalid          index.jsonl is absent or one of its lines cannot be used
+│   ├── UnknownFormat         `--format` names no export format
+│   └── NothingToVerify       the folder has neither an index nor a state
 ├── ManifestInvalid           exit 2: the manifest failed pre-flight checks; carries every Problem
 ├── LockMismatch              exit 2: `--locked` and the manifest no longer resolves to the lock
 ├── CostLimitExceeded         exit 2: `--max-cost` is below the batch's estimate
 ├── StateError                exit 2: the state file is unreadable or belongs to another run
-│   └── StateInUse            exit 2: another live process holds the run's state
+│   ├── StateInUse            exit 2: another live process holds the run's state
+│   └── IllegalTransition     a job was asked to move where the transition table forbids
 ├── StorageError              exit 3: a file cannot be written mid-run (disk full...): resumable
+├── ImageUnreadable           one image source cannot be used (a Problem of its row, or cached)
+├── MissingVideo              the index names videos that are not in the run folder
+├── CallbackRefused           a callback the receiver does not believe (answered `status`)
 └── ProviderError             a provider answer that is not a success (carries code, http status)
     ├── RetryableError        the request was not carried out (5xx, refused): try again later
     │   └── ConnectFailed     the provider could not be reached at all; nothing was sent
@@ -18,6 +27,8 @@ BatchgenError                 exit 1 unless a subclass says otherwise
     ├── TaskNotFound          the provider has no such task
     ├── DuplicateExternalId   the provider already has a task with this external_task_id
     ├── Unsupported           the provider does not offer this call (a list, a look-up)
+    ├── UrlExpired            a video URL answered 403/404/410: ask for a fresh one
+    ├── NotAVideo             a video URL served something else (an HTML page with 200...)
     ├── AccountError          exit 3: credentials, balance, permission, IP whitelist
     └── ProviderUnreachable   exit 3: the API cannot be reached or is not where --base-url says
 """
@@ -43,6 +54,27 @@ class UsageError(BatchgenError):
     """The command line or a file it names cannot be used."""
 
     exit_code = EXIT_USAGE
+
+
+class ManifestUnreadable(UsageError):
+    """The manifest file (or the CSV of its rows) cannot be read or parsed, or its name cannot
+    name a run folder."""
+
+
+class ImageChanged(UsageError):
+    """An image's content differs from what was checked when the manifest was validated."""
+
+
+class IndexInvalid(UsageError):
+    """index.jsonl is absent, or one of its lines cannot be used."""
+
+
+class UnknownFormat(UsageError):
+    """`--format` names no export format."""
+
+
+class NothingToVerify(UsageError):
+    """The folder has neither an index nor a state: it is not a run folder."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +124,44 @@ class StateInUse(StateError):
     """Another live process holds the run's state (one run per state at a time)."""
 
 
+class IllegalTransition(StateError):
+    """A job was asked to move between states the transition table does not allow."""
+
+
 class StorageError(BatchgenError):
     """A file of the run cannot be written (a full disk, a file too large, a lost mount):
     the run stops, and the same command resumes once there is room."""
 
     exit_code = EXIT_ACCOUNT
+
+
+class ImageUnreadable(BatchgenError):
+    """An image source that cannot be used; the message says why (and is cached like an
+    answer). Validation turns it into a Problem of the row."""
+
+
+SHOWN_MISSING = 5
+
+
+class MissingVideo(BatchgenError):
+    """The index names videos that are not in the run folder."""
+
+    def __init__(self, rows: list[tuple[str, str]]) -> None:
+        self.rows = rows
+        shown = ", ".join(f"{row!r} ({video})" for row, video in rows[:SHOWN_MISSING])
+        more = f" and {len(rows) - SHOWN_MISSING} more" if len(rows) > SHOWN_MISSING else ""
+        super().__init__(
+            f"video missing for row {shown}{more}; `batchgen verify` lists every problem, "
+            "and --skip-missing exports the rest"
+        )
+
+
+class CallbackRefused(BatchgenError):
+    """A callback that is not believed; `status` is the HTTP status answered."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class ProviderError(BatchgenError):
@@ -169,6 +234,14 @@ class DuplicateExternalId(ProviderError):
 
 class Unsupported(ProviderError):
     """The provider does not offer this call (a task list, a look-up by external id)."""
+
+
+class UrlExpired(ProviderError):
+    """The video URL answered 403/404/410: ask the provider for a fresh one."""
+
+
+class NotAVideo(ProviderError):
+    """The URL served something that is not a video (an HTML page with status 200...)."""
 
 
 class AccountError(ProviderError):

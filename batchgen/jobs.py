@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchgen.capabilities import DEFAULT_MODEL
-
+# The API's default model, always sent: a request never depends on the provider's default.
+DEFAULT_MODEL = "kling-v1"
 SHA_PREFIX = "sha256:"
 IMAGE_FIELDS = ("image", "image_tail", "static_mask")
 JOB_ID_HEX = 20
@@ -90,13 +90,6 @@ def job_id_of_external(external_id: str) -> tuple[str, int] | None:
 
 def is_content_ref(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(SHA_PREFIX)
-
-
-def image_refs(request: Mapping[str, Any]) -> list[str]:
-    """Every image reference in a request, masks included."""
-    refs = [request[name] for name in IMAGE_FIELDS if request.get(name)]
-    refs += [group["mask"] for group in request.get("dynamic_masks") or () if group.get("mask")]
-    return refs
 
 
 def resolve_body(

@@ -21,8 +21,9 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from batchgen.state.records import CheckRecord, JobRecord
+from batchgen.state.store import Store
 from batchgen.status import JobStatus
-from batchgen.store import CheckRecord, JobRecord, Store
 
 STATE_NAME = "state.sqlite"
 INDEX_NAME = "index.jsonl"
@@ -115,25 +116,19 @@ def write_json_atomic(path: Path, value: Any) -> None:
 def write_indexes(store: Store, run_dir: Path) -> tuple[int, int]:
     """Rewrite index.jsonl and failed.jsonl from the state; returns (done, failed) counts."""
     done = _write_lines_atomic(
-        run_dir / INDEX_NAME, _jsonl(_index_entry(*pair) for pair in store.done_with_checks())
+        run_dir / INDEX_NAME,
+        _jsonl(_index_entry(*pair) for pair in store.checks.done_with_checks()),
     )
     not_done = chain(store.failed_in_job_order(), store.unknown_in_job_order())
     failed = _write_lines_atomic(
         run_dir / FAILED_NAME,
-        _jsonl(chain(map(failure_entry, not_done), map(skipped_entry, store.skipped()))),
+        _jsonl(chain(map(failure_entry, not_done), map(skipped_entry, store.inputs.skipped()))),
     )
     return done, failed
 
 
 def _index_entry(job: JobRecord, check: CheckRecord | None) -> dict[str, Any]:
     return index_entry(job, None if check is None else check.as_json())
-
-
-def read_index(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
 
 
 def _jsonl(entries: Iterable[dict[str, Any]]) -> Iterator[str]:

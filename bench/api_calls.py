@@ -21,7 +21,7 @@ from common import (
 )
 
 import batchgen
-from batchgen.policy import PollConfig
+from batchgen.runner.policy import PollConfig
 
 JOBS, SLOTS, SCALE = 160, 16, 0.2
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import figure, run_settings, simulator_process, stats, write_csv_manifest
 
 import batchgen
-from batchgen.policy import PollConfig
+from batchgen.runner.policy import PollConfig
 
 JOBS, GENERATION = 200, 2.0
 

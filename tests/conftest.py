@@ -16,7 +16,7 @@ from PIL import Image
 
 from batchgen.cli import main
 from batchgen.simulator import SimulatorConfig, running_simulator
-from batchgen.store import Store
+from batchgen.state.store import Store
 
 FAST = {"latency": (0.05, 0.2), "slots": 8, "seed": 1}
 PROFILES = ("cometapi", "kling")

@@ -15,11 +15,16 @@ from batchgen.cli.options import (
     prices_option,
 )
 from batchgen.errors import EXIT_OK, EXIT_USAGE, UsageError
-from batchgen.plan import build_plan
-from batchgen.pricing import load_prices
+from batchgen.manifest.resolve import (
+    ResolveOptions,
+    ValidationReport,
+    check_items,
+    resolve_manifest,
+)
+from batchgen.manifest.schema import manifest_json_schema
+from batchgen.money.plan import build_plan
+from batchgen.money.pricing import load_prices
 from batchgen.progress import counted
-from batchgen.resolve import ResolveOptions, ValidationReport, check_items, resolve_manifest
-from batchgen.schema import manifest_json_schema
 
 
 @click.command(short_help="Check every row of a manifest; submits nothing.")

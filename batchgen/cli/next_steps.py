@@ -9,10 +9,10 @@ from pathlib import Path
 
 from batchgen.cli.options import DEFAULT_OUTPUT
 from batchgen.demo import DEMO_MANIFEST
-from batchgen.money import provider_of
+from batchgen.results.overview import provider_of
+from batchgen.results.targets import RunTarget
 from batchgen.settings import Settings
-from batchgen.store import Store
-from batchgen.targets import RunTarget
+from batchgen.state.store import Store
 
 
 @dataclass(frozen=True, slots=True)

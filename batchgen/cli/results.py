@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from batchgen import pipeline, runlock
+from batchgen import pipeline
 from batchgen.cli.next_steps import NextSteps
 from batchgen.cli.options import (
     json_option,
@@ -23,12 +23,13 @@ from batchgen.cli.summary import FetchedAgain, run_summary
 from batchgen.errors import EXIT_JOBS_FAILED, EXIT_OK
 from batchgen.export import export_run
 from batchgen.gallery import build_gallery
-from batchgen.overview import overview_of
-from batchgen.report import build_report, load_report
-from batchgen.report import render as render_report
-from batchgen.store import Store
-from batchgen.targets import RunTarget, resolve_target
-from batchgen.verify import jobs_to_repair, verify_run
+from batchgen.results.overview import overview_of
+from batchgen.results.report import build_report, load_report
+from batchgen.results.report import render as render_report
+from batchgen.results.targets import RunTarget, resolve_target
+from batchgen.results.verify import jobs_to_repair, verify_run
+from batchgen.state import runlock
+from batchgen.state.store import Store
 
 
 @click.command(short_help="Counts, failures, unknown jobs, QA and money of a run.")

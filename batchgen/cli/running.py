@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from batchgen import pipeline, runlock
+from batchgen import load, pipeline
 from batchgen.cli.next_steps import NextSteps
 from batchgen.cli.options import (
     compose,
@@ -26,15 +26,15 @@ from batchgen.cli.summary import FetchedAgain, run_summary
 from batchgen.demo import DEMO_MANIFEST, demo_settings, demo_simulator
 from batchgen.errors import UsageError
 from batchgen.events import Listener
-from batchgen.pricing import load_prices
+from batchgen.money.pricing import load_prices
 from batchgen.progress import LineProgress, progress_for, say
-from batchgen.report import build_report, write_report
-from batchgen.retry import nothing_to_retry
+from batchgen.results.report import build_report, write_report
+from batchgen.results.targets import resolve_target
 from batchgen.runner import RunOutcome
 from batchgen.settings import ProviderName, Settings
-from batchgen.store import Store
-from batchgen.targets import resolve_target
-from batchgen.unknown import resend_risk
+from batchgen.settle import nothing_to_retry, resend_risk
+from batchgen.state import runlock
+from batchgen.state.store import Store
 
 RUN_LOG = "run.log"  # every run appends its progress lines and notices here
 
@@ -128,7 +128,7 @@ def run_manifest(manifest: Path, settings: Settings) -> int:
     pipeline.credentials(settings)
     if settings.prices is not None:
         load_prices(settings.prices)  # a malformed price file is refused before anything
-    with pipeline.prepare(manifest, settings) as prepared:
+    with load.prepare(manifest, settings) as prepared:
         click.echo(
             f"{prepared.manifest.name}: {_loaded(prepared.loaded)}; state {prepared.store.path}",
             err=True,
@@ -143,14 +143,14 @@ def run_manifest(manifest: Path, settings: Settings) -> int:
     return outcome.exit_code
 
 
-def _loaded(loaded: pipeline.Loaded) -> str:
+def _loaded(loaded: load.Loaded) -> str:
     if loaded.reused:
         return f"{loaded.jobs} jobs (manifest unchanged since it was loaded)"
     return f"{loaded.jobs} jobs ({loaded.new} new, {loaded.known} known)"
 
 
 def _execute_logged(
-    prepared: pipeline.PreparedRun, settings: Settings, listeners: Sequence[Listener]
+    prepared: load.PreparedRun, settings: Settings, listeners: Sequence[Listener]
 ) -> RunOutcome:
     """Run the prepared jobs with progress on stderr, appended to RUN/run.log too."""
     prepared.run_dir.mkdir(parents=True, exist_ok=True)
@@ -239,7 +239,7 @@ def adopt(manifest: Path, job: str, task_id: str, **flags: Any) -> None:
     downloads it. The task is asked for first; its external id, where echoed, must match."""
     settings = settings_from(**flags)
     pipeline.credentials(settings)
-    with pipeline.prepare(manifest, settings, "adopt") as prepared:
+    with load.prepare(manifest, settings, "adopt") as prepared:
         item = pipeline.run_async(pipeline.adopt_task, prepared.store, settings, job, task_id)
     next_run = NextSteps.of_settings(manifest, settings).run()
     click.echo(
@@ -255,7 +255,7 @@ def reconcile(manifest: Path, **flags: Any) -> None:
     the provider can list tasks or look them up by external id)."""
     settings = settings_from(**flags)
     pipeline.credentials(settings)
-    with pipeline.prepare(manifest, settings, "reconcile") as prepared:
+    with load.prepare(manifest, settings, "reconcile") as prepared:
         adopted = pipeline.run_async(pipeline.reconcile_run, prepared, settings)
     for item in adopted:
         click.echo(f"adopted {item.row_id}: task {item.task_id} ({item.task_status})")

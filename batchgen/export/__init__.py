@@ -4,18 +4,20 @@
     csv         index.csv, one flat row per video
     webdataset  000000.tar, 000001.tar, ...: `<job id>.mp4` + `<job id>.json` per sample
 
-The default output folder is RUN/export/<format>/. See exporter.py for how an export is
-streamed, staged and published, and each format's module for its layout.
+The default output folder is RUN/export/<format>/. The modules, in the order an export runs:
+
+    entries.py     index.jsonl read a line at a time, each entry checked
+    columns.py     the typed, flat columns of an entry, shared by the tabular formats
+    base.py        the one interface every format implements, and the sample it is fed
+    card.py        the dataset card of an hf export: provenance, columns, how to load it
+    hf.py          `--format hf`
+    csv_table.py   `--format csv`
+    webdataset.py  `--format webdataset`
+    exporter.py    `export_run`: stream the index into one writer, stage, publish
 """
 
-from batchgen.export.entries import IndexInvalid
-from batchgen.export.exporter import (
-    FORMATS,
-    ExportResult,
-    MissingVideo,
-    UnknownFormat,
-    export_run,
-)
+from batchgen.errors import IndexInvalid, MissingVideo, UnknownFormat
+from batchgen.export.exporter import FORMATS, ExportResult, export_run
 
 __all__ = [
     "FORMATS",

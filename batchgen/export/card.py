@@ -23,8 +23,8 @@ from batchgen.export.columns import (
     cast,
     qa_codes,
 )
-from batchgen.lockfile import LOCK_NAME
-from batchgen.pricing import Key, cost_of, job_key, load_prices
+from batchgen.manifest.lockfile import LOCK_NAME
+from batchgen.money.pricing import Key, cost_of, job_key, load_prices
 
 _LOCK_VERSION = re.compile(r'\{"batchgen": "([^"]*)"')  # the lock's first line (lockfile.py)
 MEANINGS = {

@@ -12,14 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from batchgen.errors import UsageError
+from batchgen.errors import IndexInvalid
 from batchgen.output import INDEX_NAME
 
 REQUIRED_KEYS = ("job_id", "row_id", "video")
-
-
-class IndexInvalid(UsageError):
-    """index.jsonl is absent, or one of its lines cannot be used."""
 
 
 @dataclass(frozen=True, slots=True)

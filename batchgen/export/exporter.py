@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchgen.errors import BatchgenError, UsageError
+from batchgen.errors import MissingVideo, UnknownFormat, UsageError
 from batchgen.export.base import Sample, Writer, sample_key
 from batchgen.export.card import Provenance
 from batchgen.export.columns import Columns, ColumnScan, qa_codes
@@ -33,24 +33,6 @@ from batchgen.progress import counted
 FORMATS: dict[str, type[Writer]] = {w.name: w for w in (HfWriter, CsvWriter, WebDatasetWriter)}
 EXPORT_DIR = "export"
 STAGING = ".staging"
-SHOWN_MISSING = 5
-
-
-class UnknownFormat(UsageError):
-    """`--format` names no export format."""
-
-
-class MissingVideo(BatchgenError):
-    """The index names videos that are not in the run folder."""
-
-    def __init__(self, rows: list[tuple[str, str]]) -> None:
-        self.rows = rows
-        shown = ", ".join(f"{row!r} ({video})" for row, video in rows[:SHOWN_MISSING])
-        more = f" and {len(rows) - SHOWN_MISSING} more" if len(rows) > SHOWN_MISSING else ""
-        super().__init__(
-            f"video missing for row {shown}{more}; `batchgen verify` lists every problem, "
-            "and --skip-missing exports the rest"
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,10 +34,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batchgen.errors import IndexInvalid
 from batchgen.export.base import Sample, Writer, sync
 from batchgen.export.card import Provenance, render_card
 from batchgen.export.columns import Kind
-from batchgen.export.entries import IndexInvalid
 
 METADATA_NAME = "metadata.parquet"
 OLD_METADATA_NAME = "metadata.jsonl"

@@ -20,7 +20,7 @@ from typing import Any
 import av
 from PIL import Image
 
-from batchgen.images import MAX_BYTES, digest_ref, is_url
+from batchgen.manifest.images import MAX_BYTES, digest_ref, is_url
 
 ASSETS_DIR = "gallery"
 THUMB = 320

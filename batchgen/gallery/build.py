@@ -19,9 +19,9 @@ from batchgen.gallery.assets import (
 )
 from batchgen.gallery.cards import Card, cards_of_index, cards_of_state
 from batchgen.gallery.page import Pictures, render_page
+from batchgen.money.pricing import load_prices
 from batchgen.output import STATE_NAME
-from batchgen.pricing import load_prices
-from batchgen.store import Store
+from batchgen.state.store import Store
 
 PAGE_NAME = "gallery.html"
 
@@ -63,7 +63,7 @@ def _cards(run_dir: Path) -> tuple[list[Card], dict[str, str]]:
 
 def _image_source(store: Store) -> SourceOf:
     def source_of(ref: str) -> str | None:
-        found = store.image(ref)
+        found = store.inputs.image(ref)
         return None if found is None else found[3]
 
     return source_of

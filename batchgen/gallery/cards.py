@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.export.entries import read_lines
-from batchgen.price_table import PriceTable
-from batchgen.pricing import price_of
-from batchgen.store import CheckRecord, JobRecord, Store
+from batchgen.money.price_table import PriceTable
+from batchgen.money.pricing import price_of
+from batchgen.state.records import CheckRecord, JobRecord
+from batchgen.state.store import Store
 
 SHOWN_PARAMS = ("model_name", "mode", "duration", "cfg_scale", "sound", "negative_prompt")
 PARAM_GROUPS = ("camera_control", "static_mask", "dynamic_masks", "watermark_info")
@@ -46,7 +47,7 @@ class Card:
 
 def cards_of_state(store: Store, prices: PriceTable) -> Iterator[Card]:
     """Every job of the run in `store`, in manifest order."""
-    for job, check in store.jobs_with_checks():
+    for job, check in store.checks.jobs_with_checks():
         yield _card_of_job(job, check, prices)
 
 

@@ -1,5 +1,5 @@
 """The one call a run makes after each download, before the job is `done`: probe the file and
-judge it (in a worker thread), and record both in the state.
+judge it (in a worker thread). The download stage records what it found in the state.
 
 A file whose first bytes are no video's (an HTML page served with status 200, a JSON error)
 never gets here: the download refuses it before it replaces anything (download.NotAVideo).
@@ -16,8 +16,7 @@ from typing import Any
 import anyio
 
 from batchgen.media.probe import Probe, probe_video
-from batchgen.media.qa import Expected, Finding, expected_of, findings
-from batchgen.store import JobRecord, Store
+from batchgen.media.qa import Expected, Finding, ImageSize, expected_of, findings
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +28,10 @@ class VideoCheck:
 
     def as_json(self) -> dict[str, Any]:
         """{"probe": ..., "qa": [...]}, as the index and the sidecars write it."""
-        return {"probe": self.probe.as_json(), "qa": [f.as_json() for f in self.findings]}
+        return {"probe": self.probe.as_json(), "qa": self.findings_json()}
+
+    def findings_json(self) -> list[dict[str, Any]]:
+        return [finding.as_json() for finding in self.findings]
 
 
 def check_video(path: Path, expected: Expected) -> VideoCheck:
@@ -38,12 +40,8 @@ def check_video(path: Path, expected: Expected) -> VideoCheck:
     return VideoCheck(probe, tuple(findings(probe, expected)))
 
 
-async def check_download(store: Store, job: JobRecord, path: Path, sha256: str) -> VideoCheck:
-    """Check the video just downloaded for `job` at `path` in a worker thread and record the
-    result in the state (under `sha256`); the caller then writes the sidecar and marks the
-    job done."""
-    expected = expected_of(job.request, store.image_size)
-    check = await anyio.to_thread.run_sync(check_video, path, expected)
-    findings_json = [finding.as_json() for finding in check.findings]
-    store.record_check(job.job_id, sha256, check.probe.as_json(), findings_json)
-    return check
+async def check_download(request: dict[str, Any], path: Path, image_size: ImageSize) -> VideoCheck:
+    """Check the video just downloaded for a job's `request` at `path`, in a worker thread;
+    `image_size` gives the size of an input image by its ref."""
+    expected = expected_of(request, image_size)
+    return await anyio.to_thread.run_sync(check_video, path, expected)

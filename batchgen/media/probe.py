@@ -53,11 +53,6 @@ class Probe:
     stats: FrameStats = field(default_factory=FrameStats)
     error: str | None = None
 
-    @property
-    def is_video(self) -> bool:
-        """Whether the file has a video stream (whatever state its frames are in)."""
-        return self.codec is not None
-
     def as_json(self) -> dict[str, Any]:
         """The probe as JSON-ready values, `stats` flattened into `sampled_frames`,
         `black_frames` and `change`."""

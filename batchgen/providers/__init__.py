@@ -6,6 +6,7 @@ task.py       a task as any answer describes it (pure)
 auth.py       bearer key or Kling's JWT; credentials checked before any request
 transport.py  httpx: sends, reads, translates network errors, redacts credentials
 client.py     `Provider`: create, get, find_by_external_id, list_tasks by capability
+callbacks.py  what a provider's callback says, and whether its signature holds
 """
 
 from __future__ import annotations

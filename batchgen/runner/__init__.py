@@ -1,4 +1,18 @@
-"""Running a state's jobs: feed, poll and download stages over one provider (runner.py)."""
+"""Running a state's jobs: feed, poll and download stages over one provider, in one task group.
+
+config.py        how a run behaves (RunConfig, Listen) and how it ended (RunOutcome)
+policy.py        what to do after a provider error; when to poll a task (pure)
+limits.py        the slots a run may hold, and requests per minute
+gate.py          when the next create may leave: throttles and pauses after failures
+reachability.py  whether the provider can be reached at all (pure)
+context.py       what the stages share; `RunContext.record`, the one door for a job's change
+recovery.py      creates whose outcome is unknown, and what an earlier run left behind
+feed.py          pending jobs into the provider's slots
+poll.py          every task followed until it ends
+receiver.py      the callback receiver: a small HTTP server on the run's event loop
+downloads.py     finished tasks' videos into the run folder, and `done`
+runner.py        a run: the stages in one task group, the commits, the signals
+"""
 
 from batchgen.runner.config import RunConfig, RunOutcome
 from batchgen.runner.runner import Runner

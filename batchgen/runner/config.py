@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from batchgen.errors import EXIT_ACCOUNT, EXIT_INTERRUPTED, EXIT_JOBS_FAILED, EXIT_OK
-from batchgen.policy import PollConfig, RetryPolicy
+from batchgen.runner.policy import PollConfig, RetryPolicy
 from batchgen.status import JobStatus
 
-if TYPE_CHECKING:
-    from batchgen.runner.receiver import Listen
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Where the callback receiver listens and what it accepts."""
+
+    host: str
+    port: int
+    path: str  # the path of the callback URL the provider is given
+    secret: str | None = None  # where set, callbacks must carry a valid signature
+
 
 # Stops that the same command resumes once their cause is fixed; all exit 3.
 RESUMABLE_STOPS = frozenset({"account", "unreachable", "budget", "storage"})

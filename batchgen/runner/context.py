@@ -14,15 +14,18 @@ import anyio
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from batchgen.budget import Budget
 from batchgen.events import Event, Heartbeat, JobChanged, Listener, Notice
-from batchgen.limits import SlotLimiter
-from batchgen.policy import PollSchedule
+from batchgen.money.budget import Budget
 from batchgen.providers import Provider
 from batchgen.runner.config import RunConfig
+from batchgen.runner.gate import CreateGate
+from batchgen.runner.limits import SlotLimiter
+from batchgen.runner.policy import PollSchedule
 from batchgen.runner.reachability import Reachability
+from batchgen.state.changes import Change, Unknown
+from batchgen.state.records import JobRecord
+from batchgen.state.store import Store
 from batchgen.status import JobStatus
-from batchgen.store import JobRecord, Store
 
 PayloadFn = Callable[[str], str]
 
@@ -43,8 +46,8 @@ class Tracked:
 
 
 class RunContext:
-    """The shared state of one run. Stages change jobs only through `record` and friends, so
-    that every change is in the store and announced with the status it really left."""
+    """The shared state of one run. Stages change jobs only through `record`, so that every
+    change is in the store and announced with the status it really left."""
 
     def __init__(
         self,
@@ -78,10 +81,7 @@ class RunContext:
         self.stop_reason = ""
         self.busy_seconds = 0.0
         self.adopted = 0
-        self.throttles = 0  # throttled creates in a row
-        self.throttled_until = 0.0  # monotonic: no create before this
-        self.failures = 0  # creates in a row that were not carried out (5xx, no connection)
-        self.paused_until = 0.0  # monotonic: no create before this either
+        self.gate = CreateGate(config.retry, self.rng, config.unreachable_at_start / 3)
         self.wake_poll = anyio.Event()
         self.wake_feed = anyio.Event()
         self.cancel_run: Callable[[], None] = lambda: None
@@ -96,38 +96,20 @@ class RunContext:
         assert job is not None, job_id
         return job
 
-    def announce(
-        self,
-        job: JobRecord,
-        old: JobStatus,
-        new: JobStatus,
-        detail: str = "",
-        units: str | None = None,
-    ) -> None:
-        """Tell the listeners (and the budget) a job moved; `units`: what the provider
-        charged for it, where that is newer than `job` knows."""
-        if old == new:
-            return
-        if self.budget is not None:
-            self.budget.ledger.moved(job.request, units or job.unit_deduction, old, new)
-        self.emit(JobChanged(job.job_id, job.row_id, old, new, detail))
-
-    def progress(
-        self, job: JobRecord, status: JobStatus, detail: str = "", **fields: object
-    ) -> None:
-        old = self.store.mark_progress(job.job_id, status, **fields)
-        self.announce(job, old, status, detail)
-
-    def fail(self, job: JobRecord, reason: str, kind: str, units: str | None = None) -> None:
-        """`units`: what the provider charged for the failed task, if it said."""
-        fields = {"unit_deduction": units} if units is not None else {}
-        old = self.store.mark_failed(job.job_id, reason, kind, self.wall(), **fields)
-        self.announce(job, old, JobStatus.FAILED, reason, units)
-
-    def unknown(self, job: JobRecord, reason: str) -> None:
-        old = self.store.mark_unknown(job.job_id, reason, self.wall())
-        self.announce(job, old, JobStatus.UNKNOWN, reason)
-        self.emit(Notice(f"{job.row_id}: outcome unknown: {reason}", "warning"))
+    def record(self, job: JobRecord | str, change: Change, detail: str | None = None) -> JobRecord:
+        """The one door for a job's change: write `change` to the state, tell the budget and
+        the listeners the status it really left (when it moved), and return the job as it now
+        is. `detail` overrides what the change says of itself."""
+        job_id = job if isinstance(job, str) else job.job_id
+        old, new = self.store.apply(job_id, change)
+        if old != new.status:
+            if self.budget is not None:
+                self.budget.ledger.moved(new.request, new.unit_deduction, old, new.status)
+            said = change.detail() if detail is None else detail
+            self.emit(JobChanged(new.job_id, new.row_id, old, new.status, said))
+        if isinstance(change, Unknown):
+            self.emit(Notice(f"{new.row_id}: outcome unknown: {change.reason}", "warning"))
+        return new
 
     def enqueue_download(self, job_id: str) -> None:
         self.queue.send_nowait(job_id)
@@ -171,7 +153,7 @@ class RunContext:
         be reached cannot be polled either: that stop ends the run at once."""
         if self.stopping is None:
             self.stopping, self.stop_reason = kind, reason
-            self.throttled_until = self.paused_until = 0.0  # no create will resume
+            self.gate.open()  # no create will resume
             self.emit(Heartbeat(self.slots.cap))
             self.emit(Notice(reason, "warning"))
         self.wake_feed.set()

@@ -19,22 +19,35 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from batchgen import output
-from batchgen.download import NotAVideo, UrlExpired, download
+from batchgen.download import download
 from batchgen.errors import (
     AccountError,
+    NotAVideo,
     ProviderError,
     ProviderUnreachable,
     RetryableError,
     TaskNotFound,
     ThrottledError,
+    UrlExpired,
 )
 from batchgen.events import Notice
 from batchgen.media import check_download
 from batchgen.runner.context import RunContext
+from batchgen.state.changes import (
+    Advanced,
+    Done,
+    VideoMoved,
+    VideoUrl,
+    Waiting,
+    WatermarkMoved,
+    WatermarkSaved,
+)
+from batchgen.state.records import JobRecord
+from batchgen.state.store import DoneVideo
 from batchgen.status import JobStatus
-from batchgen.store import DoneVideo, JobRecord
 
 DONE_CHECK_BATCH = 2000
+MISSING = "video missing or changed; downloading again"
 
 
 class Downloader:
@@ -57,16 +70,9 @@ class Downloader:
                 after = batch[-1][0]
                 gone = await anyio.to_thread.run_sync(_videos_not_intact, ctx.run_dir, batch)
                 for job_id in gone:
-                    ctx.progress(
-                        ctx.job(job_id),
-                        JobStatus.DOWNLOADING,
-                        "video missing or changed; downloading again",
-                    )
+                    job = ctx.record(job_id, Advanced(JobStatus.DOWNLOADING, MISSING))
                     ctx.emit(
-                        Notice(
-                            f"{ctx.job(job_id).row_id}: video missing or changed; "
-                            "downloading it again"
-                        )
+                        Notice(f"{job.row_id}: video missing or changed; downloading it again")
                     )
                     ctx.enqueue_download(job_id)
         finally:
@@ -82,14 +88,14 @@ class Downloader:
                 await self._fetch(job, url)
                 return
             except UrlExpired:
-                ctx.store.mark_progress(job_id, JobStatus.DOWNLOADING, video_url=None)
+                ctx.record(job_id, VideoUrl(None))
             except NotAVideo as error:
                 # Paid, and still at the provider: it stays downloading, from a fresh URL.
-                ctx.store.mark_waiting(job_id, 0, error.describe(), "not_a_video")
-                ctx.store.mark_progress(job_id, JobStatus.DOWNLOADING, video_url=None)
+                ctx.record(job_id, Waiting(0, error.describe(), "not_a_video"))
+                ctx.record(job_id, VideoUrl(None))
                 await anyio.sleep(ctx.config.retry.backoff(attempt, ctx.rng))
             except (RetryableError, ThrottledError, TaskNotFound) as error:
-                ctx.store.mark_waiting(job_id, 0, error.describe(), "download")
+                ctx.record(job_id, Waiting(0, error.describe(), "download"))
                 await anyio.sleep(ctx.config.retry.backoff(attempt, ctx.rng))
             except (AccountError, ProviderUnreachable) as error:
                 ctx.stop(
@@ -98,7 +104,7 @@ class Downloader:
                 )
                 return
             except ProviderError as error:
-                ctx.store.mark_waiting(job_id, 0, error.describe(), "download")
+                ctx.record(job_id, Waiting(0, error.describe(), "download"))
                 return
             except OSError as error:
                 where = error.filename or ctx.run_dir
@@ -119,7 +125,7 @@ class Downloader:
         info = await self.ctx.provider.get(job.task_id or "")
         if not info.video_url:
             raise RetryableError(f"task {job.task_id} has no video URL")
-        self.ctx.store.mark_progress(job.job_id, JobStatus.DOWNLOADING, video_url=info.video_url)
+        self.ctx.record(job, VideoUrl(info.video_url))
         return info.video_url
 
     async def _fetch(self, job: JobRecord, url: str) -> None:
@@ -141,17 +147,19 @@ class Downloader:
 
         try:
             result = await download(ctx.downloads, url, dest, make_room=make_room)
-            check = await check_download(ctx.store, job, dest, result.sha256)
+            check = await check_download(job.request, dest, ctx.store.inputs.image_size)
+            ctx.store.checks.record(
+                job.job_id, result.sha256, check.probe.as_json(), check.findings_json()
+            )
             job = await self._fetch_watermarked(job, dest)
             entry = output.sidecar(job, relative, result.sha256, result.size, check.as_json())
             await anyio.to_thread.run_sync(
                 output.write_json_atomic, dest.with_suffix(".json"), entry
             )
-            old = ctx.store.mark_done(job.job_id, relative, result.sha256, result.size, ctx.wall())
+            ctx.record(job, Done(relative, result.sha256, result.size, ctx.wall()))
         finally:
             if holding:
                 self._installing.release()
-        ctx.announce(job, old, JobStatus.DONE)
 
     async def _fetch_watermarked(self, job: JobRecord, dest: Path) -> JobRecord:
         """The watermarked copy beside the video, where the request asked for one and the
@@ -161,8 +169,7 @@ class Downloader:
         copy = output.watermarked_path(dest)
         await download(self.ctx.downloads, job.watermark_url, copy)
         relative = copy.relative_to(self.ctx.run_dir).as_posix()
-        self.ctx.store.mark_progress(job.job_id, JobStatus.DOWNLOADING, watermark_path=relative)
-        return self.ctx.job(job.job_id)
+        return self.ctx.record(job, WatermarkSaved(relative))
 
     async def _keep_earlier_videos(self, job: JobRecord, relative: str) -> None:
         """Move aside every other done job's video recorded at `relative` (an edited row that
@@ -179,13 +186,12 @@ class Downloader:
                 await anyio.to_thread.run_sync(
                     _link_or_copy, ctx.run_dir / other.watermark_path, copy
                 )
-                ctx.store.move_watermark(other.job_id, copy.relative_to(ctx.run_dir).as_posix())
-                other = ctx.job(other.job_id)
+                other = ctx.record(other, WatermarkMoved(copy.relative_to(ctx.run_dir).as_posix()))
             entry = output.sidecar(other, kept_relative, other.sha256 or "", other.bytes or 0)
             await anyio.to_thread.run_sync(
                 output.write_json_atomic, kept.with_suffix(".json"), entry
             )
-            ctx.store.move_video(other.job_id, kept_relative)
+            ctx.record(other, VideoMoved(kept_relative))
             ctx.emit(
                 Notice(f"{job.row_id}: kept the earlier paid video of this row at {kept_relative}")
             )

@@ -27,12 +27,13 @@ from batchgen.errors import (
     ThrottledError,
 )
 from batchgen.jobs import external_task_id, resolve_body
-from batchgen.policy import Action, Decision
 from batchgen.providers import TaskInfo
 from batchgen.runner.context import RunContext
+from batchgen.runner.policy import Action, Decision
 from batchgen.runner.recovery import DUPLICATE, Recovery
+from batchgen.state.changes import Accepted, Failed, Leased, Retrying, Submitting, Waiting
+from batchgen.state.records import JobRecord
 from batchgen.status import JobStatus, status_of_task
-from batchgen.store import JobRecord
 
 FEED_BATCH = 256
 
@@ -77,12 +78,10 @@ class Feeder:
             if job.status == JobStatus.PENDING:
                 cursor = max(cursor, job.seq)
                 ext = external_task_id(job.job_id, job.generation)
-                old = ctx.store.mark_submitting(job.job_id, ext, ctx.wall())
-                ctx.announce(job, old, JobStatus.SUBMITTING)
-                job = ctx.job(job.job_id)
+                job = ctx.record(job, Submitting(ext, ctx.wall()))
                 tg.start_soon(self._guarded, self.create, job)
             else:
-                ctx.store.lease(job.job_id, ctx.wall())
+                job = ctx.record(job, Leased(ctx.wall()))
                 reason = job.last_error or "its create's answer was lost"
                 tg.start_soon(self._guarded, self._settle, job, reason)
             ctx.active.add(job.job_id)
@@ -99,13 +98,10 @@ class Feeder:
 
     async def _wait_out_throttling(self) -> None:
         ctx = self.ctx
-        while ctx.stopping is None and anyio.current_time() < self._resume_at():
-            with anyio.move_on_after(self._resume_at() - anyio.current_time()):
+        while ctx.stopping is None and anyio.current_time() < ctx.gate.opens_at():
+            with anyio.move_on_after(ctx.gate.opens_at() - anyio.current_time()):
                 await ctx.wake_feed.wait()
             ctx.wake_feed = anyio.Event()
-
-    def _resume_at(self) -> float:
-        return max(self.ctx.throttled_until, self.ctx.paused_until)
 
     async def _sleep_until_work(self) -> None:
         ctx = self.ctx
@@ -142,58 +138,42 @@ class Feeder:
             await self._create_failed(job, error)
             return
         except BatchgenError as error:
-            ctx.fail(job, str(error), "input")
+            ctx.record(job, Failed(str(error), "input", ctx.wall()))
             ctx.slots.release(finished=False)
             return
         self._accepted(job, task)
 
     def _accepted(self, job: JobRecord, task: TaskInfo) -> None:
         ctx = self.ctx
-        ctx.throttles = ctx.failures = 0
+        ctx.gate.accepted()
         status = status_of_task(task.status or "submitted")
         if status in (JobStatus.DOWNLOADING, JobStatus.FAILED):
             status = JobStatus.SUBMITTED  # the first poll acts on it
         if ctx.store.job_of_task(task.task_id) not in (None, job.job_id):
             self.recovery.adopt(job, task, "accepted")  # refuses a task id another job has
             return
-        old = ctx.store.mark_accepted(job.job_id, task.task_id, status, created_at=task.created_at)
+        job = ctx.record(job, Accepted(task.task_id, status, task.created_at))
         ctx.slots.accepted()
-        ctx.announce(job, old, status)
         ctx.track(job, task.task_id, status)
 
     async def _create_failed(self, job: JobRecord, error: ProviderError) -> None:
         ctx = self.ctx
-        if isinstance(error, ThrottledError) and anyio.current_time() >= ctx.throttled_until:
-            ctx.throttles += 1  # creates refused together count once: they met one throttle
-        decision = ctx.config.retry.decide(error, job.attempts, ctx.throttles, ctx.rng)
+        throttles = ctx.gate.throttles
+        if isinstance(error, ThrottledError):
+            throttles = ctx.gate.throttled(anyio.current_time())
+        decision = ctx.config.retry.decide(error, job.attempts, throttles, ctx.rng)
         if decision.action == Action.SETTLE:
             await self._settle_after(job, error, decision)
             return
         if decision.action in (Action.WAIT, Action.RETRY) and not isinstance(error, ThrottledError):
-            self._pause_after_failure(unreachable=decision.action == Action.WAIT)
+            ctx.gate.failed(anyio.current_time(), unreachable=decision.action == Action.WAIT)
         self._requeue(job, error, decision)
         ctx.slots.release(finished=False)
 
-    def _pause_after_failure(self, *, unreachable: bool) -> None:
-        """Count a create not carried out (those failing together count once) and pause all
-        creates: at once when no connection could be made, from the third 5xx in a row."""
-        ctx = self.ctx
-        now = anyio.current_time()
-        if now < ctx.paused_until:
-            return
-        ctx.failures += 1
-        pause = ctx.config.retry.pause_after_failures(
-            ctx.failures,
-            unreachable=unreachable,
-            rng=ctx.rng,
-            ceiling=ctx.config.unreachable_at_start / 3,
-        )
-        ctx.paused_until = now + pause
-
     async def _settle_after(self, job: JobRecord, error: ProviderError, decision: Decision) -> None:
         if isinstance(error, DuplicateExternalId):
-            self.ctx.store.mark_waiting(job.job_id, 0, decision.reason, DUPLICATE, count=False)
-            await self.recovery.settle(self.ctx.job(job.job_id), decision.reason, None)
+            waiting = Waiting(0, decision.reason, DUPLICATE, counted=False)
+            await self.recovery.settle(self.ctx.record(job, waiting), decision.reason, None)
         else:
             await self.recovery.settle(job, decision.reason, self.create)
 
@@ -204,22 +184,14 @@ class Feeder:
         if decision.action == Action.WAIT:
             if isinstance(error, ThrottledError):
                 ctx.slots.throttled()
-                resume = anyio.current_time() + decision.delay
-                ctx.throttled_until = max(ctx.throttled_until, resume)
+                ctx.gate.close_for_throttle(anyio.current_time() + decision.delay)
             kind = "throttled" if isinstance(error, ThrottledError) else "unreachable"
-            old = ctx.store.mark_retry(
-                job.job_id, now + decision.delay, decision.reason, kind, count=False
-            )
-            ctx.announce(job, old, JobStatus.PENDING, decision.reason)
+            ctx.record(job, Retrying(now + decision.delay, decision.reason, kind, counted=False))
         elif decision.action == Action.RETRY:
-            old = ctx.store.mark_retry(
-                job.job_id, now + decision.delay, decision.reason, "transient"
-            )
-            ctx.announce(job, old, JobStatus.PENDING, decision.reason)
+            ctx.record(job, Retrying(now + decision.delay, decision.reason, "transient"))
         elif decision.action == Action.STOP_RUN:
-            old = ctx.store.mark_retry(job.job_id, now, decision.reason, "stopped", count=False)
-            ctx.announce(job, old, JobStatus.PENDING, decision.reason)
+            ctx.record(job, Retrying(now, decision.reason, "stopped", counted=False))
             unreachable = isinstance(error, ProviderUnreachable)
             ctx.stop("unreachable" if unreachable else "account", decision.reason)
         else:
-            ctx.fail(job, decision.reason, "rejected")
+            ctx.record(job, Failed(decision.reason, "rejected", ctx.wall()))

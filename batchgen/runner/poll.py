@@ -16,6 +16,7 @@ import anyio
 from batchgen.errors import AccountError, ProviderError, ProviderUnreachable, TaskNotFound
 from batchgen.providers import TaskInfo
 from batchgen.runner.context import RunContext, Tracked
+from batchgen.state.changes import Advanced, Failed, Generated
 from batchgen.status import JobStatus, status_of_task
 
 
@@ -112,11 +113,11 @@ class Poller:
             ctx.untrack(tracked, finished=True)
             reason = info.message or "the provider reported the generation failed"
             units = info.final_unit_deduction
-            ctx.fail(ctx.job(tracked.job_id), reason, "generation_failed", units)
+            ctx.record(tracked.job_id, Failed(reason, "generation_failed", ctx.wall(), units))
         else:
             tracked.missing_since = None
             if status != tracked.status:
-                ctx.progress(ctx.job(tracked.job_id), status)
+                ctx.record(tracked.job_id, Advanced(status))
                 tracked.status = status
             tracked.running_seen = now - tracked.started
             tracked.polled_running = True
@@ -132,16 +133,14 @@ class Poller:
         ctx.untrack(tracked, finished=True, busy=took)
         if self.on_finished is not None:
             self.on_finished(tracked.job_id, info)
-        ctx.progress(
-            ctx.job(tracked.job_id),
-            JobStatus.DOWNLOADING,
-            video_url=info.video_url,
-            video_duration=info.video_duration,
-            unit_deduction=info.final_unit_deduction,
-            task_updated_at=info.updated_at,
-            watermark_url=info.watermark_url,
-            not_before=0,
+        generated = Generated(
+            info.video_url,
+            info.video_duration,
+            info.final_unit_deduction,
+            info.updated_at,
+            info.watermark_url,
         )
+        ctx.record(tracked.job_id, generated)
         ctx.enqueue_download(tracked.job_id)
 
     def _missing(self, tracked: Tracked, now: float, reason: str, kind: str) -> None:
@@ -154,7 +153,7 @@ class Poller:
             return
         ctx.untrack(tracked, finished=True)
         waited = f"{ctx.config.not_found_grace:.0f} s"
-        ctx.fail(ctx.job(tracked.job_id), f"{reason} (still so after {waited})", kind)
+        ctx.record(tracked.job_id, Failed(f"{reason} (still so after {waited})", kind, ctx.wall()))
 
     def _check_timeouts(self) -> None:
         ctx = self.ctx
@@ -162,9 +161,8 @@ class Poller:
         for tracked in list(ctx.tracked.values()):
             if now - tracked.started > ctx.config.task_timeout:
                 ctx.untrack(tracked, finished=False)
-                ctx.fail(
-                    ctx.job(tracked.job_id),
+                reason = (
                     f"task {tracked.task_id} still not finished after "
-                    f"{ctx.config.task_timeout:.0f} s; `batchgen retry` polls it again",
-                    "task_timeout",
+                    f"{ctx.config.task_timeout:.0f} s; `batchgen retry` polls it again"
                 )
+                ctx.record(tracked.job_id, Failed(reason, "task_timeout", ctx.wall()))

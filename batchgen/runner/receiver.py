@@ -14,30 +14,20 @@ import contextlib
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 import anyio
 import h11
 from anyio.abc import SocketStream, TaskGroup
 from anyio.streams.stapled import MultiListener
 
-from batchgen.callbacks import CallbackRefused, parse_callback, verify_signature
-from batchgen.errors import UsageError
+from batchgen.errors import CallbackRefused, UsageError
+from batchgen.providers.callbacks import parse_callback, verify_signature
+from batchgen.runner.config import Listen
 from batchgen.runner.context import RunContext, Tracked
 
 REQUEST_TIMEOUT = 10.0
 READ_SIZE = 65536
 MAX_REQUEST = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class Listen:
-    """Where the receiver listens and what it accepts."""
-
-    host: str
-    port: int
-    path: str  # the path of the callback URL the provider is given
-    secret: str | None = None  # where set, callbacks must carry a valid signature
 
 
 class CallbackReceiver:

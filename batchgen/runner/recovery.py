@@ -28,8 +28,9 @@ from batchgen.output import VIDEOS_DIR
 from batchgen.providers import TaskInfo
 from batchgen.runner.context import RunContext
 from batchgen.runner.poll import Poller
+from batchgen.state.changes import Accepted, Unknown, Waiting
+from batchgen.state.records import JobRecord
 from batchgen.status import JobStatus
-from batchgen.store import JobRecord
 
 Resend = Callable[[JobRecord], Awaitable[None]]
 DUPLICATE = "duplicate_external_id"
@@ -91,10 +92,7 @@ class Recovery:
             self._give_up(job, f"the provider answered task {task.task_id}, which is job {owner}'s")
             ctx.slots.release(finished=False)
             return
-        old = ctx.store.mark_accepted(
-            job.job_id, task.task_id, JobStatus.SUBMITTED, created_at=task.created_at
-        )
-        ctx.announce(job, old, JobStatus.SUBMITTED, note)
+        job = ctx.record(job, Accepted(task.task_id, JobStatus.SUBMITTED, task.created_at, note))
         ctx.adopted += 1
         ctx.emit(Notice(f"{job.row_id}: {note} (task {task.task_id})"))
         since = task.created_at / 1000 if task.created_at else None
@@ -141,20 +139,14 @@ class Recovery:
                     job, "the provider refused the create as a duplicate but does not show the task"
                 )
             else:
-                ctx.store.mark_waiting(
-                    job.job_id, now + min(5.0, grace / 6), "not found yet", DUPLICATE, count=False
-                )
+                retry_at = now + min(5.0, grace / 6)
+                ctx.record(job, Waiting(retry_at, "not found yet", DUPLICATE, counted=False))
             return False
         if ctx.provider.capabilities.dedupes_external_ids or waited >= grace:
             await resend(job)
             return True
-        ctx.store.mark_waiting(
-            job.job_id,
-            (job.submitted_at or now) + grace,
-            "not found yet; looking again",
-            "lookup",
-            count=False,
-        )
+        retry_at = (job.submitted_at or now) + grace
+        ctx.record(job, Waiting(retry_at, "not found yet; looking again", "lookup", counted=False))
         return False
 
     def _look_again(self, job: JobRecord, reason: str, error: ProviderError) -> None:
@@ -167,14 +159,13 @@ class Recovery:
             return
         delay = ctx.config.retry.backoff(attempts, ctx.rng)
         kind = DUPLICATE if job.error_kind == DUPLICATE else "lookup"
-        ctx.store.mark_waiting(job.job_id, ctx.wall() + delay, error.describe(), kind)
+        ctx.record(job, Waiting(ctx.wall() + delay, error.describe(), kind))
 
     def _give_up(self, job: JobRecord, reason: str) -> None:
         """The job becomes `unknown`: the provider may hold its task, nothing can tell."""
-        name = self.ctx.provider.name
-        self.ctx.unknown(
-            job, f"{reason}; the provider may have accepted it ({name}): not sent again"
-        )
+        ctx = self.ctx
+        said = f"{reason}; the provider may have accepted it ({ctx.provider.name}): not sent again"
+        ctx.record(job, Unknown(said, ctx.wall()))
 
     @property
     def _probe_key(self) -> str:

@@ -23,8 +23,8 @@ import httpx
 from anyio.abc import TaskGroup, TaskStatus
 
 from batchgen import output
-from batchgen.budget import Budget
 from batchgen.events import Heartbeat, Listener, Notice, RunFinished, RunStarted
+from batchgen.money.budget import Budget
 from batchgen.providers import Provider
 from batchgen.runner.config import RunConfig, RunOutcome
 from batchgen.runner.context import PayloadFn, RunContext
@@ -33,7 +33,7 @@ from batchgen.runner.feed import Feeder
 from batchgen.runner.poll import Poller
 from batchgen.runner.receiver import CallbackReceiver
 from batchgen.runner.recovery import Recovery
-from batchgen.store import Store
+from batchgen.state.store import Store
 
 COMMIT_INTERVAL = 0.05  # seconds of job updates a crash may lose (each safe to redo)
 HEARTBEAT_INTERVAL = 1.0
@@ -73,7 +73,7 @@ class Runner:
         started = time.monotonic()
         calls_before = ctx.provider.calls
         ctx.provider.transport.observer = ctx.observe_exchange
-        ctx.store.group_commits()
+        ctx.store.db.group_commits()
         try:
             if self.receiver is not None:
                 await self.receiver.bind()
@@ -92,7 +92,7 @@ class Runner:
             ctx.queue.close()
             ctx.queued.close()
             ctx.provider.transport.observer = None
-            ctx.store.end_grouping()
+            ctx.store.db.end_grouping()
         output.write_indexes(ctx.store, ctx.run_dir)
         outcome = RunOutcome(
             counts=ctx.store.counts(),
@@ -130,12 +130,11 @@ class Runner:
         beat = anyio.current_time()
         while True:
             await anyio.sleep(COMMIT_INTERVAL)
-            ctx.store.commit()
+            ctx.store.db.commit()
             now = anyio.current_time()
             if now - beat >= HEARTBEAT_INTERVAL:
                 beat = now
-                throttled = max(0.0, ctx.throttled_until - now)
-                ctx.emit(Heartbeat(ctx.slots.cap, throttled, max(0.0, ctx.paused_until - now)))
+                ctx.emit(Heartbeat(ctx.slots.cap, *ctx.gate.waits(now)))
 
     async def _watch_signals(
         self, background: TaskGroup, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED

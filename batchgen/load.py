@@ -1,0 +1,210 @@
+"""A manifest into a run's state: open and validate it, load its jobs (or reuse them when
+nothing they came from has changed), check the lock file and `--max-cost`, and hold the state
+for this process. Nothing is sent to a provider here."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batchgen.errors import ManifestInvalid, Problem, StateError, UsageError
+from batchgen.jobs import JobSpec
+from batchgen.manifest import fingerprint
+from batchgen.manifest.lockfile import LOCK_NAME, LockCheck, write_lock
+from batchgen.manifest.resolve import ResolvedManifest, ResolveOptions, resolve_manifest
+from batchgen.money.pricing import Key, check_max_cost, cost_of, job_key, load_prices
+from batchgen.settings import Settings
+from batchgen.state import runlock
+from batchgen.state.store import Store
+
+MAX_PROBLEMS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What loading a manifest into the state found."""
+
+    jobs: int
+    new: int
+    known: int
+    skipped: list[Problem]
+    skipped_total: int
+    kinds: dict[Key, int]  # jobs per (model, mode, duration)
+    reused: bool = False  # the manifest had not changed: the state's jobs were taken as they are
+
+
+@dataclass(slots=True)
+class PreparedRun:
+    """A manifest loaded into its state, which this process holds (see runlock.py) until
+    `close` (or the end of a `with` block)."""
+
+    manifest: ResolvedManifest
+    run_dir: Path
+    store: Store
+    loaded: Loaded
+    held: ExitStack = field(default_factory=ExitStack)
+
+    def close(self) -> None:
+        self.held.close()
+
+    def __enter__(self) -> PreparedRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_manifest(path: Path, settings: Settings) -> ResolvedManifest:
+    if not path.is_file():
+        raise UsageError(f"manifest not found: {path}")
+    options = ResolveOptions(
+        inline_urls=settings.inline_urls,
+        skip_invalid=settings.skip_invalid,
+        max_problems=MAX_PROBLEMS,
+    )
+    return resolve_manifest(path, options)
+
+
+def prepare(path: Path, settings: Settings, command: str = "run") -> PreparedRun:
+    """Validate every row and record the jobs in the state, which this process then holds.
+    Raises ManifestInvalid (and changes nothing) if any row is invalid, unless `skip_invalid`;
+    a refusal leaves no state behind where there was none. A manifest that has not changed
+    since its jobs were loaded is not resolved again (see fingerprint.py)."""
+    manifest = open_manifest(path, settings)
+    run_dir = settings.run_dir(manifest.name)
+    state = settings.state_path(manifest.name)
+    fresh = _absent(state, runlock.lock_path(state), run_dir, state.parent, settings.output)
+    held = ExitStack()
+    try:
+        held.enter_context(runlock.holding(state, command))
+        store = held.enter_context(Store.open(state))
+        _check_owner(store, manifest.name)
+        loaded = _load_or_reuse(manifest, path, store, run_dir, settings)
+        store.set_meta("run_name", manifest.name)
+        store.set_meta("manifest", str(path))
+        store.set_meta("provider", settings.provider)
+    except BaseException:
+        held.close()
+        _remove(fresh)
+        raise
+    return PreparedRun(manifest, run_dir, store, loaded, held)
+
+
+def _load_or_reuse(
+    manifest: ResolvedManifest, path: Path, store: Store, run_dir: Path, settings: Settings
+) -> Loaded:
+    options = {"inline_urls": settings.inline_urls, "skip_invalid": settings.skip_invalid}
+    if not settings.locked:
+        before = fingerprint.unchanged(store.inputs.fingerprint(), path, options)
+        if before is not None:
+            return _reuse(manifest, before, settings)
+    loaded = _load(manifest, store, run_dir, settings)
+    taken = fingerprint.take(
+        manifest, options, jobs=loaded.jobs, skipped=loaded.skipped_total, kinds=loaded.kinds
+    )
+    store.inputs.record_fingerprint(taken.files, taken.document)
+    return loaded
+
+
+def _check_owner(store: Store, run_name: str) -> None:
+    """Refuse a state made for another run (a --state pointing at someone else's)."""
+    owner = store.get_meta("run_name")
+    if owner is not None and owner != run_name:
+        manifest = store.get_meta("manifest") or "another manifest"
+        raise StateError(
+            f"{store.path} is the state of run {owner!r} ({manifest}), not of {run_name!r}; "
+            "give this run its own --state (or none)"
+        )
+
+
+def _absent(*paths: Path) -> list[Path]:
+    """Those of `paths` (and a state's -wal and -shm files) that do not exist yet, files first."""
+    state = paths[0]
+    candidates = [*paths[:2], Path(f"{state}-wal"), Path(f"{state}-shm"), *paths[2:]]
+    return [p for p in candidates if not p.exists()]
+
+
+def _remove(created: list[Path]) -> None:
+    """Undo what a refused start made: new files, then new folders if left empty."""
+    for path in created:
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _load(manifest: ResolvedManifest, store: Store, run_dir: Path, settings: Settings) -> Loaded:
+    lock_path = run_dir / LOCK_NAME
+    lock = LockCheck(lock_path) if settings.locked else None
+    loaded = load_jobs(
+        manifest,
+        store,
+        skip_invalid=settings.skip_invalid,
+        lock=lock,
+        cost_check=lambda kinds: _check_cost(kinds, settings),
+    )
+    if lock is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_lock(lock_path, manifest.name, store.lock_rows())
+    return loaded
+
+
+def _reuse(
+    manifest: ResolvedManifest, before: fingerprint.LoadedBefore, settings: Settings
+) -> Loaded:
+    _check_cost(before.kinds, settings)
+    for ref, path in before.images.items():
+        manifest.catalog.add_file(ref, path)
+    return Loaded(before.jobs, 0, before.jobs, [], before.skipped, before.kinds, reused=True)
+
+
+def _check_cost(kinds: Mapping[Key, int], settings: Settings) -> None:
+    if settings.max_cost is not None:
+        check_max_cost(cost_of(kinds, load_prices(settings.prices)), settings.max_cost)
+
+
+def load_jobs(
+    manifest: ResolvedManifest,
+    store: Store,
+    *,
+    skip_invalid: bool,
+    lock: LockCheck | None = None,
+    cost_check: Callable[[Mapping[Key, int]], None] | None = None,
+) -> Loaded:
+    """Stream the manifest's valid jobs into the state in one transaction; if any row is
+    invalid (and not `skip_invalid`), the lock does not match or `cost_check` raises (given
+    the jobs per kind), nothing is changed."""
+    problems: list[Problem] = []
+    counter = {"problems": 0, "jobs": 0}
+    kinds: Counter[Key] = Counter()
+
+    def valid_jobs() -> Iterator[JobSpec]:
+        for item in manifest.iter_jobs():
+            if isinstance(item, JobSpec):
+                counter["jobs"] += 1
+                if lock is not None:
+                    lock.see(item)
+                kinds[job_key(item.request)] += 1
+                yield item
+                continue
+            counter["problems"] += 1
+            if len(problems) < MAX_PROBLEMS:
+                problems.append(item)
+        if counter["problems"] and not skip_invalid:
+            raise ManifestInvalid(problems, counter["problems"])
+        if lock is not None:
+            lock.verify()
+        if cost_check is not None:
+            cost_check(kinds)
+
+    new, known = store.add_jobs(valid_jobs())
+    store.inputs.record_images(manifest.catalog.described())
+    store.inputs.replace_skipped((p.row, p.line, p.field, p.message) for p in problems)
+    if counter["jobs"] == 0 and not problems:
+        raise UsageError(f"manifest {manifest.path} has no rows")
+    return Loaded(counter["jobs"], new, known, problems, counter["problems"], dict(kinds))

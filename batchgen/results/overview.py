@@ -1,0 +1,98 @@
+"""What `batchgen status` shows of a run's state: jobs by status, why each failed or unknown job
+is so (and what to do about an unknown one), QA findings, and money spent and committed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from batchgen.money.spent import Money, money_of
+from batchgen.results.qa_summary import QaSummary, summarize
+from batchgen.settings import ProviderName
+from batchgen.state.records import JobRecord
+from batchgen.state.store import Store
+from batchgen.status import JobStatus
+
+Advice = Callable[[str | None], str]  # row id (None: every one) → what to do about unknown jobs
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """A state's counts and money, with the first `listed` failed, unknown and flagged jobs."""
+
+    run: str | None
+    counts: dict[JobStatus, int]
+    failed: list[JobRecord]
+    unknown: list[JobRecord]
+    qa: QaSummary
+    money: Money
+
+    def lines(self, advice: Advice) -> Iterator[str]:
+        """The text `status` prints."""
+        for state, n in self.counts.items():
+            yield f"{state.value:<12}{n:>8}"
+        yield f"{'total':<12}{sum(self.counts.values()):>8}"
+        for job in self.failed:
+            yield f"failed {job.row_id} ({job.job_id}): [{job.error_kind}] {job.last_error}"
+        yield from self._more(JobStatus.FAILED, len(self.failed), "")
+        for job in self.unknown:
+            yield f"unknown {job.row_id} ({job.job_id}): {job.last_error}"
+        yield from self._more(JobStatus.UNKNOWN, len(self.unknown), " unknown")
+        if self.counts[JobStatus.UNKNOWN]:
+            yield f"to resolve an unknown job: {advice(None)}"
+        yield from self.qa.lines()
+        yield self.money.line()
+
+    def as_json(self, advice: Advice) -> dict[str, Any]:
+        """What `status --json` prints: the same, each unknown job with its own advice."""
+        return {
+            "run": self.run,
+            "counts": {state.value: n for state, n in self.counts.items()},
+            "total": sum(self.counts.values()),
+            "failed": [_failure(job) for job in self.failed],
+            "unknown": [
+                {**_failure(job), "what_to_do": advice(job.row_id)} for job in self.unknown
+            ],
+            "qa": {
+                **self.qa.as_json(),
+                "flagged_rows": [row for row, _, _ in self.qa.first_flagged],
+            },
+            "money": self.money.as_json(),
+        }
+
+    def _more(self, status: JobStatus, listed: int, label: str) -> Iterator[str]:
+        if self.counts[status] > listed:
+            yield f"... and {self.counts[status] - listed} more{label}"
+
+
+def overview_of(store: Store, listed: int) -> Overview:
+    """The overview of the state in `store`, listing at most `listed` jobs of each kind."""
+    return Overview(
+        run=store.get_meta("run_name"),
+        counts=store.counts(),
+        failed=list(islice(store.failed_in_job_order(), listed)),
+        unknown=list(islice(store.unknown_in_job_order(), listed)),
+        qa=summarize(store, listed),
+        money=state_money(store),
+    )
+
+
+def _failure(job: JobRecord) -> dict[str, Any]:
+    return {
+        "row_id": job.row_id,
+        "job_id": job.job_id,
+        "error_kind": job.error_kind,
+        "error": job.last_error,
+    }
+
+
+def provider_of(store: Store) -> ProviderName:
+    """The provider the state's jobs were run on (cometapi for a state that does not say)."""
+    return "kling" if store.get_meta("provider") == "kling" else "cometapi"
+
+
+def state_money(store: Store) -> Money:
+    """The state's money at the package's price table and the state's provider."""
+    return money_of(store.spending.priced_groups(), provider_of(store))

@@ -1,0 +1,55 @@
+"""Which run a command means, given as MANIFEST, RUN or STATE:
+
+MANIFEST   a YAML or CSV manifest: its run is OUTPUT/NAME (OUTPUT from `-o`)
+RUN        a run folder: the one holding state.sqlite, index.jsonl and videos/
+STATE      a state file (.sqlite or .db): its run is the folder it is in
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchgen.errors import UsageError
+from batchgen.load import open_manifest
+from batchgen.output import STATE_NAME
+from batchgen.settings import Settings
+
+STATE_SUFFIXES = (".sqlite", ".db")
+
+
+@dataclass(frozen=True, slots=True)
+class RunTarget:
+    """A run's folder and its state file (which may not exist yet)."""
+
+    run_dir: Path
+    state: Path
+    manifest: Path | None = None  # when the run was named by its manifest
+
+    @property
+    def output(self) -> Path:
+        """The folder holding the run's folder (`-o`)."""
+        return self.run_dir.parent
+
+    @property
+    def state_elsewhere(self) -> Path | None:
+        """The state file when it is not RUN/state.sqlite (what `--state` would say)."""
+        return None if self.state == self.run_dir / STATE_NAME else self.state
+
+    def existing_state(self) -> Path:
+        """The state file; UsageError if there is none."""
+        if not self.state.is_file():
+            raise UsageError(f"no state found at {self.state}: has this manifest been run?")
+        return self.state
+
+
+def resolve_target(target: Path, output: Path, state: Path | None = None) -> RunTarget:
+    """The run `target` names (see the module's docstring); `state` overrides its state file."""
+    if target.is_dir():
+        found = RunTarget(target, target / STATE_NAME)
+    elif target.suffix in STATE_SUFFIXES:
+        found = RunTarget(target.parent, target)
+    else:
+        name = open_manifest(target, Settings(output=output)).name
+        found = RunTarget(output / name, output / name / STATE_NAME, target)
+    return found if state is None else RunTarget(found.run_dir, state, found.manifest)

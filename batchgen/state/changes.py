@@ -1,0 +1,279 @@
+"""Every change a run makes to a job, as a typed value: what the job becomes and which of its
+fields are set. `Store.apply` writes one (checked against the transition table of status.py)
+and `RunContext.record` is the door the runner's stages pass it through.
+
+A change whose `target` is None leaves the job in the status it has (a look-up lease, a wait
+before a retry, a fresh video URL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from batchgen.status import JobStatus
+
+# How far ahead a job is held by the run that leased it (while its create or look-up is under
+# way): in effect until the answer moves it on, or the next run's start releases it.
+LEASE_SECONDS = 86400.0 * 365
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Base of every change. `durable`: committed with a full sync before `apply` returns;
+    `commit_now`: committed before `apply` returns (out of the run's group commit)."""
+
+    target: ClassVar[JobStatus | None] = None
+    durable: ClassVar[bool] = False
+    commit_now: ClassVar[bool] = False
+
+    def columns(self) -> dict[str, Any]:
+        """The job's columns this change sets."""
+        return {}
+
+    def attempts(self) -> int:
+        """How many attempts this change adds to the job's count."""
+        return 0
+
+    def detail(self) -> str:
+        """What the change says to a person watching the run."""
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Submitting(Change):
+    """The create is about to leave: written and synced before it does (power cuts included),
+    with the external id it carries. The job is leased to this run until the answer comes."""
+
+    external_id: str
+    at: float
+    target: ClassVar[JobStatus | None] = JobStatus.SUBMITTING
+    durable: ClassVar[bool] = True
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "external_task_id": self.external_id,
+            "submitted_at": self.at,
+            "not_before": self.at + LEASE_SECONDS,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Leased(Change):
+    """A `submitting` job held by this run while it is looked up."""
+
+    at: float
+
+    def columns(self) -> dict[str, Any]:
+        return {"not_before": self.at + LEASE_SECONDS}
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted(Change):
+    """The provider has the task: from here on the job is paid for. Committed at once (a kill
+    just after would otherwise lose the task id)."""
+
+    task_id: str
+    status: JobStatus
+    created_at: int | None = None
+    note: str = ""
+    commit_now: ClassVar[bool] = True
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "task_created_at": self.created_at,
+            "last_error": None,
+            "error_kind": None,
+            "not_before": 0,
+        }
+
+    def detail(self) -> str:
+        return self.note
+
+
+@dataclass(frozen=True, slots=True)
+class Advanced(Change):
+    """The provider reports the task in another status before it ends (submitted, running),
+    or a done job's video must be fetched again (downloading)."""
+
+    status: JobStatus
+    note: str = ""
+
+    def detail(self) -> str:
+        return self.note
+
+
+@dataclass(frozen=True, slots=True)
+class Generated(Change):
+    """The task ended with a video: what the provider said of it, and where to fetch it."""
+
+    video_url: str | None
+    video_duration: str | None
+    unit_deduction: str | None
+    updated_at: int | None
+    watermark_url: str | None = None
+    target: ClassVar[JobStatus | None] = JobStatus.DOWNLOADING
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "video_url": self.video_url,
+            "video_duration": self.video_duration,
+            "unit_deduction": self.unit_deduction,
+            "task_updated_at": self.updated_at,
+            "watermark_url": self.watermark_url,
+            "not_before": 0,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VideoUrl(Change):
+    """A downloading job's URL: a fresh one from the provider, or None (expired, or it served
+    something that is not a video) so that the next try asks for a fresh one."""
+
+    url: str | None
+    target: ClassVar[JobStatus | None] = JobStatus.DOWNLOADING
+
+    def columns(self) -> dict[str, Any]:
+        return {"video_url": self.url}
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkSaved(Change):
+    """The watermarked copy asked for is in the run folder at `path` (relative)."""
+
+    path: str
+
+    def columns(self) -> dict[str, Any]:
+        return {"watermark_path": self.path}
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying(Change):
+    """Back to pending until `not_before`; `counted` is False for throttling and stops."""
+
+    not_before: float
+    error: str
+    kind: str
+    counted: bool = True
+    target: ClassVar[JobStatus | None] = JobStatus.PENDING
+
+    def columns(self) -> dict[str, Any]:
+        return {"not_before": self.not_before, "last_error": self.error, "error_kind": self.kind}
+
+    def attempts(self) -> int:
+        return int(self.counted)
+
+    def detail(self) -> str:
+        return self.error
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting(Change):
+    """Stay, but do not act before `not_before` (a look-up, a download); `counted` adds an
+    attempt."""
+
+    not_before: float
+    error: str
+    kind: str
+    counted: bool = True
+
+    def columns(self) -> dict[str, Any]:
+        return {"not_before": self.not_before, "last_error": self.error, "error_kind": self.kind}
+
+    def attempts(self) -> int:
+        return int(self.counted)
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown(Change):
+    """The create may have been accepted and nothing can tell: never resent on our own."""
+
+    reason: str
+    at: float
+    target: ClassVar[JobStatus | None] = JobStatus.UNKNOWN
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "last_error": self.reason,
+            "error_kind": "unknown_outcome",
+            "finished_at": self.at,
+            "not_before": 0,
+        }
+
+    def detail(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True, slots=True)
+class Failed(Change):
+    """The job failed; `units`: what the provider charged for the failed task, if it said."""
+
+    reason: str
+    kind: str
+    at: float
+    units: str | None = None
+    target: ClassVar[JobStatus | None] = JobStatus.FAILED
+
+    def columns(self) -> dict[str, Any]:
+        columns: dict[str, Any] = {
+            "last_error": self.reason,
+            "error_kind": self.kind,
+            "finished_at": self.at,
+        }
+        if self.units is not None:
+            columns["unit_deduction"] = self.units
+        return columns
+
+    def detail(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True, slots=True)
+class Done(Change):
+    """The video is renamed into place and synced: only then is the job done."""
+
+    output_path: str
+    sha256: str
+    size: int
+    at: float
+    target: ClassVar[JobStatus | None] = JobStatus.DONE
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "output_path": self.output_path,
+            "sha256": self.sha256,
+            "bytes": self.size,
+            "finished_at": self.at,
+            "last_error": None,
+            "error_kind": None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VideoMoved(Change):
+    """A done job's video now lives at `path` (a later job took its old name). Committed at
+    once: the old name is reused only after this."""
+
+    path: str
+    commit_now: ClassVar[bool] = True
+
+    def columns(self) -> dict[str, Any]:
+        return {"output_path": self.path}
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkMoved(Change):
+    """A done job's watermarked copy now lives at `path` (see VideoMoved)."""
+
+    path: str
+    commit_now: ClassVar[bool] = True
+
+    def columns(self) -> dict[str, Any]:
+        return {"watermark_path": self.path}
+
+
+def target_of(change: Change, current: JobStatus) -> JobStatus:
+    """The status `change` moves a job in status `current` to."""
+    if isinstance(change, Accepted | Advanced):
+        return change.status
+    return change.target or current

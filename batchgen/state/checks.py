@@ -1,0 +1,83 @@
+"""What each downloaded video turned out to be: its probe and QA findings (media/), kept per job
+for the sha256 they were made from, and the summaries `status`, `report` and `export` read."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from batchgen.jobs import canonical_json
+from batchgen.state.db import Database
+from batchgen.state.records import JOB_COLUMNS, CheckRecord, JobRecord, job_record
+
+# Jobs of the current manifest, and those of earlier manifests the provider still works on.
+CURRENT = "(seq >= 0 OR status NOT IN ('pending', 'done', 'failed'))"
+# Jobs joined to the check of their current video, and the manifest's done jobs.
+_CHECKED = "FROM jobs JOIN video_checks c ON c.job_id = jobs.job_id AND c.sha256 = jobs.sha256"
+_DONE = "status = 'done' AND seq >= 0"
+
+
+class VideoChecks:
+    """The `video_checks` table of one state."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record(
+        self,
+        job_id: str,
+        sha256: str,
+        probe: Mapping[str, Any],
+        findings: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """The probe and QA findings of the job's video with this sha256 (a video downloaded
+        again with other bytes is unchecked until it is recorded again)."""
+        self._db.write(
+            "INSERT INTO video_checks VALUES (?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET "
+            "sha256 = excluded.sha256, probe = excluded.probe, findings = excluded.findings",
+            (job_id, sha256, canonical_json(probe), canonical_json(findings)),
+        )
+
+    def done_with_checks(self) -> Iterator[tuple[JobRecord, CheckRecord | None]]:
+        """The manifest's done jobs in job-id order, each with its video's check."""
+        return self._with_checks(_DONE, "job_id")
+
+    def jobs_with_checks(self) -> Iterator[tuple[JobRecord, CheckRecord | None]]:
+        """Every job of the run (see CURRENT) in manifest order, each with its video's check."""
+        return self._with_checks(CURRENT, "seq, job_id")
+
+    def counts(self) -> tuple[int, int, dict[str, int]]:
+        """Done jobs of the manifest whose video is checked, how many of them are flagged,
+        and the number of each finding's code."""
+        found = self._db.one(f"SELECT count(*), total(c.findings != '[]') {_CHECKED} WHERE {_DONE}")
+        assert found is not None
+        checked, flagged = found
+        codes = self._db.rows(
+            f"SELECT json_extract(f.value, '$.code'), count(*) {_CHECKED}, "
+            f"json_each(c.findings) f WHERE {_DONE} AND c.findings != '[]' "
+            "GROUP BY 1 ORDER BY 2 DESC, 1"
+        )
+        return int(checked), int(flagged), {str(code): int(n) for code, n in codes}
+
+    def flagged(self, limit: int) -> list[tuple[str, str, list[dict[str, Any]]]]:
+        """(row id, job id, findings) of the first `limit` flagged done jobs, manifest order."""
+        rows = self._db.all(
+            f"SELECT jobs.row_id, jobs.job_id, c.findings {_CHECKED} WHERE {_DONE} "
+            "AND c.findings != '[]' ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        return [(str(row), str(job), json.loads(found)) for row, job, found in rows]
+
+    def _with_checks(
+        self, where: str, order: str
+    ) -> Iterator[tuple[JobRecord, CheckRecord | None]]:
+        cursor = self._db.rows(
+            f"SELECT {JOB_COLUMNS}, c_probe, c_findings FROM jobs LEFT JOIN ("
+            "SELECT job_id AS c_job, sha256 AS c_sha, probe AS c_probe, findings AS c_findings "
+            f"FROM video_checks) ON c_job = job_id AND c_sha = sha256 WHERE {where} "
+            f"ORDER BY {order}"
+        )
+        for row in cursor:
+            check = None if row[-2] is None else CheckRecord(row[-2], row[-1])
+            yield job_record(row[:-2]), check

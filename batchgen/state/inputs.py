@@ -1,0 +1,61 @@
+"""What a state's jobs were loaded from: the files read (for the fingerprint of
+manifest/fingerprint.py), the size and source of every input image, and the rows a load left
+out (`--skip-invalid`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from batchgen.state.db import Database
+
+InputFile = tuple[str, int | None, int | None, str | None]  # path, size, mtime_ns, image ref
+InputImage = tuple[str, int | None, int | None, str | None]  # ref, width, height, source
+SkippedRow = tuple[str, int, str, str]  # row, line, field, message
+FINGERPRINT_KEY = "inputs"  # the meta key of the fingerprint's document
+
+
+class Inputs:
+    """The `inputs`, `images` and `skipped` tables of one state."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record_fingerprint(self, files: Iterable[InputFile], document: str) -> None:
+        """(path, size, mtime_ns, image ref or None) of every file the jobs came from, and the
+        fingerprint's document ('' when the load cannot be fingerprinted)."""
+        with self._db.transaction():
+            self._db.write("DELETE FROM inputs")
+            self._db.write_many("INSERT OR REPLACE INTO inputs VALUES (?, ?, ?, ?)", files)
+            self._db.set_meta(FINGERPRINT_KEY, document)
+
+    def fingerprint(self) -> tuple[str | None, list[InputFile]]:
+        """The fingerprint's document (None if never recorded) and the files it covers."""
+        files = self._db.all("SELECT path, size, mtime_ns, ref FROM inputs")
+        return self._db.get_meta(FINGERPRINT_KEY), [(str(p), s, m, r) for p, s, m, r in files]
+
+    def record_images(self, rows: Iterable[InputImage]) -> None:
+        """(ref, width, height, source) of input images: `source` is the absolute path of a
+        local file, the URL the provider fetches, or None (base64 from the manifest)."""
+        with self._db.transaction():
+            self._db.write_many("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)", rows)
+
+    def image(self, ref: str) -> InputImage | None:
+        row = self._db.one("SELECT ref, width, height, source FROM images WHERE ref = ?", (ref,))
+        return None if row is None else (str(row[0]), row[1], row[2], row[3])
+
+    def image_size(self, ref: str) -> tuple[int, int] | None:
+        """(width, height) of the input image `ref`, if it was read when the jobs loaded."""
+        found = self.image(ref)
+        if found is None or found[1] is None or found[2] is None:
+            return None
+        return found[1], found[2]
+
+    def replace_skipped(self, problems: Iterable[SkippedRow]) -> None:
+        """(row, line, field, message) of the rows the last load left out (--skip-invalid)."""
+        with self._db.transaction():
+            self._db.write("DELETE FROM skipped")
+            self._db.write_many("INSERT INTO skipped VALUES (?, ?, ?, ?)", problems)
+
+    def skipped(self) -> Iterator[SkippedRow]:
+        cursor = self._db.rows("SELECT row, line, field, message FROM skipped ORDER BY rowid")
+        return ((str(r), int(n), str(f), str(m)) for r, n, f, m in cursor)

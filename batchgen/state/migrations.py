@@ -1,0 +1,148 @@
+"""The state's schema, as named migrations applied in order (the way sqlite-utils' migrations
+do it): each runs in its own transaction and is recorded in `_migrations` with when it was
+applied, so an existing state file moves forward to the current schema when it is opened, and
+a migration never runs twice.
+
+A state file made before migrations had names counted them in `PRAGMA user_version`: that many
+of the first migrations are recorded as applied, then the rest run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of the schema: `name` is recorded once `sql` has run."""
+
+    name: str
+    sql: str
+
+
+MIGRATIONS: Sequence[Migration] = (
+    Migration(
+        "jobs",
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE jobs (
+            job_id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            row_id TEXT NOT NULL,
+            request TEXT NOT NULL,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            variant TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'pending',
+            generation INTEGER NOT NULL DEFAULT 0,
+            external_task_id TEXT,
+            task_id TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            not_before REAL NOT NULL DEFAULT 0,
+            last_error TEXT,
+            error_kind TEXT,
+            video_url TEXT,
+            output_path TEXT,
+            sha256 TEXT,
+            bytes INTEGER,
+            submitted_at REAL,
+            finished_at REAL,
+            task_created_at INTEGER,
+            task_updated_at INTEGER,
+            unit_deduction TEXT,
+            video_duration TEXT,
+            api_calls INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX jobs_by_status ON jobs (status, seq);
+        CREATE UNIQUE INDEX jobs_by_task ON jobs (task_id) WHERE task_id IS NOT NULL;
+        CREATE INDEX jobs_by_external ON jobs (external_task_id);
+        """,
+    ),
+    Migration(
+        "inputs",
+        "CREATE TABLE inputs (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ref TEXT);",
+    ),
+    # What each downloaded video turned out to be (media/), and the size of each input image.
+    # Clearing the `inputs` fingerprint makes the next run load its manifest in full once,
+    # which fills `images` for a state made before this migration.
+    Migration(
+        "video_checks_and_images",
+        """
+        CREATE TABLE video_checks (
+            job_id TEXT PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            probe TEXT NOT NULL,
+            findings TEXT NOT NULL
+        );
+        CREATE TABLE images (ref TEXT PRIMARY KEY, width INTEGER, height INTEGER, source TEXT);
+        UPDATE meta SET value = '' WHERE key = 'inputs';
+        """,
+    ),
+    # The watermarked copy a request may ask for, and the rows --skip-invalid left out.
+    Migration(
+        "watermarks_and_skipped_rows",
+        """
+        ALTER TABLE jobs ADD COLUMN watermark_url TEXT;
+        ALTER TABLE jobs ADD COLUMN watermark_path TEXT;
+        CREATE TABLE skipped (row TEXT NOT NULL, line INTEGER NOT NULL, field TEXT NOT NULL,
+                              message TEXT NOT NULL);
+        """,
+    ),
+    # The fields a job is priced by, kept beside its request: money over a million jobs is a
+    # GROUP BY, not a million JSON parses (`price_key`; the same text as json_array gives).
+    Migration(
+        "price_key",
+        """
+        ALTER TABLE jobs ADD COLUMN price_key TEXT;
+        UPDATE jobs SET price_key = json_array(
+            json_extract(request, '$.model_name'), json_extract(request, '$.mode'),
+            json_extract(request, '$.duration'), json_extract(request, '$.sound'),
+            json_type(request, '$.voice_list') IS NOT NULL);
+        """,
+    ),
+    # Nothing ever counted API calls per job: the run counts them as a whole (RunOutcome).
+    Migration("drop_api_calls", "ALTER TABLE jobs DROP COLUMN api_calls;"),
+)
+
+_RECORD = "CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+    """Apply every migration `conn` has not had yet, each in its own transaction; returns the
+    names applied."""
+    if not _has_record(conn):
+        _start_record(conn, migrations)
+    done = {name for (name,) in conn.execute("SELECT name FROM _migrations")}
+    applied = []
+    for migration in migrations:
+        if migration.name in done:
+            continue
+        conn.executescript(
+            f"BEGIN; {migration.sql}; "
+            f"INSERT INTO _migrations VALUES ('{migration.name}', {time.time()!r}); COMMIT;"
+        )
+        applied.append(migration.name)
+    return applied
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations a state has had, in the order they were applied."""
+    return [name for (name,) in conn.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+
+def _start_record(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
+    """Make the `_migrations` table, recording as applied the first `user_version` migrations
+    of a state made before migrations had names (one transaction)."""
+    numbered = conn.execute("PRAGMA user_version").fetchone()[0]
+    names = ", ".join(f"('{m.name}', 0)" for m in migrations[:numbered])
+    adopt = f"INSERT INTO _migrations VALUES {names};" if names else ""
+    conn.executescript(f"BEGIN; {_RECORD}; {adopt} PRAGMA user_version = 0; COMMIT;")
+
+
+def _has_record(conn: sqlite3.Connection) -> bool:
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
+    ).fetchone()
+    return found is not None

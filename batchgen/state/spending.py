@@ -1,0 +1,46 @@
+"""Money in the state: its jobs grouped by the fields they are priced by and what the provider
+said each cost (money/ turns these into dollars)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from batchgen.state.db import Database
+from batchgen.state.records import pricing_fields
+
+PricedGroup = tuple[str, dict[str, Any], int, float, int]
+
+
+class Spending:
+    """Aggregates over the `jobs` table's price_key and unit_deduction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def priced_groups(self) -> Iterator[PricedGroup]:
+        """(status, pricing fields, jobs, units charged, jobs that reported units) for every
+        combination of status and the fields a job is priced by, over the whole state."""
+        cursor = self._db.rows(
+            "SELECT status, price_key, count(*), total(CAST(unit_deduction AS REAL)), "
+            "count(unit_deduction) FROM jobs GROUP BY 1, 2"
+        )
+        for status, key, jobs, units, reported in cursor:
+            yield str(status), pricing_fields(key), int(jobs), float(units), int(reported)
+
+    def done_pricing_fields(self) -> Iterator[tuple[dict[str, Any], int]]:
+        """The fields a done job is priced by, each combination with its number of done jobs
+        of the manifest."""
+        cursor = self._db.rows(
+            "SELECT price_key, count(*) FROM jobs WHERE status = 'done' AND seq >= 0 GROUP BY 1"
+        )
+        return ((pricing_fields(key), int(n)) for key, n in cursor)
+
+    def units_charged(self) -> float:
+        """Sum of the provider's final_unit_deduction over every paid task of the state (done
+        jobs, the earlier videos of edited rows included, and failures that were charged)."""
+        row = self._db.one(
+            "SELECT total(CAST(unit_deduction AS REAL)) FROM jobs WHERE unit_deduction IS NOT NULL"
+        )
+        assert row is not None
+        return float(row[0])

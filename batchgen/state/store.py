@@ -1,0 +1,317 @@
+"""A run's jobs and their lifecycle: the one place a job's status changes.
+
+`apply` writes a change (changes.py) after checking it against the transition table
+(status.py) and returns the job as it now is; the changes the user makes between runs
+(`adopt_task`, `reset_unknown`, `reset_for_retry`) and loading a manifest's jobs (`add_jobs`)
+are methods of their own. The tables beside the jobs have their own classes, reached from here:
+`checks` (what each video turned out to be), `inputs` (what the jobs were loaded from) and
+`spending` (money aggregates). Every write goes through the connection of db.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from batchgen.errors import IllegalTransition, StateError
+from batchgen.jobs import JobSpec, canonical_json
+from batchgen.state.changes import Accepted, Change, target_of
+from batchgen.state.checks import CURRENT, VideoChecks
+from batchgen.state.db import Database
+from batchgen.state.inputs import Inputs
+from batchgen.state.records import JOB_COLUMNS, JobRecord, job_record, price_key
+from batchgen.state.spending import Spending
+from batchgen.status import JobStatus, can_move
+
+DoneVideo = tuple[int, str, str | None, int | None]  # seq, job id, video path, bytes
+# Failures after which the provider's paid task is still there to follow: `retry` polls it
+# again rather than paying for a new one.
+FOLLOW_AGAIN = ("task_timeout", "no_video", "not_a_video", "download")
+
+
+class Store:
+    """Every job of one run and its status. Open with `Store.open(path)`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.path = db.path
+        self.checks = VideoChecks(db)
+        self.inputs = Inputs(db)
+        self.spending = Spending(db)
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating if needed) and migrate the state file."""
+        return cls(Database.open(path))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get_meta(self, key: str) -> str | None:
+        return self.db.get_meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.set_meta(key, value)
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def apply(self, job_id: str, change: Change) -> tuple[JobStatus, JobRecord]:
+        """Write `change` to the job; returns the status it had and the job as it now is.
+        IllegalTransition if the transition table does not allow the move."""
+        if change.durable:
+            with self.db.durably():
+                return self._apply(job_id, change)
+        moved = self._apply(job_id, change)
+        if change.commit_now:
+            self.db.commit()
+        return moved
+
+    def _apply(self, job_id: str, change: Change) -> tuple[JobStatus, JobRecord]:
+        row = self.db.one("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
+        if row is None:
+            raise StateError(f"unknown job {job_id}")
+        old = JobStatus(row[0])
+        new = target_of(change, old)
+        if not can_move(old, new):
+            raise IllegalTransition(f"job {job_id}: {old} -> {new} is not allowed")
+        columns = {"status": new.value, **change.columns()}
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        returned = self.db.write_returning(
+            f"UPDATE jobs SET {assignments}, attempts = attempts + ? WHERE job_id = ? "
+            f"RETURNING {JOB_COLUMNS}",
+            [*columns.values(), change.attempts(), job_id],
+        )
+        return old, job_record(returned)
+
+    def release_leases(self) -> None:
+        """At the start of a run: every job left `submitting` is due for a look-up now."""
+        self.db.write("UPDATE jobs SET not_before = 0 WHERE status = 'submitting'")
+
+    def adopt_task(self, job_id: str, task_id: str, created_at: int | None) -> JobStatus:
+        """Record a task the user found for an `unknown` (or failed, pending) job; the next
+        run follows and downloads it."""
+        job = self.get(job_id)
+        if job is None:
+            raise StateError(f"unknown job {job_id}")
+        if job.status in (JobStatus.PENDING, JobStatus.FAILED):
+            self.db.write(
+                "UPDATE jobs SET status = 'unknown', external_task_id = ? WHERE job_id = ?",
+                (job.current_external_id, job_id),
+            )
+        old, _ = self.apply(job_id, Accepted(task_id, JobStatus.SUBMITTED, created_at))
+        return old
+
+    def reset_unknown(self, job_ids: Sequence[str] | None = None) -> int:
+        """Put `unknown` jobs back to pending under the same external_task_id (a provider that
+        deduplicates ids refuses the resend instead of paying twice)."""
+        where, params = _chosen("status = 'unknown'", job_ids)
+        with self.db.transaction():
+            return self.db.write(
+                "UPDATE jobs SET status = 'pending', task_id = NULL, not_before = 0, "
+                f"attempts = 0, last_error = NULL, error_kind = NULL WHERE {where}",
+                params,
+            )
+
+    def reset_for_retry(self, job_ids: Sequence[str] | None = None) -> int:
+        """Put failed jobs back to work. A job whose paid task is known and did not fail at the
+        provider (timed out, no video URL, a download that never arrived) is followed again;
+        only the others are submitted again, under a fresh external_task_id generation."""
+        where, params = _chosen("status = 'failed'", job_ids)
+        repoll_kinds = ",".join(f"'{kind}'" for kind in FOLLOW_AGAIN)
+        with self.db.transaction():
+            repoll = self.db.write(
+                "UPDATE jobs SET status = 'running', last_error = NULL, error_kind = NULL, "
+                f"not_before = 0, video_url = NULL WHERE {where} "
+                f"AND error_kind IN ({repoll_kinds}) AND task_id IS NOT NULL",
+                params,
+            )
+            resubmit = self.db.write(
+                "UPDATE jobs SET status = 'pending', generation = generation + 1, "
+                "external_task_id = NULL, task_id = NULL, video_url = NULL, attempts = 0, "
+                f"not_before = 0, last_error = NULL, error_kind = NULL WHERE {where}",
+                params,
+            )
+        return repoll + resubmit
+
+    # -- loading jobs -----------------------------------------------------------------------
+
+    def add_jobs(self, specs: Iterable[JobSpec], batch: int = 5000) -> tuple[int, int]:
+        """Record the manifest's jobs in one transaction: new ones as pending, known ones keep
+        their state (their row id, order and metadata follow the manifest). Jobs no longer in
+        the manifest that were never sent are dropped; the others stay, with `seq` -1, so what
+        was paid for is still finished. Returns (new, known). If `specs` raises, nothing
+        changes."""
+        new = known = 0
+        seq = 0
+        with self.db.transaction():
+            self.db.write("UPDATE jobs SET seq = -1")
+            pending: list[tuple[Any, ...]] = []
+            for spec in specs:
+                pending.append(_job_values(spec, seq))
+                seq += 1
+                if len(pending) >= batch:
+                    n = self._insert_jobs(pending)
+                    new, known = new + n, known + len(pending) - n
+                    pending = []
+            n = self._insert_jobs(pending)
+            new, known = new + n, known + len(pending) - n
+            self.db.write(
+                "DELETE FROM jobs WHERE seq = -1 AND status = 'pending' "
+                "AND external_task_id IS NULL AND task_id IS NULL"
+            )
+            self.db.write(
+                "UPDATE jobs SET row_id = row_id || '~' || substr(job_id, 1, 8) "
+                "WHERE seq = -1 AND status NOT IN ('done', 'failed') AND instr(row_id, '~') = 0"
+            )
+        return new, known
+
+    def _insert_jobs(self, values: list[tuple[Any, ...]]) -> int:
+        inserted = self.db.write_many(
+            "INSERT INTO jobs (job_id, seq, row_id, request, metadata, variant, price_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
+            values,
+        )
+        self.db.write_many(
+            "UPDATE jobs SET seq = ?2, row_id = ?3, metadata = ?5, variant = ?6, price_key = ?7 "
+            "WHERE job_id = ?1",
+            values,
+        )
+        return inserted
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        row = self.db.one(f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,))
+        return None if row is None else job_record(row)
+
+    def counts(self) -> dict[JobStatus, int]:
+        """Number of jobs in each status (every status present, zeros included)."""
+        counts = dict.fromkeys(JobStatus, 0)
+        for status, n in self.db.rows(
+            f"SELECT status, count(*) FROM jobs WHERE {CURRENT} GROUP BY status"
+        ):
+            counts[JobStatus(status)] = n
+        return counts
+
+    def with_status(self, *statuses: JobStatus) -> Iterator[JobRecord]:
+        """Jobs in these statuses that belong to the run (see CURRENT), in manifest order."""
+        marks = ",".join("?" * len(statuses))
+        return self._jobs(
+            f"status IN ({marks}) AND {CURRENT} ORDER BY seq", [s.value for s in statuses]
+        )
+
+    def due_pending(self, now: float, limit: int, after_seq: int = -1) -> list[JobRecord]:
+        """Pending jobs whose retry time has come, in manifest order after `after_seq`."""
+        where = "status = 'pending' AND seq > ? AND not_before <= ? ORDER BY seq LIMIT ?"
+        return list(self._jobs(where, (after_seq, now, limit)))
+
+    def done_videos(self, after_seq: int, limit: int) -> list[DoneVideo]:
+        """(seq, job id, video path, bytes) of done jobs of the manifest, in order after
+        `after_seq`."""
+        rows = self.db.all(
+            "SELECT seq, job_id, output_path, bytes FROM jobs WHERE status = 'done' AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [(int(s), str(j), p, b) for s, j, p, b in rows]
+
+    def due_lookups(self, now: float) -> list[JobRecord]:
+        """Jobs left `submitting` (a create whose answer was lost) whose retry time has come."""
+        return list(self._jobs("status = 'submitting' AND not_before <= ? ORDER BY seq", (now,)))
+
+    def next_not_before(self) -> float | None:
+        """The earliest time a pending job may be tried, or None if nothing is pending."""
+        row = self.db.one(
+            "SELECT min(not_before) FROM jobs WHERE status IN ('pending', 'submitting')"
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    def job_of_task(self, task_id: str) -> str | None:
+        """The job holding the provider's task `task_id`, if any."""
+        row = self.db.one("SELECT job_id FROM jobs WHERE task_id = ?", (task_id,))
+        return None if row is None else str(row[0])
+
+    def find_by_external_id(self, external_id: str) -> JobRecord | None:
+        return next(self._jobs("external_task_id = ?", (external_id,)), None)
+
+    def resolve_job_ids(self, names: Sequence[str]) -> list[str]:
+        """Job ids for names that are job ids or row ids; unknown names are a StateError."""
+        found = []
+        for name in names:
+            row = self.db.one(
+                "SELECT job_id FROM jobs WHERE job_id = ? OR row_id = ? "
+                "ORDER BY job_id = ? DESC, seq DESC LIMIT 1",
+                (name, name, name),
+            )
+            if row is None:
+                raise StateError(f"no job with id or row id {name!r} in {self.path}")
+            found.append(str(row[0]))
+        return found
+
+    def job_ids(self) -> Iterator[str]:
+        return (str(row[0]) for row in self.db.rows("SELECT job_id FROM jobs ORDER BY job_id"))
+
+    def lock_rows(self) -> Iterator[tuple[str, str, str]]:
+        """(job_id, row_id, request JSON) of the manifest's jobs, sorted by job id."""
+        cursor = self.db.rows(
+            "SELECT job_id, row_id, request FROM jobs WHERE seq >= 0 ORDER BY job_id"
+        )
+        return ((str(a), str(b), str(c)) for a, b, c in cursor)
+
+    def done_in_job_order(self) -> Iterator[JobRecord]:
+        return self._jobs("status = 'done' AND seq >= 0 ORDER BY job_id")
+
+    def superseded_done(self) -> Iterator[JobRecord]:
+        """Done jobs of rows that were edited since (no longer in the manifest), by job id:
+        their paid videos stay in the run folder."""
+        return self._jobs("status = 'done' AND seq < 0 ORDER BY job_id")
+
+    def done_at_path(self, output_path: str) -> list[JobRecord]:
+        """Done jobs whose video is recorded at `output_path`."""
+        return list(self._jobs("status = 'done' AND output_path = ?", (output_path,)))
+
+    def unknown_in_job_order(self) -> Iterator[JobRecord]:
+        """Jobs whose create may have been accepted (any manifest), by job id."""
+        return self._jobs("status = 'unknown' ORDER BY job_id")
+
+    def failed_in_job_order(self) -> Iterator[JobRecord]:
+        return self._jobs("status = 'failed' AND seq >= 0 ORDER BY job_id")
+
+    def superseded_count(self) -> int:
+        """Done jobs of rows edited since: their paid videos stay in the run folder."""
+        row = self.db.one("SELECT count(*) FROM jobs WHERE status = 'done' AND seq < 0")
+        assert row is not None
+        return int(row[0])
+
+    def integrity_ok(self) -> bool:
+        return self.db.integrity_ok()
+
+    def _jobs(self, where: str, params: Sequence[Any] = ()) -> Iterator[JobRecord]:
+        cursor = self.db.rows(f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where}", params)
+        return (job_record(row) for row in cursor)
+
+
+def _chosen(where: str, job_ids: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """`where`, narrowed to `job_ids` when given."""
+    if job_ids is None:
+        return where, []
+    return f"{where} AND job_id IN ({','.join('?' * len(job_ids))})", list(job_ids)
+
+
+def _job_values(spec: JobSpec, seq: int) -> tuple[Any, ...]:
+    return (
+        spec.job_id,
+        seq,
+        spec.row_id,
+        canonical_json(spec.request),
+        canonical_json(spec.metadata),
+        canonical_json(spec.variant),
+        price_key(spec.request),
+    )

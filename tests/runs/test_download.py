@@ -1,0 +1,87 @@
+"""The downloader against the simulator's real video URLs: exact bytes and digest, nothing left
+behind when it gives up, expired URLs told apart."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+
+import anyio
+import httpx
+import pytest
+
+from batchgen.download import PART_SUFFIX, download
+from batchgen.errors import RetryableError, UrlExpired
+from tests.conftest import make_images, simulator
+
+
+def video_url(base_url: str, image: bytes) -> str:
+    headers = {"Authorization": "Bearer sk-test"}
+    body = {"model_name": "kling-v2-master", "image": base64.b64encode(image).decode()}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+        task_id = client.post("/kling/v1/videos/image2video", json=body).json()["data"]["task_id"]
+        for _ in range(200):
+            data = client.get(f"/kling/v1/videos/image2video/{task_id}").json()["data"]
+            if data["task_status"] == "succeed":
+                return str(data["task_result"]["videos"][0]["url"])
+            time.sleep(0.05)
+    raise AssertionError("the task did not finish")
+
+
+def fetch(url: str, dest):
+    async def go():
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await download(client, url, dest)
+
+    return anyio.run(go)
+
+
+@pytest.fixture
+def image(tmp_path):
+    return (tmp_path / make_images(tmp_path / "images", 1)[0]).read_bytes()
+
+
+def test_a_large_video_arrives_byte_for_byte_with_its_digest(tmp_path, image):
+    with simulator(video_bytes=5 * 2**20) as sim:
+        url = video_url(sim.base_url, image)
+        expected = httpx.get(url).content
+        result = fetch(url, tmp_path / "out" / "v.mp4")
+    assert (tmp_path / "out" / "v.mp4").read_bytes() == expected
+    assert result.sha256 == hashlib.sha256(expected).hexdigest()
+    assert result.size == len(expected) > 5 * 2**20 - 1024
+    assert not list((tmp_path / "out").glob(f"*{PART_SUFFIX}"))
+
+
+def test_downloads_always_cut_short_give_up_leaving_nothing(tmp_path, image):
+    with simulator(video_bytes=2**20) as sim:
+        url = video_url(sim.base_url, image)
+        sim.reconfigure(truncate_rate=1.0)
+        with pytest.raises(RetryableError):
+            fetch(url, tmp_path / "v.mp4")
+    assert list(tmp_path.glob("v.mp4*")) == []
+
+
+def test_an_expired_url_is_told_apart_from_a_failure(tmp_path, image):
+    with simulator(url_ttl=0.2) as sim:
+        url = video_url(sim.base_url, image)
+        time.sleep(0.4)
+        with pytest.raises(UrlExpired):
+            fetch(url, tmp_path / "v.mp4")
+    assert list(tmp_path.glob("v.mp4*")) == []
+
+
+def test_downloads_cut_short_are_resumed_to_the_exact_bytes(tmp_path, image):
+    with simulator(video_bytes=2**20) as sim:
+        url = video_url(sim.base_url, image)
+        expected = httpx.get(url).content
+        sim.reconfigure(truncate_rate=0.5)
+        for i in range(6):
+            dest = tmp_path / f"v{i}.mp4"
+            try:
+                result = fetch(url, dest)
+            except RetryableError:
+                continue
+            assert dest.read_bytes() == expected
+            assert result.sha256 == hashlib.sha256(expected).hexdigest()
+        assert sim.stats()["faults"]["truncate"] > 0

@@ -1,0 +1,203 @@
+"""`batchgen gallery RUN`, opened in headless Chromium the way a person would open it: from a
+file:// URL, offline, every job on one page."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+
+from batchgen.gallery import build_gallery
+from batchgen.state.records import JobRecord
+from batchgen.state.store import Store
+from tests.conftest import make_images, read_index, run_cli, simulator
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1400,1000",
+)
+WAIT = 10.0
+
+
+def chromium_paths() -> tuple[str, str] | None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (chromium, driver) if chromium and driver else None
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless Chromium driven by chromedriver; skipped when missing, unless
+    BATCHGEN_REQUIRE_BROWSER=1 makes that a failure."""
+    paths = chromium_paths()
+    if paths is None:
+        message = "needs chromium and chromedriver (apt-get install chromium chromium-driver)"
+        if os.environ.get("BATCHGEN_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"BATCHGEN_REQUIRE_BROWSER=1 but the gallery test {message}")
+        pytest.skip(f"the gallery test {message}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = paths[0]
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(paths[1]), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def until(condition: Callable[[], Any], what: str) -> Any:
+    """Wait up to WAIT seconds for `condition()` to be truthy; its value."""
+    deadline = time.monotonic() + WAIT
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
+def manifest_with_an_end_frame(folder: Path, rows: int) -> Path:
+    images = make_images(folder / "images")
+    entries: list[dict[str, Any]] = [
+        {"id": f"clip-{i:03d}", "image": images[i % 3], "prompt": f"slow pan, take {i}"}
+        for i in range(rows)
+    ]
+    entries[0]["image_tail"] = images[1]
+    doc = {"name": "batch", "defaults": {"model_name": "kling-v2-1", "mode": "pro"}}
+    path = folder / "batch.yaml"
+    path.write_text(yaml.safe_dump({**doc, "rows": entries}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run with clean, frozen and failed jobs, and its gallery."""
+    folder = tmp_path_factory.mktemp("gallery")
+    manifest = manifest_with_an_end_frame(folder, 10)
+    with simulator(fail_rate=0.25, frozen_rate=0.3) as sim:
+        run_cli("run", manifest, "-o", folder / "out", base_url=sim.base_url)
+    run = folder / "out" / "batch"
+    assert run_cli("gallery", run) == 0
+    return run
+
+
+def jobs_of(run_dir: Path) -> dict[str, JobRecord]:
+    """The run's jobs by row id."""
+    with Store.open(run_dir / "state.sqlite") as store:
+        return {job.row_id: job for job, _ in store.checks.jobs_with_checks()}
+
+
+def path_of(url: str) -> Path:
+    return Path(unquote(urlsplit(url).path))
+
+
+def visible(browser: Any, selector: str) -> list[Any]:
+    return [e for e in browser.find_elements("css selector", selector) if e.is_displayed()]
+
+
+def choose(browser: Any, select_id: str, value: str) -> list[str]:
+    """Pick `value` in a filter; the row ids of the cards left visible."""
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element("id", select_id)).select_by_value(value)
+    return sorted(card.find_element("tag name", "h2").text for card in visible(browser, ".card"))
+
+
+def test_the_gallery_shows_every_job_in_headless_chromium(browser, run_dir):
+    """Every job has a card, every done job a playable video with its poster, the inputs and
+    end frame show, failed jobs show their reason, and the page logs no error."""
+    jobs = jobs_of(run_dir)
+    done = {row for row, job in jobs.items() if job.status == "done"}
+    failed = {row for row, job in jobs.items() if job.status == "failed"}
+    assert done and failed, "the seeded run should have both"
+    browser.get((run_dir / "gallery.html").as_uri())
+    cards = until(lambda: browser.find_elements("css selector", "article.card"), "the cards")
+    assert sorted(card.find_element("tag name", "h2").text for card in cards) == sorted(jobs)
+    videos = browser.find_elements("tag name", "video")
+    assert len(videos) == len(done)
+    for video in videos:
+        assert path_of(video.get_attribute("src")).is_file()
+        poster = until(lambda v=video: v.get_attribute("poster"), "a poster")
+        assert path_of(poster).is_relative_to(run_dir / "gallery")
+    browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+    images = browser.find_elements("css selector", ".inputs img")
+    assert len(images) == len(jobs) + 1  # every input, and the one end frame
+    until(
+        lambda: browser.execute_script(
+            "return [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+        ),
+        "every input image to load",
+    )
+    width = browser.execute_script(
+        "const v = document.querySelector('video'); v.preload = 'metadata'; v.load();"
+        "return new Promise(r => v.addEventListener('loadedmetadata', () => r(v.videoWidth)));"
+    )
+    assert width > 0
+    for row in failed:
+        card = browser.find_element("id", f"job-{jobs[row].job_id}")
+        assert card.find_element("class name", "reason").text == jobs[row].last_error
+    browser.save_screenshot(str(run_dir / "gallery.png"))
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+
+
+def test_the_gallery_filters_by_status_and_by_finding(browser, run_dir):
+    """Choosing a status or a finding leaves exactly the cards that have it."""
+    index = read_index(run_dir)
+    frozen = sorted(e["row_id"] for e in index if any(q["code"] == "frozen" for q in e["qa"]))
+    clean = sorted(e["row_id"] for e in index if e["qa"] == [])
+    jobs = jobs_of(run_dir)
+    failed = sorted(row for row, job in jobs.items() if job.status == "failed")
+    assert frozen and clean and failed
+    browser.get((run_dir / "gallery.html").as_uri())
+    until(lambda: browser.find_elements("css selector", "article.card"), "the cards")
+    assert choose(browser, "status-filter", "failed") == failed
+    assert browser.find_element("id", "shown").text == f"{len(failed)} of 10 shown"
+    assert choose(browser, "status-filter", "") == sorted(jobs)
+    assert choose(browser, "finding-filter", "frozen") == frozen
+    assert choose(browser, "finding-filter", "clean") == clean
+    assert choose(browser, "status-filter", "failed") == []  # failed and clean: none
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_a_run_folder_without_its_state_gets_a_gallery_of_its_index(run_dir, tmp_path):
+    """From index.jsonl alone the gallery shows every done video, with its findings."""
+    copy = tmp_path / "batch"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("state.sqlite*", "gallery*"))
+    built = build_gallery(copy)
+    page = built.page.read_text()
+    index = read_index(copy)
+    assert built.cards == len(index) == page.count("<article") == page.count("<video")
+    assert page.count('data-code="frozen"') == sum(codes(e).count("frozen") for e in index)
+
+
+def test_a_done_job_whose_video_is_gone_says_so_instead_of_a_broken_player(run_dir, tmp_path):
+    """A missing video gets a note pointing at `batchgen verify`, not a <video> to nowhere."""
+    copy = tmp_path / "batch"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("gallery*"))
+    gone = read_index(copy)[0]
+    (copy / gone["video"]).unlink()
+    page = build_gallery(copy).page.read_text()
+    assert f'src="{gone["video"]}"' not in page and "video missing" in page
+    assert page.count("<video") == len(read_index(copy)) - 1
+
+
+def codes(entry: dict[str, Any]) -> list[str]:
+    return [finding["code"] for finding in entry["qa"]]

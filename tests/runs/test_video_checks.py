@@ -1,0 +1,175 @@
+"""Every downloaded video is probed and checked: the simulator's faulty videos are flagged with
+the right finding, its good ones with none, and a page that is no video never becomes done."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from pydantic import SecretStr
+
+import batchgen
+from batchgen.jobs import make_job
+from batchgen.manifest.images import digest_ref
+from batchgen.pipeline import provider_clients, run_async
+from batchgen.runner import RunConfig, Runner
+from batchgen.runner.policy import RetryPolicy
+from batchgen.settings import Settings
+from batchgen.state.store import Store
+from batchgen.status import JobStatus
+from tests.conftest import read_index, run_cli, simulator, write_manifest
+
+CODE_OF_DEFECT = {
+    "black": "black_frames",
+    "frozen": "frozen",
+    "short": "duration_off",
+    "undecodable": "undecodable",
+    "aspect": "aspect_off",
+    "mute": "no_audio",
+}
+FAST_RETRY = RetryPolicy(base_delay=0.01, max_delay=0.05)
+
+
+def codes(entry: dict[str, Any]) -> list[str]:
+    return [finding["code"] for finding in entry["qa"]]
+
+
+def defect_of(sim: Any, task_id: str) -> str | None:
+    """The defect the simulator gave a task's video (None for a good one)."""
+    video = sim.app.account.book.tasks[task_id].video
+    return None if video.defect is None else str(video.defect)
+
+
+# -- the simulator's videos, through a whole run -------------------------------------------------
+
+
+def test_each_injected_defect_is_flagged_with_its_finding_and_good_videos_with_none(tmp_path):
+    """Black, frozen, short, undecodable and misshapen videos each get their finding; the rest
+    get an empty list, and every video stays done on disk with its probe in index and sidecar."""
+    manifest = write_manifest(tmp_path, 30)
+    rates = {f"{d}_rate": 0.12 for d in ("black", "frozen", "short", "undecodable", "aspect")}
+    with simulator(**rates) as sim:
+        assert run_cli("run", manifest, "-o", tmp_path / "out", base_url=sim.base_url) == 0
+        run_dir = tmp_path / "out" / "batch"
+        index = read_index(run_dir)
+        defects = {e["row_id"]: defect_of(sim, e["task_id"]) for e in index}
+    assert len(index) == 30 and set(defects.values()) == {None, *CODE_OF_DEFECT} - {"mute"}
+    for entry in index:
+        defect = defects[entry["row_id"]]
+        assert codes(entry) == ([CODE_OF_DEFECT[defect]] if defect else []), entry["row_id"]
+        assert (run_dir / entry["video"]).is_file()
+        sidecar = json.loads((run_dir / entry["video"]).with_suffix(".json").read_text())
+        assert sidecar["probe"] == entry["probe"] and sidecar["qa"] == entry["qa"]
+
+
+def test_status_and_report_show_what_the_checks_found(tmp_path, capsys):
+    """`status` counts the findings and lists flagged rows with why; `report` counts them."""
+    manifest = write_manifest(tmp_path, 6)
+    with simulator(frozen_rate=0.5) as sim:
+        assert run_cli("run", manifest, "-o", tmp_path / "out", base_url=sim.base_url) == 0
+        frozen = sorted(e["row_id"] for e in read_index(tmp_path / "out" / "batch") if e["qa"])
+    capsys.readouterr()
+    assert run_cli("status", tmp_path / "out" / "batch") == 0
+    status = capsys.readouterr().out
+    assert f"QA: 6 videos checked, {len(frozen)} flagged (frozen {len(frozen)})" in status
+    assert all(f"flagged {row} (" in status for row in frozen) and frozen
+    assert "frozen: next to no change between frames" in status
+    assert run_cli("report", tmp_path / "out" / "batch", "--json") == 0
+    qa = json.loads(capsys.readouterr().out)["qa"]
+    assert qa == {"checked": 6, "flagged": len(frozen), "findings": {"frozen": len(frozen)}}
+
+
+def test_a_good_video_is_probed_as_what_was_asked(tmp_path, sim):
+    """The probe of a clean video names its container, codec, size, rate, frames and length."""
+    manifest = write_manifest(tmp_path, 1)
+    assert run_cli("run", manifest, "-o", tmp_path / "out", base_url=sim.base_url) == 0
+    (entry,) = read_index(tmp_path / "out" / "batch")
+    probe = entry["probe"]
+    assert (probe["container"], probe["codec"]) == ("mp4", "h264")
+    assert (probe["width"], probe["height"]) == (256, 170)  # the input is 480 x 320
+    assert probe["duration_s"] == 5.0 and probe["frames"] == probe["decoded"] > 1
+    assert probe["fps"] > 0 and probe["has_audio"] is False
+    assert entry["qa"] == []
+
+
+# -- sound: on, which manifests cannot say yet: jobs straight into a state ------------------------
+
+
+def png(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (120, 60, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def run_requests(run_dir: Path, base_url: str, requests: list[dict[str, Any]]) -> None:
+    """Run these requests (their `image` as PNG bytes) with the real runner."""
+    images = {digest_ref(r["image"]): r["image"] for r in requests}
+    specs = [
+        make_job({**r, "image": digest_ref(r["image"])}, f"r{i}") for i, r in enumerate(requests)
+    ]
+    settings = Settings(base_url=base_url, api_key=SecretStr("sk-test"), output=run_dir.parent)
+
+    def payload(ref: str) -> str:
+        return base64.b64encode(images[ref]).decode()
+
+    async def run(store: Store) -> None:
+        async with provider_clients(settings) as (client, downloads):
+            config = RunConfig(handle_signals=False, retry=FAST_RETRY)
+            await Runner(store, client, downloads, payload, run_dir, config).run()
+
+    with Store.open(run_dir / "state.sqlite") as store:
+        store.add_jobs(specs)
+        store.inputs.record_images((ref, 480, 320, None) for ref in images)
+        run_async(run, store)
+
+
+def test_sound_on_without_an_audio_track_is_flagged_no_audio(tmp_path):
+    """With `sound: on`, a video without audio gets `no_audio`; one with audio gets nothing."""
+    request = {"model_name": "kling-v2-6", "mode": "pro", "image": png((480, 320)), "sound": "on"}
+    requests = [{**request, "prompt": f"waves, take {i}"} for i in range(8)]
+    with simulator(mute_rate=0.5) as sim:
+        run_requests(tmp_path / "run", sim.base_url, requests)
+        index = read_index(tmp_path / "run")
+        defects = {e["row_id"]: defect_of(sim, e["task_id"]) for e in index}
+    assert set(defects.values()) == {None, "mute"}
+    for entry in index:
+        muted = defects[entry["row_id"]] == "mute"
+        assert codes(entry) == (["no_audio"] if muted else [])
+        assert entry["probe"]["has_audio"] is not muted
+
+
+# -- a page that is no video -----------------------------------------------------------------------
+
+
+def test_an_html_page_served_with_200_never_becomes_done(tmp_path):
+    """The page is kept as .rejected, the job stays downloading with the reason, and the next
+    run, once the URL serves the video, downloads it and finishes."""
+    manifest = write_manifest(tmp_path, 2)
+    settings = Settings(
+        output=tmp_path / "out", api_key=SecretStr("sk-test"), progress="off", concurrency=2
+    )
+    with simulator(html_rate=1.0) as sim:
+        settings = settings.model_copy(update={"base_url": sim.base_url})
+        first = batchgen.run(manifest, settings, retry=FAST_RETRY, download_attempts=2)
+        run_dir = tmp_path / "out" / "batch"
+        with Store.open(run_dir / "state.sqlite") as store:
+            jobs = list(store.checks.jobs_with_checks())
+        kept = [(run_dir / "videos" / f"{job.row_id}.mp4.rejected").read_bytes() for job, _ in jobs]
+        sim.reconfigure(html_rate=0.0)
+        second = batchgen.run(manifest, settings, retry=FAST_RETRY)
+    assert first.counts[JobStatus.DOWNLOADING] == 2 and first.exit_code == 1
+    for job, check in jobs:
+        assert job.status == JobStatus.DOWNLOADING and check is None
+        assert job.error_kind == "not_a_video"
+        assert "an HTML page, not a video" in (job.last_error or "")
+    assert all(page.startswith(b"<!DOCTYPE html>") for page in kept)
+    assert second.exit_code == 0
+    assert [codes(entry) for entry in read_index(run_dir)] == [[], []]
+    assert not list(run_dir.glob("videos/*.rejected"))  # the video replaced what it explained
+
+
+# -- the rules, on probes ----------------------------------------------------------------------

@@ -1,0 +1,165 @@
+"""The state file: transitions, loading manifests again, retries, crash-safe commits."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from batchgen.errors import IllegalTransition
+from batchgen.jobs import external_task_id, job_id_of_external, make_job
+from batchgen.state.changes import Accepted, Advanced, Done, Failed, Submitting
+from batchgen.state.store import Store
+from batchgen.status import TRANSITIONS, JobStatus, can_move
+
+
+def spec(n: int, prompt: str = "waves"):
+    return make_job({"image": f"sha256:{n:064x}", "prompt": prompt}, f"row-{n}")
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(tmp_path / "state.sqlite") as s:
+        yield s
+
+
+def test_jobs_load_once_and_keep_their_state_when_loaded_again(store):
+    """Loading the same manifest twice adds nothing and keeps each job's progress."""
+    assert store.add_jobs([spec(1), spec(2)]) == (2, 0)
+    store.apply(spec(1).job_id, Submitting("bg-x", 1.0))
+    assert store.add_jobs([spec(2), spec(1)]) == (0, 2)
+    assert store.get(spec(1).job_id).status == JobStatus.SUBMITTING
+
+
+def test_a_removed_row_that_was_never_sent_is_dropped(store):
+    """Dropping an unsent row from the manifest removes its job; a sent one is kept."""
+    store.add_jobs([spec(1), spec(2), spec(3)])
+    store.apply(spec(2).job_id, Submitting("bg-x", 1.0))
+    store.add_jobs([spec(1)])
+    assert store.get(spec(3).job_id) is None
+    kept = store.get(spec(2).job_id)
+    assert kept is not None and kept.seq == -1 and kept.row_id.startswith("row-2~")
+    assert sum(store.counts().values()) == 2
+
+
+def test_a_failing_manifest_load_changes_nothing(store):
+    """If validation fails half-way through loading, the state is as before."""
+    store.add_jobs([spec(1)])
+
+    def broken():
+        yield spec(2)
+        raise ValueError("row 3 is invalid")
+
+    with pytest.raises(ValueError):
+        store.add_jobs(broken())
+    assert [j for j in store.job_ids()] == [spec(1).job_id]
+    assert store.get(spec(1).job_id).seq == 0
+
+
+def test_illegal_transitions_are_refused(store):
+    """A pending job cannot jump to done: the transition table is enforced on every write."""
+    store.add_jobs([spec(1)])
+    with pytest.raises(IllegalTransition):
+        store.apply(spec(1).job_id, Done("videos/x.mp4", "0" * 64, 1, 0.0))
+
+
+def test_retry_gives_failed_jobs_a_new_external_id_and_repolls_timeouts(store):
+    """`retry` resubmits failures under a new external id; timed-out tasks are polled again."""
+    a, b = spec(1).job_id, spec(2).job_id
+    store.add_jobs([spec(1), spec(2)])
+    for job_id, task in ((a, "t1"), (b, "t2")):
+        store.apply(job_id, Submitting(external_task_id(job_id), 0.0))
+        store.apply(job_id, Accepted(task, JobStatus.RUNNING))
+    store.apply(a, Failed("content policy", "generation_failed", 1.0))
+    store.apply(b, Failed("too slow", "task_timeout", 1.0))
+    assert store.reset_for_retry() == 2
+    ra, rb = store.get(a), store.get(b)
+    assert ra.status == JobStatus.PENDING and ra.generation == 1 and ra.task_id is None
+    assert ra.current_external_id == external_task_id(a, 1) != external_task_id(a, 0)
+    assert rb.status == JobStatus.RUNNING and rb.task_id == "t2"
+
+
+def test_writes_are_committed_immediately(tmp_path):
+    """Another connection sees a transition as soon as the method returns (nothing buffered)."""
+    path = tmp_path / "state.sqlite"
+    with Store.open(path) as store:
+        store.add_jobs([spec(1)])
+        store.apply(spec(1).job_id, Submitting("bg-x", 1.0))
+        other = sqlite3.connect(path)
+        row = other.execute("SELECT status, external_task_id FROM jobs").fetchone()
+        other.close()
+    assert row == ("submitting", "bg-x")
+
+
+def test_state_file_uses_wal(tmp_path):
+    """The state is in WAL mode so readers (status) never block the run."""
+    with Store.open(tmp_path / "s.sqlite") as store:
+        assert store.db.one("PRAGMA journal_mode") == ("wal",)
+
+
+@given(st.sampled_from(list(JobStatus)), st.sampled_from(list(JobStatus)))
+def test_transition_table_is_the_only_authority(old, new):
+    """can_move agrees with the table for every pair of states."""
+    assert can_move(old, new) == (old == new or new in TRANSITIONS[old])
+
+
+@given(st.text(alphabet="0123456789abcdef", min_size=20, max_size=20), st.integers(0, 99))
+def test_external_ids_round_trip(job_id, generation):
+    """An external_task_id maps back to its job and generation (used by reconcile)."""
+    assert job_id_of_external(external_task_id(job_id, generation)) == (job_id, generation)
+
+
+def test_grouped_updates_reach_the_file_only_when_committed(tmp_path):
+    """During a run progress is grouped; `submitting` and an accepted task id reach the file
+    at once (a crash must never lose them), later updates at the next commit."""
+    path = tmp_path / "state.sqlite"
+    with Store.open(path) as store:
+        job = spec(1).job_id
+        store.add_jobs([spec(1)])
+        store.db.group_commits()
+        seen = sqlite3.connect(path)
+        status = "SELECT status FROM jobs WHERE job_id = ?"
+        store.apply(job, Submitting("bg-x", 1.0))
+        assert seen.execute(status, (job,)).fetchone() == ("submitting",)
+        store.apply(job, Accepted("task-1", JobStatus.SUBMITTED))
+        assert seen.execute(status, (job,)).fetchone() == ("submitted",)
+        store.apply(job, Advanced(JobStatus.RUNNING))
+        assert seen.execute(status, (job,)).fetchone() == ("submitted",)
+        store.db.end_grouping()
+        assert seen.execute(status, (job,)).fetchone() == ("running",)
+        seen.close()
+
+
+PRICED = [
+    {"model_name": "kling-v3", "mode": "pro", "duration": "8", "sound": "on"},
+    {"model_name": "kling-v2-6", "mode": "pro", "duration": 10, "voice_list": [{"voice_id": "v"}]},
+    {"model_name": "kling-v2-master", "duration": "5"},
+    {},
+]
+
+
+def test_a_state_from_before_price_keys_is_priced_as_a_new_one(tmp_path):
+    """A state made by an earlier batchgen (no price_key column) is migrated on open: its
+    jobs group by the same pricing fields as jobs loaded now."""
+    from batchgen.jobs import canonical_json
+    from batchgen.state.migrations import MIGRATIONS
+
+    specs = [make_job({"image": f"sha256:{n:064x}", **r}, f"r{n}") for n, r in enumerate(PRICED)]
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:
+        for number, migration in enumerate(MIGRATIONS[:4], start=1):
+            db.executescript(f"{migration.sql}; PRAGMA user_version = {number};")
+        db.executemany(
+            "INSERT INTO jobs (job_id, seq, row_id, request) VALUES (?, ?, ?, ?)",
+            [(s.job_id, n, s.row_id, canonical_json(s.request)) for n, s in enumerate(specs)],
+        )
+    with Store.open(old) as migrated, Store.open(tmp_path / "new.sqlite") as new:
+        new.add_jobs(specs)
+        groups = sorted(map(repr, migrated.spending.priced_groups()))
+        assert groups == sorted(map(repr, new.spending.priced_groups())) and len(groups) == 4
+    assert "'voice_list': [{}]" in "".join(groups) and "'sound': 'on'" in "".join(groups)
+    keys = "SELECT price_key FROM jobs ORDER BY job_id"
+    with sqlite3.connect(old) as a, sqlite3.connect(tmp_path / "new.sqlite") as b:
+        assert a.execute(keys).fetchall() == b.execute(keys).fetchall()
