@@ -60,6 +60,7 @@ def test_a_second_run_submits_nothing(tmp_path, sim):
     assert sim.stats()["creates_received"] == before
 
 
+@pytest.mark.slow
 def test_server_errors_and_full_slots_are_survived(tmp_path):
     """With 5xx answers and fewer real slots than --concurrency, every job still ends done."""
     manifest = write_manifest(tmp_path, 30)

@@ -20,6 +20,7 @@ from tests.conftest import read_index, run_cli, simulator, write_manifest
 from tests.runs.test_resilience import create_directly, leave_submitting
 
 
+@pytest.mark.slow
 def test_a_token_that_expires_mid_run_is_renewed_without_a_failed_request():
     """Tokens of 2 s renewed 1 s early: 6 s of requests, several renewals, no 401 at all."""
     auth = KlingJwt("sim-access", "sim-secret", lifetime=2.0, renew_before=1.0)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from batchgen.state import runlock
@@ -51,6 +52,7 @@ def test_an_edited_row_keeps_its_earlier_paid_video(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["superseded_videos"] == 1
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_live_state_is_refused_at_once(tmp_path):
     """Two `run`s on one state: the second exits 2 naming the first's pid; the first finishes."""
     manifest = write_manifest(tmp_path, 6)

@@ -85,6 +85,7 @@ def finish(manifest: Path, out: Path, sim: Any, profile: str, rounds: int = 10) 
     raise AssertionError(f"still unknown jobs after {rounds} rounds")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", PROFILES)
 def test_kill_nine_at_random_moments_then_resume(tmp_path, profile):
     """SIGKILL at seeded random moments: nothing is paid twice, nothing crashes, and every
@@ -128,6 +129,7 @@ LOSES_ANSWERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("name", FAULTS)
 def test_every_fault_ends_with_every_video_and_nothing_paid_twice(tmp_path, name, profile):
@@ -178,6 +180,7 @@ def test_account_errors_stop_with_3_and_resume_after_the_fix(tmp_path, capsys, p
         paid_once(sim.stats())
 
 
+@pytest.mark.slow
 def test_first_ctrl_c_drains_paid_tasks_and_exits_130(tmp_path):
     """After SIGINT nothing new is submitted, accepted tasks are still downloaded; exit 130."""
     rows = 30

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import read_index, run_cli, simulator, write_manifest
 
 
@@ -22,6 +24,7 @@ def batchgen(*args: str | Path, **popen: object) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, **popen)  # type: ignore[call-overload]
 
 
+@pytest.mark.slow
 def test_sigterm_at_any_moment_of_start_up_ends_like_ctrl_c(tmp_path):
     """SIGTERM at seeded moments from 0 to 1.5 s: each process ends 130 (or 0), never with a
     traceback, and the next run finishes every job, each paid once."""
@@ -51,6 +54,7 @@ def test_sigterm_at_any_moment_of_start_up_ends_like_ctrl_c(tmp_path):
     assert len(accepted) == 120 and set(accepted.values()) == {1}
 
 
+@pytest.mark.slow
 def test_a_reader_that_goes_away_stops_the_run_like_ctrl_c(tmp_path):
     """`batchgen run … 2>&1 | head -1`: the closed pipe drains and stops the run (exit 130);
     the next run finishes, nothing paid twice."""

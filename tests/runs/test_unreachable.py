@@ -7,6 +7,7 @@ import signal
 import socket
 import time
 
+import pytest
 from pydantic import SecretStr
 
 import batchgen
@@ -34,6 +35,7 @@ def test_an_unreachable_provider_stops_the_run_with_nothing_failed(tmp_path):
     assert outcome.counts[JobStatus.PENDING] == 4 and outcome.counts[JobStatus.FAILED] == 0
 
 
+@pytest.mark.slow
 def test_the_same_command_resumes_once_the_provider_is_back(tmp_path, capsys):
     """The CLI says what failed and where (exit 3); once reachable, the run completes."""
     manifest = write_manifest(tmp_path, 3)
