@@ -31,12 +31,6 @@ ENVIRONMENT = (
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The long scenarios (marked slow) first: the workers hand tests out in this order, so
-    they then end together instead of one worker running a soak while the others idle."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch, tmp_path):
     """No test sees the developer's keys, provider, base URL or working folder."""
