@@ -9,10 +9,8 @@ from typing import Any
 
 from batchgen.jobs import canonical_json
 from batchgen.state.db import Database
-from batchgen.state.records import JOB_COLUMNS, CheckRecord, JobRecord, job_record
+from batchgen.state.records import CURRENT, JOB_COLUMNS, CheckRecord, JobRecord, job_record
 
-# Jobs of the current manifest, and those of earlier manifests the provider still works on.
-CURRENT = "(seq >= 0 OR status NOT IN ('pending', 'done', 'failed'))"
 # Jobs joined to the check of their current video, and the manifest's done jobs.
 _CHECKED = "FROM jobs JOIN video_checks c ON c.job_id = jobs.job_id AND c.sha256 = jobs.sha256"
 _DONE = "status = 'done' AND seq >= 0"

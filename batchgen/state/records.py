@@ -1,5 +1,5 @@
 """What the state holds, as values: a job (`JobRecord`), the check of its video
-(`CheckRecord`), and the columns they are read from. No SQL runs here."""
+(`CheckRecord`), and the columns and clauses they are read with. No SQL runs here."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ JOB_COLUMNS = (
     "bytes, submitted_at, finished_at, task_created_at, task_updated_at, unit_deduction, "
     "video_duration, watermark_url, watermark_path"
 )
+# The jobs of a run, as a WHERE clause: those of the current manifest, and those of earlier
+# manifests the provider still works on.
+CURRENT = "(seq >= 0 OR status NOT IN ('pending', 'done', 'failed'))"
 
 
 @dataclass(frozen=True, slots=True)

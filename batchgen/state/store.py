@@ -17,10 +17,10 @@ from typing import Any
 from batchgen.errors import IllegalTransition, StateError
 from batchgen.jobs import JobSpec, canonical_json
 from batchgen.state.changes import Accepted, Change, target_of
-from batchgen.state.checks import CURRENT, VideoChecks
+from batchgen.state.checks import VideoChecks
 from batchgen.state.db import Database
 from batchgen.state.inputs import Inputs
-from batchgen.state.records import JOB_COLUMNS, JobRecord, job_record, price_key
+from batchgen.state.records import CURRENT, JOB_COLUMNS, JobRecord, job_record, price_key
 from batchgen.state.spending import Spending
 from batchgen.status import JobStatus, can_move
 

@@ -132,3 +132,23 @@ def test_no_stage_imports_a_later_one(stage):
         if target.startswith(NEVER[stage])
     ]
     assert not wrong, wrong
+
+
+JOB_WRITES = {"apply", "adopt_task", "reset_unknown", "reset_for_retry", "add_jobs"}
+
+
+@pytest.mark.parametrize(
+    "stage", sorted(p.name for p in (PACKAGE / "runner").glob("*.py") if p.name != "context.py")
+)
+def test_the_runner_changes_a_job_only_through_its_context(stage):
+    """`RunContext.record` is the one door: no stage writes a job to the store itself."""
+    tree = ast.parse((PACKAGE / "runner" / stage).read_text())
+    calls = [
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in JOB_WRITES
+        and "store" in ast.unparse(node.func.value)
+    ]
+    assert not calls, calls

@@ -163,3 +163,24 @@ def test_a_state_from_before_price_keys_is_priced_as_a_new_one(tmp_path):
     keys = "SELECT price_key FROM jobs ORDER BY job_id"
     with sqlite3.connect(old) as a, sqlite3.connect(tmp_path / "new.sqlite") as b:
         assert a.execute(keys).fetchall() == b.execute(keys).fetchall()
+
+
+def test_a_numbered_state_moves_forward_to_named_migrations_once(tmp_path):
+    """A state made before migrations had names (PRAGMA user_version 5) opens with every
+    migration recorded by name, the never-written api_calls column gone and its jobs kept;
+    opening it again applies nothing."""
+    from batchgen.state.migrations import MIGRATIONS, applied, migrate
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        for number, migration in enumerate(MIGRATIONS[:5], start=1):
+            db.executescript(f"{migration.sql}; PRAGMA user_version = {number};")
+        db.execute("INSERT INTO jobs (job_id, seq, row_id, request) VALUES ('j', 0, 'r', '{}')")
+    with Store.open(path) as store:
+        assert [job.row_id for job in store.with_status(JobStatus.PENDING)] == ["r"]
+    with sqlite3.connect(path) as db:
+        assert applied(db) == [m.name for m in MIGRATIONS]
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        assert "api_calls" not in columns and "price_key" in columns
+        assert db.execute("PRAGMA user_version").fetchone() == (0,)
+        assert migrate(db) == []
