@@ -25,7 +25,7 @@ from batchgen.runner.config import Listen
 from batchgen.runner.limits import RateLimiter
 from batchgen.runner.policy import PollConfig
 from batchgen.settings import Settings, callback_path, listen_address
-from batchgen.settle import Adopted, adopt_by_task_id, reconcile
+from batchgen.settle import Adopted, Reconciled, adopt_by_task_id, reconcile
 from batchgen.state.changes import Advanced
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
@@ -93,6 +93,7 @@ def run_config(settings: Settings, **tuning: Any) -> RunConfig:
     return RunConfig(
         concurrency=settings.concurrency,
         task_timeout=settings.task_timeout,
+        resend_unfound=settings.resend_unfound,
         download_workers=settings.download_workers,
         seed=settings.seed,
         **{**listening, **tuning},
@@ -163,7 +164,7 @@ def _no_payload(ref: str) -> str:
     raise UsageError(f"image {ref} is not needed when nothing is submitted")
 
 
-async def reconcile_run(prepared: PreparedRun, settings: Settings) -> list[Adopted]:
+async def reconcile_run(prepared: PreparedRun, settings: Settings) -> Reconciled:
     async with provider_clients(settings) as (provider, _):
         return await reconcile(prepared.store, provider)
 

@@ -40,6 +40,7 @@ class Settings(BaseModel):
     prices: Path | None = None  # a price table laid over the package's
     locked: bool = False
     seed: int | None = None
+    resend_unfound: float | None = Field(None, gt=0)  # seconds: see --resend-unfound
     progress: Mode = "auto"  # see progress.py
     callback_url: str | None = None  # sent with every create (needs `listen`)
     listen: str | None = None  # HOST:PORT of the callback receiver (needs `callback_url`)

@@ -3,26 +3,28 @@
 that the state lost) and the money at risk when unknown jobs are sent again.
 
 A task can be paid for and unknown to the state when a create's answer was lost, or when a
-state file was lost. Reconcile pages the provider's task list where it has one, else looks
-each unresolved job up by its external_task_id; a task is adopted only when it echoes exactly
-the external id of an unresolved job. A provider that can do neither (CometAPI) cannot be
-reconciled: its unknown jobs are resolved with `batchgen adopt`, or sent again knowing that
-they may be paid twice.
+state file was lost. Reconcile pages the provider's task list where it has one, then looks
+each unresolved job up by its external_task_id in every form; a task is adopted only when it
+echoes exactly the external id of an unresolved job. What no look-up finds stays unknown: it
+is resolved with `batchgen adopt` (a task id from the provider's dashboard), or sent again
+knowing that it may be paid twice.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import anyio
 
-from batchgen.errors import RetryableError, TaskNotFound, ThrottledError, Unsupported, UsageError
+from batchgen.errors import RetryableError, TaskNotFound, ThrottledError, UsageError
 from batchgen.jobs import job_id_of_external
 from batchgen.money.pricing import Key, cost_of, job_key, load_prices
 from batchgen.providers import LIST_PAGE_MAX, Provider, TaskInfo
+from batchgen.runner.lookup import Finder
 from batchgen.runner.policy import RetryPolicy
 from batchgen.state.records import JobRecord
 from batchgen.state.store import Store
@@ -136,17 +138,29 @@ def _unresolved(job: JobRecord) -> bool:
     return job.task_id is None and job.status in UNRESOLVED
 
 
-async def reconcile(store: Store, provider: Provider) -> list[Adopted]:
-    """Adopt every provider task that belongs to an unresolved job of this state."""
-    capabilities = provider.capabilities
-    if capabilities.task_list:
-        return await _by_list(store, provider)
-    if capabilities.external_lookup:
-        return await _by_lookup(store, provider)
-    raise UsageError(
-        f"{provider.name} can neither list tasks nor look them up by external_task_id, so "
-        "reconcile cannot find lost tasks; adopt them by task id with `batchgen adopt`"
-    )
+async def reconcile(store: Store, provider: Provider) -> Reconciled:
+    """Adopt every provider task that belongs to an unresolved job of this state: from the
+    task list where the provider documents one, then by looking each remaining job up in every
+    form (runner/lookup.py). Only exact echoes of a job's external id are adopted."""
+    adopted = await _by_list(store, provider) if provider.capabilities.task_list else []
+    finder = Finder(provider, store, time.time)
+    unknown = []
+    candidates = [job for job in store.with_status(*UNRESOLVED[1:]) if _unresolved(job)]
+    for job in candidates:
+        found = await finder.find(job.job_id, job.current_external_id)
+        if found.task is not None and store.job_of_task(found.task.task_id) is None:
+            adopted.append(adopt(store, job, found.task))
+        elif job.status == JobStatus.UNKNOWN:
+            unknown.append(job.row_id)
+    return Reconciled(adopted, unknown)
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """What `reconcile` adopted, and the rows of the unknown jobs it could not find."""
+
+    adopted: list[Adopted]
+    still_unknown: list[str]
 
 
 async def _by_list(store: Store, provider: Provider) -> list[Adopted]:
@@ -170,16 +184,3 @@ def _owner(store: Store, task: TaskInfo) -> JobRecord | None:
     if job is None or not _unresolved(job) or job.current_external_id != task.external_task_id:
         return None
     return job
-
-
-async def _by_lookup(store: Store, provider: Provider) -> list[Adopted]:
-    adopted = []
-    candidates = [job for job in store.with_status(*UNRESOLVED[1:]) if _unresolved(job)]
-    for job in candidates:
-        try:
-            task = await provider.find_by_external_id(job.current_external_id)
-        except Unsupported:
-            break
-        if task is not None and store.job_of_task(task.task_id) is None:
-            adopted.append(adopt(store, job, task))
-    return adopted

@@ -115,14 +115,23 @@ def dashboard(sim: Any) -> dict[str, list[str]]:
     return found
 
 
-def resolve_unknown(sim: Any, manifest: Path, out: Path, profile: str = "cometapi") -> int:
-    """Do what a user does with each unknown job: adopt the task the dashboard shows for it,
-    or, where there is none, send it again. Returns how many were unknown."""
+def resolve_unknown(
+    sim: Any,
+    manifest: Path,
+    out: Path,
+    profile: str = "cometapi",
+    adopted_by_hand: list[str] | None = None,
+) -> int:
+    """Do what a user does with each unknown job: adopt the task the dashboard shows for it
+    (its row appended to `adopted_by_hand`), or, where there is none, send it again. Returns
+    how many were unknown."""
     with Store.open(out / manifest.stem / "state.sqlite") as store:
         unknown = [(job.row_id, job.current_external_id) for job in store.unknown_in_job_order()]
     tasks = dashboard(sim)
     for row, external in unknown:
         if external in tasks:
+            if adopted_by_hand is not None:
+                adopted_by_hand.append(row)
             adopt = ("adopt", manifest, "-o", out, "--job", row, "--task", tasks[external][0])
             assert run_cli(*adopt, base_url=sim.base_url, profile=profile) == 0, row
         else:

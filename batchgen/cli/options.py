@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import click
 from pydantic import SecretStr, ValidationError
@@ -113,6 +113,30 @@ provider_options = compose(
     ),
 )
 
+
+class Duration(click.ParamType[float, Any]):
+    """A length of time: seconds, or a number with s, m or h ("90s", "30m", "2h")."""
+
+    name = "duration"
+    UNITS: ClassVar[dict[str, float]] = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        scale = self.UNITS.get(text[-1:], None)
+        number = text[:-1] if scale else text
+        try:
+            seconds = float(number) * (scale or 1.0)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration such as 90s, 30m or 2h", param, ctx)
+        if not 0 < seconds < 10**9:
+            self.fail(f"{value!r} must be more than 0 s", param, ctx)
+        return seconds
+
+
 request_timeout_option = click.option(
     "--request-timeout",
     type=click.FloatRange(min=0.1),
@@ -152,6 +176,13 @@ tuning_options = compose(
         "--inline-urls", is_flag=True, help="Download URL images and send them as base64."
     ),
     click.option("--seed", type=int, help="Seed for retry jitter (reproducible runs)."),
+    click.option(
+        "--resend-unfound",
+        type=Duration(),
+        help="For unattended runs: send again the unknown jobs (a create whose answer was "
+        "lost) that no look-up has found for this long, e.g. 30m. Each may be paid twice: the "
+        "provider may hold its first task and not show it.",
+    ),
     click.option(
         "--progress",
         type=click.Choice(MODES),

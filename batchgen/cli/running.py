@@ -24,7 +24,7 @@ from batchgen.cli.options import (
 )
 from batchgen.cli.summary import FetchedAgain, run_summary
 from batchgen.demo import DEMO_MANIFEST, demo_settings, demo_simulator
-from batchgen.errors import UsageError
+from batchgen.errors import EXIT_JOBS_FAILED, UsageError
 from batchgen.events import Listener
 from batchgen.money.pricing import load_prices
 from batchgen.progress import LineProgress, progress_for, say
@@ -251,13 +251,25 @@ def adopt(manifest: Path, job: str, task_id: str, **flags: Any) -> None:
 @manifest_argument
 @run_options
 def reconcile(manifest: Path, **flags: Any) -> None:
-    """Adopt the tasks the provider has for MANIFEST's run that its state does not know (where
-    the provider can list tasks or look them up by external id)."""
+    """Adopt the tasks the provider has for MANIFEST's run that its state does not know: from
+    the task list where the provider has one, and by looking each lost create up by its
+    external id in every form. Exits 1 when unknown jobs remain."""
     settings = settings_from(**flags)
     pipeline.credentials(settings)
     with load.prepare(manifest, settings, "reconcile") as prepared:
-        adopted = pipeline.run_async(pipeline.reconcile_run, prepared, settings)
-    for item in adopted:
+        found = pipeline.run_async(pipeline.reconcile_run, prepared, settings)
+    for item in found.adopted:
         click.echo(f"adopted {item.row_id}: task {item.task_id} ({item.task_status})")
-    next_run = NextSteps.of_settings(manifest, settings).run()
-    click.echo(f"{len(adopted)} task(s) adopted; {next_run} downloads them")
+    steps = NextSteps.of_settings(manifest, settings)
+    click.echo(f"{len(found.adopted)} task(s) adopted; {steps.run()} downloads them")
+    if found.still_unknown:
+        rows = ", ".join(found.still_unknown[:10])
+        more = f" and {len(found.still_unknown) - 10} more" if len(found.still_unknown) > 10 else ""
+        click.echo(
+            f"no look-up found the task of {len(found.still_unknown)} unknown job(s) ({rows}"
+            f"{more}): `batchgen status` shows what each look-up answered; adopt a task id "
+            f"from the provider's dashboard with `batchgen adopt`, or send them again with "
+            f"`batchgen retry --unknown` (they may be paid twice)",
+            err=True,
+        )
+        raise SystemExit(EXIT_JOBS_FAILED)

@@ -81,6 +81,29 @@ def video_fault_options(command: F) -> F:
 )
 @click.option("--account-error", type=int, help="Answer every create with this code (1000-1304).")
 @click.option(
+    "--lookup-form",
+    type=click.Choice(["path", "query", "none"]),
+    help="Where a look-up by external_task_id is answered: in the path, in the query string, "
+    "or nowhere [default: nowhere, the stingiest documented behaviour].",
+)
+@click.option(
+    "--refuses-reused-ids/--accepts-reused-ids",
+    default=None,
+    help="Whether a create reusing an external_task_id is refused (1201) [default: accepted, "
+    "and charged again].",
+)
+@click.option(
+    "--reused-id-message",
+    default="external_task_id already exists",
+    show_default=True,
+    help="The message of that refusal.",
+)
+@click.option(
+    "--lists-tasks/--no-task-list",
+    default=None,
+    help="Whether GET on the route lists the account's tasks [default: kling yes, cometapi no].",
+)
+@click.option(
     "--fail-rate", type=float, default=0.0, show_default=True, help="Share of failed generations."
 )
 @click.option(

@@ -5,7 +5,7 @@ answers.py    every answer classified: success or the ProviderError it means (pu
 task.py       a task as any answer describes it (pure)
 auth.py       bearer key or Kling's JWT; credentials checked before any request
 transport.py  httpx: sends, reads, translates network errors, redacts credentials
-client.py     `Provider`: create, get, find_by_external_id, list_tasks by capability
+client.py     `Provider`: create, get, look_up (by external id, in one form), list_tasks
 callbacks.py  what a provider's callback says, and whether its signature holds
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from batchgen.errors import UsageError
 from batchgen.providers.auth import Auth, BearerKey, KlingJwt, check_header_value
-from batchgen.providers.client import LIST_PAGE_MAX, Provider
+from batchgen.providers.client import LIST_PAGE_MAX, Looked, LookupForm, Provider
 from batchgen.providers.profiles import COMETAPI, KLING, PROFILES, Capabilities, Profile
 from batchgen.providers.task import TaskInfo, parse_task
 from batchgen.providers.transport import RequestLimiter, Transport
@@ -27,6 +27,8 @@ __all__ = [
     "BearerKey",
     "Capabilities",
     "KlingJwt",
+    "Looked",
+    "LookupForm",
     "Profile",
     "Provider",
     "TaskInfo",

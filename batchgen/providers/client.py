@@ -4,17 +4,11 @@ provider can do it (`capabilities`), each answer checked before it is believed."
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 from urllib.parse import quote
 
-from batchgen.errors import (
-    OutcomeUnknown,
-    ProviderError,
-    RetryableError,
-    TaskNotFound,
-    Unsupported,
-)
+from batchgen.errors import OutcomeUnknown, RetryableError, TaskNotFound, Unsupported
 from batchgen.providers.answers import TOKEN_CODES, RequestKind
 from batchgen.providers.profiles import Capabilities, Profile
 from batchgen.providers.task import TaskInfo, task_in, tasks_in
@@ -23,9 +17,21 @@ from batchgen.providers.transport import Transport
 LIST_PAGE_MAX = 500
 
 
+LookupForm = Literal["path", "query"]
+
+
+@dataclass(frozen=True, slots=True)
+class Looked:
+    """What one look-up by external id found: the task, when its answer echoes exactly that
+    id, and what came back, in words (kept as the job's evidence)."""
+
+    task: TaskInfo | None
+    answer: str
+
+
 class Provider:
-    """One provider account, reached through `transport`. `capabilities` starts as the
-    profile declares and may be widened by `confirm_external_lookup`."""
+    """One provider account, reached through `transport`, able to do what `capabilities`
+    (its profile's) says beyond create, query and look-ups."""
 
     def __init__(self, profile: Profile, transport: Transport) -> None:
         self.profile = profile
@@ -61,25 +67,29 @@ class Provider:
             raise RetryableError(f"asked for task {task_id}, the answer is about {task.task_id}")
         return task
 
-    async def find_by_external_id(self, external_id: str) -> TaskInfo | None:
-        """The task the provider holds under `external_id`, or None if it says it has none.
-        Only an answer that echoes exactly that external id is believed; any other answer
-        raises OutcomeUnknown. Raises Unsupported where look-ups are not available."""
-        if not self.capabilities.external_lookup:
-            raise Unsupported(f"{self.name} cannot look tasks up by external_task_id")
-        return await self._lookup(external_id)
-
-    async def confirm_external_lookup(self, task: TaskInfo, external_id: str) -> bool:
-        """Whether looking `external_id` up finds exactly `task` (a task just accepted): the
-        provider then offers look-ups whatever its documentation says."""
+    async def look_up(self, external_id: str, form: LookupForm) -> Looked:
+        """Ask for the task held under `external_id` in one form: "path"
+        (GET {route}/{id}) or "query" (GET {route}?external_task_id=). Only an answer that
+        echoes exactly that id is a match; "not found", a list, or another task is said in
+        words. Raises the ProviderError of an answer that is none of these."""
+        if form == "path":
+            path, params = f"{self.profile.route}/{quote(external_id, safe='')}", None
+        else:
+            path, params = self.profile.route, {"external_task_id": external_id}
         try:
-            found = await self._lookup(external_id)
-        except ProviderError:
-            return False
-        confirmed = found is not None and found.task_id == task.task_id
-        if confirmed:
-            self.capabilities = self.capabilities.with_confirmed_lookup()
-        return confirmed
+            doc = await self._call("lookup", "GET", path, params=params)
+        except TaskNotFound as error:
+            return Looked(None, f"not found ({error.describe()})")
+        listed = tasks_in(doc)
+        if listed is not None:
+            return Looked(None, f"a list of {len(listed)} task(s), not the task asked for")
+        task = self._told(task_in(doc))
+        if task is None:
+            return Looked(None, "an answer holding no task")
+        if task.external_task_id != external_id:
+            echoed = task.external_task_id or "no external id"
+            return Looked(None, f"task {task.task_id}, echoing {echoed}: not a match")
+        return Looked(task, f"task {task.task_id}, echoing {external_id}")
 
     async def list_tasks(self, page: int = 1, page_size: int = LIST_PAGE_MAX) -> list[TaskInfo]:
         """One page of the account's tasks, newest first. Raises Unsupported where the
@@ -92,20 +102,6 @@ class Provider:
         if tasks is None:
             raise RetryableError("the task list answer holds no list")
         return [task for task in map(self._told, tasks) if task is not None]
-
-    async def _lookup(self, external_id: str) -> TaskInfo | None:
-        path = f"{self.profile.route}/{quote(external_id, safe='')}"
-        try:
-            doc = await self._call("lookup", "GET", path)
-        except TaskNotFound:
-            return None
-        task = self._told(task_in(doc))
-        if task is None or task.external_task_id != external_id:
-            shown = "no task" if task is None else f"task {task.task_id}"
-            raise OutcomeUnknown(
-                f"looking up {external_id} answered {shown} without that external id"
-            )
-        return task
 
     def _told(self, task: TaskInfo | None) -> TaskInfo | None:
         """A task as the provider told it, with credentials redacted from its message (a

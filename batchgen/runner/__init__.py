@@ -6,6 +6,7 @@ limits.py        the slots a run may hold, and requests per minute
 gate.py          when the next create may leave: throttles and pauses after failures
 reachability.py  whether the provider can be reached at all (pure)
 context.py       what the stages share; `RunContext.record`, the one door for a job's change
+lookup.py        a task found by its external id in every form the provider might answer
 recovery.py      creates whose outcome is unknown, and what an earlier run left behind
 feed.py          pending jobs into the provider's slots
 poll.py          every task followed until it ends

@@ -35,16 +35,17 @@ class RunConfig:
     submit: bool = True  # False: only follow and download what the provider already has
     seed: int | None = None
     handle_signals: bool = True
-    # A provider that can look tasks up: a lost create not found for this long is sent again
-    # (a relay's own store may lag behind its upstream).
-    lookup_grace: float = 60.0
+    # Unknown jobs are looked up again this often while a run goes on (and at its start).
+    unknown_lookup_every: float = 180.0
+    # Set by the user (--resend-unfound): unknown jobs no look-up has found for this long are
+    # sent again under the same external id. They may be paid twice.
+    resend_unfound: float | None = None
     # A task the provider does not find, or calls done without a video URL, is given this long
     # after it was first seen so before the job is failed.
     not_found_grace: float = 60.0
     # Every request failing to connect for this long stops the run: from its start, and later.
     unreachable_at_start: float = 15.0
     unreachable_later: float = 120.0
-    confirm_lookup: bool = True  # probe once whether a provider answers look-ups anyway
     callback_url: str | None = None  # sent with every create
     listen: Listen | None = None  # the receiver of those callbacks, in this run
 

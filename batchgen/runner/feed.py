@@ -22,6 +22,7 @@ from anyio.abc import TaskGroup
 from batchgen.errors import (
     BatchgenError,
     DuplicateExternalId,
+    JobRejected,
     ProviderError,
     ProviderUnreachable,
     ThrottledError,
@@ -30,7 +31,7 @@ from batchgen.jobs import external_task_id, resolve_body
 from batchgen.providers import TaskInfo
 from batchgen.runner.context import RunContext
 from batchgen.runner.policy import Action, Decision
-from batchgen.runner.recovery import DUPLICATE, Recovery
+from batchgen.runner.recovery import DUPLICATE, RESENT, Recovery
 from batchgen.state.changes import Accepted, Failed, Leased, Retrying, Submitting, Waiting
 from batchgen.state.records import JobRecord
 from batchgen.status import JobStatus, status_of_task
@@ -57,7 +58,8 @@ class Feeder:
                     cursor = await self._dispatch(batch, tg, cursor)
                     continue
                 cursor = -1
-                if not ctx.active and ctx.store.next_not_before() is None:
+                idle = not ctx.active and ctx.store.next_not_before() is None
+                if idle and self.recovery.resend_at is None:
                     break
                 await self._sleep_until_work()
         finally:
@@ -158,6 +160,11 @@ class Feeder:
 
     async def _create_failed(self, job: JobRecord, error: ProviderError) -> None:
         ctx = self.ctx
+        if job.error_kind == RESENT and isinstance(error, JobRejected):
+            # Refused for a reason we cannot read: the first create may have been paid for.
+            reason = f"the provider refused the resend ({error.describe()})"
+            await self.recovery.settle(job, reason, None)
+            return
         throttles = ctx.gate.throttles
         if isinstance(error, ThrottledError):
             throttles = ctx.gate.throttled(anyio.current_time())
@@ -172,6 +179,7 @@ class Feeder:
 
     async def _settle_after(self, job: JobRecord, error: ProviderError, decision: Decision) -> None:
         if isinstance(error, DuplicateExternalId):
+            self.recovery.saw_duplicate_refused()
             waiting = Waiting(0, decision.reason, DUPLICATE, counted=False)
             await self.recovery.settle(self.ctx.record(job, waiting), decision.reason, None)
         else:

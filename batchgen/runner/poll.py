@@ -9,8 +9,6 @@ own store can lag behind the task.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import anyio
 
 from batchgen.errors import AccountError, ProviderError, ProviderUnreachable, TaskNotFound
@@ -23,7 +21,6 @@ from batchgen.status import JobStatus, status_of_task
 class Poller:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
-        self.on_finished: Callable[[str, TaskInfo], None] | None = None  # job id, its task
 
     async def run(self, feeding_done: anyio.Event, checks_done: anyio.Event) -> None:
         """Poll until nothing is followed, nothing is being submitted and the feed is over;
@@ -131,8 +128,6 @@ class Poller:
         seen = tracked.running_seen if tracked.polled_running else None
         took = ctx.schedule.learn(seen, now - tracked.started, provider)
         ctx.untrack(tracked, finished=True, busy=took)
-        if self.on_finished is not None:
-            self.on_finished(tracked.job_id, info)
         generated = Generated(
             info.video_url,
             info.video_duration,

@@ -2,164 +2,195 @@
 
 A job is `submitting` from the moment before its create leaves until the answer is recorded.
 When that answer is lost (a reset, a timeout, a gateway's 524, a cut-off body, a kill), the
-task may or may not exist, and the provider's capabilities decide what happens:
+task may or may not exist. It is looked up by its external id in every form (lookup.py):
 
-    can look up by external id   found, echoing exactly that id → adopt it
-                                 not found, and the provider deduplicates ids → send again
-                                 not found for `lookup_grace` s (a relay that answers
-                                 look-ups but may not deduplicate) → send again
-    cannot look up               → `unknown`: never sent again without the user
+    found, echoing exactly that id          → adopted: followed and downloaded, paid once
+    not found, and this account has been
+      seen to refuse a reused external id   → sent again (a duplicate would be refused)
+    not found                               → `unknown`: never sent again on its own
 
-A create refused as a duplicate (the provider has the id) is looked up and never sent again.
-Whether a relay answers look-ups is probed once per state and base URL, when its first task
-ends, and recorded: a relay that does gets the full guarantee.
+A negative answer is evidence, not a licence: no provider documents that it refuses a reused
+external id (kling-api.md §18.2 (2)), so "not found" alone never spends money. Unknown jobs
+are looked up again when a run starts and every `unknown_lookup_every` seconds while it goes
+on, and adopted the moment a look-up finds them. With `--resend-unfound`, the user allows
+those no look-up has found for that long to be sent again, knowing they may be paid twice.
+
+A create refused as a duplicate (the provider has the id) is looked up and never sent again;
+the refusal is recorded: from then on this account is known to refuse reused ids.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from anyio.abc import TaskGroup
+import anyio
 
 from batchgen.download import PART_SUFFIX
-from batchgen.errors import AccountError, OutcomeUnknown, ProviderError, ProviderUnreachable
+from batchgen.errors import AccountError
 from batchgen.events import Notice
 from batchgen.output import VIDEOS_DIR
 from batchgen.providers import TaskInfo
 from batchgen.runner.context import RunContext
+from batchgen.runner.lookup import Finder, Found
 from batchgen.runner.poll import Poller
-from batchgen.state.changes import Accepted, Unknown, Waiting
+from batchgen.state.changes import Accepted, SentAgain, Unknown, Waiting
 from batchgen.state.records import JobRecord
 from batchgen.status import JobStatus
 
 Resend = Callable[[JobRecord], Awaitable[None]]
 DUPLICATE = "duplicate_external_id"
+RESENT = "resent"  # error_kind of a job sent again under the id it was sent with before
 
 
 class Recovery:
     def __init__(self, ctx: RunContext, poller: Poller) -> None:
         self.ctx = ctx
         self.poller = poller
-        self._probing = False
-        self.stages: TaskGroup | None = None  # where the probe runs (the run waits for it)
+        self.finder = Finder(ctx.provider, ctx.store, ctx.wall)
+        self.resend_at: float | None = None  # wall time an unknown job is next due a resend
 
     def recover_at_start(self) -> None:
-        """Pick up what an earlier run left: tasks in flight, downloads, lost creates."""
+        """Pick up what an earlier run left: tasks in flight, downloads, lost creates (these
+        are due for a look-up at once)."""
         ctx = self.ctx
         ctx.store.release_leases()
         for part in (ctx.run_dir / VIDEOS_DIR).glob(f"*{PART_SUFFIX}"):
             part.unlink(missing_ok=True)
-        if ctx.store.get_meta(self._probe_key) == "confirmed":
-            ctx.provider.capabilities = ctx.provider.capabilities.with_confirmed_lookup()
         for job in ctx.store.with_status(JobStatus.SUBMITTED, JobStatus.RUNNING):
             ctx.track(job, job.task_id or "", job.status, since=job.submitted_at, resumed=True)
         for job in ctx.store.with_status(JobStatus.DOWNLOADING):
             ctx.enqueue_download(job.job_id)
-        if not ctx.provider.capabilities.external_lookup:
-            for job in list(ctx.store.with_status(JobStatus.SUBMITTING)):
-                self._give_up(job, "an earlier run stopped after recording this create")
+
+    @property
+    def refusal_key(self) -> str:
+        provider = self.ctx.provider
+        return f"refuses_reused_ids:{provider.name}:{provider.transport.base_url}"
+
+    def refuses_reused_ids(self) -> bool:
+        """Documented for this provider, or seen on this account: a resend under the same
+        external id is refused rather than paid twice."""
+        documented = self.ctx.provider.capabilities.refuses_reused_ids
+        return documented or self.ctx.store.get_meta(self.refusal_key) is not None
+
+    def saw_duplicate_refused(self) -> None:
+        if self.ctx.store.get_meta(self.refusal_key) is None:
+            self.ctx.store.set_meta(self.refusal_key, f"seen at {self.ctx.wall():.0f}")
 
     async def settle(self, job: JobRecord, reason: str, resend: Resend | None) -> None:
         """Decide a `submitting` job whose create may have been accepted. Called holding a
         slot: it is kept by an adopted or resent task, released otherwise. `resend` None:
-        the job must not be sent again (the provider called its id a duplicate)."""
+        the job must not be sent again (the provider called its id a duplicate, or refused
+        a resend it would not say why)."""
         ctx = self.ctx
-        if not ctx.provider.capabilities.external_lookup:
-            self._give_up(job, reason)
+        try:
+            found = await self.finder.find(job.job_id, job.current_external_id, job.submitted_at)
+        except AccountError as error:
+            ctx.stop("account", error.describe())
             ctx.slots.release(finished=False)
             return
-        try:
-            task = await ctx.provider.find_by_external_id(job.current_external_id)
-        except OutcomeUnknown as error:
-            self._give_up(job, f"{reason}; {error}")
-        except (AccountError, ProviderUnreachable) as error:
-            ctx.stop("account" if isinstance(error, AccountError) else "unreachable", str(error))
-        except ProviderError as error:
-            self._look_again(job, reason, error)
+        if found.task is not None:
+            self.adopt(job, found.task, f"found the task of a lost create ({found.form})")
+            return
+        if found.unanswered and job.attempts + 1 < ctx.config.retry.max_attempts:
+            self._look_again(job, found)
+        elif resend is not None and job.error_kind != DUPLICATE and self.refuses_reused_ids():
+            await resend(job)
+            return
         else:
-            if task is not None:
-                self.adopt(job, task, "found the task of a lost create at the provider")
-                return
-            if await self._resend_if_safe(job, resend):
-                return
+            self._not_found(job, reason, found)
         ctx.slots.release(finished=False)
 
-    def adopt(self, job: JobRecord, task: TaskInfo, note: str) -> None:
-        """Follow a task the provider already has instead of paying for a new one."""
+    def _look_again(self, job: JobRecord, found: Found) -> None:
+        """Some forms gave no answer to believe: ask again after a back-off (the job stays
+        `submitting`, due for a look-up)."""
+        ctx = self.ctx
+        delay = ctx.config.retry.backoff(job.attempts + 1, ctx.rng)
+        said = "; ".join(s.line() for s in found.sightings)
+        kind = DUPLICATE if job.error_kind == DUPLICATE else "lookup"
+        ctx.record(job, Waiting(ctx.wall() + delay, f"looking it up again: {said}", kind))
+
+    def adopt(self, job: JobRecord, task: TaskInfo, note: str, *, holding: bool = True) -> None:
+        """Follow a task the provider already has instead of paying for a new one; `holding`:
+        the job holds a slot (else the task takes one past the cap, as on resume)."""
         ctx = self.ctx
         owner = ctx.store.job_of_task(task.task_id)
         if owner is not None and owner != job.job_id:
             self._give_up(job, f"the provider answered task {task.task_id}, which is job {owner}'s")
-            ctx.slots.release(finished=False)
+            if holding:
+                ctx.slots.release(finished=False)
             return
         job = ctx.record(job, Accepted(task.task_id, JobStatus.SUBMITTED, task.created_at, note))
         ctx.adopted += 1
         ctx.emit(Notice(f"{job.row_id}: {note} (task {task.task_id})"))
         since = task.created_at / 1000 if task.created_at else None
-        tracked = ctx.track(job, task.task_id, JobStatus.SUBMITTED, since=since)
+        tracked = ctx.track(
+            job, task.task_id, JobStatus.SUBMITTED, since=since, resumed=not holding
+        )
         self.poller.apply(tracked, task)
 
-    def task_finished(self, job_id: str, task: TaskInfo) -> None:
-        """A task ended: the provider surely holds it now, the moment to probe (once per state
-        and base URL) whether a provider that does not document look-ups by external id
-        answers them anyway. Recorded, and used from then on."""
-        ctx = self.ctx
-        if (
-            self._probing
-            or self.stages is None
-            or not ctx.config.confirm_lookup
-            or ctx.provider.capabilities.external_lookup
-            or ctx.store.get_meta(self._probe_key) is not None
-        ):
-            return
-        self._probing = True
-        self.stages.start_soon(self._probe, task, ctx.job(job_id).current_external_id)
+    # -- unknown jobs ---------------------------------------------------------------------
 
-    async def _probe(self, task: TaskInfo, external_id: str) -> None:
+    async def sweep(self) -> None:
+        """Look every unknown job up again: adopt those found; send again those no look-up
+        has found for `resend_unfound` seconds, where the user allowed it."""
         ctx = self.ctx
-        confirmed = await ctx.provider.confirm_external_lookup(task, external_id)
-        ctx.store.set_meta(self._probe_key, "confirmed" if confirmed else "refuted")
-        if confirmed:
-            ctx.emit(
-                Notice(
-                    f"{ctx.provider.name} answers look-ups by external_task_id: lost creates "
-                    "will be looked up instead of left unknown"
+        self.resend_at = None
+        for job in list(ctx.store.unknown_in_job_order()):
+            if ctx.stopping is not None:
+                return
+            try:
+                found = await self.finder.find(
+                    job.job_id, job.current_external_id, job.submitted_at
                 )
-            )
-
-    async def _resend_if_safe(self, job: JobRecord, resend: Resend | None) -> bool:
-        """Send again a job its provider does not find, where that cannot pay twice."""
-        ctx = self.ctx
-        now = ctx.wall()
-        waited = now - (job.submitted_at or now)
-        grace = ctx.config.lookup_grace
-        if resend is None or job.error_kind == DUPLICATE:
-            if waited >= grace:
-                self._give_up(
-                    job, "the provider refused the create as a duplicate but does not show the task"
+            except AccountError as error:
+                ctx.stop("account", error.describe())
+                return
+            if found.task is not None:
+                self.adopt(
+                    job,
+                    found.task,
+                    f"found the task of an unknown job ({found.form})",
+                    holding=False,
                 )
             else:
-                retry_at = now + min(5.0, grace / 6)
-                ctx.record(job, Waiting(retry_at, "not found yet", DUPLICATE, counted=False))
-            return False
-        if ctx.provider.capabilities.dedupes_external_ids or waited >= grace:
-            await resend(job)
-            return True
-        retry_at = (job.submitted_at or now) + grace
-        ctx.record(job, Waiting(retry_at, "not found yet; looking again", "lookup", counted=False))
-        return False
+                self._resend_when_allowed(job)
 
-    def _look_again(self, job: JobRecord, reason: str, error: ProviderError) -> None:
+    async def sweep_while_feeding(self, feeding_done: anyio.Event) -> None:
+        """Sweep every `unknown_lookup_every` seconds (sooner when a resend falls due) until
+        nothing more is fed."""
         ctx = self.ctx
-        attempts = job.attempts + 1
-        if attempts >= ctx.config.retry.max_attempts:
-            self._give_up(
-                job, f"{reason}; looking it up failed {attempts} times: {error.describe()}"
-            )
+        while not feeding_done.is_set() and ctx.stopping is None:
+            wait = ctx.config.unknown_lookup_every
+            if self.resend_at is not None:
+                wait = min(wait, max(0.05, self.resend_at - ctx.wall()))
+            with anyio.move_on_after(wait):
+                await feeding_done.wait()
+            if not feeding_done.is_set():
+                await self.sweep()
+
+    def _resend_when_allowed(self, job: JobRecord) -> None:
+        ctx = self.ctx
+        allowed = ctx.config.resend_unfound
+        if allowed is None:
             return
-        delay = ctx.config.retry.backoff(attempts, ctx.rng)
-        kind = DUPLICATE if job.error_kind == DUPLICATE else "lookup"
-        ctx.record(job, Waiting(ctx.wall() + delay, error.describe(), kind))
+        since = job.finished_at or ctx.wall()
+        due = since + allowed
+        if due > ctx.wall():
+            self.resend_at = due if self.resend_at is None else min(self.resend_at, due)
+            return
+        waited = _duration(allowed)
+        note = f"no look-up found its task in {waited}: sent again (--resend-unfound)"
+        ctx.record(job, SentAgain(note, RESENT))
+        ctx.emit(Notice(f"{job.row_id}: {note}; it may be paid twice", "warning"))
+        ctx.wake_feed.set()
+
+    # -- giving up --------------------------------------------------------------------------
+
+    def _not_found(self, job: JobRecord, reason: str, found: Found) -> None:
+        said = "; ".join(s.line() for s in found.sightings) or "no look-up could be made"
+        if job.error_kind == DUPLICATE:
+            reason = "the provider refused the create as a duplicate but no look-up shows the task"
+        self._give_up(job, f"{reason}; looked up: {said}")
 
     def _give_up(self, job: JobRecord, reason: str) -> None:
         """The job becomes `unknown`: the provider may hold its task, nothing can tell."""
@@ -167,7 +198,10 @@ class Recovery:
         said = f"{reason}; the provider may have accepted it ({ctx.provider.name}): not sent again"
         ctx.record(job, Unknown(said, ctx.wall()))
 
-    @property
-    def _probe_key(self) -> str:
-        provider = self.ctx.provider
-        return f"lookup_probe:{provider.name}:{provider.transport.base_url}"
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"

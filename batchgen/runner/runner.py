@@ -116,9 +116,11 @@ class Runner:
         downloader = Downloader(ctx)
         feeding_done, checks_done = anyio.Event(), anyio.Event()
         recovery.recover_at_start()
-        poller.on_finished = recovery.task_finished
+        if ctx.config.submit:
+            await recovery.sweep()
         async with ctx.queued, anyio.create_task_group() as stages:
-            recovery.stages = stages
+            if ctx.config.submit:
+                stages.start_soon(recovery.sweep_while_feeding, feeding_done)
             for _ in range(ctx.config.download_workers):
                 stages.start_soon(downloader.worker, ctx.queued.clone())
             stages.start_soon(poller.run, feeding_done, checks_done)

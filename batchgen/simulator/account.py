@@ -98,9 +98,10 @@ class Account:
     def api_call(self, call: ApiCall, now: float) -> Reply:
         """The answer to one API request arriving at `now`."""
         with self._lock:
-            if call.route in (Route.NOT_SERVED, Route.ELSEWHERE):
+            route = self._served(call)
+            if route in (Route.NOT_SERVED, Route.ELSEWHERE):
                 self._counts["unrouted"] += 1
-                return Reply(self._unrouted(call.route))
+                return Reply(self._unrouted(route))
             self._counts["requests_total"] += 1
             self._counts["creates_received"] += call.route is Route.CREATE
             refusal = self._gate(call.authorization, now)
@@ -111,6 +112,29 @@ class Account:
             if reply.fault is not None:
                 self._faults_injected[reply.fault] += 1
             return reply
+
+    @property
+    def lookup_form(self) -> str:
+        """Where this account answers a look-up by external id (config, else profile)."""
+        return self.config.lookup_form or self.profile.lookup_form
+
+    @property
+    def lists_tasks(self) -> bool:
+        found = self.config.lists_tasks
+        return self.profile.lists_tasks if found is None else found
+
+    @property
+    def refuses_reused_ids(self) -> bool:
+        found = self.config.refuses_reused_ids
+        return self.profile.dedupes_external_ids if found is None else found
+
+    def _served(self, call: ApiCall) -> Route:
+        """The route a GET on the collection is: a list, a look-up or nothing served."""
+        if call.route is not Route.LIST:
+            return call.route
+        if "external_task_id" in call.query and self.lookup_form == "query":
+            return Route.LIST
+        return Route.LIST if self.lists_tasks else Route.NOT_SERVED
 
     def refusal(self, code: int, message: str | None = None) -> Answer:
         """Kling's code `code` as this provider answers it."""
@@ -217,6 +241,9 @@ class Account:
             return self._create(call.body, now)
         if call.route is Route.GET_ONE:
             return self._get_one(call.key, call.origin, now)
+        external = call.query.get("external_task_id")
+        if external is not None and self.lookup_form == "query":
+            return self._look_up(external, call.origin, now)
         return self._list(call.query, call.origin, now)
 
     def _create(self, raw: bytes, now: float) -> Reply:
@@ -230,7 +257,7 @@ class Account:
         external_id = body.get("external_task_id") or None
         if self._is_duplicate(external_id):
             self._counts["duplicate_external_id_refusals"] += 1
-            return Reply(self._refusal(1201, "external_task_id already exists"))
+            return Reply(self._refusal(1201, self.config.reused_id_message))
         if self.book.active(now) >= self.config.slots:
             self._counts["throttled_1303"] += 1
             return Reply(self._throttled(1303))
@@ -248,7 +275,7 @@ class Account:
         return Reply(self.profile.dialect.created(data, self._request_id()), created=task)
 
     def _is_duplicate(self, external_id: str | None) -> bool:
-        if external_id is None or not self.profile.dedupes_external_ids:
+        if external_id is None or not self.refuses_reused_ids:
             return False
         return self.book.has_external(external_id)
 
@@ -259,19 +286,31 @@ class Account:
             self._submissions[task.external_task_id] += 1
 
     def _get_one(self, key: str, origin: str, now: float) -> Reply:
-        """The task with this task id (or, where the profile looks them up, external id)."""
+        """The task with this task id (or, where look-ups are in the path, external id)."""
         task = self.book.tasks.get(key)
         self._counts["queries"] += task is not None
-        if task is None and self.profile.looks_up_external_ids:
+        if task is None and self.lookup_form == "path":
             self._counts["external_lookups"] += 1
-            task = self.book.by_external(key)
+            return self._one(self.book.by_external(key), key, origin, now, echo=True)
+        return self._one(task, key, origin, now)
+
+    def _look_up(self, external_id: str, origin: str, now: float) -> Reply:
+        """The task with this external id, asked in the query string."""
+        self._counts["external_lookups"] += 1
+        return self._one(self.book.by_external(external_id), external_id, origin, now, echo=True)
+
+    def _one(
+        self, task: Task | None, key: str, origin: str, now: float, echo: bool = False
+    ) -> Reply:
+        """The answer about one task; `echo`: it was asked for by its external id, which a
+        provider answering such look-ups echoes whatever its other answers do."""
         if task is not None and now - task.created < self.config.not_found_grace:
             self._faults_injected[Fault.NOT_FOUND_GRACE] += 1
             task = None
         if task is None:
             self._counts["not_found"] += 1
             return Reply(self.profile.dialect.not_found(key, self._request_id()))
-        data = self._task_object(task, origin, now)
+        data = self._task_object(task, origin, now, echo=echo)
         return Reply(self.profile.dialect.found(data, self._request_id()))
 
     def _list(self, query: Mapping[str, str], origin: str, now: float) -> Reply:
@@ -286,7 +325,7 @@ class Account:
         return Reply(self.profile.dialect.found(tasks, self._request_id()))
 
     def _task_object(
-        self, task: Task, origin: str, now: float, stamped: bool = True
+        self, task: Task, origin: str, now: float, stamped: bool = True, echo: bool = False
     ) -> dict[str, Any]:
         """The task at `now`; `stamped`: as an answer shows it (updated_at_mode applies)."""
         url = None
@@ -295,7 +334,8 @@ class Account:
             expires = 0 if ttl is None else max(1, int((now + ttl) * 1000))
             url = video_url(origin, task.task_id, expires, self._link_key)
         stamp = now if stamped and self.config.updated_at_mode == "query" else None
-        return envelopes.task_object(task, now, url, self.profile.echoes_external_id, stamp)
+        echoed = echo or self.profile.echoes_external_id
+        return envelopes.task_object(task, now, url, echoed, stamp)
 
     def _server_error(self, call: ApiCall) -> Answer:
         is_create = call.route is Route.CREATE

@@ -13,8 +13,10 @@ from typing import Any, Literal
 
 ProfileName = Literal["cometapi", "kling"]
 UpdatedAtMode = Literal["task", "query"]
+LookupForm = Literal["path", "query", "none"]
 PROFILE_NAMES = ("cometapi", "kling")
 UPDATED_AT_MODES = ("task", "query")
+LOOKUP_FORMS = ("path", "query", "none")
 RATES = (
     "fail_rate",
     "error_rate",
@@ -56,6 +58,14 @@ class SimulatorConfig:
     access_key: str = "sim-access"  # kling: the JWT's `iss`
     secret_key: str = "sim-secret"  # kling: the JWT's HS256 key
     account_error: int | None = None  # every create answers this code (1000-1304)
+    # The unknowns of kling-api.md §18.3, each a switch (None: the profile's default, the
+    # stingiest documented behaviour):
+    lookup_form: LookupForm | None = None  # where a look-up by external id is answered:
+    #   "path" GET {api_path}/{external_task_id}, "query" GET {api_path}?external_task_id=,
+    #   "none" in neither (the path form says not found, the query form lists or is refused)
+    refuses_reused_ids: bool | None = None  # a create reusing an external id is refused
+    reused_id_message: str = "external_task_id already exists"  # ... with this message (1201)
+    lists_tasks: bool | None = None  # GET {api_path}?pageNum=&pageSize= lists the tasks
     fail_rate: float = 0.0  # generations that end `failed`
     error_rate: float = 0.0  # API requests answered 5xx, unprocessed
     reset_before_accept_rate: float = 0.0  # creates dropped before the task is recorded
@@ -121,6 +131,10 @@ def _first_problem(config: SimulatorConfig) -> str | None:
             f"{', '.join(API_FAULT_RATES)} must add up to at most 1",
         ),
         (config.profile in PROFILE_NAMES, f"profile is one of {', '.join(PROFILE_NAMES)}"),
+        (
+            config.lookup_form is None or config.lookup_form in LOOKUP_FORMS,
+            f"lookup_form is one of {', '.join(LOOKUP_FORMS)} or None",
+        ),
         (
             config.updated_at_mode in UPDATED_AT_MODES,
             f"updated_at_mode is one of {', '.join(UPDATED_AT_MODES)}",

@@ -4,8 +4,11 @@ Kling's own API (routes, credentials, capabilities, wording) in one frozen `Prof
 
     cometapi  POST /kling/v1/videos/image2video, GET …/{task_id}; bearer key; no list, no
               look-up by external id, external ids neither deduplicated nor echoed
-    kling     POST /v1/videos/image2video, GET …/{task_id or external_task_id}, GET the
-              collection to list; HS256 JWT; external ids unique per account and echoed
+    kling     POST /v1/videos/image2video, GET …/{task_id}, GET the collection to list; HS256
+              JWT; external ids echoed. A look-up by external id is documented without a
+              location, and the refusal of a reused id not at all (§18.2 (1), (2)): by default
+              neither happens; `SimulatorConfig.lookup_form` and `refuses_reused_ids` turn
+              each on, for either profile.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ class Profile:
     check_credentials: CredentialCheck
     describe_credentials: CredentialHint
     lists_tasks: bool
-    looks_up_external_ids: bool  # GET {api_path}/{external_task_id} finds the task
+    lookup_form: str  # where a look-up by external id is answered (SimulatorConfig)
     dedupes_external_ids: bool  # a reused external_task_id is refused with 1201
     echoes_external_id: bool  # task_info carries the external_task_id
     text_limits: tuple[int, int]  # longest prompt and negative_prompt (§3)
@@ -53,8 +56,8 @@ class Profile:
         if path == self.api_path:
             if method == "POST":
                 return Route.CREATE, ""
-            if method == "GET" and self.lists_tasks:
-                return Route.LIST, ""
+            if method == "GET":
+                return Route.LIST, ""  # a list, a look-up in the query, or not served
             return Route.NOT_SERVED, ""
         key = path.removeprefix(self.api_path + "/")
         if method == "GET" and key != path and key and "/" not in key:
@@ -69,7 +72,7 @@ COMETAPI = Profile(
     check_credentials=check_api_key,
     describe_credentials=describe_api_key,
     lists_tasks=False,
-    looks_up_external_ids=False,
+    lookup_form="none",
     dedupes_external_ids=False,
     echoes_external_id=False,
     text_limits=(500, 200),
@@ -82,8 +85,8 @@ KLING = Profile(
     check_credentials=check_jwt,
     describe_credentials=describe_jwt,
     lists_tasks=True,
-    looks_up_external_ids=True,
-    dedupes_external_ids=True,
+    lookup_form="none",
+    dedupes_external_ids=False,
     echoes_external_id=True,
     text_limits=(2500, 2500),
     dialect=KlingDialect(),

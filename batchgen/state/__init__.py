@@ -8,6 +8,7 @@ that depends on it (a create, a rename, an index line) is taken.
     store.py        the jobs and their lifecycle: `apply` a change, load a manifest's jobs
     checks.py       what each downloaded video turned out to be
     inputs.py       what the jobs were loaded from: files, images, skipped rows
+    lookups.py      the evidence of every look-up by external id
     spending.py     money aggregates over the jobs
     runlock.py      one process per state at a time
 """

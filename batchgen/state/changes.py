@@ -205,6 +205,23 @@ class Unknown(Change):
 
 
 @dataclass(frozen=True, slots=True)
+class SentAgain(Change):
+    """An unknown job goes back to pending under the same external id, because the user said
+    so (`--resend-unfound`, `retry --unknown`): it may be paid twice. `kind` marks it, so that
+    a refusal of the resend is looked into rather than taken as the job's failure."""
+
+    note: str
+    kind: str
+    target: ClassVar[JobStatus | None] = JobStatus.PENDING
+
+    def columns(self) -> dict[str, Any]:
+        return {"task_id": None, "not_before": 0, "last_error": self.note, "error_kind": self.kind}
+
+    def detail(self) -> str:
+        return self.note
+
+
+@dataclass(frozen=True, slots=True)
 class Failed(Change):
     """The job failed; `units`: what the provider charged for the failed task, if it said."""
 

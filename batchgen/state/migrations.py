@@ -104,6 +104,20 @@ MIGRATIONS: Sequence[Migration] = (
     ),
     # Nothing ever counted API calls per job: the run counts them as a whole (RunOutcome).
     Migration("drop_api_calls", "ALTER TABLE jobs DROP COLUMN api_calls;"),
+    # Every look-up by external id made for a job whose create may have been accepted: the
+    # evidence shown beside an unknown job (kling-api.md §18.2 (1)).
+    Migration(
+        "lookups",
+        """
+        CREATE TABLE lookups (
+            job_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            form TEXT NOT NULL,
+            answer TEXT NOT NULL
+        );
+        CREATE INDEX lookups_by_job ON lookups (job_id, at);
+        """,
+    ),
 )
 
 _RECORD = "CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"

@@ -4,8 +4,9 @@
 (status.py) and returns the job as it now is; the changes the user makes between runs
 (`adopt_task`, `reset_unknown`, `reset_for_retry`) and loading a manifest's jobs (`add_jobs`)
 are methods of their own. The tables beside the jobs have their own classes, reached from here:
-`checks` (what each video turned out to be), `inputs` (what the jobs were loaded from) and
-`spending` (money aggregates). Every write goes through the connection of db.py.
+`checks` (what each video turned out to be), `inputs` (what the jobs were loaded from),
+`lookups` (the evidence of each look-up by external id) and `spending` (money aggregates).
+Every write goes through the connection of db.py.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from batchgen.state.changes import Accepted, Change, target_of
 from batchgen.state.checks import VideoChecks
 from batchgen.state.db import Database
 from batchgen.state.inputs import Inputs
+from batchgen.state.lookups import Lookups
 from batchgen.state.records import CURRENT, JOB_COLUMNS, JobRecord, job_record, price_key
 from batchgen.state.spending import Spending
 from batchgen.status import JobStatus, can_move
@@ -39,6 +41,7 @@ class Store:
         self.checks = VideoChecks(db)
         self.inputs = Inputs(db)
         self.spending = Spending(db)
+        self.lookups = Lookups(db)
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -109,13 +112,15 @@ class Store:
         return old
 
     def reset_unknown(self, job_ids: Sequence[str] | None = None) -> int:
-        """Put `unknown` jobs back to pending under the same external_task_id (a provider that
-        deduplicates ids refuses the resend instead of paying twice)."""
+        """Put `unknown` jobs back to pending under the same external_task_id, marked `resent`
+        (a provider that refuses reused ids refuses the resend instead of paying twice; any
+        refusal of it is looked into, never taken as the job's failure)."""
         where, params = _chosen("status = 'unknown'", job_ids)
         with self.db.transaction():
             return self.db.write(
                 "UPDATE jobs SET status = 'pending', task_id = NULL, not_before = 0, "
-                f"attempts = 0, last_error = NULL, error_kind = NULL WHERE {where}",
+                "attempts = 0, last_error = 'sent again by retry --unknown', "
+                f"error_kind = 'resent' WHERE {where}",
                 params,
             )
 

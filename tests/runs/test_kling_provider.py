@@ -4,18 +4,16 @@ shown; look-ups and the task list used so that no job is left unknown."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import anyio
 import pytest
 from pydantic import SecretStr
 
 import batchgen
-from batchgen.providers import KLING, connect, profiles
+from batchgen.providers import KLING, connect
 from batchgen.providers.auth import KlingJwt
 from batchgen.settings import Settings
 from batchgen.state.store import Store
-from batchgen.status import JobStatus
 from tests.conftest import read_index, run_cli, simulator, write_manifest
 from tests.runs.test_resilience import create_directly, leave_submitting
 
@@ -87,34 +85,22 @@ def test_credentials_come_from_the_environment(tmp_path, monkeypatch):
     assert len(read_index(tmp_path / "out" / "batch")) == 2
 
 
-def test_a_relay_that_answers_look_ups_anyway_is_confirmed_and_then_used(tmp_path):
-    """A provider declared without look-ups but answering them (probed after the first
-    accepted create, exact echo) is recorded in the state; the next run then looks a lost
-    create up and adopts it instead of leaving it unknown."""
-    undeclared = replace(profiles.KLING, capabilities=profiles.Capabilities())
+@pytest.mark.parametrize("form", ["path", "query"])
+def test_a_relay_that_answers_look_ups_in_one_form_has_its_lost_creates_adopted(tmp_path, form):
+    """A relay documenting no look-up but answering one form: a create lost after the task
+    was made is found there (exact echo) and adopted, and that form is recorded in the state
+    to be asked first."""
     manifest = write_manifest(tmp_path, 3)
     out = tmp_path / "out"
-    settings = Settings(
-        output=out,
-        provider="kling",
-        access_key=SecretStr("sim-access"),
-        secret_key=SecretStr("sim-secret"),
-    )
-    with simulator(profile="kling") as sim:
-        settings = settings.model_copy(update={"base_url": sim.base_url})
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setitem(profiles.PROFILES, "kling", undeclared)
-            first = batchgen.run(manifest, settings)
-            with Store.open(out / "batch" / "state.sqlite") as store:
-                probe = store.get_meta(f"lookup_probe:kling:{sim.base_url}")
-            assert first.exit_code == 0 and probe == "confirmed"
-            retry_manifest = write_manifest(tmp_path, 4)  # one more row, lost on its create
-            ext = leave_submitting(retry_manifest, out)
-            create_directly(sim, ext, tmp_path / "images" / "img0.jpg", "kling")
-            second = batchgen.run(retry_manifest, settings)
-        assert second.exit_code == 0 and second.adopted == 1
-        assert second.counts[JobStatus.UNKNOWN] == 0
+    ext = leave_submitting(manifest, out)
+    with simulator(lookup_form=form) as sim:
+        create_directly(sim, ext, tmp_path / "images" / "img0.jpg", "cometapi")
+        settings = Settings(output=out, base_url=sim.base_url, api_key=SecretStr("sk-test"))
+        outcome = batchgen.run(manifest, settings)
         assert set(sim.stats()["submissions_per_external_id"].values()) == {1}
+    assert outcome.exit_code == 0 and outcome.adopted == 1
+    with Store.open(out / "batch" / "state.sqlite") as store:
+        assert store.get_meta(f"lookup_form:cometapi:{sim.base_url}") == form
 
 
 def test_verify_repair_uses_the_runs_own_provider(tmp_path, capsys):

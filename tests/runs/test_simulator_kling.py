@@ -36,13 +36,27 @@ def test_a_create_echoes_the_external_id_and_carries_a_request_id(kling: Api) ->
     assert body["data"]["task_status"] == "submitted"
 
 
-def test_a_task_is_found_by_task_id_and_by_external_id_in_the_path(kling: Api) -> None:
-    """GET …/{task_id} and GET …/{external_task_id} answer the same task (E20)."""
-    task_id = kling.task_id(external_task_id="bg-path")
-    by_id, by_external = kling.get(task_id), kling.get("bg-path")
-    assert by_id.status_code == by_external.status_code == 200
-    assert by_id.json()["data"]["task_id"] == by_external.json()["data"]["task_id"] == task_id
-    assert by_external.json()["data"]["task_info"] == {"external_task_id": "bg-path"}
+@pytest.mark.parametrize("form", ["path", "query"])
+def test_a_look_up_by_external_id_is_answered_where_the_setting_says(form: str) -> None:
+    """With lookup_form set, the form it names answers the task echoing its external id; the
+    other form does not (kling-api.md §18.2 (1): the real location is unknown)."""
+    with api(profile="kling", lookup_form=form) as a:
+        task_id = a.task_id(external_task_id="bg-form")
+        in_path = a.get("bg-form")
+        in_query = a.client.get(KLING_PATH, params={"external_task_id": "bg-form"})
+    answered, other = (in_path, in_query) if form == "path" else (in_query, in_path)
+    assert answered.status_code == 200 and answered.json()["data"]["task_id"] == task_id
+    assert answered.json()["data"]["task_info"] == {"external_task_id": "bg-form"}
+    assert other.status_code == 404 or isinstance(other.json()["data"], list)
+
+
+def test_by_default_no_form_answers_a_look_up_by_external_id(kling: Api) -> None:
+    """The stingiest documented behaviour: the path form says not found (1203), the query
+    form is only the list."""
+    kling.create(external_task_id="bg-nowhere")
+    kling_error(kling.get("bg-nowhere"), 404, 1203)
+    listed = kling.client.get(KLING_PATH, params={"external_task_id": "bg-nowhere"})
+    assert isinstance(listed.json()["data"], list)
 
 
 def test_the_query_string_form_is_the_list_not_a_lookup(kling: Api) -> None:
@@ -76,9 +90,10 @@ def test_other_paths_answer_404_with_1202(kling: Api, method: str, path: str) ->
     assert answer.headers["content-type"] == "application/json"
 
 
-def test_a_reused_external_task_id_is_refused_with_1201() -> None:
-    """A second create with the same external_task_id answers 400/1201 and makes no task."""
-    with api(profile="kling") as a:
+def test_a_reused_external_task_id_is_refused_with_1201_where_set() -> None:
+    """With refuses_reused_ids, a second create with the same external_task_id answers
+    400/1201 with the configured message and makes no task."""
+    with api(profile="kling", refuses_reused_ids=True) as a:
         assert a.create(external_task_id="bg-abc").status_code == 200
         again = a.create(external_task_id="bg-abc")
         stats = a.stats()
@@ -86,6 +101,14 @@ def test_a_reused_external_task_id_is_refused_with_1201() -> None:
     assert again.json()["message"] == "external_task_id already exists"
     assert stats["submissions_per_external_id"] == {"bg-abc": 1} and stats["tasks_total"] == 1
     assert stats["duplicate_external_id_refusals"] == 1
+
+
+def test_by_default_a_reused_external_task_id_makes_a_second_paid_task(kling: Api) -> None:
+    """The docs say only that the id must be unique (§18.2 (2)): by default the simulator
+    accepts a reuse, and so charges for it twice."""
+    assert kling.create(external_task_id="bg-twice").status_code == 200
+    assert kling.create(external_task_id="bg-twice").status_code == 200
+    assert kling.stats()["submissions_per_external_id"]["bg-twice"] == 2
 
 
 def test_the_list_pages_tasks_newest_first() -> None:
