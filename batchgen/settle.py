@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from batchgen.errors import RetryableError, TaskNotFound, ThrottledError, UsageError
+from batchgen.errors import RetryableError, TaskNotFound, ThrottledError, Unsupported, UsageError
 from batchgen.jobs import job_id_of_external
 from batchgen.money.pricing import Key, cost_of, job_key, load_prices
 from batchgen.providers import LIST_PAGE_MAX, Provider, TaskInfo
@@ -142,7 +142,7 @@ async def reconcile(store: Store, provider: Provider) -> Reconciled:
     """Adopt every provider task that belongs to an unresolved job of this state: from the
     task list where the provider documents one, then by looking each remaining job up in every
     form (runner/lookup.py). Only exact echoes of a job's external id are adopted."""
-    adopted = await _by_list(store, provider) if provider.capabilities.task_list else []
+    adopted = await _by_list(store, provider) if provider.lists_tasks else []
     finder = Finder(provider, store, time.time)
     unknown = []
     candidates = [job for job in store.with_status(*UNRESOLVED[1:]) if _unresolved(job)]
@@ -164,9 +164,12 @@ class Reconciled:
 
 
 async def _by_list(store: Store, provider: Provider) -> list[Adopted]:
-    adopted = []
+    adopted: list[Adopted] = []
     for page in range(1, MAX_PAGES + 1):
-        tasks = await provider.list_tasks(page, LIST_PAGE_MAX)
+        try:
+            tasks = await provider.list_tasks(page, LIST_PAGE_MAX)
+        except Unsupported:
+            break  # not served after all: the look-ups below still ask each job
         for task in tasks:
             found = _owner(store, task)
             if found is not None:

@@ -8,7 +8,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import quote
 
-from batchgen.errors import OutcomeUnknown, RetryableError, TaskNotFound, Unsupported
+from batchgen.errors import (
+    OutcomeUnknown,
+    ProviderUnreachable,
+    RetryableError,
+    TaskNotFound,
+    Unsupported,
+)
 from batchgen.providers.answers import TOKEN_CODES, RequestKind
 from batchgen.providers.profiles import Capabilities, Profile
 from batchgen.providers.task import TaskInfo, task_in, tasks_in
@@ -37,6 +43,12 @@ class Provider:
         self.profile = profile
         self.transport = transport
         self.capabilities: Capabilities = profile.capabilities
+        self.list_refused: str | None = None  # why the documented list was not served here
+
+    @property
+    def lists_tasks(self) -> bool:
+        """The provider documents a task list and has not refused to serve it."""
+        return self.capabilities.task_list and self.list_refused is None
 
     @property
     def name(self) -> str:
@@ -93,11 +105,16 @@ class Provider:
 
     async def list_tasks(self, page: int = 1, page_size: int = LIST_PAGE_MAX) -> list[TaskInfo]:
         """One page of the account's tasks, newest first. Raises Unsupported where the
-        provider has no task list."""
-        if not self.capabilities.task_list:
-            raise Unsupported(f"{self.name} has no task list")
+        provider has no task list, or answered a list call as a route it does not serve (from
+        then on it is not asked again)."""
+        if not self.lists_tasks:
+            raise Unsupported(self.list_refused or f"{self.name} has no task list")
         params = {"pageNum": page, "pageSize": max(1, min(page_size, LIST_PAGE_MAX))}
-        doc = await self._call("list", "GET", self.profile.route, params=params)
+        try:
+            doc = await self._call("list", "GET", self.profile.route, params=params)
+        except (TaskNotFound, ProviderUnreachable) as error:
+            self.list_refused = f"the task list is not served here ({error.describe()})"
+            raise Unsupported(self.list_refused) from None
         tasks = tasks_in(doc)
         if tasks is None:
             raise RetryableError("the task list answer holds no list")

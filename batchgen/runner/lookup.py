@@ -22,6 +22,7 @@ from batchgen.errors import (
     ProviderError,
     RetryableError,
     ThrottledError,
+    Unsupported,
 )
 from batchgen.providers import LIST_PAGE_MAX, Provider, TaskInfo
 from batchgen.state.lookups import Sighting
@@ -40,7 +41,8 @@ class _Scan:
     began: float  # wall clock: a create sent after this may be missing from the scan
     tasks: dict[str, TaskInfo] = field(default_factory=dict)
     seen: int = 0
-    failure: str | None = None
+    failure: str | None = None  # the list could not be read this time
+    refused: str | None = None  # the list is not served at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,7 @@ class Finder:
 
     def forms(self) -> list[str]:
         """The forms to ask in, the confirmed one first; the list only where documented."""
-        forms = [f for f in FORMS if f != "list" or self.provider.capabilities.task_list]
+        forms = [f for f in FORMS if f != "list" or self.provider.lists_tasks]
         confirmed = self.store.get_meta(self.confirmed_key)
         if confirmed in forms:
             forms.remove(confirmed)
@@ -121,6 +123,8 @@ class Finder:
         task = scan.tasks.get(external_id)
         if task is not None:
             return task, f"task {task.task_id} in the list, echoing {external_id}", True
+        if scan.refused is not None:
+            return None, scan.refused, True
         if scan.failure is not None:
             return None, f"the list could not be read: {scan.failure}", False
         return None, f"not among the {scan.seen} newest task(s) of the list", True
@@ -149,6 +153,8 @@ class Finder:
                     break
         except AccountError:
             raise
+        except Unsupported as error:
+            scan.refused = str(error)
         except ProviderError as error:
             scan.failure = error.describe()
         return scan

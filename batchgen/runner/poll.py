@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import anyio
 
-from batchgen.errors import AccountError, ProviderError, ProviderUnreachable, TaskNotFound
+from batchgen.errors import (
+    AccountError,
+    ProviderError,
+    ProviderUnreachable,
+    TaskNotFound,
+    Unsupported,
+)
 from batchgen.providers import TaskInfo
 from batchgen.runner.context import RunContext, Tracked
 from batchgen.state.changes import Advanced, Failed, Generated
@@ -46,11 +52,7 @@ class Poller:
     async def poll(self, due: list[Tracked]) -> None:
         remaining = due
         ctx = self.ctx
-        if (
-            ctx.config.use_list_endpoint
-            and ctx.provider.capabilities.task_list
-            and len(ctx.tracked) > 1
-        ):
+        if ctx.config.use_list_endpoint and ctx.provider.lists_tasks and len(ctx.tracked) > 1:
             remaining = await self._poll_by_list(due)
         if remaining:
             async with anyio.create_task_group() as tg:
@@ -63,6 +65,8 @@ class Poller:
         ctx = self.ctx
         try:
             tasks = await ctx.provider.list_tasks(1, page_size=2 * len(ctx.tracked) + 20)
+        except Unsupported:
+            return due  # not served after all: one query each
         except ProviderError as error:
             self._poll_error(due, error)
             return []
