@@ -21,6 +21,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from batchgen.state.lookups import Sighting
 from batchgen.state.records import CheckRecord, JobRecord
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
@@ -77,9 +78,9 @@ UNKNOWN_ADVICE = (
 )
 
 
-def failure_entry(job: JobRecord) -> dict[str, Any]:
-    """The failed.jsonl line of a failed or unknown job."""
-    entry = {
+def failure_entry(job: JobRecord, lookups: list[Sighting] | None = None) -> dict[str, Any]:
+    """The failed.jsonl line of a failed or unknown job (with what its look-ups answered)."""
+    entry: dict[str, Any] = {
         "job_id": job.job_id,
         "row_id": job.row_id,
         "status": job.status.value,
@@ -92,6 +93,7 @@ def failure_entry(job: JobRecord) -> dict[str, Any]:
     }
     if job.status == JobStatus.UNKNOWN:
         entry["what_to_do"] = UNKNOWN_ADVICE.format(row=job.row_id)
+        entry["lookups"] = [s.as_json() for s in lookups or []]
     return entry
 
 
@@ -119,10 +121,13 @@ def write_indexes(store: Store, run_dir: Path) -> tuple[int, int]:
         run_dir / INDEX_NAME,
         _jsonl(_index_entry(*pair) for pair in store.checks.done_with_checks()),
     )
-    not_done = chain(store.failed_in_job_order(), store.unknown_in_job_order())
+    unknown = (
+        failure_entry(job, store.lookups.of(job.job_id)) for job in store.unknown_in_job_order()
+    )
+    failed_entries = chain(map(failure_entry, store.failed_in_job_order()), unknown)
     failed = _write_lines_atomic(
         run_dir / FAILED_NAME,
-        _jsonl(chain(map(failure_entry, not_done), map(skipped_entry, store.inputs.skipped()))),
+        _jsonl(chain(failed_entries, map(skipped_entry, store.inputs.skipped()))),
     )
     return done, failed
 

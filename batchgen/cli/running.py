@@ -28,6 +28,7 @@ from batchgen.errors import EXIT_JOBS_FAILED, UsageError
 from batchgen.events import Listener
 from batchgen.money.pricing import load_prices
 from batchgen.progress import LineProgress, progress_for, say
+from batchgen.results.overview import evidence_lines
 from batchgen.results.report import build_report, write_report
 from batchgen.results.targets import resolve_target
 from batchgen.runner import RunOutcome
@@ -201,6 +202,9 @@ def retry(
     click.echo(f"{failed + unknown} job(s) will be tried again by the next {steps.run()}")
 
 
+SHOWN_EVIDENCE = 10  # unknown jobs whose evidence retry --unknown shows before asking
+
+
 def _resend_unknown(store: Store, chosen: list[str] | None, yes: bool) -> int:
     """Put the unknown jobs back to pending once the user knows (and accepts) what it risks."""
     risk = resend_risk(store, chosen)
@@ -212,6 +216,11 @@ def _resend_unknown(store: Store, chosen: list[str] | None, yes: bool) -> int:
         f"them again may pay twice for them, up to {money} more at the price table.",
         err=True,
     )
+    for job in list(store.unknown_in_job_order())[:SHOWN_EVIDENCE]:
+        if chosen is None or job.job_id in chosen:
+            click.echo(f"{job.row_id}: what its look-ups answered:", err=True)
+            for line in evidence_lines(store.lookups.of(job.job_id, 3)):
+                click.echo(f"  {line}", err=True)
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("not sent again: confirm with --yes (no terminal to ask on)")

@@ -4,13 +4,15 @@ is so (and what to do about an unknown one), QA findings, and money spent and co
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
 from batchgen.money.spent import Money, money_of
 from batchgen.results.qa_summary import QaSummary, summarize
 from batchgen.settings import ProviderName
+from batchgen.state.lookups import Sighting
 from batchgen.state.records import JobRecord
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
@@ -28,6 +30,7 @@ class Overview:
     unknown: list[JobRecord]
     qa: QaSummary
     money: Money
+    lookups: dict[str, list[Sighting]] = field(default_factory=dict)  # unknown job → evidence
 
     def lines(self, advice: Advice) -> Iterator[str]:
         """The text `status` prints."""
@@ -39,6 +42,7 @@ class Overview:
         yield from self._more(JobStatus.FAILED, len(self.failed), "")
         for job in self.unknown:
             yield f"unknown {job.row_id} ({job.job_id}): {job.last_error}"
+            yield from (f"  {line}" for line in evidence_lines(self.lookups.get(job.job_id, [])))
         yield from self._more(JobStatus.UNKNOWN, len(self.unknown), " unknown")
         if self.counts[JobStatus.UNKNOWN]:
             yield f"to resolve an unknown job: {advice(None)}"
@@ -53,7 +57,12 @@ class Overview:
             "total": sum(self.counts.values()),
             "failed": [_failure(job) for job in self.failed],
             "unknown": [
-                {**_failure(job), "what_to_do": advice(job.row_id)} for job in self.unknown
+                {
+                    **_failure(job),
+                    "lookups": [s.as_json() for s in self.lookups.get(job.job_id, [])],
+                    "what_to_do": advice(job.row_id),
+                }
+                for job in self.unknown
             ],
             "qa": {
                 **self.qa.as_json(),
@@ -69,14 +78,25 @@ class Overview:
 
 def overview_of(store: Store, listed: int) -> Overview:
     """The overview of the state in `store`, listing at most `listed` jobs of each kind."""
+    unknown = list(islice(store.unknown_in_job_order(), listed))
     return Overview(
         run=store.get_meta("run_name"),
         counts=store.counts(),
         failed=list(islice(store.failed_in_job_order(), listed)),
-        unknown=list(islice(store.unknown_in_job_order(), listed)),
+        unknown=unknown,
         qa=summarize(store, listed),
         money=state_money(store),
+        lookups={job.job_id: store.lookups.of(job.job_id) for job in unknown},
     )
+
+
+def evidence_lines(sightings: list[Sighting]) -> Iterator[str]:
+    """What the look-ups of an unknown job answered, newest last, one line each."""
+    if not sightings:
+        yield "not looked up yet: the next run (or `batchgen reconcile`) asks the provider"
+    for sighting in sightings:
+        when = datetime.fromtimestamp(sighting.at).strftime("%Y-%m-%d %H:%M:%S")
+        yield f"looked up {when}, {sighting.line()}"
 
 
 def _failure(job: JobRecord) -> dict[str, Any]:

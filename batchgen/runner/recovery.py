@@ -40,6 +40,7 @@ from batchgen.status import JobStatus
 Resend = Callable[[JobRecord], Awaitable[None]]
 DUPLICATE = "duplicate_external_id"
 RESENT = "resent"  # error_kind of a job sent again under the id it was sent with before
+SWEEP_TICK = 0.5  # seconds between checks whether unknown jobs are due a look-up
 
 
 class Recovery:
@@ -156,17 +157,18 @@ class Recovery:
                 self._resend_when_allowed(job)
 
     async def sweep_while_feeding(self, feeding_done: anyio.Event) -> None:
-        """Sweep every `unknown_lookup_every` seconds (sooner when a resend falls due) until
+        """Sweep every `unknown_lookup_every` seconds, and when a resend falls due, until
         nothing more is fed."""
         ctx = self.ctx
+        next_sweep = ctx.wall() + ctx.config.unknown_lookup_every
         while not feeding_done.is_set() and ctx.stopping is None:
-            wait = ctx.config.unknown_lookup_every
-            if self.resend_at is not None:
-                wait = min(wait, max(0.05, self.resend_at - ctx.wall()))
-            with anyio.move_on_after(wait):
+            with anyio.move_on_after(SWEEP_TICK):
                 await feeding_done.wait()
-            if not feeding_done.is_set():
+            now = ctx.wall()
+            due = self.resend_at is not None and self.resend_at <= now
+            if not feeding_done.is_set() and (due or now >= next_sweep):
                 await self.sweep()
+                next_sweep = ctx.wall() + ctx.config.unknown_lookup_every
 
     def _resend_when_allowed(self, job: JobRecord) -> None:
         ctx = self.ctx
@@ -191,6 +193,10 @@ class Recovery:
         if job.error_kind == DUPLICATE:
             reason = "the provider refused the create as a duplicate but no look-up shows the task"
         self._give_up(job, f"{reason}; looked up: {said}")
+        allowed = self.ctx.config.resend_unfound
+        if allowed is not None and job.error_kind != DUPLICATE:
+            due = self.ctx.wall() + allowed
+            self.resend_at = due if self.resend_at is None else min(self.resend_at, due)
 
     def _give_up(self, job: JobRecord, reason: str) -> None:
         """The job becomes `unknown`: the provider may hold its task, nothing can tell."""
