@@ -24,6 +24,8 @@ BatchgenError                 exit 1 unless a subclass says otherwise
     │                         cut off, gateway timeout): look it up, never resend blindly
     ├── ThrottledError        1302 / 1303 / any 429: wait, not a failure
     ├── JobRejected           parameters or content policy: this job fails, others go on
+    │   ├── ModelRefused      the provider does not take this model: no job of it can pass
+    │   └── ContentRefused    moderation ("risk control"): terminal unless the user asks
     ├── TaskNotFound          the provider has no such task
     ├── DuplicateExternalId   the provider already has a task with this external_task_id
     ├── Unsupported           the provider does not offer this call (a list, a look-up)
@@ -222,6 +224,16 @@ class ThrottledError(ProviderError):
 
 class JobRejected(ProviderError):
     """The provider refused this job's parameters or content; retrying will not help."""
+
+
+class ModelRefused(JobRejected):
+    """The provider refuses the model named ("model is not supported", "invalid model name"):
+    every job of that model would be refused the same way."""
+
+
+class ContentRefused(JobRejected):
+    """The provider's moderation refused the request ("Failure to pass the risk control
+    system"); whether a retry can pass is contested (kling-api.md §18.2 (6))."""
 
 
 class TaskNotFound(ProviderError):

@@ -94,6 +94,7 @@ def run_config(settings: Settings, **tuning: Any) -> RunConfig:
         concurrency=settings.concurrency,
         task_timeout=settings.task_timeout,
         resend_unfound=settings.resend_unfound,
+        retry_moderation=settings.retry_moderation,
         download_workers=settings.download_workers,
         seed=settings.seed,
         **{**listening, **tuning},

@@ -41,6 +41,7 @@ class Settings(BaseModel):
     locked: bool = False
     seed: int | None = None
     resend_unfound: float | None = Field(None, gt=0)  # seconds: see --resend-unfound
+    retry_moderation: int = Field(0, ge=0, le=10)  # see --retry-moderation
     progress: Mode = "auto"  # see progress.py
     callback_url: str | None = None  # sent with every create (needs `listen`)
     listen: str | None = None  # HOST:PORT of the callback receiver (needs `callback_url`)

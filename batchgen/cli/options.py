@@ -177,6 +177,14 @@ tuning_options = compose(
     ),
     click.option("--seed", type=int, help="Seed for retry jitter (reproducible runs)."),
     click.option(
+        "--retry-moderation",
+        type=click.IntRange(0, 10),
+        default=0,
+        show_default=True,
+        help="Send a job refused by the provider's moderation again, for a new generation, up "
+        "to this many times (each try is paid; some prompts are refused for good).",
+    ),
+    click.option(
         "--resend-unfound",
         type=Duration(),
         help="For unattended runs: send again the unknown jobs (a create whose answer was "

@@ -99,6 +99,24 @@ def video_fault_options(command: F) -> F:
     help="The message of that refusal.",
 )
 @click.option(
+    "--slots-as-failed-task",
+    is_flag=True,
+    help="With every slot taken, accept a create and fail its task with 'parallel task over "
+    "resource pack limit' (a relay) instead of answering 1303.",
+)
+@click.option(
+    "--fail-mode",
+    type=click.Choice(["random", "prompt"]),
+    default="random",
+    show_default=True,
+    help="random: each generation fails with --fail-rate; prompt: moderation refuses the same "
+    "prompts every time.",
+)
+@click.option("--wrapped-answers", is_flag=True, help="Answer queries in new-api's wrapper (E40).")
+@click.option(
+    "--null-fields", is_flag=True, help="Nulls where objects are expected in tasks (E38)."
+)
+@click.option(
     "--lists-tasks/--no-task-list",
     default=None,
     help="Whether GET on the route lists the account's tasks [default: kling yes, cometapi no].",

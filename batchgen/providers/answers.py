@@ -28,8 +28,10 @@ from typing import Any, Literal
 
 from batchgen.errors import (
     AccountError,
+    ContentRefused,
     DuplicateExternalId,
     JobRejected,
+    ModelRefused,
     OutcomeUnknown,
     ProviderError,
     ProviderUnreachable,
@@ -74,6 +76,12 @@ _THROTTLE = re.compile(
 _DUPLICATE = re.compile(
     r"external[_ ]?task[_ ]?id.*(exist|duplicat|already|used)|duplicat.*external", re.IGNORECASE
 )
+_MODEL = re.compile(
+    r"model is not supported|invalid model name|unsupported model|model \S+ is not supported",
+    re.IGNORECASE,
+)
+MODERATION = re.compile(r"risk control|content (policy|moderation)|sensitive", re.IGNORECASE)
+THROTTLING = _THROTTLE
 _BALANCE = re.compile(
     r"quota is not enough|insufficient (quota|balance|credit)|arrears|余额不足|额度不足",
     re.IGNORECASE,
@@ -158,6 +166,10 @@ def _kling(kind: RequestKind, status: int, said: _Said, key_hint: str) -> Provid
         cls = ThrottledError
     elif code == 1201 and _DUPLICATE.search(said.message):
         cls = DuplicateExternalId
+    elif _MODEL.search(said.message):
+        cls = ModelRefused
+    elif MODERATION.search(said.message) and kind == "create":
+        cls = ContentRefused
     elif code in NOT_FOUND_CODES and kind != "create":
         cls = TaskNotFound
     elif code in OUTCOME_UNKNOWN_CODES and kind == "create":
@@ -207,6 +219,8 @@ def _by_message(kind: RequestKind, status: int, said: _Said, key_hint: str) -> P
         return ThrottledError(text, code=said.code, http_status=status)
     if _DUPLICATE.search(text) and kind == "create":
         return DuplicateExternalId(text, code=said.code, http_status=status)
+    if _MODEL.search(text):
+        return ModelRefused(text, code=said.code, http_status=status)
     return None
 
 

@@ -9,13 +9,14 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from batchgen.errors import (
+    ContentRefused,
     OutcomeUnknown,
     ProviderUnreachable,
     RetryableError,
     TaskNotFound,
     Unsupported,
 )
-from batchgen.providers.answers import TOKEN_CODES, RequestKind
+from batchgen.providers.answers import MODERATION, TOKEN_CODES, RequestKind
 from batchgen.providers.profiles import Capabilities, Profile
 from batchgen.providers.task import TaskInfo, task_in, tasks_in
 from batchgen.providers.transport import Transport
@@ -66,6 +67,10 @@ class Provider:
         doc = await self._call("create", "POST", self.profile.route, json_body=body)
         task = self._told(task_in(doc))
         if task is None:
+            said = doc.get("message") if isinstance(doc, Mapping) else None
+            if isinstance(said, str) and MODERATION.search(said):
+                # A "success" envelope that says moderation refused it, with no task (E34).
+                raise ContentRefused(self.transport.redact(said))
             raise OutcomeUnknown("the answer to the create holds no task id")
         return task
 

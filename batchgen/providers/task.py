@@ -1,13 +1,30 @@
 """A provider's task, normalised: what a create, a query, a list item or a callback says of one
-task (kling-api.md §5, §11, §17 E16, E25). Pure; tolerant of any JSON shape."""
+task (kling-api.md §5, §11, §17 E16, E25, §18.2 (3), E38, E40, E42). Pure; tolerant of any
+JSON shape: nulls where objects are expected, numbers where strings are documented.
+
+A relay built on new-api may wrap its answer to a query (E40):
+`{"code": "success", "data": {"task_id", "status": "SUCCESS", "fail_reason", "data": <the
+upstream body>}}`. The nested Kling task is read where there is one (under the relay's task
+id); otherwise its status is mapped (`WRAPPED_STATUS`), UNKNOWN meaning not finished.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 TERMINAL = frozenset({"succeed", "succeeded", "failed"})
+# new-api's task statuses (E40) as Kling's; UNKNOWN is not an end.
+WRAPPED_STATUS = {
+    "SUCCESS": "succeed",
+    "FAILURE": "failed",
+    "IN_PROGRESS": "processing",
+    "SUBMITTED": "submitted",
+    "QUEUED": "submitted",
+    "NOT_START": "submitted",
+    "UNKNOWN": "processing",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +55,15 @@ def parse_task(data: Any) -> TaskInfo | None:
     """A TaskInfo from a task object, or None when `data` holds no usable task id."""
     if not isinstance(data, Mapping):
         return None
-    task_id = _text(data.get("task_id"))
+    if _is_wrapped(data):
+        return _unwrapped(data)
+    task_id = _text(data.get("task_id")) or _new_api_id(data)
     if not task_id:
         return None
     video = _first_video(data.get("task_result"))
     return TaskInfo(
         task_id=task_id,
-        status=_text(data.get("task_status")) or "",
+        status=_text(data.get("task_status")) or _lower(data.get("status")),
         external_task_id=_text(_mapping(data.get("task_info")).get("external_task_id")),
         message=_text(data.get("task_status_msg")) or "",
         video_url=_text(video.get("url")),
@@ -54,6 +73,40 @@ def parse_task(data: Any) -> TaskInfo | None:
         created_at=_int(data.get("created_at")),
         updated_at=_int(data.get("updated_at")),
     )
+
+
+def _is_wrapped(data: Mapping[str, Any]) -> bool:
+    """new-api's own task object (E40): `status` in capitals, no `task_status`."""
+    status = data.get("status")
+    return "task_status" not in data and isinstance(status, str) and status in WRAPPED_STATUS
+
+
+def _unwrapped(data: Mapping[str, Any]) -> TaskInfo | None:
+    """The Kling task inside a wrapped answer (under the relay's task id), else the wrapper's
+    own status mapped."""
+    task_id = _text(data.get("task_id"))
+    inner = task_in(data.get("data"))
+    if inner is not None:
+        return replace(inner, task_id=task_id or inner.task_id)
+    if not task_id:
+        return None
+    return TaskInfo(
+        task_id=task_id,
+        status=WRAPPED_STATUS[str(data["status"])],
+        message=_text(data.get("fail_reason")) or "",
+    )
+
+
+def _new_api_id(data: Mapping[str, Any]) -> str | None:
+    """The task id of Kling's newer callback shape (E42: `id`, `status`, `outputs`)."""
+    if "outputs" in data and isinstance(data.get("status"), str):
+        return _text(data.get("id"))
+    return None
+
+
+def _lower(value: Any) -> str:
+    text = _text(value) or ""
+    return text.lower() if text.isupper() else text
 
 
 def task_in(body: Any) -> TaskInfo | None:

@@ -40,6 +40,9 @@ class RunConfig:
     # Set by the user (--resend-unfound): unknown jobs no look-up has found for this long are
     # sent again under the same external id. They may be paid twice.
     resend_unfound: float | None = None
+    # Set by the user (--retry-moderation): times a job refused by moderation is sent again
+    # for a new generation (whether a retry can pass is contested, kling-api.md §18.2 (6)).
+    retry_moderation: int = 0
     # A task the provider does not find, or calls done without a video URL, is given this long
     # after it was first seen so before the job is failed.
     not_found_grace: float = 60.0

@@ -81,6 +81,7 @@ class RunContext:
         self.stop_reason = ""
         self.busy_seconds = 0.0
         self.adopted = 0
+        self.refused_models: dict[str, str] = {}  # model → why the provider refuses it
         self.gate = CreateGate(config.retry, self.rng, config.unreachable_at_start / 3)
         self.wake_poll = anyio.Event()
         self.wake_feed = anyio.Event()

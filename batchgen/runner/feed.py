@@ -21,12 +21,15 @@ from anyio.abc import TaskGroup
 
 from batchgen.errors import (
     BatchgenError,
+    ContentRefused,
     DuplicateExternalId,
     JobRejected,
+    ModelRefused,
     ProviderError,
     ProviderUnreachable,
     ThrottledError,
 )
+from batchgen.events import Notice
 from batchgen.jobs import external_task_id, resolve_body
 from batchgen.providers import TaskInfo
 from batchgen.runner.context import RunContext
@@ -59,7 +62,9 @@ class Feeder:
                     continue
                 cursor = -1
                 idle = not ctx.active and ctx.store.next_not_before() is None
-                if idle and self.recovery.resend_at is None:
+                # A task refused by moderation may yet come back to be sent again.
+                regenerating = ctx.config.retry_moderation > 0 and bool(ctx.tracked)
+                if idle and self.recovery.resend_at is None and not regenerating:
                     break
                 await self._sleep_until_work()
         finally:
@@ -77,6 +82,11 @@ class Feeder:
             if job.status == JobStatus.PENDING and not self._fits_budget(job):
                 ctx.slots.release(finished=False)
                 break
+            refused = ctx.refused_models.get(str(job.request.get("model_name")))
+            if job.status == JobStatus.PENDING and refused is not None:
+                ctx.record(job, Failed(refused, "model_refused", ctx.wall()))
+                ctx.slots.release(finished=False)
+                continue
             if job.status == JobStatus.PENDING:
                 cursor = max(cursor, job.seq)
                 ext = external_task_id(job.job_id, job.generation)
@@ -172,6 +182,8 @@ class Feeder:
         if decision.action == Action.SETTLE:
             await self._settle_after(job, error, decision)
             return
+        if isinstance(error, ModelRefused):
+            self._refuse_model(job, error)
         if decision.action in (Action.WAIT, Action.RETRY) and not isinstance(error, ThrottledError):
             ctx.gate.failed(anyio.current_time(), unreachable=decision.action == Action.WAIT)
         self._requeue(job, error, decision)
@@ -202,4 +214,32 @@ class Feeder:
             unreachable = isinstance(error, ProviderUnreachable)
             ctx.stop("unreachable" if unreachable else "account", decision.reason)
         else:
-            ctx.record(job, Failed(decision.reason, "rejected", ctx.wall()))
+            ctx.record(job, Failed(decision.reason, _rejection_kind(error), ctx.wall()))
+
+    def _refuse_model(self, job: JobRecord, error: ModelRefused) -> None:
+        """The provider refuses this job's model: no other job of it is sent, with one notice
+        naming the model and its rows."""
+        ctx = self.ctx
+        model = str(job.request.get("model_name"))
+        if model in ctx.refused_models:
+            return
+        reason = f"{ctx.provider.name} refuses model {model}: {error.describe()}"
+        ctx.refused_models[model] = reason
+        count, rows = ctx.store.pending_rows_of_model(model, 10)
+        more = f" and {count - len(rows)} more" if count > len(rows) else ""
+        shown = ", ".join(rows) + more if rows else "no other row"
+        ctx.emit(
+            Notice(
+                f"{reason}. Its other {count} job(s) are not sent ({shown}); change the "
+                "rows' model_name (`batchgen validate` lists the models) and run again",
+                "warning",
+            )
+        )
+
+
+def _rejection_kind(error: ProviderError) -> str:
+    if isinstance(error, ModelRefused):
+        return "model_refused"
+    if isinstance(error, ContentRefused):
+        return "moderation"
+    return "rejected"

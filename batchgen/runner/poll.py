@@ -19,8 +19,9 @@ from batchgen.errors import (
     Unsupported,
 )
 from batchgen.providers import TaskInfo
+from batchgen.providers.answers import MODERATION, THROTTLING
 from batchgen.runner.context import RunContext, Tracked
-from batchgen.state.changes import Advanced, Failed, Generated
+from batchgen.state.changes import Advanced, Failed, Generated, Regenerated
 from batchgen.status import JobStatus, status_of_task
 
 
@@ -112,9 +113,7 @@ class Poller:
             self._finished(tracked, info, now)
         elif status == JobStatus.FAILED:
             ctx.untrack(tracked, finished=True)
-            reason = info.message or "the provider reported the generation failed"
-            units = info.final_unit_deduction
-            ctx.record(tracked.job_id, Failed(reason, "generation_failed", ctx.wall(), units))
+            self._failed(tracked.job_id, info)
         else:
             tracked.missing_since = None
             if status != tracked.status:
@@ -123,6 +122,32 @@ class Poller:
             tracked.running_seen = now - tracked.started
             tracked.polled_running = True
             tracked.next_poll = now + ctx.schedule.next_delay(tracked.running_seen)
+
+    def _failed(self, job_id: str, info: TaskInfo) -> None:
+        """A task the provider failed: a generation that failed, a refusal by moderation
+        (sent again for a new generation only as often as --retry-moderation says), or a task
+        failed for lack of slots (throttling: the cap drops; sent again only by the user,
+        since whether such a task is billed is not documented)."""
+        ctx = self.ctx
+        reason = info.message or "the provider reported the generation failed"
+        units = info.final_unit_deduction
+        if THROTTLING.search(reason):
+            ctx.slots.throttled()
+            ctx.gate.close_for_throttle(anyio.current_time() + ctx.config.retry.backoff(1, ctx.rng))
+            said = (
+                f"{reason}: the provider failed the task for lack of slots; whether it bills "
+                "such a task is not documented, so it is not sent again on its own "
+                "(`batchgen retry --failed` does)"
+            )
+            ctx.record(job_id, Failed(said, "throttled_task", ctx.wall(), units))
+        elif MODERATION.search(reason):
+            job = ctx.record(job_id, Failed(reason, "moderation", ctx.wall(), units))
+            if job.moderation_retries < ctx.config.retry_moderation:
+                note = f"{reason}: sent again for a new generation (--retry-moderation)"
+                ctx.record(job, Regenerated(note))
+                ctx.wake_feed.set()
+        else:
+            ctx.record(job_id, Failed(reason, "generation_failed", ctx.wall(), units))
 
     def _finished(self, tracked: Tracked, info: TaskInfo, now: float) -> None:
         ctx = self.ctx

@@ -9,6 +9,7 @@ come from any thread.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import threading
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batchgen.simulator import envelopes
-from batchgen.simulator.answers import Answer
+from batchgen.simulator.answers import Answer, json_answer
 from batchgen.simulator.config import SimulatorConfig
 from batchgen.simulator.defects import draw_defect, draw_html_page
 from batchgen.simulator.faults import Fault, Faults
@@ -254,18 +255,24 @@ class Account:
         if problem is not None:
             self._counts["invalid_creates"] += 1
             return Reply(self._refusal(1201 if body is not None else 1200, problem))
+        if model_of(body) in self.config.refused_models:
+            self._counts["invalid_creates"] += 1
+            return Reply(self._refusal(1201, "model is not supported"))
         external_id = body.get("external_task_id") or None
         if self._is_duplicate(external_id):
             self._counts["duplicate_external_id_refusals"] += 1
             return Reply(self._refusal(1201, self.config.reused_id_message))
-        if self.book.active(now) >= self.config.slots:
+        config = self.config
+        no_slot = self.book.active(now) >= config.slots
+        if no_slot and not config.slots_as_failed_task:
             self._counts["throttled_1303"] += 1
             return Reply(self._throttled(1303))
-        config = self.config
         defect = draw_defect(self._defects, config)
         if defect is not None:
             self._defects_injected[defect] += 1
-        new = _new_task(body, self.images, defect)
+        new = replace(_new_task(body, self.images, defect), no_slot=no_slot)
+        if config.fail_mode == "prompt":
+            new = replace(new, fails=_prompt_fails(body, config))
         if config.missing_video_rate and self.faults.rng.random() < config.missing_video_rate:
             new = replace(new, no_video=True)
             self._faults_injected[Fault.MISSING_VIDEO] += 1
@@ -311,6 +318,8 @@ class Account:
             self._counts["not_found"] += 1
             return Reply(self.profile.dialect.not_found(key, self._request_id()))
         data = self._task_object(task, origin, now, echo=echo)
+        if self.config.wrapped_answers and not echo:
+            return Reply(json_answer(200, envelopes.wrapped(data, self._request_id())))
         return Reply(self.profile.dialect.found(data, self._request_id()))
 
     def _list(self, query: Mapping[str, str], origin: str, now: float) -> Reply:
@@ -335,7 +344,8 @@ class Account:
             url = video_url(origin, task.task_id, expires, self._link_key)
         stamp = now if stamped and self.config.updated_at_mode == "query" else None
         echoed = echo or self.profile.echoes_external_id
-        return envelopes.task_object(task, now, url, echoed, stamp)
+        data = envelopes.task_object(task, now, url, echoed, stamp)
+        return envelopes.with_nulls(data) if self.config.null_fields else data
 
     def _server_error(self, call: ApiCall) -> Answer:
         is_create = call.route is Route.CREATE
@@ -419,6 +429,12 @@ def _new_task(body: Mapping[str, Any], images: ImageStore, defect: Defect | None
         video=video,
         watermarked=bool((body.get("watermark_info") or {}).get("enabled")),
     )
+
+
+def _prompt_fails(body: Mapping[str, Any], config: SimulatorConfig) -> bool:
+    """Whether moderation refuses this prompt, every time it is sent (fail_mode "prompt")."""
+    digest = hashlib.sha256(f"{config.seed}/{body.get('prompt', '')}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < config.fail_rate
 
 
 def _bounded(value: str | None, default: int, low: int, high: int) -> int | None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 ProfileName = Literal["cometapi", "kling"]
 UpdatedAtMode = Literal["task", "query"]
 LookupForm = Literal["path", "query", "none"]
+FailMode = Literal["random", "prompt"]
 PROFILE_NAMES = ("cometapi", "kling")
 UPDATED_AT_MODES = ("task", "query")
 LOOKUP_FORMS = ("path", "query", "none")
@@ -66,6 +67,13 @@ class SimulatorConfig:
     refuses_reused_ids: bool | None = None  # a create reusing an external id is refused
     reused_id_message: str = "external_task_id already exists"  # ... with this message (1201)
     lists_tasks: bool | None = None  # GET {api_path}?pageNum=&pageSize= lists the tasks
+    slots_as_failed_task: bool = (
+        False  # full slots: accept, then fail the task (a relay, §18.2 (4))
+    )
+    fail_mode: FailMode = "random"  # "prompt": a failed (moderated) prompt always fails again
+    wrapped_answers: bool = False  # queries answered in new-api's wrapper (E40)
+    refused_models: tuple[str, ...] = ()  # creates naming these answer 1201 (E33)
+    null_fields: bool = False  # nulls where objects are expected (E38)
     fail_rate: float = 0.0  # generations that end `failed`
     error_rate: float = 0.0  # API requests answered 5xx, unprocessed
     reset_before_accept_rate: float = 0.0  # creates dropped before the task is recorded
@@ -131,6 +139,7 @@ def _first_problem(config: SimulatorConfig) -> str | None:
             f"{', '.join(API_FAULT_RATES)} must add up to at most 1",
         ),
         (config.profile in PROFILE_NAMES, f"profile is one of {', '.join(PROFILE_NAMES)}"),
+        (config.fail_mode in ("random", "prompt"), "fail_mode is random or prompt"),
         (
             config.lookup_form is None or config.lookup_form in LOOKUP_FORMS,
             f"lookup_form is one of {', '.join(LOOKUP_FORMS)} or None",

@@ -33,6 +33,7 @@ ERRORS = {  # code: (HTTP status, message)
 FAILURE_MESSAGES = {
     Outcome.FAILED: "Failure to pass the risk control system (simulated content moderation)",
     Outcome.IMAGE_REJECTED: "Image pixel is invalid",
+    Outcome.NO_SLOT: "parallel task over resource pack limit",
 }
 
 
@@ -109,3 +110,37 @@ def _task_info(task: Task, echo_external_id: bool) -> dict[str, Any]:
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
+
+
+WRAPPED = {"submitted": "SUBMITTED", "processing": "IN_PROGRESS", "succeed": "SUCCESS"}
+
+
+def wrapped(data: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """A query's answer as new-api wraps it (kling-api.md E40): its own status words, the
+    upstream Kling body nested under `data`."""
+    status = str(data["task_status"])
+    return {
+        "code": "success",
+        "message": "",
+        "data": {
+            "task_id": data["task_id"],
+            "status": WRAPPED.get(status, "FAILURE"),
+            "fail_reason": data.get("task_status_msg") or "",
+            "progress": "100%" if status in ("succeed", "failed") else "50%",
+            "submit_time": data["created_at"] // 1000,
+            "finish_time": data["updated_at"] // 1000,
+            "data": {"code": 0, "message": "SUCCEED", "request_id": request_id, "data": data},
+        },
+    }
+
+
+def with_nulls(data: dict[str, Any]) -> dict[str, Any]:
+    """The task with nulls where the schema has objects or strings it leaves empty (E38)."""
+    nulled = dict(data)
+    if not nulled.get("task_info"):
+        nulled["task_info"] = {"external_task_id": None}
+    if not nulled.get("task_result"):
+        nulled["task_result"] = None
+    if not nulled.get("task_status_msg"):
+        nulled["task_status_msg"] = None
+    return nulled

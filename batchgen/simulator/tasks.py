@@ -32,6 +32,7 @@ class Outcome(Enum):
     SUCCEED = "succeed"
     FAILED = "failed"  # the generation fails (e.g. moderation)
     IMAGE_REJECTED = "image_rejected"  # the input image is unusable; nothing is charged
+    NO_SLOT = "no_slot"  # accepted with every slot taken, then failed (a relay's 1303)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,7 @@ class Task:
     @property
     def processing_from(self) -> float:
         """When the task turns `processing` (its end, for a rejected image: it never does)."""
-        if self.outcome is Outcome.IMAGE_REJECTED:
+        if self.outcome in (Outcome.IMAGE_REJECTED, Outcome.NO_SLOT):
             return self.finishes
         return self.created + SUBMITTED_SHARE * self.generation
 
@@ -89,6 +90,8 @@ class NewTask:
     duration: str
     units: str
     image_rejected: bool = False
+    no_slot: bool = False
+    fails: bool | None = None  # decided by the prompt (fail_mode "prompt"); None: drawn
     callback_url: str | None = None
     video: VideoSpec | None = None
     watermarked: bool = False
@@ -126,9 +129,13 @@ class TaskBook:
         self.active(now)
         self._last_id += self.rng.randint(1, MAX_ID_STEP)
         generation = self.rng.uniform(*latency)
-        outcome = Outcome.FAILED if self.rng.random() < fail_rate else Outcome.SUCCEED
+        drawn = self.rng.random() < fail_rate
+        fails = drawn if new.fails is None else new.fails
+        outcome = Outcome.FAILED if fails else Outcome.SUCCEED
         if new.image_rejected:
             generation, outcome = min(IMAGE_CHECK_SECONDS, generation), Outcome.IMAGE_REJECTED
+        elif new.no_slot:
+            generation, outcome = min(IMAGE_CHECK_SECONDS, generation), Outcome.NO_SLOT
         task = Task(
             str(self._last_id),
             new.external_task_id,

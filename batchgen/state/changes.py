@@ -34,6 +34,10 @@ class Change:
         """How many attempts this change adds to the job's count."""
         return 0
 
+    def increments(self) -> dict[str, int]:
+        """Counting columns this change adds to (attempts, moderation retries...)."""
+        return {"attempts": self.attempts()}
+
     def detail(self) -> str:
         """What the change says to a person watching the run."""
         return ""
@@ -216,6 +220,31 @@ class SentAgain(Change):
 
     def columns(self) -> dict[str, Any]:
         return {"task_id": None, "not_before": 0, "last_error": self.note, "error_kind": self.kind}
+
+    def detail(self) -> str:
+        return self.note
+
+
+@dataclass(frozen=True, slots=True)
+class Regenerated(Change):
+    """A failed job sent again for a new generation under a fresh external id, without the
+    user in between (`--retry-moderation`): counted in `moderation_retries`."""
+
+    note: str
+    target: ClassVar[JobStatus | None] = JobStatus.PENDING
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "external_task_id": None,
+            "task_id": None,
+            "video_url": None,
+            "not_before": 0,
+            "last_error": self.note,
+            "error_kind": "moderation_retry",
+        }
+
+    def increments(self) -> dict[str, int]:
+        return {"generation": 1, "moderation_retries": 1}
 
     def detail(self) -> str:
         return self.note

@@ -118,6 +118,11 @@ MIGRATIONS: Sequence[Migration] = (
         CREATE INDEX lookups_by_job ON lookups (job_id, at);
         """,
     ),
+    # New generations sent without the user after moderation refused one (--retry-moderation).
+    Migration(
+        "moderation_retries",
+        "ALTER TABLE jobs ADD COLUMN moderation_retries INTEGER NOT NULL DEFAULT 0;",
+    ),
 )
 
 _RECORD = "CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"

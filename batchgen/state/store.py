@@ -85,11 +85,12 @@ class Store:
         if not can_move(old, new):
             raise IllegalTransition(f"job {job_id}: {old} -> {new} is not allowed")
         columns = {"status": new.value, **change.columns()}
-        assignments = ", ".join(f"{name} = ?" for name in columns)
+        added = change.increments()
+        assignments = [f"{name} = ?" for name in columns]
+        assignments += [f"{name} = {name} + ?" for name in added]
         returned = self.db.write_returning(
-            f"UPDATE jobs SET {assignments}, attempts = attempts + ? WHERE job_id = ? "
-            f"RETURNING {JOB_COLUMNS}",
-            [*columns.values(), change.attempts(), job_id],
+            f"UPDATE jobs SET {', '.join(assignments)} WHERE job_id = ? RETURNING {JOB_COLUMNS}",
+            [*columns.values(), *added.values(), job_id],
         )
         return old, job_record(returned)
 
@@ -259,6 +260,15 @@ class Store:
                 raise StateError(f"no job with id or row id {name!r} in {self.path}")
             found.append(str(row[0]))
         return found
+
+    def pending_rows_of_model(self, model: str, limit: int) -> tuple[int, list[str]]:
+        """How many pending jobs of the manifest ask for `model`, and the first rows."""
+        where = "status = 'pending' AND seq >= 0 AND json_extract(request, '$.model_name') = ?"
+        row = self.db.one(f"SELECT count(*) FROM jobs WHERE {where}", (model,))
+        rows = self.db.all(
+            f"SELECT row_id FROM jobs WHERE {where} ORDER BY seq LIMIT ?", (model, limit)
+        )
+        return (0 if row is None else int(row[0])), [str(r[0]) for r in rows]
 
     def job_ids(self) -> Iterator[str]:
         return (str(row[0]) for row in self.db.rows("SELECT job_id FROM jobs ORDER BY job_id"))
