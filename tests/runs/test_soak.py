@@ -22,12 +22,15 @@ FAULTS = {"error_rate": 0.05, "reset_after_accept_rate": 0.05, "gateway_timeout_
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", PROFILES)
 def test_twenty_kills_pay_nothing_twice_and_lose_no_video(tmp_path, profile):
-    """Kill -9 twenty times at seeded moments, then finish: one payment and one video a row."""
+    """Kill -9 twenty times at seeded moments, then finish: one payment and one video a row;
+    on Kling's own API every task that exists is found in its task list (none adopted by
+    hand: the unknown jobs left are creates a kill stopped before they left)."""
     manifest = write_manifest(tmp_path, ROWS)
     out = tmp_path / "out"
     run_dir = out / "batch"
     rng = random.Random(20261125)
     unknown_total = 0
+    by_hand: list[str] = []
     with simulator(latency=(0.5, 1.5), slots=4, profile=profile, **FAULTS) as sim:
         for _ in range(KILLS):
             proc = spawn_run(manifest, out, sim.base_url, "-c", "6", profile=profile)
@@ -35,10 +38,10 @@ def test_twenty_kills_pay_nothing_twice_and_lose_no_video(tmp_path, profile):
             proc.send_signal(signal.SIGKILL)
             _, err = proc.communicate(timeout=10)
             assert b"Traceback" not in err, err.decode()
-            unknown_total += resolve_unknown(sim, manifest, out, profile)
+            unknown_total += resolve_unknown(sim, manifest, out, profile, by_hand)
         for _ in range(10):
             code = run_cli("run", manifest, "-o", out, base_url=sim.base_url, profile=profile)
-            found = resolve_unknown(sim, manifest, out, profile)
+            found = resolve_unknown(sim, manifest, out, profile, by_hand)
             unknown_total += found
             if not found:
                 break
@@ -57,9 +60,10 @@ def test_twenty_kills_pay_nothing_twice_and_lose_no_video(tmp_path, profile):
     print(
         f"\nsoak {profile}: {KILLS} kills, {lost} create answers lost after the task was made, "
         f"{stats['faults']['server_error']} 5xx, {stats['throttled_1303']} slots-full answers, "
-        f"{unknown_total} jobs left unknown and resolved, {len(twice)} rows paid twice, "
+        f"{unknown_total} jobs left unknown and resolved ({len(by_hand)} adopted by hand), "
+        f"{len(twice)} rows paid twice, "
         f"{len(index)}/{ROWS} videos verified"
     )
     assert not twice and len(index) == ROWS and len(paid) == ROWS
     if profile == "kling":
-        assert unknown_total == 0
+        assert by_hand == []
