@@ -117,6 +117,11 @@ def video_fault_options(command: F) -> F:
     "--null-fields", is_flag=True, help="Nulls where objects are expected in tasks (E38)."
 )
 @click.option(
+    "--refused-models",
+    multiple=True,
+    help="Answer creates naming this model with 1201 'model is not supported' (repeatable).",
+)
+@click.option(
     "--lists-tasks/--no-task-list",
     default=None,
     help="Whether GET on the route lists the account's tasks [default: kling yes, cometapi no].",
