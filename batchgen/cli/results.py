@@ -157,7 +157,8 @@ def _defaulted(name: str) -> bool:
 def export(target: Path, runs: Path, fmt: str, out_dir: Path | None, **options: Any) -> None:
     """Export a run's finished videos (listed in its index.jsonl) as a dataset. Here `-o` is
     where the export goes; `--runs` is the folder holding MANIFEST's run."""
-    result = export_run(resolve_target(target, runs).run_dir, fmt, out_dir, **options)
+    found = resolve_target(target, runs)
+    result = export_run(found.run_dir, fmt, out_dir, state=found.state_elsewhere, **options)
     for row_id in result.skipped:
         click.echo(f"skipped {row_id}: video missing", err=True)
     for row_id, codes in result.excluded:

@@ -1,7 +1,8 @@
 """`export_run`: stream a run's index into one format's writer, then publish the result.
 
-Two passes over index.jsonl, each one line at a time: the first finds the columns and any
-missing video, the second writes. Everything is written under `<out>/.staging/` and moved into
+Two passes over the run's finished jobs (entries.py: its state where there is one, else
+index.jsonl), each one entry at a time: the first finds the columns and any missing video, the
+second writes. Everything is written under `<out>/.staging/` and moved into
 place only when complete, so a failed export leaves the previous one as it was. Files of an
 earlier export that this one did not write (shards past the new last one, videos of rows no
 longer exported) are then removed; only names the format owns are touched.
@@ -25,7 +26,7 @@ from batchgen.export.base import Sample, Writer, sample_key
 from batchgen.export.card import Provenance
 from batchgen.export.columns import Columns, ColumnScan, qa_codes
 from batchgen.export.csv_table import CsvWriter
-from batchgen.export.entries import IndexLine, read_lines
+from batchgen.export.entries import IndexLine, finished_entries
 from batchgen.export.hf import HfWriter
 from batchgen.export.webdataset import WebDatasetWriter
 from batchgen.progress import counted
@@ -62,22 +63,24 @@ def export_run(
     shard_size: int = 1000,
     skip_missing: bool = False,
     exclude_flagged: bool = False,
+    state: Path | None = None,
 ) -> ExportResult:
-    """Export the finished videos of `run_dir` as `fmt` into `out_dir` (default
-    RUN/export/<fmt>/), replacing an earlier export there; without the videos QA flagged if
-    `exclude_flagged`. Raises UnknownFormat, UsageError (bad shard size), IndexInvalid, or
+    """Export the finished videos of `run_dir` (as its state, default RUN/state.sqlite, or
+    else its index.jsonl lists them) as `fmt` into `out_dir` (default RUN/export/<fmt>/),
+    replacing an earlier export there; without the videos QA flagged if `exclude_flagged`.
+    Raises UnknownFormat, UsageError (bad shard size), IndexInvalid, or
     MissingVideo unless `skip_missing`."""
     writer_class = writer_for(fmt)
     if shard_size < 1:
         raise UsageError(f"shard size must be at least 1, not {shard_size}")
     out = out_dir if out_dir is not None else run_dir / EXPORT_DIR / fmt
-    scan = _scan(run_dir, exclude_flagged)
+    scan = _scan(run_dir, state, exclude_flagged)
     if scan.missing and not skip_missing:
         raise MissingVideo([(line.row_id, line.video) for line in scan.missing])
     provenance = Provenance.of_run(run_dir)
     provenance.skipped_missing, provenance.excluded_flagged = len(scan.missing), len(scan.excluded)
     left_out = {line.job_id for line in (*scan.missing, *scan.excluded)}
-    feed = _Feed(run_dir, scan.columns, left_out, provenance)
+    feed = _Feed(run_dir, state, scan.columns, left_out, provenance)
     staging = _fresh_staging(out)
     writer = writer_class(staging, scan.columns, shard_size)
     try:
@@ -98,10 +101,10 @@ def writer_for(fmt: str) -> type[Writer]:
     return FORMATS[fmt]
 
 
-def _scan(run_dir: Path, exclude_flagged: bool) -> _Scan:
+def _scan(run_dir: Path, state: Path | None, exclude_flagged: bool) -> _Scan:
     columns = ColumnScan()
     missing, excluded = [], []
-    for line in read_lines(run_dir):
+    for line in finished_entries(run_dir, state):
         if exclude_flagged and qa_codes(line.entry):
             excluded.append(line)
             continue
@@ -116,9 +119,15 @@ class _Feed:
     has gone."""
 
     def __init__(
-        self, run_dir: Path, columns: Columns, skip: set[str], provenance: Provenance
+        self,
+        run_dir: Path,
+        state: Path | None,
+        columns: Columns,
+        skip: set[str],
+        provenance: Provenance,
     ) -> None:
         self.run_dir = run_dir
+        self.state = state
         self.columns = columns
         self.skip = skip
         self.provenance = provenance
@@ -132,7 +141,7 @@ class _Feed:
             raise MissingVideo([(row, str(exc.filename))]) from None
 
     def _samples(self) -> Iterator[Sample]:
-        for line in counted(read_lines(self.run_dir), "exporting"):
+        for line in counted(finished_entries(self.run_dir, self.state), "exporting"):
             if line.job_id in self.skip:
                 continue
             video = self.run_dir / line.video

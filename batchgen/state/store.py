@@ -265,6 +265,11 @@ class Store:
         )
         return ((str(a), str(b), str(c)) for a, b, c in cursor)
 
+    def row_ids(self) -> Iterator[str]:
+        """The row id of every job of the run (see CURRENT), each once."""
+        cursor = self.db.rows(f"SELECT DISTINCT row_id FROM jobs WHERE {CURRENT}")
+        return (str(row[0]) for row in cursor)
+
     def done_in_job_order(self) -> Iterator[JobRecord]:
         return self._jobs("status = 'done' AND seq >= 0 ORDER BY job_id")
 
