@@ -19,6 +19,7 @@ from batchgen.load import PreparedRun, prepare
 from batchgen.money.budget import Budget
 from batchgen.money.pricing import load_prices
 from batchgen.money.spent import ledger_of
+from batchgen.output import KeptInputs
 from batchgen.providers import Auth, Provider, auth_for, connect
 from batchgen.runner import RunConfig, Runner, RunOutcome
 from batchgen.runner.config import Listen
@@ -123,7 +124,7 @@ async def execute(
             prepared.store,
             provider,
             downloads,
-            prepared.manifest.catalog.payload,
+            KeptInputs(prepared.manifest.catalog.payload, prepared.run_dir),
             prepared.run_dir,
             config,
             listeners,

@@ -28,6 +28,7 @@ from batchgen.export.columns import Columns, ColumnScan, qa_codes
 from batchgen.export.csv_table import CsvWriter
 from batchgen.export.entries import IndexLine, finished_entries
 from batchgen.export.hf import HfWriter
+from batchgen.export.inputs import InputFiles
 from batchgen.export.webdataset import WebDatasetWriter
 from batchgen.progress import counted
 
@@ -46,6 +47,7 @@ class ExportResult:
     files: tuple[Path, ...]
     skipped: tuple[str, ...] = ()
     excluded: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (row id, QA codes) left out
+    without_inputs: int = 0  # samples with an input image that has no file (a URL sent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,8 @@ def export_run(
     staging = _fresh_staging(out)
     writer = writer_class(staging, scan.columns, shard_size)
     try:
-        written = feed.into(writer)
+        with feed.inputs:
+            written = feed.into(writer)
         written += writer.describe(provenance)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -92,7 +95,9 @@ def export_run(
     files = _publish(staging, out, written, writer)
     skipped = tuple(line.row_id for line in scan.missing)
     excluded = tuple((line.row_id, tuple(qa_codes(line.entry) or ())) for line in scan.excluded)
-    return ExportResult(fmt, out, provenance.exported, files, skipped, excluded)
+    return ExportResult(
+        fmt, out, provenance.exported, files, skipped, excluded, provenance.without_inputs
+    )
 
 
 def writer_for(fmt: str) -> type[Writer]:
@@ -131,6 +136,7 @@ class _Feed:
         self.columns = columns
         self.skip = skip
         self.provenance = provenance
+        self.inputs = InputFiles(run_dir, state)
         self.current: Sample | None = None
 
     def into(self, writer: Writer) -> list[str]:
@@ -146,8 +152,9 @@ class _Feed:
                 continue
             video = self.run_dir / line.video
             row = self.columns.row(line.entry)
-            self.current = Sample(sample_key(line.job_id), line.entry, row, video)
-            self.provenance.add(line.entry)
+            inputs = self.inputs.of(line.entry.get("request") or {})
+            self.current = Sample(sample_key(line.job_id), line.entry, row, video, inputs)
+            self.provenance.add(line.entry, inputs)
             yield self.current
 
 

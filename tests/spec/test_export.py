@@ -262,7 +262,7 @@ def test_hf_columns_keep_their_types_when_no_row_has_a_value(run):
     """An all-empty column is typed in metadata.parquet, never `null`."""
     schema = pq.read_schema(export_run(run.path, "hf").out_dir / "metadata.parquet")
     types = {name: str(schema.field(name).type) for name in schema.names}
-    assert types["image_tail"] == "string" and types["cfg_scale"] == "double"
+    assert types["image_tail_ref"] == "string" and types["cfg_scale"] == "double"
     assert types["width"] == "int64" and types["has_audio"] == "bool"
     assert types["qa"] == "list<element: string>" and types["take"] == "int64"
     assert "null" not in types.values()
