@@ -1,7 +1,9 @@
-"""Progress on stderr, from the run's events only: a bar in a terminal, plain (or JSON) lines
-at a steady pace everywhere else (a pipe, `tee`, nohup, cron, CI), so a log shows the run
-alive. Both show what is true now: tasks in flight, downloading, done, failed, unknown,
-waiting, the pace of finished jobs and the time left at that pace."""
+"""Progress from the run's events only: on stderr, a bar in a terminal, plain lines at a steady
+pace everywhere else (a pipe, `tee`, nohup, cron, CI), so a log shows the run alive; with
+`--progress json`, one JSON object a line on stdout, alone there (every human line of the
+command goes to stderr), so that `batchgen run M --progress json | jq -c .done` works. Each
+shows what is true now: tasks in flight, downloading, done, failed, unknown, waiting, the pace
+of finished jobs and the time left at that pace."""
 
 from __future__ import annotations
 
@@ -243,8 +245,9 @@ def say(line: str, stream: IO[str]) -> None:
 
 
 def progress_for(mode: Mode, stream: IO[str] | None = None) -> Listener:
-    """The progress subscriber for `mode` ("auto": a bar on a terminal, lines elsewhere)."""
-    stream = stream or sys.stderr
+    """The progress subscriber for `mode` ("auto": a bar on a terminal, lines elsewhere), on
+    `stream` (default: stdout for JSON lines, else stderr)."""
+    stream = stream or (sys.stdout if mode == "json" else sys.stderr)
     if mode == "off":
         return NoticesOnly(stream)
     if mode == "auto":

@@ -37,12 +37,16 @@ from batchgen.progress import counted
     help="Problems to list (all are counted).",
 )
 @click.option("--inline-urls", is_flag=True, help="Download URL images to check them too.")
-def validate(manifest: Path, max_problems: int, inline_urls: bool) -> int:
+@json_option("the result (ok, jobs, every problem listed)")
+def validate(manifest: Path, max_problems: int, inline_urls: bool, as_json: bool) -> int:
     """Check every row of MANIFEST without submitting anything: every problem of every row in
     one pass (exit 2 if any)."""
     options = ResolveOptions(inline_urls=inline_urls, max_problems=max_problems)
     resolved = resolve_manifest(_existing(manifest), options)
     result = check_items(counted(resolved.iter_jobs(), "checking"), max_problems)
+    if as_json:
+        click.echo(json.dumps(validation_json(manifest, result), indent=2))
+        return EXIT_OK if result.ok else EXIT_USAGE
     for problem in result.problems:
         click.echo(f"error: {problem}")
     more = result.total_problems - len(result.problems)
@@ -53,6 +57,18 @@ def validate(manifest: Path, max_problems: int, inline_urls: bool) -> int:
         return EXIT_USAGE
     click.echo(f"{manifest}: ok, {result.jobs} job(s)")
     return EXIT_OK
+
+
+def validation_json(manifest: Path, result: ValidationReport) -> dict[str, object]:
+    """What `validate --json` prints: one object, the problems listed as their fields."""
+    return {
+        "manifest": str(manifest),
+        "ok": result.ok,
+        "jobs": result.jobs,
+        "total_problems": result.total_problems,
+        "invalid_rows": len(result.invalid_rows),
+        "problems": [dataclasses.asdict(problem) for problem in result.problems],
+    }
 
 
 def _refusal(manifest: Path, result: ValidationReport, max_problems: int) -> str:

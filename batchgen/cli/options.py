@@ -157,8 +157,8 @@ tuning_options = compose(
         type=click.Choice(MODES),
         default="auto",
         show_default=True,
-        help="auto: a bar on a terminal, else a plain line every 10 s; json: a JSON object "
-        "per line; off: nothing but the summary.",
+        help="auto: a bar on a terminal, else a plain line every 10 s (stderr); json: a JSON "
+        "object per line on stdout, alone there; off: nothing but the summary.",
     ),
     click.option("--no-progress", "progress", flag_value="off", help="The same as --progress off."),
 )
