@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -12,7 +13,9 @@ from batchgen.cli.options import (
     concurrency_option,
     json_option,
     manifest_argument,
+    output_option,
     prices_option,
+    state_option,
 )
 from batchgen.errors import EXIT_OK, EXIT_USAGE, UsageError
 from batchgen.manifest.resolve import (
@@ -22,9 +25,12 @@ from batchgen.manifest.resolve import (
     resolve_manifest,
 )
 from batchgen.manifest.schema import manifest_json_schema
-from batchgen.money.plan import build_plan
+from batchgen.money.plan import TO_SEND, build_plan
 from batchgen.money.pricing import load_prices
 from batchgen.progress import counted
+from batchgen.settings import Settings
+from batchgen.state.store import Store
+from batchgen.status import IN_FLIGHT, JobStatus
 
 
 @click.command(short_help="Check every row of a manifest; submits nothing.")
@@ -81,6 +87,8 @@ def _refusal(manifest: Path, result: ValidationReport, max_problems: int) -> str
 
 @click.command(short_help="Dry run: jobs, cost and wall time; submits nothing.")
 @manifest_argument
+@output_option()
+@state_option
 @concurrency_option
 @click.option(
     "--generation-seconds",
@@ -92,14 +100,23 @@ def _refusal(manifest: Path, result: ValidationReport, max_problems: int) -> str
 @prices_option
 @json_option("the plan")
 def plan(
-    manifest: Path, concurrency: int, generation_seconds: float, prices: Path | None, as_json: bool
+    manifest: Path,
+    output: Path,
+    state: Path | None,
+    concurrency: int,
+    generation_seconds: float,
+    prices: Path | None,
+    as_json: bool,
 ) -> int:
     """Dry run of MANIFEST: jobs by model, tier and duration, low / expected / high cost and
-    wall time at --concurrency. Submits nothing."""
+    wall time at --concurrency. Submits nothing. A manifest run before is planned against its
+    state: what is left to send, apart from what is done."""
     table = load_prices(prices)
     resolved = resolve_manifest(_existing(manifest))
     jobs = counted(resolved.iter_jobs(), "planning")
-    summary = build_plan(jobs, concurrency, generation_seconds, table)
+    state_file = Settings(output=output, state=state).state_path(resolved.name)
+    status_of = _earlier_run(state_file)
+    summary = build_plan(jobs, concurrency, generation_seconds, table, status_of)
     click.echo(json.dumps(dataclasses.asdict(summary), indent=2) if as_json else summary.render())
     if summary.problems:
         click.echo(
@@ -107,6 +124,26 @@ def plan(
         )
         return EXIT_USAGE
     return EXIT_OK
+
+
+IN_FLIGHT_NAME = "in flight"
+
+
+def _earlier_run(state: Path) -> Callable[[str], str] | None:
+    """Where each job of an earlier run is, as the plan counts it; None if never run."""
+    if not state.is_file():
+        return None
+    with Store.open(state) as store:
+        statuses = store.statuses()
+
+    def status_of(job_id: str) -> str:
+        status = statuses.get(job_id, JobStatus.PENDING)
+        if status == JobStatus.PENDING:
+            return TO_SEND
+        paid = status in IN_FLIGHT or status == JobStatus.DOWNLOADING
+        return IN_FLIGHT_NAME if paid else status.value
+
+    return status_of
 
 
 @click.command(short_help="Print the manifest's JSON Schema (for editors).")

@@ -11,6 +11,7 @@ are methods of their own. The tables beside the jobs have their own classes, rea
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,10 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.set_meta(key, value)
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Writes made inside are committed together, or not at all if the block raises."""
+        return self.db.transaction()
 
     # -- changes ----------------------------------------------------------------------------
 
@@ -264,6 +269,11 @@ class Store:
             "SELECT job_id, row_id, request FROM jobs WHERE seq >= 0 ORDER BY job_id"
         )
         return ((str(a), str(b), str(c)) for a, b, c in cursor)
+
+    def statuses(self) -> dict[str, JobStatus]:
+        """Every job's status, by job id."""
+        rows = self.db.rows("SELECT job_id, status FROM jobs")
+        return {str(job_id): JobStatus(status) for job_id, status in rows}
 
     def row_ids(self) -> Iterator[str]:
         """The row id of every job of the run (see CURRENT), each once."""
