@@ -35,9 +35,10 @@ class Loaded:
     new: int
     known: int
     skipped: list[Problem]
-    skipped_total: int
+    skipped_total: int  # problems of the rows left out (--skip-invalid)
     kinds: dict[Key, int]  # jobs per (model, mode, duration)
     reused: bool = False  # the manifest had not changed: the state's jobs were taken as they are
+    skipped_rows: int = 0  # rows left out (--skip-invalid), each with one problem or more
 
 
 @dataclass(slots=True)
@@ -191,6 +192,7 @@ def load_jobs(
     invalid (and not `skip_invalid`), the lock does not match or `cost_check` raises (given
     the state with the jobs loaded), nothing is changed."""
     problems: list[Problem] = []
+    invalid_rows: set[str] = set()
     counter = {"problems": 0, "jobs": 0}
     kinds: Counter[Key] = Counter()
 
@@ -204,6 +206,7 @@ def load_jobs(
                 yield item
                 continue
             counter["problems"] += 1
+            invalid_rows.add(item.row)
             if len(problems) < MAX_PROBLEMS:
                 problems.append(item)
         if counter["problems"] and not skip_invalid:
@@ -216,7 +219,16 @@ def load_jobs(
         if cost_check is not None:
             cost_check(store)
     store.inputs.record_images(manifest.catalog.described())
-    store.inputs.replace_skipped((p.row, p.line, p.field, p.message) for p in problems)
+    rows = ((p.row, p.line, p.field, p.message) for p in problems)
+    store.inputs.replace_skipped(rows, len(invalid_rows))
     if counter["jobs"] == 0 and not problems:
         raise UsageError(f"manifest {manifest.path} has no rows")
-    return Loaded(counter["jobs"], new, known, problems, counter["problems"], dict(kinds))
+    return Loaded(
+        counter["jobs"],
+        new,
+        known,
+        problems,
+        counter["problems"],
+        dict(kinds),
+        skipped_rows=len(invalid_rows),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import signal
 import threading
@@ -130,7 +131,8 @@ async def execute(
             listeners,
             budget=budget,
         )
-        return await runner.run()
+        outcome = await runner.run()
+    return dataclasses.replace(outcome, skipped_invalid=loaded.skipped_rows)
 
 
 def budget_for(store: Store, settings: Settings) -> Budget | None:

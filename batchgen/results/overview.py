@@ -4,13 +4,14 @@ is so (and what to do about an unknown one), QA findings, and money spent and co
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
 from batchgen.money.spent import Money, money_of
 from batchgen.results.qa_summary import QaSummary, summarize
 from batchgen.settings import ProviderName
+from batchgen.state.inputs import SkippedRow
 from batchgen.state.records import JobRecord
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
@@ -28,12 +29,23 @@ class Overview:
     unknown: list[JobRecord]
     qa: QaSummary
     money: Money
+    skipped: list[SkippedRow] = field(default_factory=list)  # the first rows left out
+    skipped_total: int = 0  # rows `--skip-invalid` left out, in all
 
     def lines(self, advice: Advice) -> Iterator[str]:
         """The text `status` prints."""
         for state, n in self.counts.items():
             yield f"{state.value:<12}{n:>8}"
         yield f"{'total':<12}{sum(self.counts.values()):>8}"
+        if self.skipped_total:
+            yield (
+                f"{'invalid':<12}{self.skipped_total:>8}  row(s) left out by --skip-invalid "
+                "(no jobs: not in the total)"
+            )
+        for row, line, name, message in self.skipped:
+            yield f"invalid {row} (line {line}), field {name!r}: {message}"
+        if self.skipped_total > len({row for row, *_ in self.skipped}):
+            yield "... and more: failed.jsonl lists every invalid row"
         for job in self.failed:
             yield f"failed {job.row_id} ({job.job_id}): [{job.error_kind}] {job.last_error}"
         yield from self._more(JobStatus.FAILED, len(self.failed), "")
@@ -60,6 +72,13 @@ class Overview:
                 "flagged_rows": [row for row, _, _ in self.qa.first_flagged],
             },
             "money": self.money.as_json(),
+            "skipped_invalid": {
+                "total": self.skipped_total,
+                "rows": [
+                    {"row_id": row, "line": line, "field": name, "error": message}
+                    for row, line, name, message in self.skipped
+                ],
+            },
         }
 
     def _more(self, status: JobStatus, listed: int, label: str) -> Iterator[str]:
@@ -76,6 +95,8 @@ def overview_of(store: Store, listed: int) -> Overview:
         unknown=list(islice(store.unknown_in_job_order(), listed)),
         qa=summarize(store, listed),
         money=state_money(store),
+        skipped=list(islice(store.inputs.skipped(), listed)),
+        skipped_total=store.inputs.skipped_rows(),
     )
 
 

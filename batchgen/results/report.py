@@ -38,6 +38,7 @@ def build_report(store: Store, outcome: RunOutcome | None = None) -> dict[str, A
         "qa": summarize(store).as_json(),
         "units_charged": round(store.spending.units_charged(), 3),
         "superseded_videos": store.superseded_count(),
+        "skipped_invalid": store.inputs.skipped_rows(),
         "estimated_usd": round(cost.usd, 2),
         "unpriced_jobs": cost.unknown_usd,
         "prices_taken": cost.taken,
@@ -94,6 +95,11 @@ def render(report: dict[str, Any]) -> str:
             f"({last['api_calls_per_job']:.2f}/job), slot utilisation "
             f"{last['slot_utilisation']:.0%} of {last['concurrency']} slots"
             + (f", stopped ({last['stopped']})" if last["stopped"] else "")
+        )
+    if report.get("skipped_invalid"):
+        lines.append(
+            f"  {report['skipped_invalid']} invalid row(s) left out by --skip-invalid "
+            "(failed.jsonl lists them)"
         )
     for reason, n in report["failures_by_reason"].items():
         lines.append(f"  failed ×{n}: {reason}")

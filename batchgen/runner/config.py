@@ -60,6 +60,7 @@ class RunOutcome:
     busy_seconds: float = 0.0  # sum over tasks of submission → end seen, this run
     adopted: int = 0  # lost creates found at the provider and adopted, this run
     callbacks: dict[str, int] = field(default_factory=dict)  # received, accepted, refused: …
+    skipped_invalid: int = 0  # manifest rows left out by --skip-invalid (they have no job)
 
     @property
     def slot_utilisation(self) -> float:
@@ -79,4 +80,4 @@ class RunOutcome:
         if self.stopped == "interrupted":
             return EXIT_INTERRUPTED
         not_done = sum(n for s, n in self.counts.items() if s != JobStatus.DONE)
-        return EXIT_JOBS_FAILED if not_done else EXIT_OK
+        return EXIT_JOBS_FAILED if not_done or self.skipped_invalid else EXIT_OK
