@@ -41,6 +41,7 @@ class Settings(BaseModel):
     locked: bool = False
     seed: int | None = None
     progress: Mode = "auto"  # see progress.py
+    verbose: bool = False  # a line for each job's change too
     callback_url: str | None = None  # sent with every create (needs `listen`)
     listen: str | None = None  # HOST:PORT of the callback receiver (needs `callback_url`)
     callback_secret: SecretStr | None = None  # where the provider signs its callbacks

@@ -158,9 +158,17 @@ tuning_options = compose(
         default="auto",
         show_default=True,
         help="auto: a bar on a terminal, else a plain line every 10 s (stderr); json: a JSON "
-        "object per line on stdout, alone there; off: nothing but the summary.",
+        "object per line on stdout, alone there; off: notices and the summary; quiet: -q.",
     ),
     click.option("--no-progress", "progress", flag_value="off", help="The same as --progress off."),
+    click.option(
+        "--quiet",
+        "-q",
+        "progress",
+        flag_value="quiet",
+        help="No progress and no informative notices: warnings and the summary only.",
+    ),
+    click.option("--verbose", "-v", is_flag=True, help="Also a line for each job's change."),
 )
 
 run_options = compose(output_option(), state_option, provider_options, tuning_options)

@@ -129,10 +129,12 @@ def run_manifest(manifest: Path, settings: Settings) -> int:
     if settings.prices is not None:
         load_prices(settings.prices)  # a malformed price file is refused before anything
     with load.prepare(manifest, settings) as prepared:
-        click.echo(
-            f"{prepared.manifest.name}: {_loaded(prepared.loaded)}; state {prepared.store.path}",
-            err=True,
-        )
+        if settings.progress != "quiet":
+            click.echo(
+                f"{prepared.manifest.name}: {_loaded(prepared.loaded)}; "
+                f"state {prepared.store.path}",
+                err=True,
+            )
         fetched = FetchedAgain()
         outcome = _execute_logged(prepared, settings, [fetched])
         write_report(prepared.run_dir, build_report(prepared.store, outcome))
@@ -155,7 +157,8 @@ def _execute_logged(
     """Run the prepared jobs with progress on stderr, appended to RUN/run.log too."""
     prepared.run_dir.mkdir(parents=True, exist_ok=True)
     with open(prepared.run_dir / RUN_LOG, "a", encoding="utf-8") as log:
-        shown = [LineProgress(log), progress_for(settings.progress), *listeners]
+        progress = progress_for(settings.progress, verbose=settings.verbose)
+        shown = [LineProgress(log), progress, *listeners]
         return pipeline.run_async(pipeline.execute, prepared, settings, shown)
 
 

@@ -154,7 +154,7 @@ class RunContext:
         if self.stopping is None:
             self.stopping, self.stop_reason = kind, reason
             self.gate.open()  # no create will resume
-            self.emit(Heartbeat(self.slots.cap))
+            self.emit(Heartbeat(self.slots.cap, stopping=kind))
             self.emit(Notice(reason, "warning"))
         self.wake_feed.set()
         self.wake_poll.set()

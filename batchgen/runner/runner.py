@@ -134,7 +134,7 @@ class Runner:
             now = anyio.current_time()
             if now - beat >= HEARTBEAT_INTERVAL:
                 beat = now
-                ctx.emit(Heartbeat(ctx.slots.cap, *ctx.gate.waits(now)))
+                ctx.emit(Heartbeat(ctx.slots.cap, *ctx.gate.waits(now), stopping=ctx.stopping))
 
     async def _watch_signals(
         self, background: TaskGroup, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
