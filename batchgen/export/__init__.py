@@ -10,6 +10,7 @@ The default output folder is RUN/export/<format>/. The modules, in the order an 
     columns.py     the typed, flat columns of an entry: the one schema of every field's type
     base.py        the one interface every format implements, and the sample it is fed
     card.py        the dataset card of an hf export: provenance, columns, how to load it
+    croissant.py   the Croissant 1.1 description of an hf export, with PROV-O provenance
     hf.py          `--format hf`
     csv_table.py   `--format csv`
     webdataset.py  `--format webdataset`

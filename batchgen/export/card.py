@@ -72,6 +72,7 @@ class Provenance:
 
     run: str
     lock_sha256: str | None = None
+    provider: str | None = None  # where the videos were made (the state says), if known
     lock_batchgen: str | None = None
     exported: int = 0
     flagged: int = 0
@@ -117,6 +118,7 @@ def render_card(provenance: Provenance, kinds: Mapping[str, Kind]) -> str:
             _front_matter(p.run),
             f"# {p.run}\n",
             f"{p.exported} videos made with Kling image-to-video by batchgen, run `{p.run}`.\n",
+            REPRODUCIBILITY,
             "## Provenance\n",
             "| | |\n|---|---|",
             *(f"| {name} | {value} |" for name, value in _facts(p)),
@@ -158,12 +160,23 @@ def _facts(p: Provenance) -> list[tuple[str, str]]:
 def _meaning(name: str) -> str:
     if name in MEANINGS:
         return MEANINGS[name]
+    if name == VARIANT_PREFIX + "sample":
+        return "which sample of its variant this is (`repeat`), from 0"
     if name.startswith(VARIANT_PREFIX):
-        return "the matrix value of this variant"
+        return "the value the manifest's matrix gave this variant"
     if name.startswith(METADATA_PREFIX) or name not in CORE_KINDS:
         return "metadata from the manifest row"
     return ""
 
+
+REPRODUCIBILITY = """Every video here is machine-generated: synthetic footage made by a model from
+the input image and the prompt, not a recording of anything. A generation cannot be reproduced
+by calling the API again: Kling's image2video takes no seed, so the same request gives another
+video. What makes this dataset reproducible is its record: the manifest and its lock file
+(`manifest.lock.json`: every job's request and id, the hash of what was sent), the input
+images as sent (their sha256 is the `image_ref`), and the sha256 of every video (`sha256`);
+`croissant.json` holds the same in Croissant 1.1, with its provenance.
+"""
 
 LOADING = """## Load it
 

@@ -30,7 +30,9 @@ from batchgen.export.entries import IndexLine, finished_entries
 from batchgen.export.hf import HfWriter
 from batchgen.export.inputs import InputFiles
 from batchgen.export.webdataset import WebDatasetWriter
+from batchgen.output import STATE_NAME
 from batchgen.progress import counted
+from batchgen.state.store import Store
 
 FORMATS: dict[str, type[Writer]] = {w.name: w for w in (HfWriter, CsvWriter, WebDatasetWriter)}
 EXPORT_DIR = "export"
@@ -80,6 +82,7 @@ def export_run(
     if scan.missing and not skip_missing:
         raise MissingVideo([(line.row_id, line.video) for line in scan.missing])
     provenance = Provenance.of_run(run_dir)
+    provenance.provider = _provider(run_dir, state)
     provenance.skipped_missing, provenance.excluded_flagged = len(scan.missing), len(scan.excluded)
     left_out = {line.job_id for line in (*scan.missing, *scan.excluded)}
     feed = _Feed(run_dir, state, scan.columns, left_out, provenance)
@@ -98,6 +101,15 @@ def export_run(
     return ExportResult(
         fmt, out, provenance.exported, files, skipped, excluded, provenance.without_inputs
     )
+
+
+def _provider(run_dir: Path, state: Path | None) -> str | None:
+    """The provider the run's state names, if there is a state."""
+    path = state if state is not None else run_dir / STATE_NAME
+    if not path.is_file():
+        return None
+    with Store.open(path) as store:
+        return store.get_meta("provider")
 
 
 def writer_for(fmt: str) -> type[Writer]:

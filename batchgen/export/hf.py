@@ -43,10 +43,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batchgen.download import file_sha256
 from batchgen.errors import IndexInvalid
 from batchgen.export.base import Sample, Writer, sync
-from batchgen.export.card import Provenance, render_card
-from batchgen.export.columns import Kind
+from batchgen.export.card import REPRODUCIBILITY, Provenance, render_card
+from batchgen.export.columns import Columns, Kind
+from batchgen.export.croissant import CROISSANT_NAME, CroissantRecord, croissant
 from batchgen.export.inputs import DYNAMIC_MASKS, suffix_of
 
 METADATA_NAME = "metadata.parquet"
@@ -71,6 +73,11 @@ ARROW_TYPES = {
 class HfWriter(Writer):
     name = "hf"
 
+    def __init__(self, staging: Path, columns: Columns, shard_size: int) -> None:
+        super().__init__(staging, columns, shard_size)
+        self.record = CroissantRecord()
+        self._hashes: dict[Path, str] = {}  # input image -> sha256, each hashed once
+
     def write(self, samples: Iterable[Sample]) -> list[str]:
         (self.staging / VIDEOS).mkdir(parents=True, exist_ok=True)
         schema = self.schema()
@@ -80,15 +87,24 @@ class HfWriter(Writer):
                 for batch in _batches(self._lines(samples, videos)):
                     table.write_table(pa.Table.from_pylist(batch, schema=schema))
             sync(f)
+        self.record.add_file(METADATA_NAME, file_sha256(self.staging / METADATA_NAME))
         return [*videos, METADATA_NAME]
 
     def describe(self, provenance: Provenance) -> list[str]:
-        kinds = {loader_safe(name): kind for name, kind in self._kinds().items()}
-        card = render_card(provenance, {"file_name": Kind.STRING, **kinds})
-        with open(self.staging / CARD_NAME, "w", encoding="utf-8") as f:
-            f.write(card)
+        """README.md (the card), then croissant.json, which names the card's sha256 too."""
+        kinds = {"file_name": Kind.STRING}
+        kinds |= {loader_safe(name): kind for name, kind in self._kinds().items()}
+        self._write_text(CARD_NAME, render_card(provenance, kinds))
+        self.record.add_file(CARD_NAME, file_sha256(self.staging / CARD_NAME))
+        about = f"{provenance.exported} videos made with Kling image-to-video.\n{REPRODUCIBILITY}"
+        document = croissant(provenance.run, about, kinds, self.record, provenance.provider)
+        self._write_text(CROISSANT_NAME, json.dumps(document, indent=2, ensure_ascii=False))
+        return [CARD_NAME, CROISSANT_NAME]
+
+    def _write_text(self, name: str, text: str) -> None:
+        with open(self.staging / name, "w", encoding="utf-8") as f:
+            f.write(text)
             sync(f)
-        return [CARD_NAME]
 
     def schema(self) -> pa.Schema:
         """file_name, then every column but `video`, each with its Arrow type; the image
@@ -101,7 +117,7 @@ class HfWriter(Writer):
         return pa.schema(fields, metadata={"huggingface": features})
 
     def owns(self, relative: str) -> bool:
-        if relative in (METADATA_NAME, OLD_METADATA_NAME, CARD_NAME):
+        if relative in (METADATA_NAME, OLD_METADATA_NAME, CARD_NAME, CROISSANT_NAME):
             return True
         path = PurePosixPath(relative)
         suffixes = VIDEO_SUFFIXES | INPUT_SUFFIXES
@@ -113,10 +129,13 @@ class HfWriter(Writer):
     def _lines(self, samples: Iterable[Sample], files: list[str]) -> Iterator[dict[str, Any]]:
         for sample in samples:
             file_name = self._link(sample.video, sample.video.name)
+            self.record.add_file(file_name, str(sample.entry.get("sha256") or ""))
+            self.record.add_task(file_name, sample.entry)
             row = dict(sample.row)
             masks = []
             for name, path in sample.inputs.files.items():
                 linked = self._link(path, f"{sample.video.stem}.{name}{suffix_of(path)}")
+                self.record.add_file(linked, self._sha256(path))
                 files.append(linked)
                 if name.startswith("dynamic_mask_"):
                     masks.append(linked)
@@ -125,6 +144,11 @@ class HfWriter(Writer):
             row[DYNAMIC_MASKS] = masks or None
             files.append(file_name)
             yield metadata_line(file_name, row)
+
+    def _sha256(self, path: Path) -> str:
+        if path not in self._hashes:
+            self._hashes[path] = file_sha256(path)
+        return self._hashes[path]
 
     def _link(self, source: Path, name: str) -> str:
         file_name = f"{VIDEOS}/{name}"
