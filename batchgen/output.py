@@ -25,7 +25,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from batchgen.export.columns import Kind, cast
+from batchgen.export.columns import Kind, cast, typed_variant
 from batchgen.jobs import SHA_PREFIX
 from batchgen.state.records import CheckRecord, JobRecord
 from batchgen.state.store import Store
@@ -120,7 +120,7 @@ def index_entry(job: JobRecord, check: Mapping[str, Any] | None = None) -> dict[
         "task_updated_at": job.task_updated_at,
         "final_unit_deduction": cast(job.unit_deduction, Kind.FLOAT),
         "request": job.request,
-        "variant": job.variant,
+        "variant": typed_variant(job.variant),
         "metadata": job.metadata,
         "watermark_video": job.watermark_path,
         "probe": None if check is None else check["probe"],

@@ -98,6 +98,15 @@ def metadata_column(key: str) -> str:
     return key
 
 
+def typed_variant(variant: Mapping[str, Any]) -> dict[str, Any]:
+    """A variant's values, those of request fields as the kind of the field's column (the
+    manifest's matrix gives `duration` as the API takes it, a string)."""
+    return {
+        key: cast(value, REQUEST_COLUMNS[key]) if key in REQUEST_COLUMNS else value
+        for key, value in variant.items()
+    }
+
+
 def qa_codes(entry: Mapping[str, Any]) -> list[str] | None:
     """The finding codes of an index entry; None when its video was not checked."""
     findings = entry.get(QA)
