@@ -48,8 +48,9 @@ def status(target: Path, output: Path, limit: int, as_json: bool) -> None:
     one), QA findings, and the money spent and committed."""
     found = resolve_target(target, output)
     with Store.open(found.existing_state()) as store:
-        view = overview_of(store, limit)
-        advice = NextSteps.of_state(found, store).unknown_advice
+        steps = NextSteps.of_state(found, store)
+        view = overview_of(store, limit, run_command=steps.run())
+        advice = steps.unknown_advice
     shown = json.dumps(view.as_json(advice), indent=2) if as_json else "\n".join(view.lines(advice))
     click.echo(shown)
 

@@ -275,6 +275,19 @@ class Store:
         rows = self.db.rows("SELECT job_id, status FROM jobs")
         return {str(job_id): JobStatus(status) for job_id, status in rows}
 
+    def awaiting_download(self) -> tuple[int, int | None]:
+        """Jobs whose task ended with a video the run has not got yet (downloading, or failed
+        while downloading: `retry` follows them), and the earliest time one ended (Unix ms, as
+        the provider stamped it; None if none says)."""
+        kinds = ", ".join(f"'{kind}'" for kind in FOLLOW_AGAIN if kind != "task_timeout")
+        row = self.db.one(
+            "SELECT count(*), min(coalesce(task_updated_at, task_created_at)) FROM jobs "
+            f"WHERE status = 'downloading' OR (status = 'failed' AND error_kind IN ({kinds}) "
+            "AND task_id IS NOT NULL)"
+        )
+        assert row is not None
+        return int(row[0]), None if row[1] is None else int(row[1])
+
     def row_ids(self) -> Iterator[str]:
         """The row id of every job of the run (see CURRENT), each once."""
         cursor = self.db.rows(f"SELECT DISTINCT row_id FROM jobs WHERE {CURRENT}")
