@@ -91,6 +91,7 @@ def prepare(path: Path, settings: Settings, command: str = "run") -> PreparedRun
         store.set_meta("run_name", manifest.name)
         store.set_meta("manifest", str(path))
         store.set_meta("provider", settings.provider)
+        store.set_meta("base_url", settings.base_url or "")
     except BaseException:
         held.close()
         _remove(fresh)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -17,7 +17,8 @@ from batchgen.cli.options import (
     prices_option,
     state_option,
 )
-from batchgen.errors import EXIT_OK, EXIT_USAGE, UsageError
+from batchgen.errors import EXIT_OK, EXIT_USAGE, Problem, UsageError
+from batchgen.jobs import DEFAULT_MODEL, JobSpec
 from batchgen.manifest.resolve import (
     ResolveOptions,
     ValidationReport,
@@ -49,10 +50,18 @@ def validate(manifest: Path, max_problems: int, inline_urls: bool, as_json: bool
     one pass (exit 2 if any)."""
     options = ResolveOptions(inline_urls=inline_urls, max_problems=max_problems)
     resolved = resolve_manifest(_existing(manifest), options)
-    result = check_items(counted(resolved.iter_jobs(), "checking"), max_problems)
+    unnamed = UnnamedModels()
+    result = check_items(unnamed.count(counted(resolved.iter_jobs(), "checking")), max_problems)
     if as_json:
-        click.echo(json.dumps(validation_json(manifest, result), indent=2))
+        found = validation_json(manifest, result) | {"jobs_without_model_name": unnamed.jobs}
+        click.echo(json.dumps(found, indent=2))
         return EXIT_OK if result.ok else EXIT_USAGE
+    if unnamed.jobs:
+        click.echo(
+            f"note: {unnamed.jobs} job(s) set no model_name: they are sent as {DEFAULT_MODEL}, "
+            "the API's default and an old model; set `defaults: {model_name: ...}` to choose",
+            err=True,
+        )
     for problem in result.problems:
         click.echo(f"error: {problem}")
     more = result.total_problems - len(result.problems)
@@ -63,6 +72,18 @@ def validate(manifest: Path, max_problems: int, inline_urls: bool, as_json: bool
         return EXIT_USAGE
     click.echo(f"{manifest}: ok, {result.jobs} job(s)")
     return EXIT_OK
+
+
+class UnnamedModels:
+    """Counts the jobs whose request names no model (the API then takes its default)."""
+
+    def __init__(self) -> None:
+        self.jobs = 0
+
+    def count(self, items: Iterable[JobSpec | Problem]) -> Iterator[JobSpec | Problem]:
+        for item in items:
+            self.jobs += isinstance(item, JobSpec) and "model_name" not in item.request
+            yield item
 
 
 def validation_json(manifest: Path, result: ValidationReport) -> dict[str, object]:

@@ -130,6 +130,15 @@ concurrency_option = click.option(
     help="Provider task slots to use at most.",
 )
 
+skip_invalid_option = click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Run the valid rows and list the invalid ones instead of refusing.",
+)
+inline_urls_option = click.option(
+    "--inline-urls", is_flag=True, help="Download URL images and send them as base64."
+)
+
 tuning_options = compose(
     concurrency_option,
     click.option(
@@ -143,14 +152,8 @@ tuning_options = compose(
         help="Seconds to wait for one generation before reporting it as timed out.",
     ),
     request_timeout_option,
-    click.option(
-        "--skip-invalid",
-        is_flag=True,
-        help="Run the valid rows and list the invalid ones instead of refusing.",
-    ),
-    click.option(
-        "--inline-urls", is_flag=True, help="Download URL images and send them as base64."
-    ),
+    skip_invalid_option,
+    inline_urls_option,
     click.option("--seed", type=int, help="Seed for retry jitter (reproducible runs)."),
     click.option(
         "--progress",
@@ -172,6 +175,15 @@ tuning_options = compose(
 )
 
 run_options = compose(output_option(), state_option, provider_options, tuning_options)
+# adopt and reconcile load the manifest and ask the provider, and run nothing: no run tuning.
+settle_options = compose(
+    output_option(),
+    state_option,
+    provider_options,
+    request_timeout_option,
+    skip_invalid_option,
+    inline_urls_option,
+)
 
 
 def settings_from(**flags: Any) -> Settings:

@@ -20,6 +20,7 @@ from batchgen.cli.options import (
     provider_choice,
     run_options,
     settings_from,
+    settle_options,
     target_argument,
 )
 from batchgen.cli.summary import FetchedAgain, run_summary
@@ -236,7 +237,7 @@ def _resend_unknown(store: Store, chosen: list[str] | None, yes: bool) -> int:
     required=True,
     help="The provider's task id, as its dashboard shows it.",
 )
-@run_options
+@settle_options
 def adopt(manifest: Path, job: str, task_id: str, **flags: Any) -> None:
     """Record a task you found at the provider as the task of an unknown job; the next `run`
     downloads it. The task is asked for first; its external id, where echoed, must match."""
@@ -252,7 +253,7 @@ def adopt(manifest: Path, job: str, task_id: str, **flags: Any) -> None:
 
 @click.command(short_help="Adopt the provider's tasks that the state lost.")
 @manifest_argument
-@run_options
+@settle_options
 def reconcile(manifest: Path, **flags: Any) -> None:
     """Adopt the tasks the provider has for MANIFEST's run that its state does not know (where
     the provider can list tasks or look them up by external id)."""

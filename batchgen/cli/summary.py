@@ -57,14 +57,14 @@ def run_summary(
 def _headline(outcome: RunOutcome, run_dir: Path) -> str:
     c = outcome.counts
     total = sum(c.values())
-    per_job = outcome.api_calls / total if total else 0.0
     head = {None: "", "interrupted": "interrupted: "}.get(outcome.stopped, "stopped: ")
     skipped = outcome.skipped_invalid
     invalid = f" ({skipped} invalid row(s) left out by --skip-invalid)" if skipped else ""
     return (
         f"{head}{c[JobStatus.DONE]} done, {c[JobStatus.FAILED]} failed, "
         f"{c[JobStatus.UNKNOWN]} unknown, {outcome.unfinished} unfinished of {total}{invalid} in "
-        f"{outcome.wall_seconds:.1f} s ({outcome.api_calls} API calls, {per_job:.2f}/job); "
+        f"{outcome.wall_seconds:.1f} s ({outcome.api_calls} API calls, "
+        f"{outcome.calls_per_job:.2f} per job worked on); "
         f"index: {run_dir / INDEX_NAME}"
     )
 

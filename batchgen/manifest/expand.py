@@ -153,7 +153,9 @@ def build_axis(name: str, spec: Any) -> tuple[Axis | None, Messages]:
     """The axis of `matrix.<name>`, with every problem of its values."""
     where = f"matrix.{name}"
     if name not in JOB_FIELDS:
-        return None, [(where, "not a job field (axes are fields such as mode, duration, prompt)")]
+        guess = misspelt(name)
+        hint = f"did you mean {guess!r}?" if guess else "axes are fields such as mode, duration"
+        return None, [(where, f"not a job field ({hint})")]
     if isinstance(spec, Mapping):
         options = [(str(label), value) for label, value in spec.items()]
         bad = [label for label, _ in options if not LABEL.fullmatch(label)]

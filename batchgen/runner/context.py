@@ -81,6 +81,7 @@ class RunContext:
         self.stop_reason = ""
         self.busy_seconds = 0.0
         self.adopted = 0
+        self.touched: set[str] = set()  # jobs this run changed (API calls are per such job)
         self.gate = CreateGate(config.retry, self.rng, config.unreachable_at_start / 3)
         self.wake_poll = anyio.Event()
         self.wake_feed = anyio.Event()
@@ -102,6 +103,7 @@ class RunContext:
         is. `detail` overrides what the change says of itself."""
         job_id = job if isinstance(job, str) else job.job_id
         old, new = self.store.apply(job_id, change)
+        self.touched.add(job_id)
         if old != new.status:
             if self.budget is not None:
                 self.budget.ledger.moved(new.request, new.unit_deduction, old, new.status)

@@ -104,6 +104,7 @@ class Runner:
             busy_seconds=ctx.busy_seconds,
             adopted=ctx.adopted,
             callbacks=dict(self.receiver.counts) if self.receiver is not None else {},
+            touched=len(ctx.touched),
         )
         ctx.emit(RunFinished(outcome.counts, outcome.wall_seconds, outcome.stopped))
         return outcome

@@ -52,5 +52,27 @@ def test_a_create_route_that_is_not_there_stops_the_run_with_nothing_failed(tmp_
         assert sim.stats()["creates_accepted"] == 0
         with Store.open(out / "batch" / "state.sqlite") as store:
             counts = store.counts()
-        assert counts[JobStatus.FAILED] == 0 and counts[JobStatus.PENDING] == 4
+        assert counts[JobStatus.FAILED] == counts[JobStatus.UNKNOWN] == counts[JobStatus.DONE] == 0
         assert run_cli("run", manifest, "-o", out, base_url=sim.base_url, profile="kling") == 0
+
+
+def test_what_a_run_suggests_next_keeps_its_base_url_and_report_says_which_money_is_the_bill(
+    tmp_path, capsys
+):
+    """After a run on --base-url, `retry` names the next run with that --base-url; `report`
+    tells the estimate from the bill, and counts API calls per job the run worked on."""
+    manifest = write_manifest(tmp_path, 3)
+    out = tmp_path / "out"
+    with simulator(fail_rate=1.0) as sim:
+        assert run_cli("run", manifest, "-o", out, base_url=sim.base_url) == 1
+        capsys.readouterr()
+        assert run_cli("retry", manifest, "-o", out, "--failed") == 0
+        assert f"--base-url {sim.base_url}" in capsys.readouterr().out
+    assert run_cli("report", manifest, "-o", out) == 0
+    report = capsys.readouterr().out
+    assert "estimate of the done jobs (not the bill)" in report
+    assert "money (the bill so far)" in report and "per job it worked on" in report
+    assert run_cli("report", manifest, "-o", out, "--json") == 0
+    last = json.loads(capsys.readouterr().out)["last_run"]
+    assert last["jobs_worked_on"] == 3
+    assert last["api_calls_per_job"] == round(last["api_calls"] / 3, 3)
