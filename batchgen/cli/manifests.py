@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import click
@@ -62,8 +62,8 @@ def validate(manifest: Path, max_problems: int, inline_urls: bool, as_json: bool
             "the API's default and an old model; set `defaults: {model_name: ...}` to choose",
             err=True,
         )
-    for problem in result.problems:
-        click.echo(f"error: {problem}")
+    for line in problem_lines(result.problems):
+        click.echo(line)
     more = result.total_problems - len(result.problems)
     if more:
         click.echo(f"... and {more} more problem(s)")
@@ -72,6 +72,35 @@ def validate(manifest: Path, max_problems: int, inline_urls: bool, as_json: bool
         return EXIT_USAGE
     click.echo(f"{manifest}: ok, {result.jobs} job(s)")
     return EXIT_OK
+
+
+SHOWN_ROWS = 3
+
+
+def problem_lines(problems: Sequence[Problem]) -> list[str]:
+    """One line per problem, except that a problem of a default value is said once, with the
+    jobs it reaches (one mistake in `defaults` is not one line per expanded job)."""
+    reached: dict[tuple[str, str], list[str]] = {}
+    order: list[Problem | tuple[str, str]] = []
+    for problem in problems:
+        if not problem.field.startswith("defaults."):
+            order.append(problem)
+            continue
+        key = (problem.field, problem.message)
+        if key not in reached:
+            reached[key] = []
+            order.append(key)
+        reached[key].append(problem.row)
+    return [
+        f"error: {item}" if isinstance(item, Problem) else _defaults_line(*item, reached[item])
+        for item in order
+    ]
+
+
+def _defaults_line(field: str, message: str, rows: list[str]) -> str:
+    more = f" and {len(rows) - SHOWN_ROWS} more" if len(rows) > SHOWN_ROWS else ""
+    where = ", ".join(rows[:SHOWN_ROWS]) + more
+    return f"error: field {field!r}: {message} (in {len(rows)} job(s): {where})"
 
 
 class UnnamedModels:

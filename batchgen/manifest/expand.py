@@ -81,6 +81,7 @@ class Variant:
     labels: dict[str, str]
     metadata: dict[str, Any]
     repeat: int = 1
+    from_defaults: frozenset[str] = frozenset()  # fields whose value is the manifest's default
 
     def sample_id(self, sample: int) -> str:
         return f"{self.row_id}__s{sample}" if self.repeat > 1 else self.row_id
@@ -262,8 +263,10 @@ class Expander:
         merged = {**self.defaults, **fields}
         meta = {**self.default_metadata, **metadata}
         combos = itertools.product(*(axis.options for axis in axes))
+        inherited = frozenset(self.defaults) - frozenset(fields)
         variants = [
-            self._variant(row, row_id, merged, meta, axes, combo, repeat) for combo in combos
+            self._variant(row, row_id, merged, meta, axes, combo, repeat, inherited)
+            for combo in combos
         ]
         variants = [] if _unreadable(row) else variants
         stopped = [Problem(row_id, row.line, where, message) for where, message in problems]
@@ -283,6 +286,7 @@ class Expander:
         axes: list[Axis],
         combo: tuple[tuple[str, Any], ...],
         repeat: int,
+        inherited: frozenset[str] = frozenset(),
     ) -> Variant:
         values = dict(merged)
         labels: dict[str, str] = {}
@@ -291,7 +295,10 @@ class Expander:
             labels[axis.field] = label
         values = {k: v for k, v in values.items() if v is not None}
         name = variant_name(row_id, labels)
-        return Variant(name, row_id, row.line, row.base, values, labels, metadata, repeat)
+        inherited = inherited - frozenset(labels)
+        return Variant(
+            name, row_id, row.line, row.base, values, labels, metadata, repeat, inherited
+        )
 
 
 def _row_id(row: RawRow) -> tuple[str, Messages]:

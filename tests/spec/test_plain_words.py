@@ -76,3 +76,16 @@ def test_the_simulator_says_where_its_task_ids_are():
     """Its banner names the stats URL that lists every task by external_task_id."""
     shown = banner(SimulatorConfig(), "http://127.0.0.1:8765")
     assert "http://127.0.0.1:8765/_sim/stats?tasks=1" in shown and "adopt" in shown
+
+
+def test_one_mistake_in_defaults_is_said_once_not_once_per_job(tmp_path, capsys):
+    """`defaults: {sound: on}` with kling-v1 over 3 rows x 2 durations: one line naming
+    `defaults.sound` and the 6 jobs it reaches, not six lines pointing at rows."""
+    manifest = write_manifest(tmp_path, 3)
+    edit(manifest, lambda doc: doc.update(defaults={"model_name": "kling-v1", "sound": "on"}))
+    edit(manifest, lambda doc: doc.update(matrix={"duration": [5, 10]}))
+    assert run_cli("validate", manifest) == 2
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("error")]
+    assert len(lines) == 1
+    assert lines[0].startswith("error: field 'defaults.sound': kling-v1 has no sound option")
+    assert "(in 6 job(s): clip-000__duration-5" in lines[0]
