@@ -199,7 +199,12 @@ def export_json(result: ExportResult) -> dict[str, Any]:
 def gallery(target: Path, output: Path, as_json: bool) -> None:
     """Write gallery.html in the run's folder: every job's video, input, parameters, cost,
     status and QA findings on one page that works offline."""
-    built = build_gallery(resolve_target(target, output).run_dir)
+    found = resolve_target(target, output)
+    advice = None
+    if found.state.is_file():
+        with Store.open(found.state) as store:
+            advice = NextSteps.of_state(found, store).unknown_advice
+    built = build_gallery(found.run_dir, advice=advice)
     if as_json:
         shown = {"page": str(built.page.resolve()), "cards": built.cards}
         shown |= {"posters": built.posters, "thumbnails": built.thumbnails}
