@@ -38,6 +38,7 @@ class Heartbeat:
     slots_cap: int  # tasks the run may hold now (the account's limit as learned)
     throttled_for: float = 0.0  # seconds until creates resume after a throttle, 0 if none
     paused_for: float = 0.0  # seconds until creates resume after failures in a row, 0 if none
+    stopping: str | None = None  # the run stopped submitting: "interrupted", "budget", ...
 
 
 @dataclass(frozen=True, slots=True)

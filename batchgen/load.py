@@ -1,12 +1,15 @@
 """A manifest into a run's state: open and validate it, load its jobs (or reuse them when
 nothing they came from has changed), check the lock file and `--max-cost`, and hold the state
-for this process. Nothing is sent to a provider here."""
+for this process. Nothing is sent to a provider here.
+
+`--max-cost` caps what this run may newly spend: the jobs it will send (new or pending), not
+those an earlier run has done, has in flight or left failed or unknown."""
 
 from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +35,10 @@ class Loaded:
     new: int
     known: int
     skipped: list[Problem]
-    skipped_total: int
+    skipped_total: int  # problems of the rows left out (--skip-invalid)
     kinds: dict[Key, int]  # jobs per (model, mode, duration)
     reused: bool = False  # the manifest had not changed: the state's jobs were taken as they are
+    skipped_rows: int = 0  # rows left out (--skip-invalid), each with one problem or more
 
 
 @dataclass(slots=True)
@@ -87,6 +91,7 @@ def prepare(path: Path, settings: Settings, command: str = "run") -> PreparedRun
         store.set_meta("run_name", manifest.name)
         store.set_meta("manifest", str(path))
         store.set_meta("provider", settings.provider)
+        store.set_meta("base_url", settings.base_url or "")
     except BaseException:
         held.close()
         _remove(fresh)
@@ -101,7 +106,7 @@ def _load_or_reuse(
     if not settings.locked:
         before = fingerprint.unchanged(store.inputs.fingerprint(), path, options)
         if before is not None:
-            return _reuse(manifest, before, settings)
+            return _reuse(manifest, before, store, settings)
     loaded = _load(manifest, store, run_dir, settings)
     taken = fingerprint.take(
         manifest, options, jobs=loaded.jobs, skipped=loaded.skipped_total, kinds=loaded.kinds
@@ -146,7 +151,7 @@ def _load(manifest: ResolvedManifest, store: Store, run_dir: Path, settings: Set
         store,
         skip_invalid=settings.skip_invalid,
         lock=lock,
-        cost_check=lambda kinds: _check_cost(kinds, settings),
+        cost_check=lambda loaded: _check_cost(loaded, settings),
     )
     if lock is None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -155,17 +160,25 @@ def _load(manifest: ResolvedManifest, store: Store, run_dir: Path, settings: Set
 
 
 def _reuse(
-    manifest: ResolvedManifest, before: fingerprint.LoadedBefore, settings: Settings
+    manifest: ResolvedManifest,
+    before: fingerprint.LoadedBefore,
+    store: Store,
+    settings: Settings,
 ) -> Loaded:
-    _check_cost(before.kinds, settings)
+    _check_cost(store, settings)
     for ref, path in before.images.items():
         manifest.catalog.add_file(ref, path)
     return Loaded(before.jobs, 0, before.jobs, [], before.skipped, before.kinds, reused=True)
 
 
-def _check_cost(kinds: Mapping[Key, int], settings: Settings) -> None:
-    if settings.max_cost is not None:
-        check_max_cost(cost_of(kinds, load_prices(settings.prices)), settings.max_cost)
+def _check_cost(store: Store, settings: Settings) -> None:
+    """CostLimitExceeded if the jobs this run will send may cost more than `--max-cost`."""
+    if settings.max_cost is None:
+        return
+    kinds: Counter[Key] = Counter()
+    for fields, jobs in store.spending.to_send_pricing_fields():
+        kinds[job_key(fields)] += jobs
+    check_max_cost(cost_of(kinds, load_prices(settings.prices)), settings.max_cost)
 
 
 def load_jobs(
@@ -174,12 +187,13 @@ def load_jobs(
     *,
     skip_invalid: bool,
     lock: LockCheck | None = None,
-    cost_check: Callable[[Mapping[Key, int]], None] | None = None,
+    cost_check: Callable[[Store], None] | None = None,
 ) -> Loaded:
     """Stream the manifest's valid jobs into the state in one transaction; if any row is
     invalid (and not `skip_invalid`), the lock does not match or `cost_check` raises (given
-    the jobs per kind), nothing is changed."""
+    the state with the jobs loaded), nothing is changed."""
     problems: list[Problem] = []
+    invalid_rows: set[str] = set()
     counter = {"problems": 0, "jobs": 0}
     kinds: Counter[Key] = Counter()
 
@@ -193,18 +207,29 @@ def load_jobs(
                 yield item
                 continue
             counter["problems"] += 1
+            invalid_rows.add(item.row)
             if len(problems) < MAX_PROBLEMS:
                 problems.append(item)
         if counter["problems"] and not skip_invalid:
             raise ManifestInvalid(problems, counter["problems"])
         if lock is not None:
             lock.verify()
-        if cost_check is not None:
-            cost_check(kinds)
 
-    new, known = store.add_jobs(valid_jobs())
+    with store.transaction():
+        new, known = store.add_jobs(valid_jobs())
+        if cost_check is not None:
+            cost_check(store)
     store.inputs.record_images(manifest.catalog.described())
-    store.inputs.replace_skipped((p.row, p.line, p.field, p.message) for p in problems)
+    rows = ((p.row, p.line, p.field, p.message) for p in problems)
+    store.inputs.replace_skipped(rows, len(invalid_rows))
     if counter["jobs"] == 0 and not problems:
         raise UsageError(f"manifest {manifest.path} has no rows")
-    return Loaded(counter["jobs"], new, known, problems, counter["problems"], dict(kinds))
+    return Loaded(
+        counter["jobs"],
+        new,
+        known,
+        problems,
+        counter["problems"],
+        dict(kinds),
+        skipped_rows=len(invalid_rows),
+    )

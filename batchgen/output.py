@@ -5,7 +5,10 @@
     videos/<row id>.mp4     one video per finished job
     videos/<row id>.json    sidecar: what produced that video, its probe and QA findings
     videos/<job id>.mp4     an earlier paid video of a row edited since (with its sidecar)
-    index.jsonl             one line per finished job of the manifest, sorted by job id
+    inputs/<sha256>.jpg     every image sent (input, end frame, masks), as the bytes sent, named
+                            by the hex of its `sha256:` ref; kept the first time it is sent
+    index.jsonl             one line per finished job of the manifest, sorted by job id; written
+                            from the state when a run ends (the state is current before that)
     failed.jsonl            one line per failed or unknown job, with its reason and what to do
 
 A finished job's `probe` (container, codec, width, height, fps, frames, duration_s, ...) and
@@ -14,13 +17,16 @@ A finished job's `probe` (container, codec, width, height, fps, frames, duration
 
 from __future__ import annotations
 
+import base64
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from batchgen.export.columns import Kind, cast, typed_variant
+from batchgen.jobs import SHA_PREFIX
 from batchgen.state.lookups import Sighting
 from batchgen.state.records import CheckRecord, JobRecord
 from batchgen.state.store import Store
@@ -30,6 +36,9 @@ STATE_NAME = "state.sqlite"
 INDEX_NAME = "index.jsonl"
 FAILED_NAME = "failed.jsonl"
 VIDEOS_DIR = "videos"
+INPUTS_DIR = "inputs"
+IMAGE_SIGNATURES = {b"\xff\xd8\xff": ".jpg", b"\x89PNG\r\n\x1a\n": ".png"}
+KEPT_SUFFIXES = (".jpg", ".png", ".img")  # .img: bytes of neither signature (never sent today)
 
 PROVIDER_FIELDS = ("task_id", "task_created_at", "task_updated_at", "final_unit_deduction")
 
@@ -48,22 +57,71 @@ def superseded_path(run_dir: Path, job_id: str) -> Path:
     return run_dir / VIDEOS_DIR / f"{job_id}.mp4"
 
 
+def kept_input(run_dir: Path, ref: str) -> Path | None:
+    """The file holding the bytes sent for the content ref `ref`, if the run kept them."""
+    if not ref.startswith(SHA_PREFIX):
+        return None
+    stem = run_dir / INPUTS_DIR / ref.removeprefix(SHA_PREFIX)
+    return next((p for p in map(stem.with_suffix, KEPT_SUFFIXES) if p.is_file()), None)
+
+
+def keep_input(run_dir: Path, ref: str, data: bytes) -> Path:
+    """Keep `data`, the bytes sent for `ref`, as RUN/inputs/<hex><suffix> (once: a file already
+    there is left as it is); written whole, then renamed into place."""
+    found = kept_input(run_dir, ref)
+    if found is not None:
+        return found
+    suffix = next((s for sig, s in IMAGE_SIGNATURES.items() if data.startswith(sig)), ".img")
+    path = run_dir / INPUTS_DIR / (ref.removeprefix(SHA_PREFIX) + suffix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+class KeptInputs:
+    """A run's payload function (content ref -> the base64 sent) that also keeps the bytes of
+    each image in RUN/inputs/ the first time it is sent, so the dataset carries its inputs. An
+    image that cannot be written there (a full disk) is still sent; the run's own writes will
+    stop it soon enough if there is no room."""
+
+    def __init__(self, payload: Callable[[str], str], run_dir: Path) -> None:
+        self.payload = payload
+        self.run_dir = run_dir
+        self.kept: set[str] = set()
+
+    def __call__(self, ref: str) -> str:
+        encoded = self.payload(ref)
+        if ref not in self.kept:
+            try:
+                keep_input(self.run_dir, ref, base64.b64decode(encoded))
+                self.kept.add(ref)
+            except OSError:
+                pass
+        return encoded
+
+
 def index_entry(job: JobRecord, check: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The index line of a finished job: identity, file, provider facts, the request, and the
-    video's probe and QA findings (`check`, {"probe": ..., "qa": [...]}) if it was checked."""
+    """The index line of a finished job: identity, file, provider facts, the request (as sent),
+    and the video's probe and QA findings (`check`, {"probe": ..., "qa": [...]}) if it was
+    checked. Seconds and units are numbers, of the kinds of export/columns.py."""
     return {
         "job_id": job.job_id,
         "row_id": job.row_id,
         "video": job.output_path,
         "sha256": job.sha256,
         "bytes": job.bytes,
-        "duration": job.video_duration,
+        "duration": cast(job.video_duration, Kind.FLOAT),
         "task_id": job.task_id,
         "task_created_at": job.task_created_at,
         "task_updated_at": job.task_updated_at,
-        "final_unit_deduction": job.unit_deduction,
+        "final_unit_deduction": cast(job.unit_deduction, Kind.FLOAT),
         "request": job.request,
-        "variant": job.variant,
+        "variant": typed_variant(job.variant),
         "metadata": job.metadata,
         "watermark_video": job.watermark_path,
         "probe": None if check is None else check["probe"],

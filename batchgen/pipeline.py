@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import signal
 import threading
@@ -19,6 +20,7 @@ from batchgen.load import PreparedRun, prepare
 from batchgen.money.budget import Budget
 from batchgen.money.pricing import load_prices
 from batchgen.money.spent import ledger_of
+from batchgen.output import KeptInputs
 from batchgen.providers import Auth, Provider, auth_for, connect
 from batchgen.runner import RunConfig, Runner, RunOutcome
 from batchgen.runner.config import Listen
@@ -125,13 +127,14 @@ async def execute(
             prepared.store,
             provider,
             downloads,
-            prepared.manifest.catalog.payload,
+            KeptInputs(prepared.manifest.catalog.payload, prepared.run_dir),
             prepared.run_dir,
             config,
             listeners,
             budget=budget,
         )
-        return await runner.run()
+        outcome = await runner.run()
+    return dataclasses.replace(outcome, skipped_invalid=loaded.skipped_rows)
 
 
 def budget_for(store: Store, settings: Settings) -> Budget | None:

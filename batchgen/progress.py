@@ -1,11 +1,15 @@
-"""Progress on stderr, from the run's events only: a bar in a terminal, plain (or JSON) lines
-at a steady pace everywhere else (a pipe, `tee`, nohup, cron, CI), so a log shows the run
-alive. Both show what is true now: tasks in flight, downloading, done, failed, unknown,
-waiting, the pace of finished jobs and the time left at that pace."""
+"""Progress from the run's events only: on stderr, a bar in a terminal, plain lines at a steady
+pace everywhere else (a pipe, `tee`, nohup, cron, CI), so a log shows the run alive; with
+`--progress json`, one JSON object a line on stdout, alone there (every human line of the
+command goes to stderr), so that `batchgen run M --progress json | jq -c .done` works. Each
+shows what is true now: tasks in flight, downloading, done, failed, unknown, waiting, the pace
+of finished jobs and the time left at that pace."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -19,10 +23,13 @@ from batchgen.interrupts import reader_gone
 from batchgen.status import IN_FLIGHT, JobStatus
 
 T = TypeVar("T")
-Mode = Literal["auto", "bar", "plain", "json", "off"]
-MODES: tuple[Mode, ...] = ("auto", "bar", "plain", "json", "off")
+Mode = Literal["auto", "bar", "plain", "json", "off", "quiet"]
+MODES: tuple[Mode, ...] = ("auto", "bar", "plain", "json", "off", "quiet")
 LINE_INTERVAL = 10.0  # seconds between progress lines when stderr is not a terminal
 FINISHED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.UNKNOWN)
+MIN_BAR = 10  # cells of the bar at the least; the words around it give way first
+FALLBACK_COLUMNS = 80
+GREEN, YELLOW, RED, RESET = "\033[32m", "\033[33m", "\033[31m", "\033[0m"
 
 
 def counted(items: Iterable[T], desc: str) -> Iterator[T]:
@@ -43,6 +50,7 @@ class Tally:
         self.finished_this_run = 0
         self.throttled_for = 0.0
         self.paused_for = 0.0
+        self.stopping: str | None = None
 
     def apply(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -55,6 +63,9 @@ class Tally:
         elif isinstance(event, Heartbeat):
             self.throttled_for = event.throttled_for
             self.paused_for = event.paused_for
+            self.stopping = event.stopping or self.stopping
+        elif isinstance(event, RunFinished):
+            self.stopping = event.stopped
 
     @property
     def total(self) -> int:
@@ -78,12 +89,15 @@ class Tally:
         return self.finished_this_run / elapsed if elapsed > 0 else 0.0
 
     def eta(self) -> float | None:
-        """Seconds left at the pace so far; None before any job finished."""
+        """Seconds left at the pace so far; None before any job finished, and once the run
+        stopped submitting (what is left will not be sent)."""
+        if self.stopping is not None:
+            return None
         rate = self.rate()
         remaining = self.total - self.finished
         return remaining / rate if rate > 0 else None
 
-    def fields(self) -> dict[str, int | float | None]:
+    def fields(self) -> dict[str, int | float | str | None]:
         eta = self.eta()
         return {
             "elapsed_s": round(self.clock() - self.started, 1),
@@ -98,22 +112,81 @@ class Tally:
             "eta_s": None if eta is None else round(eta),
             "throttled_for_s": round(self.throttled_for, 1),
             "paused_for_s": round(self.paused_for, 1),
+            "stopping": self.stopping,
         }
 
     def line(self) -> str:
         c = self.counts
-        eta = self.eta()
         text = (
             f"{c[JobStatus.DONE]}/{self.total} done, {self.in_flight} in flight, "
             f"{c[JobStatus.DOWNLOADING]} downloading, {c[JobStatus.FAILED]} failed, "
             f"{c[JobStatus.UNKNOWN]} unknown, {self.waiting} waiting; "
-            f"{self.rate() * 60:.1f} jobs/min, ETA {'--' if eta is None else duration(eta)}"
+            f"{self.rate() * 60:.1f} jobs/min, {self.time_left()}"
         )
+        if self.stopping is not None:
+            return text
         if self.throttled_for > 0:
             text += f"; throttled, creates resume in {duration(self.throttled_for)}"
         elif self.paused_for > 0:
             text += f"; the provider is failing, creates resume in {duration(self.paused_for)}"
         return text
+
+    def time_left(self) -> str:
+        """ "ETA 3m20s", "ETA --" before any job finished, or "stopping (why)"."""
+        if self.stopping is not None:
+            return f"stopping ({self.stopping})"
+        eta = self.eta()
+        return f"ETA {'--' if eta is None else duration(eta)}"
+
+    def waits(self) -> str:
+        """Why creates wait now, in a few words ("" when they do not)."""
+        if self.stopping is None and self.throttled_for > 0:
+            return f"throttled {duration(self.throttled_for)}"
+        if self.stopping is None and self.paused_for > 0:
+            return f"paused {duration(self.paused_for)}"
+        return ""
+
+
+def bar_line(tally: Tally, width: int, colour: bool = False) -> str:
+    """The bar's one line, at most `width` columns: done out of total, a bar of done (█) and
+    failed or unknown (▒) apart, what is in flight, failed and unknown, the pace and the time
+    left (or "stopping"). Words give way to keep the bar at least MIN_BAR cells."""
+    t, c = tally, tally.counts
+    left = f"{c[JobStatus.DONE]}/{t.total} done"
+    needed = [f"{n} {name}" for name, n in _troubles(t) if n]
+    # What gives way first is last: the pace, then why creates wait, then what is in flight.
+    extra = [w for w in (f"{t.in_flight} in flight", t.waits(), f"{t.rate() * 60:.1f}/min") if w]
+    last = t.time_left()
+    while True:
+        right = ", ".join([*extra[:1], *needed, *extra[1:]]) + f"; {last}"
+        cells = width - len(left) - len(right) - 4
+        if cells >= MIN_BAR or not extra:
+            break
+        extra.pop()
+    cells = max(cells, MIN_BAR)
+    right = right[: max(0, width - len(left) - cells - 4)]
+    return f"{left} |{_bar(t, cells, colour)}| {right}"
+
+
+def _troubles(t: Tally) -> list[tuple[str, int]]:
+    c = t.counts
+    return [
+        ("downloading", c[JobStatus.DOWNLOADING]),
+        ("failed", c[JobStatus.FAILED]),
+        ("unknown", c[JobStatus.UNKNOWN]),
+    ]
+
+
+def _bar(t: Tally, cells: int, colour: bool) -> str:
+    total = max(t.total, 1)
+    done = round(t.counts[JobStatus.DONE] / total * cells)
+    bad = round((t.counts[JobStatus.FAILED] + t.counts[JobStatus.UNKNOWN]) / total * cells)
+    bad = min(bad, cells - done)
+    drawn = "█" * done + "▒" * bad + " " * (cells - done - bad)
+    if not colour:
+        return drawn
+    tint = RED if t.stopping else YELLOW if bad else GREEN
+    return f"{tint}{drawn}{RESET}"
 
 
 def duration(seconds: float) -> str:
@@ -127,10 +200,12 @@ def duration(seconds: float) -> str:
 
 
 class BarProgress:
-    """A tqdm bar of finished jobs with what is in flight beside it; notices above it."""
+    """One line redrawn in place (tqdm writes it): see `bar_line`; notices above it. Colour
+    where `colour` (a terminal that takes it)."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], colour: bool = False) -> None:
         self.stream = stream
+        self.colour = colour
         self.tally = Tally()
         self.bar: tqdm | None = None
 
@@ -143,16 +218,13 @@ class BarProgress:
     def _show(self, event: Event) -> None:
         self.tally.apply(event)
         if isinstance(event, RunStarted):
+            # bar_line fits the line to the terminal; tqdm is told it has room to spare, so
+            # that it never cuts it again counting colour codes as columns.
             self.bar = tqdm(
-                total=self.tally.total,
-                initial=self.tally.finished,
-                unit="job",
-                file=self.stream,
-                dynamic_ncols=True,
-                smoothing=0.05,
+                total=self.tally.total, file=self.stream, bar_format="{desc}", ncols=999
             )
         elif isinstance(event, Notice):
-            line = event.message if event.level == "info" else f"{event.level}: {event.message}"
+            line = notice_text(event, self.colour)
             if self.bar is not None:
                 self.bar.write(line, file=self.stream)
             else:
@@ -166,14 +238,37 @@ class BarProgress:
     def _refresh(self) -> None:
         if self.bar is None:
             return
-        t = self.tally
-        self.bar.n = t.finished
-        throttled = " throttled" if t.throttled_for > 0 else " paused" if t.paused_for > 0 else ""
-        self.bar.set_postfix_str(
-            f"in flight={t.in_flight} downloading={t.counts[JobStatus.DOWNLOADING]} "
-            f"failed={t.counts[JobStatus.FAILED]} unknown={t.counts[JobStatus.UNKNOWN]}{throttled}",
-            refresh=True,
-        )
+        width = shutil.get_terminal_size((FALLBACK_COLUMNS, 24)).columns - 1
+        self.bar.set_description_str(bar_line(self.tally, width, self.colour), refresh=True)
+
+
+def notice_text(event: Notice, colour: bool = False) -> str:
+    """A notice as a line: its level first unless it is "info" (in colour where asked)."""
+    if event.level == "info":
+        return event.message
+    if not colour:
+        return f"{event.level}: {event.message}"
+    tint = RED if event.level == "error" else YELLOW
+    return f"{tint}{event.level}:{RESET} {event.message}"
+
+
+class JobLines:
+    """`-v`: a line for each job's change (row, old → new status, why), as text or JSON."""
+
+    def __init__(self, stream: IO[str], as_json: bool = False) -> None:
+        self.stream = stream
+        self.as_json = as_json
+
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, JobChanged):
+            return
+        if self.as_json:
+            record = {"event": "job", "row_id": event.row_id, "job_id": event.job_id}
+            record |= {"from": event.old.value, "to": event.new.value, "detail": event.detail}
+            say(json.dumps(record, ensure_ascii=False), self.stream)
+            return
+        detail = f": {event.detail}" if event.detail else ""
+        say(f"{event.row_id}: {event.old.value} -> {event.new.value}{detail}", self.stream)
 
 
 class LineProgress:
@@ -223,15 +318,16 @@ class LineProgress:
 
 
 class NoticesOnly:
-    """No progress, but every notice (a skipped row, a stop, an unknown outcome) still shown."""
+    """No progress, but every notice (a skipped row, a stop, an unknown outcome) still shown;
+    `warnings_only` (-q) leaves out the informative ones."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], warnings_only: bool = False) -> None:
         self.stream = stream
+        self.warnings_only = warnings_only
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Notice):
-            line = event.message if event.level == "info" else f"{event.level}: {event.message}"
-            say(line, self.stream)
+        if isinstance(event, Notice) and not (self.warnings_only and event.level == "info"):
+            say(notice_text(event), self.stream)
 
 
 def say(line: str, stream: IO[str]) -> None:
@@ -242,16 +338,32 @@ def say(line: str, stream: IO[str]) -> None:
         reader_gone()
 
 
-def progress_for(mode: Mode, stream: IO[str] | None = None) -> Listener:
-    """The progress subscriber for `mode` ("auto": a bar on a terminal, lines elsewhere)."""
-    stream = stream or sys.stderr
-    if mode == "off":
-        return NoticesOnly(stream)
-    if mode == "auto":
-        mode = "bar" if _is_terminal(stream) else "plain"
-    if mode == "bar":
-        return BarProgress(stream)
-    return LineProgress(stream, as_json=mode == "json")
+def progress_for(mode: Mode, stream: IO[str] | None = None, verbose: bool = False) -> Listener:
+    """The progress subscriber for `mode` ("auto": a bar on a terminal, lines elsewhere;
+    "quiet": warnings only), on `stream` (default: stdout for JSON lines, else stderr); with
+    `verbose`, each job's change too. Colour only on a terminal, and not under NO_COLOR."""
+    stream = stream or (sys.stdout if mode == "json" else sys.stderr)
+    shown: Listener
+    if mode in ("off", "quiet"):
+        shown = NoticesOnly(stream, warnings_only=mode == "quiet")
+    elif mode == "bar" or (mode == "auto" and _is_terminal(stream)):
+        shown = BarProgress(stream, colour=_is_terminal(stream) and "NO_COLOR" not in os.environ)
+    else:
+        shown = LineProgress(stream, as_json=mode == "json")
+    if not verbose:
+        return shown
+    return Both(JobLines(stream, as_json=mode == "json"), shown)
+
+
+class Both:
+    """Two listeners as one, called in order."""
+
+    def __init__(self, first: Listener, then: Listener) -> None:
+        self.first, self.then = first, then
+
+    def __call__(self, event: Event) -> None:
+        self.first(event)
+        self.then(event)
 
 
 def _is_terminal(stream: IO[str]) -> bool:

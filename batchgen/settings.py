@@ -43,6 +43,7 @@ class Settings(BaseModel):
     resend_unfound: float | None = Field(None, gt=0)  # seconds: see --resend-unfound
     retry_moderation: int = Field(0, ge=0, le=10)  # see --retry-moderation
     progress: Mode = "auto"  # see progress.py
+    verbose: bool = False  # a line for each job's change too
     callback_url: str | None = None  # sent with every create (needs `listen`)
     listen: str | None = None  # HOST:PORT of the callback receiver (needs `callback_url`)
     callback_secret: SecretStr | None = None  # where the provider signs its callbacks

@@ -20,6 +20,7 @@ from batchgen.state.store import Store
 
 FAST = {"latency": (0.05, 0.2), "slots": 8, "seed": 1}
 PROFILES = ("cometapi", "kling")
+RUNS = ("run", "demo")  # the commands that show progress (adopt, reconcile: no run options)
 KLING_FLAGS = ("--provider", "kling", "--access-key", "sim-access", "--secret-key", "sim-secret")
 ENVIRONMENT = (
     "COMETAPI_KEY",
@@ -103,7 +104,8 @@ def run_cli(
     the exit code."""
     argv = [str(a) for a in args]
     if base_url is not None:
-        argv += [*provider_flags(base_url, profile), "--no-progress"]
+        argv += provider_flags(base_url, profile)
+        argv += ["--no-progress"] if argv[0] in RUNS else []
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     return int(exit_info.value.code or 0)

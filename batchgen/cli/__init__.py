@@ -20,7 +20,7 @@ from typing import NoReturn
 
 import click
 
-from batchgen.cli.manifests import plan, schema, validate
+from batchgen.cli.manifests import plan, problem_lines, schema, validate
 from batchgen.cli.results import export, gallery, report, status, verify
 from batchgen.cli.running import adopt, demo, reconcile, retry, run
 from batchgen.cli.simulation import simulate
@@ -129,8 +129,8 @@ def _expected_exit(exc: BaseException) -> int | None:
 
 
 def _show_problems(exc: ManifestInvalid) -> None:
-    for problem in exc.problems:
-        click.echo(f"error: {problem}", err=True)
+    for line in problem_lines(exc.problems):
+        click.echo(line, err=True)
     more = exc.total - len(exc.problems)
     if more > 0:
         click.echo(f"... and {more} more problem(s)", err=True)

@@ -36,7 +36,10 @@ class NextSteps:
     def of_state(cls, target: RunTarget, store: Store) -> NextSteps:
         """The run `target` names, whose state `store` says which manifest and provider."""
         named = str(target.manifest) if target.manifest else store.get_meta("manifest")
-        return cls(named or "MANIFEST", target.output, target.state_elsewhere, provider_of(store))
+        base_url = store.get_meta("base_url") or None
+        return cls(
+            named or "MANIFEST", target.output, target.state_elsewhere, provider_of(store), base_url
+        )
 
     def run(self) -> str:
         if self.manifest == str(DEMO_MANIFEST):

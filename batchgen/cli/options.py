@@ -154,6 +154,15 @@ concurrency_option = click.option(
     help="Provider task slots to use at most.",
 )
 
+skip_invalid_option = click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Run the valid rows and list the invalid ones instead of refusing.",
+)
+inline_urls_option = click.option(
+    "--inline-urls", is_flag=True, help="Download URL images and send them as base64."
+)
+
 tuning_options = compose(
     concurrency_option,
     click.option(
@@ -167,14 +176,8 @@ tuning_options = compose(
         help="Seconds to wait for one generation before reporting it as timed out.",
     ),
     request_timeout_option,
-    click.option(
-        "--skip-invalid",
-        is_flag=True,
-        help="Run the valid rows and list the invalid ones instead of refusing.",
-    ),
-    click.option(
-        "--inline-urls", is_flag=True, help="Download URL images and send them as base64."
-    ),
+    skip_invalid_option,
+    inline_urls_option,
     click.option("--seed", type=int, help="Seed for retry jitter (reproducible runs)."),
     click.option(
         "--retry-moderation",
@@ -196,13 +199,30 @@ tuning_options = compose(
         type=click.Choice(MODES),
         default="auto",
         show_default=True,
-        help="auto: a bar on a terminal, else a plain line every 10 s; json: a JSON object "
-        "per line; off: nothing but the summary.",
+        help="auto: a bar on a terminal, else a plain line every 10 s (stderr); json: a JSON "
+        "object per line on stdout, alone there; off: notices and the summary; quiet: -q.",
     ),
     click.option("--no-progress", "progress", flag_value="off", help="The same as --progress off."),
+    click.option(
+        "--quiet",
+        "-q",
+        "progress",
+        flag_value="quiet",
+        help="No progress and no informative notices: warnings and the summary only.",
+    ),
+    click.option("--verbose", "-v", is_flag=True, help="Also a line for each job's change."),
 )
 
 run_options = compose(output_option(), state_option, provider_options, tuning_options)
+# adopt and reconcile load the manifest and ask the provider, and run nothing: no run tuning.
+settle_options = compose(
+    output_option(),
+    state_option,
+    provider_options,
+    request_timeout_option,
+    skip_invalid_option,
+    inline_urls_option,
+)
 
 
 def settings_from(**flags: Any) -> Settings:

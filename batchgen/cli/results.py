@@ -21,7 +21,7 @@ from batchgen.cli.options import (
 )
 from batchgen.cli.summary import FetchedAgain, run_summary
 from batchgen.errors import EXIT_JOBS_FAILED, EXIT_OK
-from batchgen.export import export_run
+from batchgen.export import ExportResult, export_run
 from batchgen.gallery import build_gallery
 from batchgen.results.overview import overview_of
 from batchgen.results.report import build_report, load_report
@@ -48,8 +48,9 @@ def status(target: Path, output: Path, limit: int, as_json: bool) -> None:
     one), QA findings, and the money spent and committed."""
     found = resolve_target(target, output)
     with Store.open(found.existing_state()) as store:
-        view = overview_of(store, limit)
-        advice = NextSteps.of_state(found, store).unknown_advice
+        steps = NextSteps.of_state(found, store)
+        view = overview_of(store, limit, run_command=steps.run())
+        advice = steps.unknown_advice
     shown = json.dumps(view.as_json(advice), indent=2) if as_json else "\n".join(view.lines(advice))
     click.echo(shown)
 
@@ -154,24 +155,61 @@ def _defaulted(name: str) -> bool:
 @click.option(
     "--exclude-flagged", is_flag=True, help="Leave out videos with QA findings (`batchgen status`)."
 )
-def export(target: Path, runs: Path, fmt: str, out_dir: Path | None, **options: Any) -> None:
+@json_option("what was exported")
+def export(
+    target: Path, runs: Path, fmt: str, out_dir: Path | None, as_json: bool, **options: Any
+) -> None:
     """Export a run's finished videos (listed in its index.jsonl) as a dataset. Here `-o` is
     where the export goes; `--runs` is the folder holding MANIFEST's run."""
-    result = export_run(resolve_target(target, runs).run_dir, fmt, out_dir, **options)
+    found = resolve_target(target, runs)
+    result = export_run(found.run_dir, fmt, out_dir, state=found.state_elsewhere, **options)
+    if as_json:
+        click.echo(json.dumps(export_json(result), indent=2))
+        return
     for row_id in result.skipped:
         click.echo(f"skipped {row_id}: video missing", err=True)
     for row_id, codes in result.excluded:
         click.echo(f"excluded {row_id}: {', '.join(codes)}", err=True)
+    if result.without_inputs:
+        click.echo(
+            f"{result.without_inputs} sample(s) without an input image file: the provider "
+            "fetched it from its URL (--inline-urls sends, and keeps, the bytes)",
+            err=True,
+        )
     click.echo(f"exported {result.count} sample(s) as {result.format} to {result.out_dir}")
+
+
+def export_json(result: ExportResult) -> dict[str, Any]:
+    """What `export --json` prints."""
+    return {
+        "format": result.format,
+        "out_dir": str(result.out_dir),
+        "exported": result.count,
+        "files": len(result.files),
+        "skipped_missing": list(result.skipped),
+        "excluded_flagged": [{"row_id": row, "qa": list(codes)} for row, codes in result.excluded],
+        "without_inputs": result.without_inputs,
+    }
 
 
 @click.command(short_help="Write a run's gallery.html: every job on one page.")
 @target_argument
 @output_option()
-def gallery(target: Path, output: Path) -> None:
+@json_option("where the page is and what it shows")
+def gallery(target: Path, output: Path, as_json: bool) -> None:
     """Write gallery.html in the run's folder: every job's video, input, parameters, cost,
     status and QA findings on one page that works offline."""
-    built = build_gallery(resolve_target(target, output).run_dir)
+    found = resolve_target(target, output)
+    advice = None
+    if found.state.is_file():
+        with Store.open(found.state) as store:
+            advice = NextSteps.of_state(found, store).unknown_advice
+    built = build_gallery(found.run_dir, advice=advice)
+    if as_json:
+        shown = {"page": str(built.page.resolve()), "cards": built.cards}
+        shown |= {"posters": built.posters, "thumbnails": built.thumbnails}
+        click.echo(json.dumps(shown, indent=2))
+        return
     click.echo(
         f"{built.cards} card(s), {built.posters} poster(s), {built.thumbnails} input "
         f"thumbnail(s): {built.page.resolve().as_uri()}"

@@ -20,6 +20,7 @@ from batchgen.cli.options import (
     provider_choice,
     run_options,
     settings_from,
+    settle_options,
     target_argument,
 )
 from batchgen.cli.summary import FetchedAgain, run_summary
@@ -130,10 +131,12 @@ def run_manifest(manifest: Path, settings: Settings) -> int:
     if settings.prices is not None:
         load_prices(settings.prices)  # a malformed price file is refused before anything
     with load.prepare(manifest, settings) as prepared:
-        click.echo(
-            f"{prepared.manifest.name}: {_loaded(prepared.loaded)}; state {prepared.store.path}",
-            err=True,
-        )
+        if settings.progress != "quiet":
+            click.echo(
+                f"{prepared.manifest.name}: {_loaded(prepared.loaded)}; "
+                f"state {prepared.store.path}",
+                err=True,
+            )
         fetched = FetchedAgain()
         outcome = _execute_logged(prepared, settings, [fetched])
         write_report(prepared.run_dir, build_report(prepared.store, outcome))
@@ -156,7 +159,8 @@ def _execute_logged(
     """Run the prepared jobs with progress on stderr, appended to RUN/run.log too."""
     prepared.run_dir.mkdir(parents=True, exist_ok=True)
     with open(prepared.run_dir / RUN_LOG, "a", encoding="utf-8") as log:
-        shown = [LineProgress(log), progress_for(settings.progress), *listeners]
+        progress = progress_for(settings.progress, verbose=settings.verbose)
+        shown = [LineProgress(log), progress, *listeners]
         return pipeline.run_async(pipeline.execute, prepared, settings, shown)
 
 
@@ -242,7 +246,7 @@ def _resend_unknown(store: Store, chosen: list[str] | None, yes: bool) -> int:
     required=True,
     help="The provider's task id, as its dashboard shows it.",
 )
-@run_options
+@settle_options
 def adopt(manifest: Path, job: str, task_id: str, **flags: Any) -> None:
     """Record a task you found at the provider as the task of an unknown job; the next `run`
     downloads it. The task is asked for first; its external id, where echoed, must match."""
@@ -258,7 +262,7 @@ def adopt(manifest: Path, job: str, task_id: str, **flags: Any) -> None:
 
 @click.command(short_help="Adopt the provider's tasks that the state lost.")
 @manifest_argument
-@run_options
+@settle_options
 def reconcile(manifest: Path, **flags: Any) -> None:
     """Adopt the tasks the provider has for MANIFEST's run that its state does not know: from
     the task list where the provider has one, and by looking each lost create up by its

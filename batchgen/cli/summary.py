@@ -43,7 +43,7 @@ def run_summary(
     lines = [_headline(outcome, run_dir)]
     if fetched_again:
         lines.append(f"{len(fetched_again)} video(s) fetched again: {_rows(sorted(fetched_again))}")
-    if outcome.counts[JobStatus.FAILED] or unknown:
+    if outcome.counts[JobStatus.FAILED] or unknown or outcome.skipped_invalid:
         lines.append(f"failures and their reasons: {run_dir / FAILED_NAME} (or {steps.status()})")
     if unknown:
         lines.append(
@@ -57,12 +57,14 @@ def run_summary(
 def _headline(outcome: RunOutcome, run_dir: Path) -> str:
     c = outcome.counts
     total = sum(c.values())
-    per_job = outcome.api_calls / total if total else 0.0
     head = {None: "", "interrupted": "interrupted: "}.get(outcome.stopped, "stopped: ")
+    skipped = outcome.skipped_invalid
+    invalid = f" ({skipped} invalid row(s) left out by --skip-invalid)" if skipped else ""
     return (
         f"{head}{c[JobStatus.DONE]} done, {c[JobStatus.FAILED]} failed, "
-        f"{c[JobStatus.UNKNOWN]} unknown, {outcome.unfinished} unfinished of {total} in "
-        f"{outcome.wall_seconds:.1f} s ({outcome.api_calls} API calls, {per_job:.2f}/job); "
+        f"{c[JobStatus.UNKNOWN]} unknown, {outcome.unfinished} unfinished of {total}{invalid} in "
+        f"{outcome.wall_seconds:.1f} s ({outcome.api_calls} API calls, "
+        f"{outcome.calls_per_job:.2f} per job worked on); "
         f"index: {run_dir / INDEX_NAME}"
     )
 

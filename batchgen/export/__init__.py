@@ -7,17 +7,26 @@
 The default output folder is RUN/export/<format>/. The modules, in the order an export runs:
 
     entries.py     index.jsonl read a line at a time, each entry checked
-    columns.py     the typed, flat columns of an entry, shared by the tabular formats
+    columns.py     the typed, flat columns of an entry: the one schema of every field's type
     base.py        the one interface every format implements, and the sample it is fed
     card.py        the dataset card of an hf export: provenance, columns, how to load it
+    croissant.py   the Croissant 1.1 description of an hf export, with PROV-O provenance
     hf.py          `--format hf`
     csv_table.py   `--format csv`
     webdataset.py  `--format webdataset`
+    inputs.py      the files of each sample's input images, as the run sent them
     exporter.py    `export_run`: stream the index into one writer, stage, publish
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
 from batchgen.errors import IndexInvalid, MissingVideo, UnknownFormat
-from batchgen.export.exporter import FORMATS, ExportResult, export_run
+
+if TYPE_CHECKING:
+    from batchgen.export.exporter import FORMATS, ExportResult, export_run
 
 __all__ = [
     "FORMATS",
@@ -27,3 +36,11 @@ __all__ = [
     "UnknownFormat",
     "export_run",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The exporter loads on first use (it brings pyarrow), so that the index writer can use
+    columns.py, the one schema, without it."""
+    if name in ("FORMATS", "ExportResult", "export_run"):
+        return getattr(import_module("batchgen.export.exporter"), name)
+    raise AttributeError(f"module 'batchgen.export' has no attribute {name!r}")

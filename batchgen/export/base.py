@@ -19,6 +19,7 @@ from typing import IO, Any, ClassVar
 
 from batchgen.export.card import Provenance
 from batchgen.export.columns import Columns
+from batchgen.export.inputs import NO_INPUTS, SampleInputs
 
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -31,6 +32,7 @@ class Sample:
     entry: dict[str, Any]  # the index line
     row: dict[str, Any]  # the entry as flat columns (see columns.py)
     video: Path  # the video file in the run folder
+    inputs: SampleInputs = NO_INPUTS  # the files of its input images
 
     @property
     def row_id(self) -> str:

@@ -23,6 +23,7 @@ from batchgen.export.columns import (
     cast,
     qa_codes,
 )
+from batchgen.export.inputs import SampleInputs
 from batchgen.manifest.lockfile import LOCK_NAME
 from batchgen.money.pricing import Key, cost_of, job_key, load_prices
 
@@ -40,8 +41,14 @@ MEANINGS = {
     "prompt": "the prompt sent",
     "negative_prompt": "the negative prompt sent",
     "cfg_scale": "prompt adherence sent (kling-v1.x)",
-    "image": "input image: `sha256:<hex>` of the bytes sent, or the URL the provider fetched",
-    "image_tail": "end-frame image, as `image`",
+    "image": "the input image, as the bytes sent (its file is beside the video); None where "
+    "the provider fetched it from a URL",
+    "image_tail": "the end-frame image, as `image`",
+    "static_mask": "the static motion-brush mask, as `image`",
+    "dynamic_masks": "the dynamic motion-brush masks: their files, relative to this folder",
+    "image_ref": "the input image as the request named it: `sha256:<hex>` of the bytes sent, "
+    "or the URL the provider fetched",
+    "image_tail_ref": "the end-frame image, as `image_ref`",
     "task_id": "the provider's task id",
     "task_created_at": "Unix ms when the provider created the task",
     "task_updated_at": "Unix ms of the task's last change at the provider",
@@ -65,12 +72,14 @@ class Provenance:
 
     run: str
     lock_sha256: str | None = None
+    provider: str | None = None  # where the videos were made (the state says), if known
     lock_batchgen: str | None = None
     exported: int = 0
     flagged: int = 0
     unchecked: int = 0
     excluded_flagged: int = 0
     skipped_missing: int = 0
+    without_inputs: int = 0  # samples with an input image that has no file (a URL sent)
     units: float = 0.0
     findings: Counter[str] = field(default_factory=Counter)
     models: Counter[str] = field(default_factory=Counter)
@@ -87,11 +96,12 @@ class Provenance:
             written_by = _LOCK_VERSION.match(f.readline())
         return cls(run_dir.name, file_sha256(lock), written_by and written_by.group(1))
 
-    def add(self, entry: Mapping[str, Any]) -> None:
-        """Count one exported index entry."""
+    def add(self, entry: Mapping[str, Any], inputs: SampleInputs | None = None) -> None:
+        """Count one exported index entry (and whether its inputs have files)."""
         request = entry.get("request") or {}
         codes = qa_codes(entry)
         self.exported += 1
+        self.without_inputs += bool(inputs and inputs.without_file)
         self.unchecked += codes is None
         self.flagged += bool(codes)
         self.findings.update(codes or ())
@@ -108,6 +118,7 @@ def render_card(provenance: Provenance, kinds: Mapping[str, Kind]) -> str:
             _front_matter(p.run),
             f"# {p.run}\n",
             f"{p.exported} videos made with Kling image-to-video by batchgen, run `{p.run}`.\n",
+            REPRODUCIBILITY,
             "## Provenance\n",
             "| | |\n|---|---|",
             *(f"| {name} | {value} |" for name, value in _facts(p)),
@@ -149,12 +160,23 @@ def _facts(p: Provenance) -> list[tuple[str, str]]:
 def _meaning(name: str) -> str:
     if name in MEANINGS:
         return MEANINGS[name]
+    if name == VARIANT_PREFIX + "sample":
+        return "which sample of its variant this is (`repeat`), from 0"
     if name.startswith(VARIANT_PREFIX):
-        return "the matrix value of this variant"
+        return "the value the manifest's matrix gave this variant"
     if name.startswith(METADATA_PREFIX) or name not in CORE_KINDS:
         return "metadata from the manifest row"
     return ""
 
+
+REPRODUCIBILITY = """Every video here is machine-generated: synthetic footage made by a model from
+the input image and the prompt, not a recording of anything. A generation cannot be reproduced
+by calling the API again: Kling's image2video takes no seed, so the same request gives another
+video. What makes this dataset reproducible is its record: the manifest and its lock file
+(`manifest.lock.json`: every job's request and id, the hash of what was sent), the input
+images as sent (their sha256 is the `image_ref`), and the sha256 of every video (`sha256`);
+`croissant.json` holds the same in Croissant 1.1, with its provenance.
+"""
 
 LOADING = """## Load it
 

@@ -4,13 +4,18 @@ Column order is fixed: the core columns below, then `variant.<key>` for each var
 the user's metadata columns under their own names, then `request` (the whole request as JSON).
 A metadata key that would shadow another column is written as `metadata.<key>`.
 
-Every column has a `Kind`. Core columns have a fixed one: numbers are numbers (`duration`,
-`video_duration`, `final_unit_deduction` and `duration_s` are seconds or units as floats, even
-where the provider sends strings), and `qa` is the list of the video's finding codes (empty
-when clean, None when unchecked). Variant and metadata columns take the kind of every value
-seen in them (see ColumnScan): all booleans, all integers, numbers (floats), else strings, with
-lists, objects and values of other kinds as canonical JSON. A column with no value at all is a
-string column.
+This is the one schema of field types: the index (output.py) writes its numbers with the same
+`cast`, and every export writes these kinds. Every column has a `Kind`. Core columns have a
+fixed one: numbers are numbers (`duration`, `video_duration`, `final_unit_deduction` and
+`duration_s` are seconds or units as floats, even where the provider sends strings), and `qa`
+is the list of the video's finding codes (empty when clean, None when unchecked). The input
+images (`image`, `image_tail`, `static_mask`: Kind.IMAGE; `dynamic_masks`: their files) are
+filled by each format as it places the files (exporter.py); `image_ref` and `image_tail_ref`
+are what the request held (`sha256:<hex>` of the bytes sent, or the URL the provider fetched).
+A variant column of a request field has that field's kind (`variant.duration` is a float like
+`duration`). Other variant and metadata columns take the kind of every value seen in them (see
+ColumnScan): all booleans, all integers, numbers (floats), else strings, with lists, objects
+and values of other kinds as canonical JSON. A column with no value at all is a string column.
 """
 
 from __future__ import annotations
@@ -31,10 +36,18 @@ class Kind(StrEnum):
     FLOAT = "float64"
     BOOL = "bool"
     STRINGS = "list<string>"
+    IMAGE = "image"  # a file: a path relative to the export (hf: the image itself)
 
 
 _S, _I, _F, _B = Kind.STRING, Kind.INT, Kind.FLOAT, Kind.BOOL
 ENTRY_COLUMNS = {"job_id": _S, "row_id": _S, "video": _S, "sha256": _S, "bytes": _I}
+INPUT_COLUMNS = {
+    "image": Kind.IMAGE,
+    "image_tail": Kind.IMAGE,
+    "static_mask": Kind.IMAGE,
+    "dynamic_masks": Kind.STRINGS,
+}
+REF_COLUMNS = {"image_ref": "image", "image_tail_ref": "image_tail"}  # column: request field
 VIDEO_DURATION = "video_duration"  # the index's `duration`: what the provider reports
 REQUEST_COLUMNS = {
     "model_name": _S,
@@ -43,8 +56,6 @@ REQUEST_COLUMNS = {
     "prompt": _S,
     "negative_prompt": _S,
     "cfg_scale": _F,
-    "image": _S,
-    "image_tail": _S,
 }
 PROVIDER_COLUMNS = {
     "task_id": _S,
@@ -65,8 +76,10 @@ PROBE_COLUMNS = {
 QA = "qa"
 CORE_KINDS: dict[str, Kind] = {
     **ENTRY_COLUMNS,
+    **INPUT_COLUMNS,
     VIDEO_DURATION: _F,
     **REQUEST_COLUMNS,
+    **dict.fromkeys(REF_COLUMNS, _S),
     **PROVIDER_COLUMNS,
     **PROBE_COLUMNS,
     QA: Kind.STRINGS,
@@ -83,6 +96,15 @@ def metadata_column(key: str) -> str:
     if key in RESERVED or key.startswith((VARIANT_PREFIX, METADATA_PREFIX)):
         return METADATA_PREFIX + key
     return key
+
+
+def typed_variant(variant: Mapping[str, Any]) -> dict[str, Any]:
+    """A variant's values, those of request fields as the kind of the field's column (the
+    manifest's matrix gives `duration` as the API takes it, a string)."""
+    return {
+        key: cast(value, REQUEST_COLUMNS[key]) if key in REQUEST_COLUMNS else value
+        for key, value in variant.items()
+    }
 
 
 def qa_codes(entry: Mapping[str, Any]) -> list[str] | None:
@@ -112,21 +134,26 @@ class Columns:
         """Every column's kind, in column order."""
         return {
             **CORE_KINDS,
-            **{VARIANT_PREFIX + k: self.variant_kinds.get(k, _S) for k in self.variant_keys},
+            **{VARIANT_PREFIX + k: self._variant_kind(k) for k in self.variant_keys},
             **{metadata_column(k): self.metadata_kinds.get(k, _S) for k in self.metadata_keys},
             REQUEST: _S,
         }
 
+    def _variant_kind(self, key: str) -> Kind:
+        return REQUEST_COLUMNS.get(key) or self.variant_kinds.get(key, _S)
+
     def row(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         """The entry as one row holding every column, each value of its column's kind (None
-        where it has no value)."""
+        where it has no value; the input images are left for the format to fill)."""
         request = _mapping(entry.get("request"))
         variant = _mapping(entry.get("variant"))
         metadata = _mapping(entry.get("metadata"))
         probe = _mapping(entry.get("probe"))
         values: dict[str, Any] = {name: entry.get(name) for name in ENTRY_COLUMNS}
+        values.update(dict.fromkeys(INPUT_COLUMNS))
         values[VIDEO_DURATION] = entry.get("duration")
         values.update((name, request.get(name)) for name in REQUEST_COLUMNS)
+        values.update((name, request.get(field)) for name, field in REF_COLUMNS.items())
         values.update((name, entry.get(name)) for name in PROVIDER_COLUMNS)
         values.update((name, probe.get(name)) for name in PROBE_COLUMNS)
         values[QA] = qa_codes(entry)
@@ -163,7 +190,7 @@ def cast(value: Any, kind: Kind) -> Any:
     can hold."""
     if value is None:
         return None
-    if kind is Kind.STRING:
+    if kind in (Kind.STRING, Kind.IMAGE):
         return value if isinstance(value, str) else canonical_json(value)
     if kind is Kind.STRINGS:
         return [str(item) for item in value] if isinstance(value, list) else [str(value)]

@@ -1,7 +1,10 @@
-"""A run's index.jsonl read one line at a time, each entry checked and kept with its line number.
+"""A run's finished jobs, one entry at a time: from its state where there is one, else from
+index.jsonl, each entry checked and kept with its line number.
 
-Export and verify both stream the index through `read_lines`, so memory does not grow with the
-number of finished jobs.
+The state is current at every moment (a job is `done` once its video is in place), while
+index.jsonl is rewritten from it when a run ends: an export made during a run, or after one was
+killed, reads `finished_entries` and so has every paid video. Both sources stream, so memory
+does not grow with the number of finished jobs.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from batchgen.errors import IndexInvalid
-from batchgen.output import INDEX_NAME
+from batchgen.output import INDEX_NAME, STATE_NAME, index_entry
+from batchgen.state.store import Store
 
 REQUIRED_KEYS = ("job_id", "row_id", "video")
 
@@ -40,6 +44,19 @@ class IndexLine:
 
 def index_path(run_dir: Path) -> Path:
     return run_dir / INDEX_NAME
+
+
+def finished_entries(run_dir: Path, state: Path | None = None) -> Iterator[IndexLine]:
+    """The index entries of `run_dir`'s finished jobs in job-id order: from its state (`state`,
+    default RUN/state.sqlite) when that file exists, numbered from 1, else from index.jsonl."""
+    path = state if state is not None else run_dir / STATE_NAME
+    if not path.is_file():
+        yield from read_lines(run_dir)
+        return
+    with Store.open(path) as store:
+        for number, (job, check) in enumerate(store.checks.done_with_checks(), start=1):
+            entry = index_entry(job, None if check is None else check.as_json())
+            yield IndexLine(number, entry)
 
 
 def read_lines(run_dir: Path) -> Iterator[IndexLine]:

@@ -1,7 +1,8 @@
 """`export_run`: stream a run's index into one format's writer, then publish the result.
 
-Two passes over index.jsonl, each one line at a time: the first finds the columns and any
-missing video, the second writes. Everything is written under `<out>/.staging/` and moved into
+Two passes over the run's finished jobs (entries.py: its state where there is one, else
+index.jsonl), each one entry at a time: the first finds the columns and any missing video, the
+second writes. Everything is written under `<out>/.staging/` and moved into
 place only when complete, so a failed export leaves the previous one as it was. Files of an
 earlier export that this one did not write (shards past the new last one, videos of rows no
 longer exported) are then removed; only names the format owns are touched.
@@ -25,10 +26,13 @@ from batchgen.export.base import Sample, Writer, sample_key
 from batchgen.export.card import Provenance
 from batchgen.export.columns import Columns, ColumnScan, qa_codes
 from batchgen.export.csv_table import CsvWriter
-from batchgen.export.entries import IndexLine, read_lines
+from batchgen.export.entries import IndexLine, finished_entries
 from batchgen.export.hf import HfWriter
+from batchgen.export.inputs import InputFiles
 from batchgen.export.webdataset import WebDatasetWriter
+from batchgen.output import STATE_NAME
 from batchgen.progress import counted
+from batchgen.state.store import Store
 
 FORMATS: dict[str, type[Writer]] = {w.name: w for w in (HfWriter, CsvWriter, WebDatasetWriter)}
 EXPORT_DIR = "export"
@@ -45,6 +49,7 @@ class ExportResult:
     files: tuple[Path, ...]
     skipped: tuple[str, ...] = ()
     excluded: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (row id, QA codes) left out
+    without_inputs: int = 0  # samples with an input image that has no file (a URL sent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,26 +67,30 @@ def export_run(
     shard_size: int = 1000,
     skip_missing: bool = False,
     exclude_flagged: bool = False,
+    state: Path | None = None,
 ) -> ExportResult:
-    """Export the finished videos of `run_dir` as `fmt` into `out_dir` (default
-    RUN/export/<fmt>/), replacing an earlier export there; without the videos QA flagged if
-    `exclude_flagged`. Raises UnknownFormat, UsageError (bad shard size), IndexInvalid, or
+    """Export the finished videos of `run_dir` (as its state, default RUN/state.sqlite, or
+    else its index.jsonl lists them) as `fmt` into `out_dir` (default RUN/export/<fmt>/),
+    replacing an earlier export there; without the videos QA flagged if `exclude_flagged`.
+    Raises UnknownFormat, UsageError (bad shard size), IndexInvalid, or
     MissingVideo unless `skip_missing`."""
     writer_class = writer_for(fmt)
     if shard_size < 1:
         raise UsageError(f"shard size must be at least 1, not {shard_size}")
     out = out_dir if out_dir is not None else run_dir / EXPORT_DIR / fmt
-    scan = _scan(run_dir, exclude_flagged)
+    scan = _scan(run_dir, state, exclude_flagged)
     if scan.missing and not skip_missing:
         raise MissingVideo([(line.row_id, line.video) for line in scan.missing])
     provenance = Provenance.of_run(run_dir)
+    provenance.provider = _provider(run_dir, state)
     provenance.skipped_missing, provenance.excluded_flagged = len(scan.missing), len(scan.excluded)
     left_out = {line.job_id for line in (*scan.missing, *scan.excluded)}
-    feed = _Feed(run_dir, scan.columns, left_out, provenance)
+    feed = _Feed(run_dir, state, scan.columns, left_out, provenance)
     staging = _fresh_staging(out)
     writer = writer_class(staging, scan.columns, shard_size)
     try:
-        written = feed.into(writer)
+        with feed.inputs:
+            written = feed.into(writer)
         written += writer.describe(provenance)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -89,7 +98,18 @@ def export_run(
     files = _publish(staging, out, written, writer)
     skipped = tuple(line.row_id for line in scan.missing)
     excluded = tuple((line.row_id, tuple(qa_codes(line.entry) or ())) for line in scan.excluded)
-    return ExportResult(fmt, out, provenance.exported, files, skipped, excluded)
+    return ExportResult(
+        fmt, out, provenance.exported, files, skipped, excluded, provenance.without_inputs
+    )
+
+
+def _provider(run_dir: Path, state: Path | None) -> str | None:
+    """The provider the run's state names, if there is a state."""
+    path = state if state is not None else run_dir / STATE_NAME
+    if not path.is_file():
+        return None
+    with Store.open(path) as store:
+        return store.get_meta("provider")
 
 
 def writer_for(fmt: str) -> type[Writer]:
@@ -98,10 +118,10 @@ def writer_for(fmt: str) -> type[Writer]:
     return FORMATS[fmt]
 
 
-def _scan(run_dir: Path, exclude_flagged: bool) -> _Scan:
+def _scan(run_dir: Path, state: Path | None, exclude_flagged: bool) -> _Scan:
     columns = ColumnScan()
     missing, excluded = [], []
-    for line in read_lines(run_dir):
+    for line in finished_entries(run_dir, state):
         if exclude_flagged and qa_codes(line.entry):
             excluded.append(line)
             continue
@@ -116,12 +136,19 @@ class _Feed:
     has gone."""
 
     def __init__(
-        self, run_dir: Path, columns: Columns, skip: set[str], provenance: Provenance
+        self,
+        run_dir: Path,
+        state: Path | None,
+        columns: Columns,
+        skip: set[str],
+        provenance: Provenance,
     ) -> None:
         self.run_dir = run_dir
+        self.state = state
         self.columns = columns
         self.skip = skip
         self.provenance = provenance
+        self.inputs = InputFiles(run_dir, state)
         self.current: Sample | None = None
 
     def into(self, writer: Writer) -> list[str]:
@@ -132,13 +159,14 @@ class _Feed:
             raise MissingVideo([(row, str(exc.filename))]) from None
 
     def _samples(self) -> Iterator[Sample]:
-        for line in counted(read_lines(self.run_dir), "exporting"):
+        for line in counted(finished_entries(self.run_dir, self.state), "exporting"):
             if line.job_id in self.skip:
                 continue
             video = self.run_dir / line.video
             row = self.columns.row(line.entry)
-            self.current = Sample(sample_key(line.job_id), line.entry, row, video)
-            self.provenance.add(line.entry)
+            inputs = self.inputs.of(line.entry.get("request") or {})
+            self.current = Sample(sample_key(line.job_id), line.entry, row, video, inputs)
+            self.provenance.add(line.entry, inputs)
             yield self.current
 
 

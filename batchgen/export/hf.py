@@ -3,7 +3,10 @@
     <out>/
         metadata.parquet        one row per video: file_name + the typed columns of columns.py
         videos/<row id>.mp4     hard links to the run's videos (copies across file systems)
+        videos/<row id>.image.jpg   its input image as sent (and .image_tail, .static_mask,
+                                .dynamic_mask_0...), hard links too
         README.md               the dataset card: provenance, columns, how to load (card.py)
+        croissant.json          the same dataset described in Croissant 1.1 (croissant.py)
 
     load_dataset("videofolder", data_dir="<out>")
 
@@ -20,42 +23,60 @@ from. The loader turns `file_name` into the `video` column, so the run-relative 
 column is left out, and a column the loader would take for a file reference (`*_file_name`,
 `*_file_names`) gets a trailing `_`. A `metadata.jsonl` of an earlier batchgen is removed (the
 loader refuses two metadata files).
+
+The folder builder resolves only the video column's paths, so the input images (`image`,
+`image_tail`, `static_mask`) are Image columns holding their bytes (and the path of the file
+beside the video), declared as such in the Parquet schema's `huggingface` metadata:
+`ds[0]["image"]` is the input image, and the Hub's viewer shows it. Row groups are bounded in
+bytes as well as in rows, so memory stays bounded with the images inline.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
-from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batchgen.download import file_sha256
 from batchgen.errors import IndexInvalid
 from batchgen.export.base import Sample, Writer, sync
-from batchgen.export.card import Provenance, render_card
-from batchgen.export.columns import Kind
+from batchgen.export.card import REPRODUCIBILITY, Provenance, render_card
+from batchgen.export.columns import Columns, Kind
+from batchgen.export.croissant import CROISSANT_NAME, CroissantRecord, croissant
+from batchgen.export.inputs import DYNAMIC_MASKS, suffix_of
 
 METADATA_NAME = "metadata.parquet"
 OLD_METADATA_NAME = "metadata.jsonl"
 CARD_NAME = "README.md"
 VIDEOS = "videos"
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
+INPUT_SUFFIXES = frozenset({".jpg", ".png", ".img"})
 ROW_GROUP = 10_000  # rows per Parquet row group: memory stays bounded on large runs
+ROW_GROUP_BYTES = 64 * 1024 * 1024  # ... and image bytes per row group
+IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # datasets' Image
 ARROW_TYPES = {
     Kind.STRING: pa.string(),
     Kind.INT: pa.int64(),
     Kind.FLOAT: pa.float64(),
     Kind.BOOL: pa.bool_(),
     Kind.STRINGS: pa.list_(pa.string()),
+    Kind.IMAGE: IMAGE_TYPE,
 }
 
 
 class HfWriter(Writer):
     name = "hf"
+
+    def __init__(self, staging: Path, columns: Columns, shard_size: int) -> None:
+        super().__init__(staging, columns, shard_size)
+        self.record = CroissantRecord()
+        self._hashes: dict[Path, str] = {}  # input image -> sha256, each hashed once
 
     def write(self, samples: Iterable[Sample]) -> list[str]:
         (self.staging / VIDEOS).mkdir(parents=True, exist_ok=True)
@@ -63,48 +84,78 @@ class HfWriter(Writer):
         videos: list[str] = []
         with open(self.staging / METADATA_NAME, "wb") as f:
             with pq.ParquetWriter(f, schema) as table:
-                for batch in _batches(self._lines(samples, videos), ROW_GROUP):
+                for batch in _batches(self._lines(samples, videos)):
                     table.write_table(pa.Table.from_pylist(batch, schema=schema))
             sync(f)
+        self.record.add_file(METADATA_NAME, file_sha256(self.staging / METADATA_NAME))
         return [*videos, METADATA_NAME]
 
     def describe(self, provenance: Provenance) -> list[str]:
-        kinds = {loader_safe(name): kind for name, kind in self._kinds().items()}
-        card = render_card(provenance, {"file_name": Kind.STRING, **kinds})
-        with open(self.staging / CARD_NAME, "w", encoding="utf-8") as f:
-            f.write(card)
+        """README.md (the card), then croissant.json, which names the card's sha256 too."""
+        kinds = {"file_name": Kind.STRING}
+        kinds |= {loader_safe(name): kind for name, kind in self._kinds().items()}
+        self._write_text(CARD_NAME, render_card(provenance, kinds))
+        self.record.add_file(CARD_NAME, file_sha256(self.staging / CARD_NAME))
+        about = f"{provenance.exported} videos made with Kling image-to-video.\n{REPRODUCIBILITY}"
+        document = croissant(provenance.run, about, kinds, self.record, provenance.provider)
+        self._write_text(CROISSANT_NAME, json.dumps(document, indent=2, ensure_ascii=False))
+        return [CARD_NAME, CROISSANT_NAME]
+
+    def _write_text(self, name: str, text: str) -> None:
+        with open(self.staging / name, "w", encoding="utf-8") as f:
+            f.write(text)
             sync(f)
-        return [CARD_NAME]
 
     def schema(self) -> pa.Schema:
-        """file_name, then every column but `video`, each with its Arrow type."""
+        """file_name, then every column but `video`, each with its Arrow type; the image
+        columns declared as `datasets` Image features."""
+        kinds = self._kinds()
         fields = [pa.field("file_name", pa.string(), nullable=False)]
-        fields += [
-            pa.field(loader_safe(name), ARROW_TYPES[kind]) for name, kind in self._kinds().items()
-        ]
-        return pa.schema(fields)
+        fields += [pa.field(loader_safe(name), ARROW_TYPES[kind]) for name, kind in kinds.items()]
+        images = {name: {"_type": "Image"} for name, kind in kinds.items() if kind is Kind.IMAGE}
+        features = json.dumps({"info": {"features": images}})
+        return pa.schema(fields, metadata={"huggingface": features})
 
     def owns(self, relative: str) -> bool:
-        if relative in (METADATA_NAME, OLD_METADATA_NAME, CARD_NAME):
+        if relative in (METADATA_NAME, OLD_METADATA_NAME, CARD_NAME, CROISSANT_NAME):
             return True
         path = PurePosixPath(relative)
-        return path.parent.as_posix() == VIDEOS and path.suffix.lower() in VIDEO_SUFFIXES
+        suffixes = VIDEO_SUFFIXES | INPUT_SUFFIXES
+        return path.parent.as_posix() == VIDEOS and path.suffix.lower() in suffixes
 
     def _kinds(self) -> dict[str, Kind]:
         return {name: kind for name, kind in self.columns.kinds.items() if name != "video"}
 
-    def _lines(self, samples: Iterable[Sample], videos: list[str]) -> Iterator[dict[str, Any]]:
+    def _lines(self, samples: Iterable[Sample], files: list[str]) -> Iterator[dict[str, Any]]:
         for sample in samples:
-            file_name = self._link(sample)
-            videos.append(file_name)
-            yield metadata_line(file_name, sample.row)
+            file_name = self._link(sample.video, sample.video.name)
+            self.record.add_file(file_name, str(sample.entry.get("sha256") or ""))
+            self.record.add_task(file_name, sample.entry)
+            row = dict(sample.row)
+            masks = []
+            for name, path in sample.inputs.files.items():
+                linked = self._link(path, f"{sample.video.stem}.{name}{suffix_of(path)}")
+                self.record.add_file(linked, self._sha256(path))
+                files.append(linked)
+                if name.startswith("dynamic_mask_"):
+                    masks.append(linked)
+                elif name in row:
+                    row[name] = {"bytes": path.read_bytes(), "path": linked}
+            row[DYNAMIC_MASKS] = masks or None
+            files.append(file_name)
+            yield metadata_line(file_name, row)
 
-    def _link(self, sample: Sample) -> str:
-        file_name = f"{VIDEOS}/{sample.video.name}"
+    def _sha256(self, path: Path) -> str:
+        if path not in self._hashes:
+            self._hashes[path] = file_sha256(path)
+        return self._hashes[path]
+
+    def _link(self, source: Path, name: str) -> str:
+        file_name = f"{VIDEOS}/{name}"
         dest = self.staging / file_name
         if dest.exists():
-            raise IndexInvalid(f"two rows have a video named {sample.video.name!r}")
-        link_or_copy(sample.video, dest)
+            raise IndexInvalid(f"two rows have a file named {name!r}")
+        link_or_copy(source, dest)
         return file_name
 
 
@@ -128,6 +179,15 @@ def link_or_copy(source: Path, dest: Path) -> None:
         shutil.copyfile(source, dest)
 
 
-def _batches(lines: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    while batch := list(islice(lines, size)):
+def _batches(lines: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The lines in row groups of at most ROW_GROUP rows and about ROW_GROUP_BYTES of images."""
+    batch: list[dict[str, Any]] = []
+    held = 0
+    for line in lines:
+        batch.append(line)
+        held += sum(len(v["bytes"]) for v in line.values() if isinstance(v, dict) and "bytes" in v)
+        if len(batch) >= ROW_GROUP or held >= ROW_GROUP_BYTES:
+            yield batch
+            batch, held = [], 0
+    if batch:
         yield batch

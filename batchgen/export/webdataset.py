@@ -1,7 +1,9 @@
 """`--format webdataset`: tar shards `000000.tar`, `000001.tar`, ... of `shard_size` samples.
 
-Each sample is two members sharing a key (the job id, which has no dots): `<key>.mp4`, the
-video, and `<key>.json`, its index line with `video` naming the member beside it. Samples are
+Each sample is the members sharing a key (the job id, which has no dots): `<key>.mp4`, the
+video; `<key>.image.jpg` (or `.png`), its input image as sent, and where given
+`<key>.image_tail.jpg`, `<key>.static_mask.png`, `<key>.dynamic_mask_0.png`...; then
+`<key>.json`, its index line with `video`, `image`... naming the members beside it. Samples are
 in job-id order and every member has a fixed mtime, owner and mode, so exporting the same run
 twice gives byte-identical shards. Plain (uncompressed) POSIX tar, written with `tarfile`.
 """
@@ -16,8 +18,10 @@ import tarfile
 from collections.abc import Iterable
 from itertools import chain, islice
 from pathlib import Path
+from typing import Any
 
 from batchgen.export.base import Sample, Writer, sync
+from batchgen.export.inputs import DYNAMIC_MASKS, suffix_of
 
 SHARD_NAME = "{:06d}.tar"
 SHARD_PATTERN = re.compile(r"\d{6,}\.tar")
@@ -52,13 +56,27 @@ def write_shard(path: Path, samples: Iterable[Sample]) -> None:
 
 
 def add_sample(tar: tarfile.TarFile, sample: Sample) -> None:
-    """`<key>.mp4` then `<key>.json`: the video, and its index line naming that member."""
+    """`<key>.mp4`, its input images, then `<key>.json`: the index line naming those members."""
     member = f"{sample.key}{sample.video.suffix.lower() or '.mp4'}"
-    with open(sample.video, "rb") as video:
-        tar.addfile(member_info(member, os.fstat(video.fileno()).st_size), video)
-    description = {**sample.entry, "video": member}
+    add_file(tar, member, sample.video)
+    description: dict[str, Any] = {**sample.entry, "video": member}
+    masks = []
+    for name, path in sample.inputs.files.items():
+        image = f"{sample.key}.{name}{suffix_of(path)}"
+        add_file(tar, image, path)
+        if name.startswith("dynamic_mask_"):
+            masks.append(image)
+        else:
+            description[name] = image
+    if masks:
+        description[DYNAMIC_MASKS] = masks
     data = json.dumps(description, sort_keys=True, ensure_ascii=False).encode()
     tar.addfile(member_info(f"{sample.key}.json", len(data)), io.BytesIO(data))
+
+
+def add_file(tar: tarfile.TarFile, member: str, path: Path) -> None:
+    with open(path, "rb") as f:
+        tar.addfile(member_info(member, os.fstat(f.fileno()).st_size), f)
 
 
 def member_info(name: str, size: int) -> tarfile.TarInfo:

@@ -18,7 +18,7 @@ from batchgen.gallery.assets import (
     thumbnail_name,
 )
 from batchgen.gallery.cards import Card, cards_of_index, cards_of_state
-from batchgen.gallery.page import Pictures, render_page
+from batchgen.gallery.page import Advice, Pictures, render_page
 from batchgen.money.pricing import load_prices
 from batchgen.output import STATE_NAME
 from batchgen.state.store import Store
@@ -36,16 +36,19 @@ class Gallery:
     thumbnails: int
 
 
-def build_gallery(run_dir: Path, workers: int | None = None) -> Gallery:
+def build_gallery(
+    run_dir: Path, workers: int | None = None, advice: Advice | None = None
+) -> Gallery:
     """Write `run_dir/gallery.html` (and `run_dir/gallery/`) for every job of the run, making
-    the pictures that are not there yet. Raises IndexInvalid for a folder with neither a state
-    nor an index, StateError for an unreadable state."""
+    the pictures that are not there yet; `advice(row)` is what an unknown job's card says to
+    do. Raises IndexInvalid for a folder with neither a state nor an index, StateError for an
+    unreadable state."""
     cards, sources = _cards(run_dir)
     pictures = _pictures(run_dir, cards, sources, workers)
     page = run_dir / PAGE_NAME
     part = page.with_name(page.name + ".part")
     with open(part, "w", encoding="utf-8") as f:
-        f.writelines(render_page(run_dir.name, cards, pictures))
+        f.writelines(render_page(run_dir.name, cards, pictures, advice))
     os.replace(part, page)
     return Gallery(page, len(cards), len(pictures.posters), len(pictures.thumbnails))
 

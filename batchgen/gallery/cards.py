@@ -39,6 +39,11 @@ class Card:
     reason: str | None = None
     units: str | None = None  # final_unit_deduction
     usd: float | None = None  # the price table's price of a done job
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # the row's own columns
+
+    @property
+    def model(self) -> str:
+        return self.params.get("model_name", "kling-v1")
 
     @property
     def codes(self) -> list[str]:
@@ -65,7 +70,8 @@ def cards_of_index(run_dir: Path, prices: PriceTable) -> Iterator[Card]:
             sha256=entry.get("sha256"),
             probe=entry.get("probe") or {},
             findings=entry.get("qa"),
-            units=entry.get("final_unit_deduction"),
+            units=_text(entry.get("final_unit_deduction")),
+            metadata=entry.get("metadata") if isinstance(entry.get("metadata"), dict) else {},
         )
 
 
@@ -83,6 +89,7 @@ def _card_of_job(job: JobRecord, check: CheckRecord | None, prices: PriceTable) 
         findings=check.findings if check else None,
         reason=None if done else job.last_error,
         units=job.unit_deduction,
+        metadata=job.metadata,
     )
 
 
@@ -109,6 +116,10 @@ def params_of(request: Mapping[str, Any]) -> dict[str, str]:
         if value:
             shown[name] = str(value.get("type", "yes")) if isinstance(value, Mapping) else "yes"
     return shown
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _ref(value: Any) -> str | None:

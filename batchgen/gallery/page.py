@@ -1,5 +1,8 @@
 """The gallery page: one self-contained HTML file (inline CSS and plain JS, no network, links
-relative to the run folder), one card per job, filters by status and by QA finding.
+relative to the run folder), one card per job, filters by status, QA finding, model and any
+metadata column, and the money of what is shown (the price table's figure of the done jobs,
+and the units the provider charged). Inputs are shown whole, portrait or landscape; an unknown
+job says how to resolve it.
 
 Thousands of cards stay fast: cards off screen are not laid out (`content-visibility`), input
 thumbnails load lazily, videos load nothing until played (`preload="none"`), and a video's
@@ -8,8 +11,9 @@ poster is set only when its card comes near the viewport.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -18,6 +22,8 @@ from urllib.parse import quote
 from batchgen.gallery.cards import Card
 
 CLEAN, FLAGGED, UNCHECKED = "clean", "flagged", "unchecked"
+MAX_META_VALUES = 50  # a metadata column with more distinct values is not offered as a filter
+Advice = Callable[[str], str]  # row id -> what to do about its unknown job
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,28 +35,60 @@ class Pictures:
     missing: frozenset[str] = frozenset()  # videos of done jobs not in the run folder
 
 
-def render_page(run: str, cards: list[Card], pictures: Pictures) -> Iterator[str]:
-    """The page, in pieces."""
+def render_page(
+    run: str, cards: list[Card], pictures: Pictures, advice: Advice | None = None
+) -> Iterator[str]:
+    """The page, in pieces; `advice` says what to do about an unknown job."""
     yield HEAD.format(title=escape(f"{run} · batchgen gallery"))
     yield _header(run, cards)
     yield '<main id="cards">\n'
     for card in cards:
-        yield render_card(card, pictures)
+        yield render_card(card, pictures, advice)
     yield "</main>\n"
     yield SCRIPT
     yield "</body>\n</html>\n"
 
 
-def render_card(card: Card, pictures: Pictures) -> str:
+def render_card(card: Card, pictures: Pictures, advice: Advice | None = None) -> str:
     """One job's <article>."""
     codes = " ".join(card.codes)
     checked = "1" if card.findings is not None else "0"
+    meta = json.dumps({k: _meta_value(v) for k, v in card.metadata.items()}, sort_keys=True)
     return (
         f'<article class="card" id="{_id(card)}" data-status="{escape(card.status)}" '
-        f'data-findings="{escape(codes)}" data-checked="{checked}">\n'
+        f'data-findings="{escape(codes)}" data-checked="{checked}" '
+        f'data-model="{escape(card.model)}" data-meta="{escape(meta)}" '
+        f'data-usd="{card.usd or 0}" data-units="{_units(card)}">\n'
         f'<div class="media">{_video(card, pictures)}{_inputs(card, pictures)}</div>\n'
         f'<div class="text">{_title(card)}{_prompt(card)}{_facts(card)}'
-        f"{_findings(card)}{_reason(card)}</div>\n</article>\n"
+        f"{_findings(card)}{_reason(card)}{_way_out(card, advice)}</div>\n</article>\n"
+    )
+
+
+def _meta_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _units(card: Card) -> float:
+    try:
+        return float(card.units or 0)
+    except ValueError:
+        return 0.0
+
+
+def _way_out(card: Card, advice: Advice | None) -> str:
+    if card.status != "unknown" or advice is None:
+        return ""
+    return f'<p class="way-out"><b>What to do:</b> {escape(advice(card.row_id))}</p>'
+
+
+def _money(cards: list[Card]) -> str:
+    usd = sum(card.usd or 0 for card in cards)
+    units = sum(_units(card) for card in cards)
+    done = sum(card.status == "done" for card in cards)
+    return (
+        f"${usd:,.2f} at the price table for {done} done video(s), "
+        f"{units:g} units charged by the provider"
     )
 
 
@@ -65,16 +103,38 @@ def _header(run: str, cards: list[Card]) -> str:
         [(kind, f"{kind} ({kinds[kind]})") for kind in (FLAGGED, CLEAN, UNCHECKED)]
         + [(code, f"{code} ({n})") for code, n in codes.most_common()]
     )
+    models = Counter(card.model for card in cards)
+    model_options = _options([(m, f"{m} ({n})") for m, n in sorted(models.items())])
     return (
         f"<header>\n<h1>{escape(run)}</h1>\n"
-        f'<p class="summary">{len(cards)} jobs: {escape(summary)}. Videos: {checks}.</p>\n'
+        f'<p class="summary">{len(cards)} jobs: {escape(summary)}. Videos: {checks}. '
+        f'Cost: <span id="money">{escape(_money(cards))}</span>.</p>\n'
         '<form id="filters">\n'
         f'<label>Status <select id="status-filter"><option value="">all</option>'
         f"{status_options}</select></label>\n"
         f'<label>Findings <select id="finding-filter"><option value="">any</option>'
         f"{finding_options}</select></label>\n"
+        f'<label>Model <select id="model-filter"><option value="">any</option>'
+        f"{model_options}</select></label>\n"
+        f'<label>Metadata <select id="meta-filter"><option value="">any</option>'
+        f"{_meta_options(cards)}</select></label>\n"
         f'<output id="shown">{len(cards)} of {len(cards)} shown</output>\n</form>\n</header>\n'
     )
+
+
+def _meta_options(cards: list[Card]) -> str:
+    """`key=value` choices for every metadata column of few enough distinct values."""
+    seen: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for card in cards:
+        for key, value in card.metadata.items():
+            seen[key][_meta_value(value)] += 1
+    choices = [
+        (json.dumps([key, value]), f"{key} = {value} ({n})")
+        for key, values in sorted(seen.items())
+        if len(values) <= MAX_META_VALUES
+        for value, n in sorted(values.items())
+    ]
+    return _options(choices)
 
 
 def _kind(card: Card) -> str:
@@ -216,7 +276,8 @@ h1 {{ font-size: 18px; margin: 0 0 4px; }}
   color: #777; }}
 .inputs {{ display: flex; gap: 6px; padding: 6px 8px 0; }}
 .inputs figure {{ margin: 0; width: 96px; }}
-.inputs img {{ display: block; width: 96px; height: 64px; object-fit: cover; }}
+.inputs img {{ display: block; width: 96px; height: 96px; object-fit: contain;
+  background: #eee; }}
 .inputs figcaption {{ font-size: 11px; color: #777; }}
 .no-image {{ display: block; width: 96px; height: 64px; font-size: 10px; color: #777;
   background: #eee; overflow: hidden; word-break: break-all; }}
@@ -234,6 +295,8 @@ h2 {{ display: inline; font-size: 15px; margin: 0 8px 0 0; }}
 .clean {{ color: #2d7d2d; margin: 6px 0 0; }}
 .unchecked {{ color: #777; margin: 6px 0 0; }}
 .reason {{ margin: 6px 0 0; color: #a00; }}
+.way-out {{ margin: 6px 0 0; padding: 6px; background: #fff6e0; border-radius: 4px;
+  font-size: 12px; overflow-wrap: anywhere; }}
 </style>
 </head>
 <body>
@@ -245,11 +308,21 @@ SCRIPT = """<script>
   const cards = Array.from(document.querySelectorAll("article.card"));
   const status = document.getElementById("status-filter");
   const finding = document.getElementById("finding-filter");
+  const model = document.getElementById("model-filter");
+  const meta = document.getElementById("meta-filter");
   const shown = document.getElementById("shown");
+  const money = document.getElementById("money");
+  const hasMeta = (card) => {
+    if (!meta.value) return true;
+    const [key, value] = JSON.parse(meta.value);
+    return JSON.parse(card.dataset.meta)[key] === value;
+  };
   const matches = (card) => {
     const codes = card.dataset.findings ? card.dataset.findings.split(" ") : [];
     const checked = card.dataset.checked === "1";
     if (status.value && card.dataset.status !== status.value) return false;
+    if (model.value && card.dataset.model !== model.value) return false;
+    if (!hasMeta(card)) return false;
     switch (finding.value) {
       case "": return true;
       case "flagged": return codes.length > 0;
@@ -259,15 +332,20 @@ SCRIPT = """<script>
     }
   };
   const apply = () => {
-    let count = 0;
+    let count = 0, usd = 0, units = 0, done = 0;
     for (const card of cards) {
       card.hidden = !matches(card);
-      if (!card.hidden) count += 1;
+      if (card.hidden) continue;
+      count += 1;
+      usd += Number(card.dataset.usd);
+      units += Number(card.dataset.units);
+      if (card.dataset.status === "done") done += 1;
     }
     shown.textContent = `${count} of ${cards.length} shown`;
+    money.textContent = `$${usd.toFixed(2)} at the price table for ${done} done video(s), ` +
+      `${Number(units.toFixed(3))} units charged by the provider`;
   };
-  status.addEventListener("change", apply);
-  finding.addEventListener("change", apply);
+  for (const filter of [status, finding, model, meta]) filter.addEventListener("change", apply);
   const posters = new IntersectionObserver((seen) => {
     for (const entry of seen) {
       if (!entry.isIntersecting) continue;

@@ -81,6 +81,7 @@ class Variant:
     labels: dict[str, str]
     metadata: dict[str, Any]
     repeat: int = 1
+    from_defaults: frozenset[str] = frozenset()  # fields whose value is the manifest's default
 
     def sample_id(self, sample: int) -> str:
         return f"{self.row_id}__s{sample}" if self.repeat > 1 else self.row_id
@@ -153,7 +154,9 @@ def build_axis(name: str, spec: Any) -> tuple[Axis | None, Messages]:
     """The axis of `matrix.<name>`, with every problem of its values."""
     where = f"matrix.{name}"
     if name not in JOB_FIELDS:
-        return None, [(where, "not a job field (axes are fields such as mode, duration, prompt)")]
+        guess = misspelt(name)
+        hint = f"did you mean {guess!r}?" if guess else "axes are fields such as mode, duration"
+        return None, [(where, f"not a job field ({hint})")]
     if isinstance(spec, Mapping):
         options = [(str(label), value) for label, value in spec.items()]
         bad = [label for label, _ in options if not LABEL.fullmatch(label)]
@@ -260,8 +263,10 @@ class Expander:
         merged = {**self.defaults, **fields}
         meta = {**self.default_metadata, **metadata}
         combos = itertools.product(*(axis.options for axis in axes))
+        inherited = frozenset(self.defaults) - frozenset(fields)
         variants = [
-            self._variant(row, row_id, merged, meta, axes, combo, repeat) for combo in combos
+            self._variant(row, row_id, merged, meta, axes, combo, repeat, inherited)
+            for combo in combos
         ]
         variants = [] if _unreadable(row) else variants
         stopped = [Problem(row_id, row.line, where, message) for where, message in problems]
@@ -281,6 +286,7 @@ class Expander:
         axes: list[Axis],
         combo: tuple[tuple[str, Any], ...],
         repeat: int,
+        inherited: frozenset[str] = frozenset(),
     ) -> Variant:
         values = dict(merged)
         labels: dict[str, str] = {}
@@ -289,7 +295,10 @@ class Expander:
             labels[axis.field] = label
         values = {k: v for k, v in values.items() if v is not None}
         name = variant_name(row_id, labels)
-        return Variant(name, row_id, row.line, row.base, values, labels, metadata, repeat)
+        inherited = inherited - frozenset(labels)
+        return Variant(
+            name, row_id, row.line, row.base, values, labels, metadata, repeat, inherited
+        )
 
 
 def _row_id(row: RawRow) -> tuple[str, Messages]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import hashlib
 import os
 import re
@@ -97,6 +98,21 @@ def digest_ref(data: bytes) -> str:
 
 def _megabytes(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
+
+
+def _near(path: Path) -> str:
+    """ "; did you mean beach.jpg?" for a file of the folder named much like `path`, or the
+    folder that is missing itself."""
+    folder = path.parent
+    if not folder.is_dir():
+        return f" (no folder {folder})"
+    try:
+        names = [entry.name for entry in os.scandir(folder) if entry.is_file()]
+    except OSError:
+        return ""
+    same_stem = [name for name in names if Path(name).stem == path.stem]
+    close = same_stem or difflib.get_close_matches(path.name, names, n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def too_big(size: int) -> ImageUnreadable:
@@ -305,7 +321,7 @@ class ImageCatalog:
                 raise too_big(size)
             data = path.read_bytes()
         except FileNotFoundError:
-            raise ImageUnreadable(f"file not found: {path}") from None
+            raise ImageUnreadable(f"file not found: {path}{_near(path)}") from None
         except OSError as exc:
             raise ImageUnreadable(f"cannot read {path}: {exc.strerror}") from None
         return self._checked(data, _Source("path", str(path)))

@@ -31,6 +31,7 @@ from batchgen.manifest.images import ImageCatalog
 from batchgen.manifest.source import MANIFEST_ROW, ManifestSource, open_manifest
 from batchgen.manifest.validate import check_request, image_sources
 
+DEFAULTS = "defaults"  # a problem of a value a row took from the manifest's defaults
 LOOKAHEAD = 64
 WINDOW_ROWS = 256
 NO_ROWS = "the manifest has no rows: list them under `rows:`, or give an `images:` glob"
@@ -161,7 +162,9 @@ class ResolvedManifest:
         checked = check_request(variant.fields, self.catalog, variant.base, suspects)
         if isinstance(checked, list):
             for where, message in checked:
-                yield Problem(variant.row_id, variant.line, where, message)
+                inherited = where.split(".")[0] in variant.from_defaults
+                field = f"{DEFAULTS}.{where}" if inherited else where
+                yield Problem(variant.row_id, variant.line, field, message)
             return
         if not send:
             return

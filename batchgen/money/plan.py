@@ -6,13 +6,19 @@ expected and high totals (see `pricing` for what each bound assumes).
 
 Wall time is a simple model: jobs run in waves of `concurrency`, each wave taking
 `generation_seconds` (an assumption; kling-api.md §8 has no official latency figure).
+
+A manifest run before is planned against its state (`status_of`): the table, the cost and the
+wall time are those of the jobs still to send (new or pending); the jobs already done are
+counted apart with what they cost, and those in flight, failed or unknown are named (they are
+not sent again by `run`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from batchgen.errors import Problem
 from batchgen.jobs import JobSpec
@@ -52,9 +58,15 @@ class PlanLine:
     units: float | None
 
 
+TO_SEND = "to send"  # what `status_of` says of a job the next run sends (new or pending)
+NOT_SENT = {"failed": "failed (`batchgen retry` sends them)", "unknown": "unknown"}
+
+
 @dataclass(frozen=True, slots=True)
 class PlanSummary:
-    """A batch's plan; `render()` is the text shown to users."""
+    """A batch's plan; `render()` is the text shown to users. `breakdown`, `cost` and
+    `wall_seconds` are of the jobs to send; `already` counts the others by status, and
+    `done_cost` is what the done ones cost."""
 
     jobs: int
     problems: int
@@ -64,6 +76,9 @@ class PlanSummary:
     concurrency: int
     generation_seconds: float
     wall_seconds: float
+    to_send: int = 0
+    already: dict[str, int] = field(default_factory=dict)
+    done_cost: CostEstimate | None = None
 
     @property
     def cost_usd(self) -> float:
@@ -78,9 +93,11 @@ class PlanSummary:
         return self.cost.unknown_usd
 
     def render(self) -> str:
-        head = f"{self.jobs} job(s)" + (f", {self.problems} problem(s)" if self.problems else "")
-        lines = [head, COLUMNS, *(_line_text(line) for line in self.breakdown)]
-        lines.append(f"estimated cost: {self.cost.usd_text()} (prices taken {self.cost.taken})")
+        lines = [self._head(), COLUMNS, *(_line_text(line) for line in self.breakdown)]
+        lines.append(
+            f"estimated cost{self._of_sent()}: {self.cost.usd_text()} "
+            f"(prices taken {self.cost.taken})"
+        )
         lines += _assumptions(self.cost, self.overrun_seconds)
         unknown = f" + {self.cost.unknown_units} job(s) unknown" if self.cost.unknown_units else ""
         units = self.cost
@@ -89,10 +106,25 @@ class PlanSummary:
             f"high {units.units_high:g}{unknown}"
         )
         lines.append(
-            f"wall time: ~{duration_text(self.wall_seconds)} at concurrency {self.concurrency}, "
-            f"assuming {self.generation_seconds:g} s per generation"
+            f"wall time{self._of_sent()}: ~{duration_text(self.wall_seconds)} at concurrency "
+            f"{self.concurrency}, assuming {self.generation_seconds:g} s per generation"
         )
+        if self.done_cost is not None:
+            lines.append(
+                f"already done: {self.already['done']} job(s), expected ${self.done_cost.usd:,.2f} "
+                "at the price table (paid; not counted above)"
+            )
         return "\n".join(lines)
+
+    def _head(self) -> str:
+        problems = f", {self.problems} problem(s)" if self.problems else ""
+        if not self.already:
+            return f"{self.jobs} job(s){problems}"
+        others = ", ".join(f"{n} {NOT_SENT.get(s, s)}" for s, n in self.already.items())
+        return f"{self.jobs} job(s){problems}: {self.to_send} to send, {others}"
+
+    def _of_sent(self) -> str:
+        return f" of the {self.to_send} job(s) to send" if self.already else ""
 
 
 def _assumptions(cost: CostEstimate, overrun: float) -> list[str]:
@@ -139,20 +171,33 @@ def build_plan(
     concurrency: int = 4,
     generation_seconds: float = 120.0,
     prices: PriceTable | None = None,
+    status_of: Callable[[str], str] | None = None,
 ) -> PlanSummary:
-    """The plan of these jobs (consumes the iterable; Problems are counted, not planned)."""
+    """The plan of these jobs (consumes the iterable; Problems are counted, not planned).
+    `status_of(job_id)` says where a job of an earlier run is (TO_SEND for new or pending)."""
     prices = prices or load_prices()
     counts: dict[Key, int] = {}
+    done: Counter[Key] = Counter()
+    already: Counter[str] = Counter()
     problems = 0
     for item in items:
-        if isinstance(item, JobSpec):
-            key = job_key(item.request)
-            counts[key] = counts.get(key, 0) + 1
-        else:
+        if not isinstance(item, JobSpec):
             problems += 1
+            continue
+        key = job_key(item.request)
+        status = status_of(item.job_id) if status_of is not None else TO_SEND
+        if status == TO_SEND:
+            counts[key] = counts.get(key, 0) + 1
+            continue
+        already[status] += 1
+        if status == "done":
+            done[key] += 1
     jobs = sum(counts.values())
     return PlanSummary(
-        jobs=jobs,
+        jobs=jobs + already.total(),
+        to_send=jobs,
+        already=dict(already.most_common()),
+        done_cost=cost_of(done, prices) if already.get("done") else None,
         problems=problems,
         breakdown=tuple(
             _plan_line(key, counts[key], prices) for key in sorted(counts, key=key_order)

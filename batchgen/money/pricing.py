@@ -231,7 +231,8 @@ def check_max_cost(estimate: CostEstimate, max_cost: float | None) -> None:
         )
     if estimate.usd_high > max_cost:
         raise CostLimitExceeded(
-            f"the high estimate ${estimate.usd_high:,.2f} for {estimate.jobs} job(s) (expected "
-            f"${estimate.usd:,.2f}) is above --max-cost ${max_cost:,.2f} (prices taken "
-            f"{estimate.taken}; `batchgen plan` shows how they add up)"
+            f"the high estimate ${estimate.usd_high:,.2f} for the {estimate.jobs} job(s) to send "
+            f"(expected ${estimate.usd:,.2f}) is above --max-cost ${max_cost:,.2f} (prices "
+            f"taken {estimate.taken}; jobs already done are not counted; `batchgen plan` shows "
+            "how they add up)"
         )

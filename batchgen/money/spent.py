@@ -32,8 +32,8 @@ class Money:
 
     def line(self) -> str:
         return (
-            f"money: ${self.spent:,.2f} spent, ${self.committed:,.2f} committed to tasks in "
-            f"flight or unknown (on {self.provider})"
+            f"money (the bill so far): ${self.spent:,.2f} spent, ${self.committed:,.2f} "
+            f"committed to tasks in flight or unknown (on {self.provider})"
         )
 
 

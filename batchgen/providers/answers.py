@@ -46,6 +46,8 @@ ACCOUNT_CODES = frozenset({1000, 1001, 1002, 1100, 1101, 1102, 1103, 1304})
 TOKEN_CODES = frozenset({1003, 1004})  # the JWT is not yet valid or has expired: renew it
 THROTTLE_CODES = frozenset({1302, 1303})
 NOT_FOUND_CODES = frozenset({1202, 1203})
+ROUTE_NOT_SERVED = 1202  # "invalid request method": no such path or method (the address)
+ADDRESS_FIX = "is --base-url the API's address, and --provider the right one?"
 OUTCOME_UNKNOWN_CODES = frozenset({5002})  # Kling's own timeout: the create may have gone on
 # A gateway gave up waiting for the server behind it: whatever that server did is unknown.
 GATEWAY_TIMEOUTS = frozenset({502, 504, 520, 521, 522, 523, 524, 525, 526, 527, 598, 599})
@@ -166,6 +168,8 @@ def _kling(kind: RequestKind, status: int, said: _Said, key_hint: str) -> Provid
         cls = ThrottledError
     elif code == 1201 and _DUPLICATE.search(said.message):
         cls = DuplicateExternalId
+    elif code == ROUTE_NOT_SERVED and kind == "create":
+        return _wrong_address(said, status)
     elif _MODEL.search(said.message):
         cls = ModelRefused
     elif MODERATION.search(said.message) and kind == "create":
@@ -234,13 +238,9 @@ def by_status(
     if status in (401, 403):
         fix = f"check {key_hint}" if status == 401 else "check the key's permissions and balance"
         return _account(said, fix, status)
+    if status in (404, 405) and kind == "create":
+        return _wrong_address(said, status)
     if status == 404:
-        if kind == "create":
-            return ProviderUnreachable(
-                f"{said.message}: the create path was not found; is --base-url the API's "
-                "address, and --provider the right one?",
-                **args,
-            )
         return TaskNotFound(said.message, **args)
     if status == 408:
         return RetryableError(said.message, **args)
@@ -249,6 +249,16 @@ def by_status(
     if status >= 500 or status < 200:
         return RetryableError(said.message, **args)
     return JobRejected(said.message, **args)
+
+
+def _wrong_address(said: _Said, status: int) -> ProviderUnreachable:
+    """A create answered as if its route did not exist: the address is wrong, not the job."""
+    return ProviderUnreachable(
+        f"{said.message or f'HTTP {status}'}: the create path was not found; {ADDRESS_FIX}",
+        code=said.code,
+        http_status=status,
+        request_id=said.request_id,
+    )
 
 
 def _account(said: _Said, fix: str, status: int, code: int | None = None) -> AccountError:

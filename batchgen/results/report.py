@@ -38,18 +38,19 @@ def build_report(store: Store, outcome: RunOutcome | None = None) -> dict[str, A
         "qa": summarize(store).as_json(),
         "units_charged": round(store.spending.units_charged(), 3),
         "superseded_videos": store.superseded_count(),
+        "skipped_invalid": store.inputs.skipped_rows(),
         "estimated_usd": round(cost.usd, 2),
         "unpriced_jobs": cost.unknown_usd,
         "prices_taken": cost.taken,
         **state_money(store).as_json(),
     }
     if outcome is not None:
-        total = report["total"] or 1
         report["last_run"] = {
             "wall_seconds": round(outcome.wall_seconds, 3),
             "stopped": outcome.stopped,
             "api_calls": outcome.api_calls,
-            "api_calls_per_job": round(outcome.api_calls / total, 3),
+            "jobs_worked_on": outcome.touched,
+            "api_calls_per_job": round(outcome.calls_per_job, 3),
             "concurrency": outcome.concurrency,
             "slot_utilisation": round(outcome.slot_utilisation, 4),
         }
@@ -76,8 +77,8 @@ def render(report: dict[str, Any]) -> str:
         f"run {report['run']}: {report['total']} jobs",
         "  " + ", ".join(f"{n} {status}" for status, n in counts.items() if n),
         f"  units charged (final_unit_deduction, every paid task): {report['units_charged']}",
-        f"  cost of the done jobs: ~${report['estimated_usd']:,.2f} at the price table of "
-        f"{report['prices_taken']}"
+        f"  estimate of the done jobs (not the bill): ~${report['estimated_usd']:,.2f} at the "
+        f"price table of {report['prices_taken']}"
         + (f" ({report['unpriced_jobs']} job(s) unpriced)" if report["unpriced_jobs"] else ""),
     ]
     money = Money(report["spent_usd"], report["committed_usd"], report["provider"])
@@ -91,9 +92,14 @@ def render(report: dict[str, Any]) -> str:
     if last:
         lines.append(
             f"  last run: {last['wall_seconds']:.1f} s, {last['api_calls']} API calls "
-            f"({last['api_calls_per_job']:.2f}/job), slot utilisation "
+            f"({last['api_calls_per_job']:.2f} per job it worked on), slot utilisation "
             f"{last['slot_utilisation']:.0%} of {last['concurrency']} slots"
             + (f", stopped ({last['stopped']})" if last["stopped"] else "")
+        )
+    if report.get("skipped_invalid"):
+        lines.append(
+            f"  {report['skipped_invalid']} invalid row(s) left out by --skip-invalid "
+            "(failed.jsonl lists them)"
         )
     for reason, n in report["failures_by_reason"].items():
         lines.append(f"  failed ×{n}: {reason}")

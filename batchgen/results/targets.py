@@ -39,7 +39,11 @@ class RunTarget:
     def existing_state(self) -> Path:
         """The state file; UsageError if there is none."""
         if not self.state.is_file():
-            raise UsageError(f"no state found at {self.state}: has this manifest been run?")
+            raise UsageError(
+                f"no state found at {self.state}: has this manifest been run? Runs are looked "
+                f"for in the folder -o names (here {self.output}); give the one the run was "
+                "given, or the run folder itself"
+            )
         return self.state
 
 

@@ -14,6 +14,10 @@ first, then sha256. What is found:
                  `.rejected` download that was no video, a stray video, a sidecar .json of no
                  known video
 
+While a live process holds the state (a run under way), index.jsonl is not compared: the run
+rewrites it when it ends, so it is behind the state by design. The files a running job may be
+writing (its video, `.part`, sidecar) are not `extra` then either.
+
 Memory grows only with the set of known file names (for `extra`), never with whole entries.
 """
 
@@ -31,6 +35,7 @@ from batchgen.errors import IndexInvalid, NothingToVerify, UsageError
 from batchgen.export.entries import IndexLine, index_path, is_inside, read_lines
 from batchgen.output import INDEX_NAME, STATE_NAME, VIDEOS_DIR
 from batchgen.progress import counted
+from batchgen.state import runlock
 from batchgen.state.records import JobRecord
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
@@ -59,6 +64,7 @@ class VerifyReport:
 
     run_dir: Path
     checked: tuple[str, ...] = ()  # which of index.jsonl and state.sqlite were read
+    note: str | None = None  # why a source was not read (a run under way)
     ok: int = 0
     missing: list[Issue] = field(default_factory=list)
     corrupted: list[Issue] = field(default_factory=list)
@@ -77,7 +83,7 @@ class VerifyReport:
         """Human text: a summary line, then one line per bad file and why."""
         counts = ", ".join(f"{len(getattr(self, kind))} {kind}" for kind in KINDS)
         head = f"{self.run_dir} ({' + '.join(self.checked)}): {self.ok} ok, {counts}"
-        lines = [head]
+        lines = [head, *([f"  {self.note}"] if self.note else [])]
         for kind in KINDS:
             lines += [f"  {kind:<10} {issue.describe()}" for issue in getattr(self, kind)]
         if self.clean:
@@ -103,21 +109,43 @@ def verify_run(run_dir: Path, state_path: Path | None = None) -> VerifyReport:
     checked = tuple(name for name, path in sources.items() if path.is_file())
     if not checked:
         raise NothingToVerify(f"{run_dir} has neither {INDEX_NAME} nor {STATE_NAME}")
+    live = runlock.holder(state) if STATE_NAME in checked else None
     report = VerifyReport(run_dir, checked)
+    if live is not None:
+        report.checked = (STATE_NAME,)
+        report.note = (
+            f"{INDEX_NAME} not compared: {live} is under way and rewrites it when it ends; "
+            "the files of its unfinished jobs are not counted as extra"
+        )
     known: set[str] = set()
     with ExitStack() as stack:
         store = stack.enter_context(Store.open(state)) if STATE_NAME in checked else None
-        lines = read_lines(run_dir) if INDEX_NAME in checked else iter(())
+        lines = read_lines(run_dir) if INDEX_NAME in report.checked else iter(())
         jobs = store.done_in_job_order() if store is not None else iter(())
+        compared = store if INDEX_NAME in report.checked else None
         for pair in counted(pair_by_job(lines, jobs), "verifying"):
-            _check(report, run_dir, pair, store)
+            _check(report, run_dir, pair, compared)
             known.update(pair.names())
         if store is not None:
             for job in store.superseded_done():
                 _check(report, run_dir, Pair(None, job), None)
                 known.update(Pair(None, job).names())
-    report.extra = list(find_extra(run_dir, known))
+        extra = list(find_extra(run_dir, known))
+        if live is not None and store is not None:
+            landing = landing_names(store.row_ids())
+            extra = [issue for issue in extra if PurePosixPath(issue.path).name not in landing]
+    report.extra = extra
     return report
+
+
+def landing_names(row_ids: Iterator[str]) -> set[str]:
+    """The names in videos/ that the jobs of these rows may be writing while a run works."""
+    names = set()
+    for row in row_ids:
+        video, watermark = f"{row}.mp4", f"{row}.watermark.mp4"
+        names |= {video, watermark, f"{row}.json", f"{row}.json.tmp"}
+        names |= {video + PART_SUFFIX, watermark + PART_SUFFIX}
+    return names
 
 
 def jobs_to_repair(report: VerifyReport) -> list[str]:
@@ -193,7 +221,10 @@ def disagreement(pair: Pair, store: Store | None) -> str | None:
     if store is None:
         return None
     if pair.line is None:
-        return f"done in the state but not in {INDEX_NAME}"
+        return (
+            f"done in the state but not in {INDEX_NAME} (a run rewrites the index when it ends; "
+            "one that was killed did not: the next `batchgen run` does)"
+        )
     if pair.job is None:
         return f"in {INDEX_NAME} but {_state_of(store, pair.line.job_id)}"
     state, index = pair.records

@@ -64,6 +64,13 @@ class RunOutcome:
     busy_seconds: float = 0.0  # sum over tasks of submission → end seen, this run
     adopted: int = 0  # lost creates found at the provider and adopted, this run
     callbacks: dict[str, int] = field(default_factory=dict)  # received, accepted, refused: …
+    skipped_invalid: int = 0  # manifest rows left out by --skip-invalid (they have no job)
+    touched: int = 0  # jobs this run changed: what its API calls were spent on
+
+    @property
+    def calls_per_job(self) -> float:
+        """API calls per job this run worked on (0 when it worked on none)."""
+        return self.api_calls / self.touched if self.touched else 0.0
 
     @property
     def slot_utilisation(self) -> float:
@@ -83,4 +90,4 @@ class RunOutcome:
         if self.stopped == "interrupted":
             return EXIT_INTERRUPTED
         not_done = sum(n for s, n in self.counts.items() if s != JobStatus.DONE)
-        return EXIT_JOBS_FAILED if not_done else EXIT_OK
+        return EXIT_JOBS_FAILED if not_done or self.skipped_invalid else EXIT_OK

@@ -82,6 +82,7 @@ class RunContext:
         self.busy_seconds = 0.0
         self.adopted = 0
         self.refused_models: dict[str, str] = {}  # model → why the provider refuses it
+        self.touched: set[str] = set()  # jobs this run changed (API calls are per such job)
         self.gate = CreateGate(config.retry, self.rng, config.unreachable_at_start / 3)
         self.wake_poll = anyio.Event()
         self.wake_feed = anyio.Event()
@@ -103,6 +104,7 @@ class RunContext:
         is. `detail` overrides what the change says of itself."""
         job_id = job if isinstance(job, str) else job.job_id
         old, new = self.store.apply(job_id, change)
+        self.touched.add(job_id)
         if old != new.status:
             if self.budget is not None:
                 self.budget.ledger.moved(new.request, new.unit_deduction, old, new.status)
@@ -155,7 +157,7 @@ class RunContext:
         if self.stopping is None:
             self.stopping, self.stop_reason = kind, reason
             self.gate.open()  # no create will resume
-            self.emit(Heartbeat(self.slots.cap))
+            self.emit(Heartbeat(self.slots.cap, stopping=kind))
             self.emit(Notice(reason, "warning"))
         self.wake_feed.set()
         self.wake_poll.set()

@@ -104,6 +104,7 @@ class Runner:
             busy_seconds=ctx.busy_seconds,
             adopted=ctx.adopted,
             callbacks=dict(self.receiver.counts) if self.receiver is not None else {},
+            touched=len(ctx.touched),
         )
         ctx.emit(RunFinished(outcome.counts, outcome.wall_seconds, outcome.stopped))
         return outcome
@@ -136,7 +137,7 @@ class Runner:
             now = anyio.current_time()
             if now - beat >= HEARTBEAT_INTERVAL:
                 beat = now
-                ctx.emit(Heartbeat(ctx.slots.cap, *ctx.gate.waits(now)))
+                ctx.emit(Heartbeat(ctx.slots.cap, *ctx.gate.waits(now), stopping=ctx.stopping))
 
     async def _watch_signals(
         self, background: TaskGroup, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -116,6 +116,8 @@ def banner(config: SimulatorConfig, base_url: str) -> str:
             "(Ctrl-C stops it)",
             f"  API: POST {base_url}{profile.api_path}, GET {base_url}{profile.api_path}/{{id}}",
             f"  auth: {profile.describe_credentials(config)}",
+            f"  tasks: GET {base_url}/_sim/stats?tasks=1 lists every task id by its "
+            "external_task_id (the dashboard, for `batchgen adopt`)",
         )
     )
 

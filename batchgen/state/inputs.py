@@ -12,6 +12,7 @@ InputFile = tuple[str, int | None, int | None, str | None]  # path, size, mtime_
 InputImage = tuple[str, int | None, int | None, str | None]  # ref, width, height, source
 SkippedRow = tuple[str, int, str, str]  # row, line, field, message
 FINGERPRINT_KEY = "inputs"  # the meta key of the fingerprint's document
+SKIPPED_KEY = "skipped_rows"  # the meta key of how many rows the last load left out
 
 
 class Inputs:
@@ -50,11 +51,21 @@ class Inputs:
             return None
         return found[1], found[2]
 
-    def replace_skipped(self, problems: Iterable[SkippedRow]) -> None:
-        """(row, line, field, message) of the rows the last load left out (--skip-invalid)."""
+    def replace_skipped(self, problems: Iterable[SkippedRow], rows: int) -> None:
+        """(row, line, field, message) of the first problems of the rows the last load left out
+        (--skip-invalid), and how many rows it left out in all."""
         with self._db.transaction():
             self._db.write("DELETE FROM skipped")
             self._db.write_many("INSERT INTO skipped VALUES (?, ?, ?, ?)", problems)
+            self._db.set_meta(SKIPPED_KEY, str(rows))
+
+    def skipped_rows(self) -> int:
+        """How many rows the last load left out (their problems listed may be fewer)."""
+        total = self._db.get_meta(SKIPPED_KEY)
+        if total is not None:
+            return int(total)
+        row = self._db.one("SELECT count(DISTINCT row) FROM skipped")
+        return int(row[0]) if row else 0
 
     def skipped(self) -> Iterator[SkippedRow]:
         cursor = self._db.rows("SELECT row, line, field, message FROM skipped ORDER BY rowid")

@@ -3,7 +3,8 @@
 A command that changes a state (`run`, `retry`, `adopt`, `reconcile`, `verify --repair`) holds
 an exclusive `flock` on `<state>.lock` for as long as it runs; a second one is refused at once,
 naming the holder's pid. The kernel drops the lock when its process dies, however it dies, so
-a lock left by a killed run is simply taken over. Readers (`status`, `report`) take no lock.
+a lock left by a killed run is simply taken over. Readers (`status`, `report`, `verify`,
+`export`) take no lock; `holder` tells them whether a live process has one.
 """
 
 from __future__ import annotations
@@ -44,7 +45,30 @@ def holding(state: Path, command: str) -> Iterator[None]:
         os.close(fd)
 
 
-def _refusal(state: Path, holder: bytes) -> str:
+def holder(state: Path) -> str | None:
+    """Who holds the state's lock now ("pid 123 (batchgen run)"), or None when no live process
+    does. Asks the kernel with a shared lock taken and dropped at once."""
+    try:
+        fd = os.open(lock_path(state), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _who(os.pread(fd, 200, 0))
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _who(holder: bytes) -> str:
     pid, _, what = holder.decode(errors="replace").strip().partition(" ")
-    who = f"pid {pid} ({what})" if pid.isdigit() else "another process"
-    return f"{state} is in use by {who}; wait for it to finish or stop it, then run this again"
+    return f"pid {pid} ({what})" if pid.isdigit() else "another process"
+
+
+def _refusal(state: Path, held: bytes) -> str:
+    return (
+        f"{state} is in use by {_who(held)}; wait for it to finish or stop it, then run this again"
+    )

@@ -36,6 +36,14 @@ class Spending:
         )
         return ((pricing_fields(key), int(n)) for key, n in cursor)
 
+    def to_send_pricing_fields(self) -> Iterator[tuple[dict[str, Any], int]]:
+        """The fields a job the next run sends (pending, of the manifest) is priced by, each
+        combination with its number of such jobs."""
+        cursor = self._db.rows(
+            "SELECT price_key, count(*) FROM jobs WHERE status = 'pending' AND seq >= 0 GROUP BY 1"
+        )
+        return ((pricing_fields(key), int(n)) for key, n in cursor)
+
     def units_charged(self) -> float:
         """Sum of the provider's final_unit_deduction over every paid task of the state (done
         jobs, the earlier videos of edited rows included, and failures that were charged)."""

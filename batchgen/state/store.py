@@ -12,6 +12,7 @@ Every write goes through the connection of db.py.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,10 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.set_meta(key, value)
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Writes made inside are committed together, or not at all if the block raises."""
+        return self.db.transaction()
 
     # -- changes ----------------------------------------------------------------------------
 
@@ -279,6 +284,29 @@ class Store:
             "SELECT job_id, row_id, request FROM jobs WHERE seq >= 0 ORDER BY job_id"
         )
         return ((str(a), str(b), str(c)) for a, b, c in cursor)
+
+    def statuses(self) -> dict[str, JobStatus]:
+        """Every job's status, by job id."""
+        rows = self.db.rows("SELECT job_id, status FROM jobs")
+        return {str(job_id): JobStatus(status) for job_id, status in rows}
+
+    def awaiting_download(self) -> tuple[int, int | None]:
+        """Jobs whose task ended with a video the run has not got yet (downloading, or failed
+        while downloading: `retry` follows them), and the earliest time one ended (Unix ms, as
+        the provider stamped it; None if none says)."""
+        kinds = ", ".join(f"'{kind}'" for kind in FOLLOW_AGAIN if kind != "task_timeout")
+        row = self.db.one(
+            "SELECT count(*), min(coalesce(task_updated_at, task_created_at)) FROM jobs "
+            f"WHERE status = 'downloading' OR (status = 'failed' AND error_kind IN ({kinds}) "
+            "AND task_id IS NOT NULL)"
+        )
+        assert row is not None
+        return int(row[0]), None if row[1] is None else int(row[1])
+
+    def row_ids(self) -> Iterator[str]:
+        """The row id of every job of the run (see CURRENT), each once."""
+        cursor = self.db.rows(f"SELECT DISTINCT row_id FROM jobs WHERE {CURRENT}")
+        return (str(row[0]) for row in cursor)
 
     def done_in_job_order(self) -> Iterator[JobRecord]:
         return self._jobs("status = 'done' AND seq >= 0 ORDER BY job_id")

@@ -113,7 +113,7 @@ def test_verify_finds_damage_and_repair_downloads_again_without_paying(tmp_path,
 def test_skip_invalid_runs_the_valid_rows_and_names_the_skipped(tmp_path, capsys):
     path = bad_manifest(tmp_path)
     with simulator() as sim:
-        assert run_cli("run", path, "--skip-invalid", base_url=sim.base_url) == 0
+        assert run_cli("run", path, "--skip-invalid", base_url=sim.base_url) == 1
         assert sim.stats()["creates_accepted"] == 2
     err = capsys.readouterr().err
     assert "skipped invalid row 'clip-001'" in err and "skipped invalid row 'clip-003'" in err

@@ -30,7 +30,8 @@ def test_hf_export_loads_with_datasets_videofolder_as_typed_columns(tmp_path, si
     assert {name: types[name] for name in floats} == dict.fromkeys(floats, "Value('float64')")
     assert types["bytes"] == types["width"] == types["task_created_at"] == "Value('int64')"
     assert types["has_audio"] == "Value('bool')" and "Value('string')" in types["qa"]
-    assert types["image_tail"] == types["negative_prompt"] == "Value('string')"  # no row has one
+    assert types["image_tail_ref"] == types["negative_prompt"] == "Value('string')"  # none has one
+    assert types["image"] == types["image_tail"] == "Image(mode=None, decode=True)"
     assert types["cfg_scale"] == "Value('float64')"  # no row has one either
     paths = loaded.cast_column("video", datasets.Video(decode=False))
     first = paths[0]

@@ -77,7 +77,7 @@ def test_a_skipped_row_is_resolved_again_once_its_image_appears(tmp_path, capsys
     doc["rows"][2]["image"] = "images/later.png"
     path.write_text(yaml.safe_dump(doc))
     with simulator() as sim:
-        assert run_cli("run", path, "--skip-invalid", base_url=sim.base_url) == 0
+        assert run_cli("run", path, "--skip-invalid", base_url=sim.base_url) == 1
         Image.new("RGB", (400, 300), (7, 7, 7)).save(tmp_path / "images" / "later.png")
         capsys.readouterr()
         assert run_cli("run", path, "--skip-invalid", base_url=sim.base_url) == 0

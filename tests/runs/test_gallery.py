@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from batchgen.gallery import build_gallery
+from batchgen.money.pricing import price_of
 from batchgen.state.records import JobRecord
 from batchgen.state.store import Store
 from tests.conftest import make_images, read_index, run_cli, simulator
@@ -201,3 +202,76 @@ def test_a_done_job_whose_video_is_gone_says_so_instead_of_a_broken_player(run_d
 
 def codes(entry: dict[str, Any]) -> list[str]:
     return [finding["code"] for finding in entry["qa"]]
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run of two models and two scenes, a portrait input, and one unknown job."""
+    from PIL import Image
+
+    from tests.runs.test_resilience import leave_submitting
+
+    folder = tmp_path_factory.mktemp("mixed")
+    images = make_images(folder / "images")
+    Image.new("RGB", (320, 560), (200, 40, 90)).save(folder / "images" / "portrait.jpg")
+    rows: list[dict[str, Any]] = [
+        {
+            "id": f"clip-{i}",
+            "image": "images/portrait.jpg" if i == 0 else images[i % 3],
+            "prompt": f"take {i}",
+            "model_name": "kling-v2-master" if i % 2 else "kling-v2-1",
+            "scene": "beach" if i < 3 else "city",
+        }
+        for i in range(6)
+    ]
+    manifest = folder / "mixed.yaml"
+    manifest.write_text(yaml.safe_dump({"name": "mixed", "rows": rows}, sort_keys=False))
+    out = folder / "out"
+    leave_submitting(manifest, out)  # its create's answer lost: unknown on CometAPI
+    with simulator() as sim:
+        assert run_cli("run", manifest, "-o", out, base_url=sim.base_url) == 1
+    assert run_cli("gallery", manifest, "-o", out) == 0
+    return out / "mixed"
+
+
+def test_the_gallery_shows_inputs_whole_a_way_out_of_unknown_jobs_filters_and_cost(
+    browser, mixed_run
+):
+    """A portrait input is shown whole (not cropped to a strip); the unknown job says how to
+    resolve it; filters by model and by a metadata column leave their cards; the cost total
+    follows what is shown."""
+    jobs = jobs_of(mixed_run)
+    (unknown,) = [job for job in jobs.values() if job.status == "unknown"]
+    browser.get((mixed_run / "gallery.html").as_uri())
+    until(lambda: browser.find_elements("css selector", "article.card"), "the cards")
+    browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+    until(
+        lambda: browser.execute_script(
+            "return [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+        ),
+        "every input image to load",
+    )
+    fits = browser.execute_script(
+        "return [...document.querySelectorAll('.inputs img')]"
+        ".map(i => getComputedStyle(i).objectFit)"
+    )
+    assert set(fits) == {"contain"}
+    way_out = browser.find_element("id", f"job-{unknown.job_id}").find_element(
+        "class name", "way-out"
+    )
+    assert "batchgen adopt" in way_out.text and f"--job {unknown.row_id}" in way_out.text
+    done = [job for job in jobs.values() if job.status == "done"]
+    usd = sum(price_of(job.request).usd or 0 for job in done)
+    money = browser.find_element("id", "money").text
+    assert money.startswith(f"${usd:,.2f} at the price table for {len(done)} done video(s)")
+    v2 = sorted(row for row, job in jobs.items() if job.request["model_name"] == "kling-v2-master")
+    assert choose(browser, "model-filter", "kling-v2-master") == v2
+    choose(browser, "model-filter", "")
+    beach = choose(browser, "meta-filter", '["scene", "beach"]')
+    assert beach == ["clip-0", "clip-1", "clip-2"]
+    shown_done = sum(jobs[row].status == "done" for row in beach)
+    assert f"for {shown_done} done video(s)" in browser.find_element("id", "money").text
+    choose(browser, "meta-filter", "")
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(mixed_run / "gallery.png"))
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

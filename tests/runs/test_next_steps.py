@@ -1,5 +1,5 @@
-"""Every suggested next command keeps the `-o` and `--provider` the user gave, and works when
-pasted; retry and repair say what they did and did not do."""
+"""Every suggested next command keeps the `-o`, `--provider` and `--base-url` the user gave,
+and works when pasted; retry and repair say what they did and did not do."""
 
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ def test_unknown_job_advice_keeps_the_output_folder_and_works_pasted(tmp_path, c
         assert retry == ["retry", str(manifest), "-o", str(out), "--job", unknown["row_id"]]
         assert run_cli(*retry, "--yes") == 0
         again = suggested(capsys.readouterr().out, "run")
-        assert again == ["run", str(manifest), "-o", str(out)]
-        assert run_cli(*again, base_url=sim.base_url) == 0
+        assert again == ["run", str(manifest), "-o", str(out), "--base-url", sim.base_url]
+        assert run_cli(*again, "--api-key", "sk-test", "--no-progress") == 0
 
 
 def test_suggestions_after_a_kling_run_name_the_provider(tmp_path, capsys):
@@ -78,7 +78,8 @@ def test_suggestions_after_a_kling_run_name_the_provider(tmp_path, capsys):
         assert sim.stats()["creates_received"] == 2
     assert run_cli("retry", out / "batch", "--failed") == 0
     again = suggested(capsys.readouterr().out, "run")
-    assert again == ["run", str(manifest), "-o", str(out), "--provider", "kling"]
+    named = ["--provider", "kling", "--base-url", sim.base_url]
+    assert again == ["run", str(manifest), "-o", str(out), *named]
 
 
 def test_retrying_a_done_job_says_why_nothing_happened(tmp_path, capsys):

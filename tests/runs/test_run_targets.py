@@ -69,7 +69,8 @@ def test_status_json_gives_counts_failures_unknown_jobs_qa_and_money(tmp_path, c
     assert len(status["failed"]) == counts["failed"]
     assert all(failure["error"] for failure in status["failed"])
     (unknown,) = status["unknown"]
-    assert f"batchgen adopt {manifest} -o {out} --job {unknown['row_id']}" in unknown["what_to_do"]
+    assert f"batchgen adopt {manifest} -o {out} --base-url" in unknown["what_to_do"]
+    assert f"--job {unknown['row_id']}" in unknown["what_to_do"]
     assert status["qa"]["checked"] == counts["done"]
     money = status["money"]
     assert money["spent_usd"] == round(KLING_V2_MASTER_5S * counts["done"], 2)
@@ -90,7 +91,7 @@ def test_status_and_report_show_what_a_kling_run_spent_in_units(tmp_path, capsys
     assert report["spent_usd"] == round(report["units_charged"] * unit_usd, 2) > 0
     assert run_cli("status", manifest) == 0
     out = capsys.readouterr().out
-    assert f"money: ${report['spent_usd']:,.2f} spent, $0.00 committed" in out
+    assert f"money (the bill so far): ${report['spent_usd']:,.2f} spent, $0.00 committed" in out
     assert "(on kling)" in out
 
 

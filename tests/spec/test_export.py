@@ -262,7 +262,7 @@ def test_hf_columns_keep_their_types_when_no_row_has_a_value(run):
     """An all-empty column is typed in metadata.parquet, never `null`."""
     schema = pq.read_schema(export_run(run.path, "hf").out_dir / "metadata.parquet")
     types = {name: str(schema.field(name).type) for name in schema.names}
-    assert types["image_tail"] == "string" and types["cfg_scale"] == "double"
+    assert types["image_tail_ref"] == "string" and types["cfg_scale"] == "double"
     assert types["width"] == "int64" and types["has_audio"] == "bool"
     assert types["qa"] == "list<element: string>" and types["take"] == "int64"
     assert "null" not in types.values()
@@ -423,7 +423,9 @@ def test_a_folder_without_an_index_is_not_a_run(tmp_path):
 
 
 def test_a_broken_index_line_is_named_by_its_number(run):
-    """A line that is not JSON stops the export with the line's number."""
+    """In a run folder without its state, a line that is not JSON stops the export with the
+    line's number."""
+    (run.path / "state.sqlite").unlink()
     with open(run.path / "index.jsonl", "a", encoding="utf-8") as f:
         f.write("{not json\n")
     with pytest.raises(IndexInvalid, match="line 6"):
@@ -431,7 +433,9 @@ def test_a_broken_index_line_is_named_by_its_number(run):
 
 
 def test_an_index_line_pointing_outside_the_run_is_refused(run):
-    """A video path that climbs out of the run folder is never read."""
+    """A video path that climbs out of the run folder is never read (a folder without its
+    state, read from its index)."""
+    (run.path / "state.sqlite").unlink()
     lines = (run.path / "index.jsonl").read_text().splitlines()
     entry = json.loads(lines[0])
     entry["video"] = "../../etc/passwd"

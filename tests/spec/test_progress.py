@@ -6,8 +6,10 @@ import io
 import json
 from itertools import pairwise
 
+import pytest
+
 from batchgen.events import Heartbeat, JobChanged, Notice, RunFinished, RunStarted
-from batchgen.progress import LineProgress, Tally, duration, progress_for
+from batchgen.progress import LineProgress, Tally, bar_line, duration, progress_for
 from batchgen.status import JobStatus as S
 
 
@@ -112,3 +114,71 @@ def test_a_line_says_when_creates_wait_on_a_throttle_or_a_failing_provider():
     tally.apply(Heartbeat(slots_cap=4, throttled_for=3.0, paused_for=12.0))
     assert "throttled, creates resume in 3s" in tally.line()
     assert tally.fields()["paused_for_s"] == 12.0
+
+
+def tally_of(done: int, failed: int, unknown: int, pending: int, now: float = 60.0) -> Tally:
+    """A tally that has seen these jobs finish in its first `now` seconds."""
+    clock = [0.0]
+    tally = Tally(clock=lambda: clock[0])
+    tally.apply(started(done + failed + unknown + pending))
+    ends = [S.DONE] * done + [S.FAILED] * failed + [S.UNKNOWN] * unknown
+    for job, end in enumerate(ends):
+        tally.apply(move(job, S.PENDING, end))
+    clock[0] = now
+    return tally
+
+
+def test_the_bar_counts_done_out_of_total_with_failures_apart():
+    """22 done, 5 failed, 1 unknown of 48: the bar says 22/48 done and draws the failures
+    apart from the done jobs (▒), never as progress."""
+    line = bar_line(tally_of(22, 5, 1, 20), 80)
+    assert line.startswith("22/48 done |")
+    bar = line.split("|")[1]
+    assert bar.count("▒") == round(6 / 48 * len(bar)) and bar.count("█") == round(
+        22 / 48 * len(bar)
+    )
+    assert "5 failed" in line and "1 unknown" in line
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_the_bar_is_whole_and_readable_at_any_width(width):
+    """At 60, 80 or 120 columns the line fits, ends with the time left (never cut to
+    "unknow"), and keeps at least ten cells of bar."""
+    line = bar_line(tally_of(22, 5, 1, 20), width)
+    assert len(line) <= width
+    assert line.endswith("ETA 43s") and "1 unknown" in line  # 28 ended in 60 s, 20 left
+    assert len(line.split("|")[1]) >= 10
+
+
+def test_no_time_left_is_shown_once_the_run_is_stopping():
+    """After Ctrl-C (or any stop) the bar and the lines say "stopping", with no ETA."""
+    tally = tally_of(3, 0, 0, 9)
+    tally.apply(Heartbeat(slots_cap=4, stopping="interrupted"))
+    assert tally.eta() is None
+    assert bar_line(tally, 80).endswith("stopping (interrupted)")
+    assert "ETA" not in tally.line() and "stopping (interrupted)" in tally.line()
+
+
+def test_colour_only_where_asked_and_never_in_a_pipe():
+    """The bar is coloured on a terminal only: plain text in a pipe, in logs, and in notices."""
+    tally = tally_of(2, 1, 0, 3)
+    assert "\033[" not in bar_line(tally, 80) and "\033[" in bar_line(tally, 80, colour=True)
+    out = io.StringIO()
+    listener = progress_for("auto", out)
+    listener(started(1))
+    listener(Notice("careful", "warning"))
+    assert "\033[" not in out.getvalue()
+
+
+def test_quiet_shows_only_warnings_and_verbose_each_job():
+    """-q keeps warnings and drops informative notices; -v adds a line per job change."""
+    out = io.StringIO()
+    quiet = progress_for("quiet", out)
+    quiet(started(1))
+    quiet(Notice("kept the earlier video"))
+    quiet(Notice("throttled", "warning"))
+    assert out.getvalue() == "warning: throttled\n"
+    out = io.StringIO()
+    verbose = progress_for("off", out, verbose=True)
+    verbose(move(1, S.RUNNING, S.FAILED))
+    assert out.getvalue() == "r1: running -> failed\n"
