@@ -117,6 +117,9 @@ def video_fault_options(command: F) -> F:
     "--null-fields", is_flag=True, help="Nulls where objects are expected in tasks (E38)."
 )
 @click.option(
+    "--reports-cash", is_flag=True, help="Finished tasks report their cost in cash (billing[])."
+)
+@click.option(
     "--refused-models",
     multiple=True,
     help="Answer creates naming this model with 1201 'model is not supported' (repeatable).",

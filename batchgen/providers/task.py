@@ -39,6 +39,7 @@ class TaskInfo:
     video_duration: str | None = None
     watermark_url: str | None = None
     final_unit_deduction: str | None = None
+    cash: str | None = None  # cash charged as the task says it: "USD 0.42" (billing[], §18.2 (9))
     created_at: int | None = None  # Unix ms
     updated_at: int | None = None  # Unix ms
 
@@ -70,9 +71,38 @@ def parse_task(data: Any) -> TaskInfo | None:
         video_duration=_text(video.get("duration")),
         watermark_url=_text(video.get("watermark_url")),
         final_unit_deduction=_text(data.get("final_unit_deduction")),
+        cash=cash_of(data),
         created_at=_int(data.get("created_at")),
         updated_at=_int(data.get("updated_at")),
     )
+
+
+def cash_of(data: Mapping[str, Any]) -> str | None:
+    """The cash a task reports it was charged, per currency ("USD 0.42", "CNY 3; USD 0.1"):
+    the cash entries of `billing[]`, else the legacy `final_balance_deduction.quota` (its
+    currency unsaid). None when it reports none."""
+    totals: dict[str, float] = {}
+    billing = data.get("billing")
+    for item in billing if isinstance(billing, list) else []:
+        entry = _mapping(item)
+        amount = _number(entry.get("amount"))
+        if entry.get("charge_type") == "cash" and amount is not None:
+            currency = _text(entry.get("currency")) or "?"
+            totals[currency] = totals.get(currency, 0.0) + amount
+    if totals:
+        return "; ".join(f"{currency} {amount:g}" for currency, amount in sorted(totals.items()))
+    quota = _number(_mapping(data.get("final_balance_deduction")).get("quota"))
+    return None if quota is None else f"balance {quota:g}"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number == number and abs(number) < 1e15 else None
 
 
 def _is_wrapped(data: Mapping[str, Any]) -> bool:

@@ -37,6 +37,7 @@ def build_report(store: Store, outcome: RunOutcome | None = None) -> dict[str, A
         "failures_by_reason": dict(reasons.most_common()),
         "qa": summarize(store).as_json(),
         "units_charged": round(store.spending.units_charged(), 3),
+        "cash_reported": {c: round(v, 4) for c, v in store.spending.cash_reported().items()},
         "superseded_videos": store.superseded_count(),
         "skipped_invalid": store.inputs.skipped_rows(),
         "estimated_usd": round(cost.usd, 2),
@@ -77,6 +78,7 @@ def render(report: dict[str, Any]) -> str:
         f"run {report['run']}: {report['total']} jobs",
         "  " + ", ".join(f"{n} {status}" for status, n in counts.items() if n),
         f"  units charged (final_unit_deduction, every paid task): {report['units_charged']}",
+        *_cash_line(report.get("cash_reported") or {}),
         f"  estimate of the done jobs (not the bill): ~${report['estimated_usd']:,.2f} at the "
         f"price table of {report['prices_taken']}"
         + (f" ({report['unpriced_jobs']} job(s) unpriced)" if report["unpriced_jobs"] else ""),
@@ -110,3 +112,10 @@ def render(report: dict[str, Any]) -> str:
 
 def _short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cash_line(cash: dict[str, float]) -> list[str]:
+    if not cash:
+        return []
+    said = ", ".join(f"{currency} {amount:g}" for currency, amount in sorted(cash.items()))
+    return [f"  cash charged, as the provider reported it (billing[]): {said}"]

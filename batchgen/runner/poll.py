@@ -139,15 +139,15 @@ class Poller:
                 "such a task is not documented, so it is not sent again on its own "
                 "(`batchgen retry --failed` does)"
             )
-            ctx.record(job_id, Failed(said, "throttled_task", ctx.wall(), units))
+            ctx.record(job_id, Failed(said, "throttled_task", ctx.wall(), units, info.cash))
         elif MODERATION.search(reason):
-            job = ctx.record(job_id, Failed(reason, "moderation", ctx.wall(), units))
+            job = ctx.record(job_id, Failed(reason, "moderation", ctx.wall(), units, info.cash))
             if job.moderation_retries < ctx.config.retry_moderation:
                 note = f"{reason}: sent again for a new generation (--retry-moderation)"
                 ctx.record(job, Regenerated(note))
                 ctx.wake_feed.set()
         else:
-            ctx.record(job_id, Failed(reason, "generation_failed", ctx.wall(), units))
+            ctx.record(job_id, Failed(reason, "generation_failed", ctx.wall(), units, info.cash))
 
     def _finished(self, tracked: Tracked, info: TaskInfo, now: float) -> None:
         ctx = self.ctx
@@ -163,6 +163,7 @@ class Poller:
             info.final_unit_deduction,
             info.updated_at,
             info.watermark_url,
+            info.cash,
         )
         ctx.record(tracked.job_id, generated)
         ctx.enqueue_download(tracked.job_id)

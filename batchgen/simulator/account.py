@@ -345,6 +345,8 @@ class Account:
         stamp = now if stamped and self.config.updated_at_mode == "query" else None
         echoed = echo or self.profile.echoes_external_id
         data = envelopes.task_object(task, now, url, echoed, stamp)
+        if self.config.reports_cash:
+            data = envelopes.with_billing(data)
         return envelopes.with_nulls(data) if self.config.null_fields else data
 
     def _server_error(self, call: ApiCall) -> Answer:

@@ -74,6 +74,7 @@ class SimulatorConfig:
     wrapped_answers: bool = False  # queries answered in new-api's wrapper (E40)
     refused_models: tuple[str, ...] = ()  # creates naming these answer 1201 (E33)
     null_fields: bool = False  # nulls where objects are expected (E38)
+    reports_cash: bool = False  # finished tasks report what they cost in cash (billing[], USD)
     fail_rate: float = 0.0  # generations that end `failed`
     error_rate: float = 0.0  # API requests answered 5xx, unprocessed
     reset_before_accept_rate: float = 0.0  # creates dropped before the task is recorded

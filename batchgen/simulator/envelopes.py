@@ -144,3 +144,16 @@ def with_nulls(data: dict[str, Any]) -> dict[str, Any]:
     if not nulled.get("task_status_msg"):
         nulled["task_status_msg"] = None
     return nulled
+
+
+UNIT_USD = 0.14  # what a unit costs in cash (kling-api.md E24)
+
+
+def with_billing(data: dict[str, Any]) -> dict[str, Any]:
+    """The task reporting its cost in cash too, as Kling's `billing[]` does (§18.2 (9))."""
+    units = data.get("final_unit_deduction")
+    if units is None:
+        return data
+    amount = round(float(units) * UNIT_USD, 4)
+    entry = {"charge_type": "cash", "currency": "USD", "amount": amount, "list_price": amount}
+    return {**data, "billing": [entry]}

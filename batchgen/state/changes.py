@@ -116,6 +116,7 @@ class Generated(Change):
     unit_deduction: str | None
     updated_at: int | None
     watermark_url: str | None = None
+    cash: str | None = None
     target: ClassVar[JobStatus | None] = JobStatus.DOWNLOADING
 
     def columns(self) -> dict[str, Any]:
@@ -123,6 +124,7 @@ class Generated(Change):
             "video_url": self.video_url,
             "video_duration": self.video_duration,
             "unit_deduction": self.unit_deduction,
+            "cash_deduction": self.cash,
             "task_updated_at": self.updated_at,
             "watermark_url": self.watermark_url,
             "not_before": 0,
@@ -258,6 +260,7 @@ class Failed(Change):
     kind: str
     at: float
     units: str | None = None
+    cash: str | None = None
     target: ClassVar[JobStatus | None] = JobStatus.FAILED
 
     def columns(self) -> dict[str, Any]:
@@ -268,6 +271,8 @@ class Failed(Change):
         }
         if self.units is not None:
             columns["unit_deduction"] = self.units
+        if self.cash is not None:
+            columns["cash_deduction"] = self.cash
         return columns
 
     def detail(self) -> str:

@@ -123,6 +123,8 @@ MIGRATIONS: Sequence[Migration] = (
         "moderation_retries",
         "ALTER TABLE jobs ADD COLUMN moderation_retries INTEGER NOT NULL DEFAULT 0;",
     ),
+    # The cash a task reports it cost ("USD 0.42"), beside its units (kling-api.md §18.2 (9)).
+    Migration("cash_deduction", "ALTER TABLE jobs ADD COLUMN cash_deduction TEXT;"),
 )
 
 _RECORD = "CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"

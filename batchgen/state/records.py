@@ -15,7 +15,7 @@ JOB_COLUMNS = (
     "job_id, seq, row_id, request, metadata, variant, status, generation, external_task_id, "
     "task_id, attempts, not_before, last_error, error_kind, video_url, output_path, sha256, "
     "bytes, submitted_at, finished_at, task_created_at, task_updated_at, unit_deduction, "
-    "video_duration, watermark_url, watermark_path, moderation_retries"
+    "video_duration, watermark_url, watermark_path, moderation_retries, cash_deduction"
 )
 # The jobs of a run, as a WHERE clause: those of the current manifest, and those of earlier
 # manifests the provider still works on.
@@ -53,6 +53,7 @@ class JobRecord:
     watermark_url: str | None  #: the watermarked copy's URL, when one was asked for
     watermark_path: str | None  #: the watermarked copy, relative to the run folder
     moderation_retries: int  #: new generations sent after moderation refused (--retry-moderation)
+    cash_deduction: str | None  #: the cash the provider says the task cost ("USD 0.42")
 
     @property
     def request(self) -> dict[str, Any]:

@@ -52,3 +52,17 @@ class Spending:
         )
         assert row is not None
         return float(row[0])
+
+    def cash_reported(self) -> dict[str, float]:
+        """Cash the provider reported for the state's tasks, summed per currency."""
+        totals: dict[str, float] = {}
+        for (text,) in self._db.rows(
+            "SELECT cash_deduction FROM jobs WHERE cash_deduction IS NOT NULL"
+        ):
+            for part in str(text).split("; "):
+                currency, _, amount = part.rpartition(" ")
+                try:
+                    totals[currency] = totals.get(currency, 0.0) + float(amount)
+                except ValueError:
+                    continue
+        return totals

@@ -87,3 +87,19 @@ def test_moderation_is_final_unless_the_user_asks_for_retries(tmp_path, retries,
     entry = json.loads((out / "batch" / "failed.jsonl").read_text().splitlines()[0])
     assert "risk control" in entry["error"]
     assert JobStatus(entry["status"]) == JobStatus.FAILED
+
+
+def test_the_report_shows_the_cash_tasks_said_they_cost(tmp_path, capsys):
+    """Tasks reporting their cost in cash (billing[]): `report` sums it per currency beside
+    the units and apart from the estimate."""
+    manifest = write_manifest(tmp_path, 3)
+    out = tmp_path / "out"
+    with simulator(reports_cash=True) as sim:
+        assert run_cli("run", manifest, "-o", out, base_url=sim.base_url) == 0
+    capsys.readouterr()
+    assert run_cli("report", out / "batch", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    units = report["units_charged"]
+    assert report["cash_reported"] == {"USD": pytest.approx(units * 0.14, abs=1e-3)} and units
+    assert run_cli("report", out / "batch") == 0
+    assert "cash charged, as the provider reported it" in capsys.readouterr().out

@@ -266,3 +266,26 @@ def test_e42_standard_webhooks_signatures_are_checked_in_seconds_with_several_si
         verify_signature(secret, {**headers, "webhook-signature": "v1,bm90IGl0"}, E42_BODY, 0)
     task = parse_callback(E42_BODY)
     assert task.task_id == "913827032734642185" and task.status == "submitted"
+
+
+def test_the_cash_a_task_reports_is_kept_per_currency():
+    """§18.2 (9): `billing[]`'s cash entries summed per currency (unit entries left to
+    final_unit_deduction); the legacy `final_balance_deduction` where there is no billing."""
+    billed = {
+        "task_id": "1",
+        "task_status": "succeed",
+        "billing": [
+            {"charge_type": "cash", "currency": "USD", "amount": 0.7, "list_price": 0.7},
+            {"charge_type": "cash", "currency": "USD", "amount": "0.14"},
+            {"charge_type": "unit", "currency": "USD", "amount": 5},
+            {"charge_type": "cash", "currency": "CNY", "amount": 3},
+        ],
+    }
+    task = parse_task(billed)
+    assert task is not None and task.cash == "CNY 3; USD 0.84"
+    legacy = parse_task(
+        {"task_id": "2", "final_balance_deduction": {"quota": 1.5, "list_price": 2}}
+    )
+    assert legacy is not None and legacy.cash == "balance 1.5"
+    bare = parse_task({"task_id": "3", "billing": None, "final_balance_deduction": None})
+    assert bare is not None and bare.cash is None
