@@ -46,6 +46,7 @@ def credentials(settings: Settings) -> Auth:
         settings.profile,
         api_key=_secret(settings.api_key),
         access_key=_secret(settings.access_key),
+        kling_api_key=_secret(settings.kling_api_key),
         secret_key=_secret(settings.secret_key),
     )
 

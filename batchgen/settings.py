@@ -28,6 +28,7 @@ class Settings(BaseModel):
     api_key: SecretStr | None = None  # CometAPI
     access_key: SecretStr | None = None  # Kling
     secret_key: SecretStr | None = None  # Kling
+    kling_api_key: SecretStr | None = None  # Kling: an API Key instead of the access/secret keys
     concurrency: int = Field(4, ge=1, le=1000)
     rpm: float | None = Field(None, gt=0)
     task_timeout: float = Field(3600.0, gt=0)

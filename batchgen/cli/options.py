@@ -17,7 +17,7 @@ from batchgen.settings import Settings
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_OUTPUT = Path("output")
-SECRET_FLAGS = ("api_key", "access_key", "secret_key", "callback_secret")
+SECRET_FLAGS = ("api_key", "access_key", "secret_key", "kling_api_key", "callback_secret")
 
 
 def compose(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
@@ -98,6 +98,13 @@ provider_options = compose(
         envvar="COMETAPI_KEY",
         show_envvar=True,
         help="CometAPI key (prefer the COMETAPI_KEY environment variable).",
+    ),
+    click.option(
+        "--kling-api-key",
+        envvar="KLING_API_KEY",
+        show_envvar=True,
+        help="Kling API Key, instead of the access and secret keys (prefer the KLING_API_KEY "
+        "environment variable).",
     ),
     click.option(
         "--access-key",

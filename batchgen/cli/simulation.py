@@ -117,6 +117,17 @@ def video_fault_options(command: F) -> F:
     "--null-fields", is_flag=True, help="Nulls where objects are expected in tasks (E38)."
 )
 @click.option(
+    "--kling-api-key",
+    default="sim-kling-api-key",
+    show_default=True,
+    help="kling: an API Key accepted beside the JWT (a test value); GET /tasks needs it.",
+)
+@click.option(
+    "--tasks-show-legacy",
+    is_flag=True,
+    help="kling: GET /tasks lists the /v1 tasks too [default: it does not, as nothing says].",
+)
+@click.option(
     "--reports-cash", is_flag=True, help="Finished tasks report their cost in cash (billing[])."
 )
 @click.option(

@@ -44,13 +44,18 @@ def auth_for(
     api_key: str | None = None,
     access_key: str | None = None,
     secret_key: str | None = None,
+    kling_api_key: str | None = None,
 ) -> Auth:
-    """The credentials `profile` needs, checked; UsageError naming what to set otherwise."""
+    """The credentials `profile` needs, checked; UsageError naming what to set otherwise. On
+    Kling's own API an API Key (which serves every route, kling-api.md §18.2 (7)) is used
+    where given, else the access and secret keys sign JWTs."""
+    if profile.signs_jwt and kling_api_key:
+        return BearerKey(check_header_value(kling_api_key, "KLING_API_KEY"))
     if profile.signs_jwt:
         if not access_key or not secret_key:
             raise UsageError(
-                "no Kling credentials: set KLING_ACCESS_KEY and KLING_SECRET_KEY "
-                "(or pass --access-key and --secret-key)"
+                "no Kling credentials: set KLING_API_KEY, or KLING_ACCESS_KEY and "
+                "KLING_SECRET_KEY (or pass --kling-api-key, or --access-key and --secret-key)"
             )
         return KlingJwt(
             check_header_value(access_key, "KLING_ACCESS_KEY"),

@@ -3,7 +3,9 @@ never assumed (kling-api.md §18.2 (1)).
 
 The external id is asked for in every form a provider might answer: in the path
 (GET {route}/{id}), in the query string (GET {route}?external_task_id=) and, where the
-provider documents a task list, by scanning the list for `task_info.external_task_id`. Only
+provider documents a task list, by scanning the list for `task_info.external_task_id`. With
+Kling's API Key, the newer `GET /tasks?external_task_ids=` is asked too, once the run has seen
+one of its own tasks appear there (whether legacy tasks do is not documented, §18.2 (7)). Only
 an exact echo of the id is a match. The form that first finds a task on a provider is
 recorded in the state and asked first from then on. Every answer, found or not, is kept as the
 job's evidence (state/lookups.py); a negative answer is evidence, never a licence to resend.
@@ -28,7 +30,7 @@ from batchgen.providers import LIST_PAGE_MAX, Provider, TaskInfo
 from batchgen.state.lookups import Sighting
 from batchgen.state.store import Store
 
-FORMS = ("path", "query", "list")
+FORMS = ("tasks", "path", "query", "list")
 LIST_PAGES = 20  # pages of the task list scanned (newest first): 10,000 tasks
 LIST_FRESH = 2.0  # seconds one scan of the list answers for the jobs sent before it began
 
@@ -71,9 +73,16 @@ class Finder:
         """The state's meta key of the form confirmed on this provider and base URL."""
         return f"lookup_form:{self.provider.name}:{self.provider.transport.base_url}"
 
-    def forms(self) -> list[str]:
-        """The forms to ask in, the confirmed one first; the list only where documented."""
-        forms = [f for f in FORMS if f != "list" or self.provider.lists_tasks]
+    @property
+    def tasks_key(self) -> str:
+        """The state's meta key saying whether GET /tasks shows this run's legacy tasks."""
+        return f"tasks_show_legacy:{self.provider.transport.base_url}"
+
+    async def forms(self) -> list[str]:
+        """The forms to ask in, the confirmed one first; the list only where documented,
+        /tasks only where it has shown one of the run's own tasks."""
+        usable = {"list": self.provider.lists_tasks, "tasks": await self._tasks_show_ours()}
+        forms = [f for f in FORMS if usable.get(f, True)]
         confirmed = self.store.get_meta(self.confirmed_key)
         if confirmed in forms:
             forms.remove(confirmed)
@@ -88,7 +97,7 @@ class Finder:
         sightings: list[Sighting] = []
         unanswered = 0
         found = None
-        for form in self.forms():
+        for form in await self.forms():
             task, answer, answered = await self._ask(form, external_id, sent_at)
             sightings.append(Sighting(self.wall(), form, answer))
             unanswered += not answered
@@ -107,6 +116,8 @@ class Finder:
         try:
             if form == "list":
                 return await self._in_list(external_id, sent_at)
+            if form == "tasks":
+                return await self._in_tasks(external_id)
             looked = await self.provider.look_up(external_id, "path" if form == "path" else "query")
         except AccountError:
             raise
@@ -115,6 +126,34 @@ class Finder:
         except ProviderError as error:
             return None, f"refused ({error.describe()})", True
         return looked.task, looked.answer, True
+
+    async def _in_tasks(self, external_id: str) -> tuple[TaskInfo | None, str, bool]:
+        tasks = await self.provider.tasks_named("external_task_ids", [external_id])
+        task = next((t for t in tasks if t.external_task_id == external_id), None)
+        if task is None:
+            return None, f"/tasks shows none of {len(tasks)} task(s) echoing it", True
+        return task, f"task {task.task_id} in /tasks, echoing {external_id}", True
+
+    async def _tasks_show_ours(self) -> bool:
+        """Whether GET /tasks shows this run's legacy tasks: asked once, with a task id the
+        state holds, and the answer kept in the state."""
+        if not self.provider.has_api_key:
+            return False
+        said = self.store.get_meta(self.tasks_key)
+        if said is not None:
+            return said == "yes"
+        known = self.store.any_task_id()
+        if known is None:
+            return False
+        try:
+            shown = await self.provider.tasks_named("task_ids", [known])
+        except AccountError:
+            raise
+        except ProviderError:
+            return False
+        seen = any(task.task_id == known for task in shown)
+        self.store.set_meta(self.tasks_key, "yes" if seen else "no")
+        return seen
 
     async def _in_list(
         self, external_id: str, sent_at: float | None

@@ -21,6 +21,7 @@ from typing import Any
 
 from batchgen.simulator import envelopes
 from batchgen.simulator.answers import Answer, json_answer
+from batchgen.simulator.auth import holds_api_key
 from batchgen.simulator.config import SimulatorConfig
 from batchgen.simulator.defects import draw_defect, draw_html_page
 from batchgen.simulator.faults import Fault, Faults
@@ -242,6 +243,8 @@ class Account:
             return self._create(call.body, now)
         if call.route is Route.GET_ONE:
             return self._get_one(call.key, call.origin, now)
+        if call.route is Route.TASKS:
+            return self._tasks(call, now)
         external = call.query.get("external_task_id")
         if external is not None and self.lookup_form == "query":
             return self._look_up(external, call.origin, now)
@@ -322,6 +325,21 @@ class Account:
             return Reply(json_answer(200, envelopes.wrapped(data, self._request_id())))
         return Reply(self.profile.dialect.found(data, self._request_id()))
 
+    def _tasks(self, call: ApiCall, now: float) -> Reply:
+        """GET /tasks?task_ids=a,b or ?external_task_ids=a,b (the newer API, API Key only):
+        the tasks named, echoing their external ids; the legacy /v1 tasks only where
+        `tasks_show_legacy` (whether they appear there is unknown, §18.2 (7))."""
+        self._counts["tasks_calls"] += 1
+        if not holds_api_key(call.authorization, self.config):
+            return Reply(self._refusal(1103, "this endpoint needs an API Key"))
+        ids = [i for i in call.query.get("task_ids", "").split(",") if i]
+        externals = [e for e in call.query.get("external_task_ids", "").split(",") if e]
+        found = [self.book.tasks.get(i) for i in ids]
+        found += [self.book.by_external(e) for e in externals]
+        shown = [t for t in found if t is not None and self.config.tasks_show_legacy]
+        data = [self._task_object(t, call.origin, now, echo=True) for t in shown]
+        return Reply(self.profile.dialect.found(data, self._request_id()))
+
     def _list(self, query: Mapping[str, str], origin: str, now: float) -> Reply:
         self._counts["list_calls"] += 1
         number = _bounded(query.get("pageNum"), 1, 1, PAGE_NUM_MAX)
@@ -376,6 +394,7 @@ class Account:
 
 COUNTERS = (
     "requests_total",
+    "tasks_calls",
     "creates_received",
     "creates_accepted",
     "image_rejections",

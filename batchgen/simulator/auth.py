@@ -46,6 +46,8 @@ def check_jwt(authorization: str, config: SimulatorConfig, now: float) -> int | 
     token = _bearer(authorization)
     if isinstance(token, int):
         return token
+    if token == config.kling_api_key:
+        return None  # an API Key serves every route (kling-api.md §18.2 (7))
     claims = _verified_claims(token, config.secret_key)
     if claims is None or claims.get("iss") != config.access_key:
         return 1000
@@ -96,3 +98,8 @@ def _verified_claims(token: str, secret: str) -> dict[str, Any] | None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def holds_api_key(authorization: str, config: SimulatorConfig) -> bool:
+    """Whether the request carries Kling's API Key (what GET /tasks asks for)."""
+    return _bearer(authorization) == config.kling_api_key

@@ -41,7 +41,7 @@ VIDEO_DEFECT_RATES = (  # share of tasks whose video has each defect (footage.De
 )
 API_FAULT_RATES = RATES[1:7]  # drawn together for each API request: they add up to at most 1
 DELAYS = ("slow_seconds", "response_delay", "not_found_grace", "callback_delay")
-HIDDEN = ("api_key", "secret_key", "callback_secret")
+HIDDEN = ("api_key", "secret_key", "callback_secret", "kling_api_key")
 FIXED_AT_START = ("seed", "port", "profile")
 
 
@@ -58,6 +58,8 @@ class SimulatorConfig:
     api_key: str | None = None  # cometapi: the bearer key; None accepts any non-empty key
     access_key: str = "sim-access"  # kling: the JWT's `iss`
     secret_key: str = "sim-secret"  # kling: the JWT's HS256 key
+    kling_api_key: str = "sim-kling-api-key"  # kling: an API Key, also accepted (§18.2 (7))
+    tasks_show_legacy: bool = False  # kling: GET /tasks (API Key only) lists /v1 tasks too
     account_error: int | None = None  # every create answers this code (1000-1304)
     # The unknowns of kling-api.md §18.3, each a switch (None: the profile's default, the
     # stingiest documented behaviour):

@@ -31,6 +31,7 @@ class Route(Enum):
     CREATE = "create"  # POST {api_path}
     GET_ONE = "get_one"  # GET {api_path}/{id}
     LIST = "list"  # GET {api_path}[?pageNum=N&pageSize=M], where the provider lists
+    TASKS = "tasks"  # kling: GET /tasks?task_ids=…|external_task_ids=… (API Key only)
     NOT_SERVED = "not_served"  # another method on {api_path}
     ELSEWHERE = "elsewhere"  # any other path or method
 
@@ -59,6 +60,8 @@ class Profile:
             if method == "GET":
                 return Route.LIST, ""  # a list, a look-up in the query, or not served
             return Route.NOT_SERVED, ""
+        if path == "/tasks" and method == "GET" and self.name == "kling":
+            return Route.TASKS, ""
         key = path.removeprefix(self.api_path + "/")
         if method == "GET" and key != path and key and "/" not in key:
             return Route.GET_ONE, key

@@ -244,6 +244,11 @@ class Store:
         )
         return None if row is None or row[0] is None else float(row[0])
 
+    def any_task_id(self) -> str | None:
+        """A task id the provider gave one of the state's jobs, if any."""
+        row = self.db.one("SELECT task_id FROM jobs WHERE task_id IS NOT NULL LIMIT 1")
+        return None if row is None else str(row[0])
+
     def job_of_task(self, task_id: str) -> str | None:
         """The job holding the provider's task `task_id`, if any."""
         row = self.db.one("SELECT job_id FROM jobs WHERE task_id = ?", (task_id,))
