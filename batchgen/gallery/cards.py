@@ -40,6 +40,7 @@ class Card:
     units: str | None = None  # final_unit_deduction
     usd: float | None = None  # the price table's price of a done job
     metadata: Mapping[str, Any] = field(default_factory=dict)  # the row's own columns
+    lookups: list[str] = field(default_factory=list)  # an unknown job's evidence, a line each
 
     @property
     def model(self) -> str:
@@ -53,7 +54,8 @@ class Card:
 def cards_of_state(store: Store, prices: PriceTable) -> Iterator[Card]:
     """Every job of the run in `store`, in manifest order."""
     for job, check in store.checks.jobs_with_checks():
-        yield _card_of_job(job, check, prices)
+        looked = store.lookups.of(job.job_id, 3) if job.status == "unknown" else []
+        yield _card_of_job(job, check, prices, [s.line() for s in looked])
 
 
 def cards_of_index(run_dir: Path, prices: PriceTable) -> Iterator[Card]:
@@ -75,7 +77,9 @@ def cards_of_index(run_dir: Path, prices: PriceTable) -> Iterator[Card]:
         )
 
 
-def _card_of_job(job: JobRecord, check: CheckRecord | None, prices: PriceTable) -> Card:
+def _card_of_job(
+    job: JobRecord, check: CheckRecord | None, prices: PriceTable, lookups: list[str]
+) -> Card:
     done = job.status == "done"
     return _card(
         job.request,
@@ -90,6 +94,7 @@ def _card_of_job(job: JobRecord, check: CheckRecord | None, prices: PriceTable) 
         reason=None if done else job.last_error,
         units=job.unit_deduction,
         metadata=job.metadata,
+        lookups=lookups,
     )
 
 

@@ -79,7 +79,9 @@ def _units(card: Card) -> float:
 def _way_out(card: Card, advice: Advice | None) -> str:
     if card.status != "unknown" or advice is None:
         return ""
-    return f'<p class="way-out"><b>What to do:</b> {escape(advice(card.row_id))}</p>'
+    looked = "".join(f"<li>{escape(line)}</li>" for line in card.lookups)
+    evidence = f'<p class="looked">Looked up:</p><ul class="looked">{looked}</ul>' * bool(looked)
+    return f'{evidence}<p class="way-out"><b>What to do:</b> {escape(advice(card.row_id))}</p>'
 
 
 def _money(cards: list[Card]) -> str:

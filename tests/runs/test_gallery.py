@@ -237,8 +237,8 @@ def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_gallery_shows_inputs_whole_a_way_out_of_unknown_jobs_filters_and_cost(
     browser, mixed_run
 ):
-    """A portrait input is shown whole (not cropped to a strip); the unknown job says how to
-    resolve it; filters by model and by a metadata column leave their cards; the cost total
+    """A portrait input is shown whole (not cropped to a strip); the unknown job shows what
+    its look-ups answered and how to resolve it; filters by model and by a metadata column leave their cards; the cost total
     follows what is shown."""
     jobs = jobs_of(mixed_run)
     (unknown,) = [job for job in jobs.values() if job.status == "unknown"]
@@ -260,6 +260,10 @@ def test_the_gallery_shows_inputs_whole_a_way_out_of_unknown_jobs_filters_and_co
         "class name", "way-out"
     )
     assert "batchgen adopt" in way_out.text and f"--job {unknown.row_id}" in way_out.text
+    looked = browser.find_element("id", f"job-{unknown.job_id}").find_element(
+        "css selector", "ul.looked"
+    )
+    assert "path: not found" in looked.text  # what its look-ups answered
     done = [job for job in jobs.values() if job.status == "done"]
     usd = sum(price_of(job.request).usd or 0 for job in done)
     money = browser.find_element("id", "money").text
