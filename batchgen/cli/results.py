@@ -154,9 +154,15 @@ def _defaulted(name: str) -> bool:
 @click.option(
     "--exclude-flagged", is_flag=True, help="Leave out videos with QA findings (`batchgen status`)."
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a folder that holds other files too (none is deleted or replaced).",
+)
 def export(target: Path, runs: Path, fmt: str, out_dir: Path | None, **options: Any) -> None:
-    """Export a run's finished videos (listed in its index.jsonl) as a dataset. Here `-o` is
-    where the export goes; `--runs` is the folder holding MANIFEST's run."""
+    """Export a run's finished videos (listed in its index.jsonl) as a dataset, each checked
+    against its sha256. Here `-o` is where the export goes (a new folder, or one holding only
+    an earlier export; never the run folder); `--runs` is the folder holding MANIFEST's run."""
     result = export_run(resolve_target(target, runs).run_dir, fmt, out_dir, **options)
     for row_id in result.skipped:
         click.echo(f"skipped {row_id}: video missing", err=True)

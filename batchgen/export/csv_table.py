@@ -3,7 +3,10 @@
 Columns are those of columns.py, in that order, under a header row. `video` is the path of the
 video relative to the folder holding index.csv (so a reader opens `csv_dir / row["video"]`;
 the export and the run folder move together). Lists and objects are JSON strings, missing
-values are empty cells, numbers are written as numbers.
+values are empty cells, numbers are written as numbers. A text cell that a spreadsheet would
+take for a formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return) is written
+with a leading `'`, the OWASP rule against CSV injection: a prompt of `=HYPERLINK(...)` stays
+text when the file is opened in a spreadsheet.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from batchgen.export.base import Sample, Writer, sync
 from batchgen.jobs import canonical_json
 
 TABLE_NAME = "index.csv"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class CsvWriter(Writer):
     name = "csv"
+    copies_videos = False
 
     def write(self, samples: Iterable[Sample]) -> list[str]:
         names = self.columns.names
@@ -40,4 +45,11 @@ class CsvWriter(Writer):
 
 
 def _cell(value: Any) -> Any:
-    return canonical_json(value) if isinstance(value, list | dict) else value
+    if isinstance(value, list | dict):
+        return canonical_json(value)
+    return neutralised(value) if isinstance(value, str) else value
+
+
+def neutralised(text: str) -> str:
+    """`text`, prefixed with `'` where a spreadsheet would evaluate it as a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text

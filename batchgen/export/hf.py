@@ -18,18 +18,19 @@ folder uploaded to the Hub must hold its files. A hard link costs no space; sinc
 ever replaces a video by renaming a new file over it, the export keeps the bytes it was made
 from. The loader turns `file_name` into the `video` column, so the run-relative `video`
 column is left out, and a column the loader would take for a file reference (`*_file_name`,
-`*_file_names`) gets a trailing `_`. A `metadata.jsonl` of an earlier batchgen is removed (the
-loader refuses two metadata files).
+`*_file_names`) gets a trailing `_`. A link is made to the very file the exporter checked
+against its sha256 (the same inode), else the checked file is copied.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,7 +41,6 @@ from batchgen.export.card import Provenance, render_card
 from batchgen.export.columns import Kind
 
 METADATA_NAME = "metadata.parquet"
-OLD_METADATA_NAME = "metadata.jsonl"
 CARD_NAME = "README.md"
 VIDEOS = "videos"
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
@@ -85,7 +85,7 @@ class HfWriter(Writer):
         return pa.schema(fields)
 
     def owns(self, relative: str) -> bool:
-        if relative in (METADATA_NAME, OLD_METADATA_NAME, CARD_NAME):
+        if relative in (METADATA_NAME, CARD_NAME):
             return True
         path = PurePosixPath(relative)
         return path.parent.as_posix() == VIDEOS and path.suffix.lower() in VIDEO_SUFFIXES
@@ -104,7 +104,8 @@ class HfWriter(Writer):
         dest = self.staging / file_name
         if dest.exists():
             raise IndexInvalid(f"two rows have a video named {sample.video.name!r}")
-        link_or_copy(sample.video, dest)
+        assert sample.file is not None, "the exporter opens and checks every video it hands over"
+        link_or_copy(sample.video, sample.file, dest)
         return file_name
 
 
@@ -120,12 +121,18 @@ def loader_safe(column: str) -> str:
     return column + "_" if column.endswith(("_file_name", "_file_names")) else column
 
 
-def link_or_copy(source: Path, dest: Path) -> None:
-    """Hard-link `source` at `dest`, or copy it where links are not possible."""
-    try:
-        os.link(source, dest)
-    except OSError:
-        shutil.copyfile(source, dest)
+def link_or_copy(source: Path, opened: BinaryIO, dest: Path) -> None:
+    """Hard-link `source` at `dest` where it is still the file `opened` (same inode), else
+    copy the bytes of `opened` there."""
+    with contextlib.suppress(OSError):
+        os.link(source, dest, follow_symlinks=False)
+        if os.stat(dest, follow_symlinks=False).st_ino == os.fstat(opened.fileno()).st_ino:
+            return
+        dest.unlink()
+    opened.seek(0)
+    with open(dest, "wb") as copy:
+        shutil.copyfileobj(opened, copy)
+        sync(copy)
 
 
 def _batches(lines: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -54,8 +54,9 @@ def write_shard(path: Path, samples: Iterable[Sample]) -> None:
 def add_sample(tar: tarfile.TarFile, sample: Sample) -> None:
     """`<key>.mp4` then `<key>.json`: the video, and its index line naming that member."""
     member = f"{sample.key}{sample.video.suffix.lower() or '.mp4'}"
-    with open(sample.video, "rb") as video:
-        tar.addfile(member_info(member, os.fstat(video.fileno()).st_size), video)
+    video = sample.file
+    assert video is not None, "the exporter opens and checks every video it hands over"
+    tar.addfile(member_info(member, os.fstat(video.fileno()).st_size), video)
     description = {**sample.entry, "video": member}
     data = json.dumps(description, sort_keys=True, ensure_ascii=False).encode()
     tar.addfile(member_info(f"{sample.key}.json", len(data)), io.BytesIO(data))
