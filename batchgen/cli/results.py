@@ -109,7 +109,11 @@ def _repair(found: RunTarget, job_ids: list[str], **flags: Any) -> None:
     settings = settings_from(output=found.output, state=state, **flags)
     pipeline.credentials(settings)
     fetched = FetchedAgain(job_ids)
-    with runlock.holding(state, "verify --repair"), Store.open(state) as store:
+    with (
+        runlock.holding(state, "verify --repair"),
+        runlock.holding_folder(found.run_dir, state, "verify --repair"),
+        Store.open(state) as store,
+    ):
         outcome = pipeline.run_async(
             pipeline.repair, store, found.run_dir, job_ids, settings, [fetched]
         )

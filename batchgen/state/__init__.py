@@ -9,5 +9,5 @@ that depends on it (a create, a rename, an index line) is taken.
     checks.py       what each downloaded video turned out to be
     inputs.py       what the jobs were loaded from: files, images, skipped rows
     spending.py     money aggregates over the jobs
-    runlock.py      one process per state at a time
+    runlock.py      one process per state, and one state per run folder, at a time
 """
