@@ -52,10 +52,11 @@ async def download(
     dest: Path,
     *,
     resume_tries: int = 3,
-    make_room: Callable[[], Awaitable[None]] | None = None,
+    make_room: Callable[[str], Awaitable[None]] | None = None,
 ) -> Downloaded:
     """Fetch `url` into `dest` atomically. `make_room` runs once the complete file is synced
-    and before it replaces `dest` (to keep whatever `dest` held). Raises UrlExpired,
+    and before it replaces `dest` (to keep whatever `dest` held), given its sha256. Raises
+    UrlExpired,
     RetryableError, or NotAVideo when the bytes are no video: they never replace `dest`, and
     are kept at `<dest>.rejected` to be looked at."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +81,7 @@ async def download(
             await anyio.to_thread.run_sync(_sync_file, out)
         await anyio.to_thread.run_sync(_refuse_other_files, part, dest, written)
         if make_room is not None:
-            await make_room()
+            await make_room(digest.hexdigest())
         await anyio.to_thread.run_sync(_install, part, dest)
     except BaseException:
         part.unlink(missing_ok=True)
@@ -205,10 +206,11 @@ def _install(part: Path, dest: Path) -> None:
     download of it was refused for goes."""
     os.replace(part, dest)
     rejected_path(dest).unlink(missing_ok=True)
-    _sync_dir(dest.parent)
+    sync_folder(dest.parent)
 
 
-def _sync_dir(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
+    """Make the renames and links in `folder` durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

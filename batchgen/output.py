@@ -4,23 +4,31 @@
     state.sqlite            the run's state (see store.py)
     videos/<row id>.mp4     one video per finished job
     videos/<row id>.json    sidecar: what produced that video, its probe and QA findings
-    videos/<job id>.mp4     an earlier paid video of a row edited since (with its sidecar)
+    videos/<job id>.mp4     an earlier paid video of a row edited since (with its sidecar), or
+                            one its sidecar named where a new video was about to go
     index.jsonl             one line per finished job of the manifest, sorted by job id
     failed.jsonl            one line per failed or unknown job, with its reason and what to do
 
 A finished job's `probe` (container, codec, width, height, fps, frames, duration_s, ...) and
 `qa` (findings, each {code, message}; empty when clean) are None while it is unchecked.
+
+No paid video is overwritten: before a new video takes a name, `keep_paid_file` moves aside
+the file there when its sidecar vouches for it (it names a job, and the file has the size and
+sha256 it records) and it holds other bytes than the new one, whether or not the state knows
+that job (a lost state, another state's run).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from batchgen.download import file_sha256, sync_folder
 from batchgen.state.records import CheckRecord, JobRecord
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
@@ -45,6 +53,54 @@ def watermarked_path(video: Path) -> Path:
 def superseded_path(run_dir: Path, job_id: str) -> Path:
     """Where a paid video goes when a later job of its (edited) row takes the row's name."""
     return run_dir / VIDEOS_DIR / f"{job_id}.mp4"
+
+
+def keep_paid_file(run_dir: Path, relative: str, new_sha256: str) -> str | None:
+    """Before a video with `new_sha256` replaces `relative`: keep the file there if its sidecar
+    vouches for it as a paid video with other bytes, at `videos/<its job id>.mp4` (another name
+    if that one holds other bytes), with its sidecar. Returns where it was kept, or None."""
+    dest = run_dir / relative
+    vouched = _vouched(dest)
+    if vouched is None:
+        return None
+    job_id, entry = vouched
+    digest = file_sha256(dest)
+    if digest != entry["sha256"] or digest == new_sha256:
+        return None
+    kept = superseded_path(run_dir, job_id)
+    if kept.exists() and (kept.is_symlink() or file_sha256(kept) != digest):
+        kept = kept.with_name(f"{job_id}.{digest[:12]}.mp4")
+    if not kept.exists():
+        _link_or_copy(dest, kept)
+    kept_relative = kept.relative_to(run_dir).as_posix()
+    write_json_atomic(kept.with_suffix(".json"), {**entry, "video": kept_relative})
+    sync_folder(kept.parent)
+    return kept_relative
+
+
+def _vouched(video: Path) -> tuple[str, dict[str, Any]] | None:
+    """(job id, sidecar) when `video` is a regular file whose sidecar names a job and records
+    its size and a sha256; else None."""
+    try:
+        if video.is_symlink() or not video.is_file():
+            return None
+        entry = json.loads(video.with_suffix(".json").read_text(encoding="utf-8"))
+        size = video.stat().st_size
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(entry, dict):
+        return None
+    job_id, sha = entry.get("job_id"), entry.get("sha256")
+    if not isinstance(job_id, str) or not job_id.isalnum() or not isinstance(sha, str):
+        return None
+    return (job_id, entry) if entry.get("bytes") == size else None
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def index_entry(job: JobRecord, check: Mapping[str, Any] | None = None) -> dict[str, Any]:

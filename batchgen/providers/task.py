@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 TERMINAL = frozenset({"succeed", "succeeded", "failed"})
+MAX_TASK_ID = 256  # Kling's ids are 19 digits; anything this long is not a provider's id
+# Unix ms past any real date, exact as a float and within SQLite's INTEGER: a provider's
+# timestamp outside 0..this is not believed (it is kept as None, never stored).
+MAX_TIMESTAMP = 2**53
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +43,7 @@ def parse_task(data: Any) -> TaskInfo | None:
     if not isinstance(data, Mapping):
         return None
     task_id = _text(data.get("task_id"))
-    if not task_id:
+    if not task_id or task_id_problem(task_id):
         return None
     video = _first_video(data.get("task_result"))
     return TaskInfo(
@@ -51,9 +55,21 @@ def parse_task(data: Any) -> TaskInfo | None:
         video_duration=_text(video.get("duration")),
         watermark_url=_text(video.get("watermark_url")),
         final_unit_deduction=_text(data.get("final_unit_deduction")),
-        created_at=_int(data.get("created_at")),
-        updated_at=_int(data.get("updated_at")),
+        created_at=_timestamp(data.get("created_at")),
+        updated_at=_timestamp(data.get("updated_at")),
     )
+
+
+def task_id_problem(task_id: str) -> str | None:
+    """Why `task_id` cannot be a provider's task id (empty, too long, a blank or a control
+    character in it), or None when it can."""
+    if not task_id:
+        return "a task id cannot be empty"
+    if len(task_id) > MAX_TASK_ID:
+        return f"a task id has at most {MAX_TASK_ID} characters (got {len(task_id):,})"
+    if not task_id.isprintable() or any(c.isspace() for c in task_id):
+        return "a task id has no blanks or control characters"
+    return None
 
 
 def task_in(body: Any) -> TaskInfo | None:
@@ -91,6 +107,12 @@ def _text(value: Any) -> str | None:
     if isinstance(value, int | float):
         return str(value)
     return None
+
+
+def _timestamp(value: Any) -> int | None:
+    """Unix ms as an int, or None when `value` is none or out of range (1e300, -1)."""
+    number = _int(value)
+    return number if number is not None and 0 <= number <= MAX_TIMESTAMP else None
 
 
 def _int(value: Any) -> int | None:

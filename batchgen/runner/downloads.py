@@ -5,8 +5,9 @@ as `.rejected` and the job stays `downloading`, to be fetched again from a fresh
 renamed to `videos/<row id>.mp4`, probed and judged (media/), and given its sidecar; only then
 is the job `done`. A row edited since its
 earlier job was paid for keeps its id, so the earlier video is moved aside first, to
-`videos/<job id>.mp4` (hard link, then the state, then the new file over the old name): no
-paid video is ever overwritten. Done jobs whose file went missing are downloaded again.
+`videos/<job id>.mp4` (hard link, then the state, then the new file over the old name), and so
+is a paid video the state does not know that its sidecar vouches for (output.keep_paid_file):
+no paid video is ever overwritten. Done jobs whose file went missing are downloaded again.
 """
 
 from __future__ import annotations
@@ -139,11 +140,16 @@ class Downloader:
 
         holding = False
 
-        async def make_room() -> None:
+        async def make_room(new_sha256: str) -> None:
             nonlocal holding
             await self._installing.acquire()
             holding = True
             await self._keep_earlier_videos(job, relative)
+            kept = await anyio.to_thread.run_sync(
+                output.keep_paid_file, ctx.run_dir, relative, new_sha256
+            )
+            if kept is not None:
+                ctx.emit(Notice(f"{job.row_id}: kept the paid video found at {relative} as {kept}"))
 
         try:
             result = await download(ctx.downloads, url, dest, make_room=make_room)

@@ -1,6 +1,7 @@
 """A run: every unfinished job of a state taken to an end, in one task group.
 
     recovery   what an earlier run left: tasks to follow, downloads, lost creates
+    rebuild    paid tasks the run folder names and the state lost, taken back before any create
     feed       pending jobs → slots → creates (feed.py); lost answers → recovery.py
     poll       followed tasks → their end (poll.py)
     download   finished tasks → videos → `done` (downloads.py)
@@ -31,6 +32,7 @@ from batchgen.runner.context import PayloadFn, RunContext
 from batchgen.runner.downloads import Downloader
 from batchgen.runner.feed import Feeder
 from batchgen.runner.poll import Poller
+from batchgen.runner.rebuild import Rebuild
 from batchgen.runner.receiver import CallbackReceiver
 from batchgen.runner.recovery import Recovery
 from batchgen.state.store import Store
@@ -117,6 +119,8 @@ class Runner:
         feeding_done, checks_done = anyio.Event(), anyio.Event()
         recovery.recover_at_start()
         poller.on_finished = recovery.task_finished
+        if ctx.config.submit:
+            await Rebuild(ctx, poller).from_run_folder()
         async with ctx.queued, anyio.create_task_group() as stages:
             recovery.stages = stages
             for _ in range(ctx.config.download_workers):

@@ -79,7 +79,7 @@ class Store:
             raise StateError(f"unknown job {job_id}")
         old = JobStatus(row[0])
         new = target_of(change, old)
-        if not can_move(old, new):
+        if not can_move(old, new, taken_back=change.taken_back):
             raise IllegalTransition(f"job {job_id}: {old} -> {new} is not allowed")
         columns = {"status": new.value, **change.columns()}
         assignments = ", ".join(f"{name} = ?" for name in columns)

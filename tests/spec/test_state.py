@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from batchgen.errors import IllegalTransition
 from batchgen.jobs import external_task_id, job_id_of_external, make_job
-from batchgen.state.changes import Accepted, Advanced, Done, Failed, Submitting
+from batchgen.state.changes import Accepted, Advanced, Done, Failed, Recovered, Submitting
 from batchgen.state.store import Store
 from batchgen.status import TRANSITIONS, JobStatus, can_move
 
@@ -184,3 +184,20 @@ def test_a_numbered_state_moves_forward_to_named_migrations_once(tmp_path):
         assert "api_calls" not in columns and "price_key" in columns
         assert db.execute("PRAGMA user_version").fetchone() == (0,)
         assert migrate(db) == []
+
+
+def test_only_a_task_taken_back_moves_a_pending_job_to_done(store):
+    """A paid task the run folder names makes a pending job done at once; nothing else can."""
+    store.add_jobs([spec(1), spec(2)])
+    found = Recovered("42", "bg-x", 1.0, video="videos/x.mp4", sha256="0" * 64, size=3)
+    old, job = store.apply(spec(1).job_id, found)
+    assert (old, job.status, job.task_id, job.output_path) == (
+        JobStatus.PENDING,
+        JobStatus.DONE,
+        "42",
+        "videos/x.mp4",
+    )
+    _, followed = store.apply(spec(2).job_id, Recovered("43", "bg-y", 1.0))
+    assert followed.status == JobStatus.SUBMITTED and followed.output_path is None
+    with pytest.raises(IllegalTransition):
+        store.apply(followed.job_id, Recovered("43", "bg-y", 1.0, video="v", sha256="0", size=1))
