@@ -19,7 +19,7 @@ class Settings(BaseModel):
     """Everything a run needs besides the manifest. Credentials are SecretStr: their repr and
     str never show them."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     output: Path = Path("output")
     state: Path | None = None
@@ -29,9 +29,9 @@ class Settings(BaseModel):
     access_key: SecretStr | None = None  # Kling
     secret_key: SecretStr | None = None  # Kling
     concurrency: int = Field(4, ge=1, le=1000)
-    rpm: float | None = Field(None, gt=0)
+    rpm: float | None = Field(None, ge=1, le=1_000_000)  # below 1 a minute, a wait is hours
     task_timeout: float = Field(3600.0, gt=0)
-    request_timeout: float = Field(30.0, gt=0)
+    request_timeout: float = Field(30.0, gt=0, le=3600)
     download_workers: int = Field(4, ge=1, le=64)
     skip_invalid: bool = False
     inline_urls: bool = False

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from batchgen.cli.options import (
+    Finite,
     concurrency_option,
     json_option,
     manifest_argument,
@@ -68,7 +69,7 @@ def _refusal(manifest: Path, result: ValidationReport, max_problems: int) -> str
 @concurrency_option
 @click.option(
     "--generation-seconds",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Finite(min=0, min_open=True),
     default=120.0,
     show_default=True,
     help="Assumed time of one generation.",

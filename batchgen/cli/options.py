@@ -4,6 +4,7 @@ from them."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_OUTPUT = Path("output")
 SECRET_FLAGS = ("api_key", "access_key", "secret_key", "callback_secret")
+
+
+class Finite(click.FloatRange):
+    """A float in a range that is a number: `inf`, `-inf` and `nan` are refused by name (a
+    range alone lets `inf` past a minimum, and `nan` past both ends)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE = Finite()
+MAX_RPM = 1_000_000
 
 
 def compose(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
@@ -51,7 +69,7 @@ def latency_option(help: str) -> Callable[[F], F]:
     """The simulator's generation time range, MIN MAX seconds (demo and simulate)."""
     return click.option(
         "--latency",
-        type=(float, float),
+        type=(FINITE, FINITE),
         metavar="MIN MAX",
         default=(1.0, 3.0),
         show_default=True,
@@ -115,7 +133,7 @@ provider_options = compose(
 
 request_timeout_option = click.option(
     "--request-timeout",
-    type=click.FloatRange(min=0.1),
+    type=Finite(min=0.1, max=3600),
     default=30.0,
     show_default=True,
     help="Seconds to wait for one API answer.",
@@ -133,11 +151,13 @@ concurrency_option = click.option(
 tuning_options = compose(
     concurrency_option,
     click.option(
-        "--rpm", type=click.FloatRange(min=0, min_open=True), help="Cap on API requests per minute."
+        "--rpm",
+        type=Finite(min=1, max=MAX_RPM),
+        help="Cap on API requests per minute (at least 1).",
     ),
     click.option(
         "--task-timeout",
-        type=click.FloatRange(min=1),
+        type=Finite(min=1, max=30 * 86400),
         default=3600.0,
         show_default=True,
         help="Seconds to wait for one generation before reporting it as timed out.",

@@ -12,6 +12,7 @@ import click
 from batchgen import load, pipeline
 from batchgen.cli.next_steps import NextSteps
 from batchgen.cli.options import (
+    Finite,
     compose,
     latency_option,
     manifest_argument,
@@ -41,13 +42,13 @@ RUN_LOG = "run.log"  # every run appends its progress lines and notices here
 money_options = compose(
     click.option(
         "--max-cost",
-        type=click.FloatRange(min=0),
+        type=Finite(min=0),
         metavar="USD",
         help="Refuse to start if the batch's estimated cost is above this.",
     ),
     click.option(
         "--budget",
-        type=click.FloatRange(min=0),
+        type=Finite(min=0),
         metavar="USD",
         help="Submit only while spent + committed money stays within this; then finish what is "
         "paid for and stop (exit 3). A larger budget resumes.",

@@ -59,6 +59,8 @@ def _headline(outcome: RunOutcome, run_dir: Path) -> str:
     total = sum(c.values())
     per_job = outcome.api_calls / total if total else 0.0
     head = {None: "", "interrupted": "interrupted: "}.get(outcome.stopped, "stopped: ")
+    if outcome.interrupted:
+        head = "interrupted: "
     return (
         f"{head}{c[JobStatus.DONE]} done, {c[JobStatus.FAILED]} failed, "
         f"{c[JobStatus.UNKNOWN]} unknown, {outcome.unfinished} unfinished of {total} in "

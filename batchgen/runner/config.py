@@ -56,6 +56,7 @@ class RunOutcome:
     api_calls: int
     stopped: str | None = None  # "account", "unreachable", "budget", "storage", "interrupted"
     stop_reason: str = ""
+    interrupted: bool = False  # a signal ended the run while it was stopping
     concurrency: int = 0
     busy_seconds: float = 0.0  # sum over tasks of submission → end seen, this run
     adopted: int = 0  # lost creates found at the provider and adopted, this run
@@ -74,6 +75,8 @@ class RunOutcome:
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         if self.stopped in RESUMABLE_STOPS:
             return EXIT_ACCOUNT
         if self.stopped == "interrupted":

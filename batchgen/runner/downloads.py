@@ -99,10 +99,8 @@ class Downloader:
                 ctx.record(job_id, Waiting(0, error.describe(), "download"))
                 await anyio.sleep(ctx.config.retry.backoff(attempt, ctx.rng))
             except (AccountError, ProviderUnreachable) as error:
-                ctx.stop(
-                    "account" if isinstance(error, AccountError) else "unreachable",
-                    error.describe(),
-                )
+                kind = "account" if isinstance(error, AccountError) else "unreachable"
+                ctx.stop(kind, error.describe(), at_once=True)
                 return
             except ProviderError as error:
                 ctx.record(job_id, Waiting(0, error.describe(), "download"))

@@ -73,7 +73,8 @@ class Recovery:
         except OutcomeUnknown as error:
             self._give_up(job, f"{reason}; {error}")
         except (AccountError, ProviderUnreachable) as error:
-            ctx.stop("account" if isinstance(error, AccountError) else "unreachable", str(error))
+            kind = "account" if isinstance(error, AccountError) else "unreachable"
+            ctx.stop(kind, str(error), at_once=True)
         except ProviderError as error:
             self._look_again(job, reason, error)
         else:
