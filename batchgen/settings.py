@@ -87,10 +87,20 @@ def callback_path(url: str) -> str:
     return parts.path or "/"
 
 
+EVERY_INTERFACE = ("0.0.0.0", "::")
+
+
 def listen_address(text: str) -> tuple[str, int]:
-    """(host, port) of HOST:PORT, [IPV6]:PORT or PORT (all interfaces); ValueError otherwise."""
+    """(host, port) of HOST:PORT or [IPV6]:PORT; ValueError otherwise. Every interface is
+    listened on only when said in so many words (0.0.0.0 or [::]), never for a missing host."""
     host, _, port = text.rpartition(":")
-    host = host.strip("[]") or "0.0.0.0"
+    host = host.removeprefix("[").removesuffix("]")
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"--listen must be HOST:PORT (e.g. 127.0.0.1:8787), not {text!r}")
+    if not host:
+        raise ValueError(
+            f"--listen {text!r} names no host: say 127.0.0.1:{port} for this machine only "
+            f"(behind a reverse proxy or a tunnel), or 0.0.0.0:{port} to listen on every "
+            "interface"
+        )
     return host, int(port)
