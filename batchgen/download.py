@@ -3,7 +3,8 @@
 Bytes go to `<name>.part` while being hashed; the length is checked against Content-Length,
 the file is fsynced and renamed over the final name, and the folder is synced. A short read is
 resumed with a Range request where the server allows it. Only then does the caller record
-the job as done.
+the job as done. A body larger than `max_bytes` (announced, or as it comes: an endless one)
+is refused as no video of this run and its part removed, so that no resume fills the disk.
 """
 
 from __future__ import annotations
@@ -53,12 +54,13 @@ async def download(
     *,
     resume_tries: int = 3,
     make_room: Callable[[str], Awaitable[None]] | None = None,
+    max_bytes: int | None = None,
 ) -> Downloaded:
     """Fetch `url` into `dest` atomically. `make_room` runs once the complete file is synced
     and before it replaces `dest` (to keep whatever `dest` held), given its sha256. Raises
     UrlExpired,
     RetryableError, or NotAVideo when the bytes are no video: they never replace `dest`, and
-    are kept at `<dest>.rejected` to be looked at."""
+    are kept at `<dest>.rejected` to be looked at (a body past `max_bytes` is not kept)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
     digest = hashlib.sha256()
@@ -69,7 +71,9 @@ async def download(
         with await anyio.to_thread.run_sync(open, part, "w+b") as out:
             for _ in range(resume_tries + 1):
                 try:
-                    expected, written = await _fetch_into(http, url, out, digest, written, expected)
+                    expected, written = await _fetch_into(
+                        http, url, out, digest, written, expected, max_bytes
+                    )
                 except _ShortRead as short:
                     written = short.written
                     if not short.resumable:
@@ -104,6 +108,7 @@ async def _fetch_into(
     digest: hashlib._Hash,
     offset: int,
     expected: int | None,
+    max_bytes: int | None = None,
 ) -> tuple[int | None, int]:
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     written = offset
@@ -112,7 +117,9 @@ async def _fetch_into(
             _check_status(response, offset)
             if expected is None:
                 expected = _content_length(response)
+            _refuse_size(expected or 0, max_bytes)
             async for chunk in response.aiter_raw():
+                _refuse_size(written + len(chunk), max_bytes)
                 await sink.write(chunk)
                 written += len(chunk)
     except httpx.HTTPError as exc:
@@ -166,6 +173,14 @@ class _Sink:
     def _store(self, data: bytes) -> None:
         self.out.write(data)
         self.digest.update(data)
+
+
+def _refuse_size(size: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise NotAVideo(
+            f"the video URL serves more than {max_bytes / 2**20:g} MB, the most a video of this "
+            "run may be (--max-video-mb): not kept"
+        )
 
 
 def _check_status(response: httpx.Response, offset: int) -> None:

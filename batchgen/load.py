@@ -65,6 +65,7 @@ def open_manifest(path: Path, settings: Settings) -> ResolvedManifest:
         inline_urls=settings.inline_urls,
         skip_invalid=settings.skip_invalid,
         max_problems=MAX_PROBLEMS,
+        url_deadline=settings.url_timeout,
     )
     return resolve_manifest(path, options)
 

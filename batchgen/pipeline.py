@@ -94,6 +94,7 @@ def run_config(settings: Settings, **tuning: Any) -> RunConfig:
         concurrency=settings.concurrency,
         task_timeout=settings.task_timeout,
         download_workers=settings.download_workers,
+        max_video_bytes=int(settings.max_video_mb * 2**20),
         seed=settings.seed,
         **{**listening, **tuning},
     )

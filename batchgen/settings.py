@@ -33,8 +33,10 @@ class Settings(BaseModel):
     task_timeout: float = Field(3600.0, gt=0)
     request_timeout: float = Field(30.0, gt=0, le=3600)
     download_workers: int = Field(4, ge=1, le=64)
+    max_video_mb: float = Field(2048.0, gt=0, le=1 << 20)  # a larger download is refused
     skip_invalid: bool = False
     inline_urls: bool = False
+    url_timeout: float = Field(60.0, gt=0, le=3600)  # seconds for all of one URL image
     max_cost: float | None = Field(None, ge=0)
     budget: float | None = Field(None, ge=0)  # USD: spent + committed never above it
     prices: Path | None = None  # a price table laid over the package's
@@ -60,8 +62,8 @@ class Settings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"--base-url must start with http:// or https://, not {value!r}")
+        if value is not None:
+            http_url(value, "--base-url")
         return value
 
     @property
@@ -79,12 +81,34 @@ class Settings(BaseModel):
         return self.state or self.run_dir(run_name) / STATE_NAME
 
 
+MAX_URL = 2000
+
+
+def http_url(url: str, flag: str) -> None:
+    """ValueError naming `flag` unless `url` is an http(s) URL with a host (and a port that
+    can be, no blank or control character, at most MAX_URL characters)."""
+    shown = url if len(url) <= 60 else f"{url[:57]}..."
+    problem = None
+    if not url.startswith(("http://", "https://")):
+        problem = "must start with http:// or https://"
+    elif len(url) > MAX_URL or not url.isprintable() or " " in url:
+        problem = f"must be at most {MAX_URL} printable characters, without blanks"
+    else:
+        try:
+            parts = urlsplit(url)
+            named = bool(parts.hostname) and (parts.port is None or parts.port > 0)
+        except ValueError:
+            named = False
+        if not named:
+            problem = "must name a host (and a port from 1 to 65535, if any)"
+    if problem:
+        raise ValueError(f"{flag} {problem}, not {shown!r}")
+
+
 def callback_path(url: str) -> str:
     """The path of a callback URL (http or https, with a host); ValueError otherwise."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"--callback-url must be an http(s) URL with a host, not {url!r}")
-    return parts.path or "/"
+    http_url(url, "--callback-url")
+    return urlsplit(url).path or "/"
 
 
 EVERY_INTERFACE = ("0.0.0.0", "::")

@@ -14,6 +14,7 @@ from batchgen.cli.options import (
     json_option,
     manifest_argument,
     prices_option,
+    url_timeout_option,
 )
 from batchgen.errors import EXIT_OK, EXIT_USAGE, UsageError
 from batchgen.manifest.resolve import (
@@ -38,10 +39,13 @@ from batchgen.progress import counted
     help="Problems to list (all are counted).",
 )
 @click.option("--inline-urls", is_flag=True, help="Download URL images to check them too.")
-def validate(manifest: Path, max_problems: int, inline_urls: bool) -> int:
+@url_timeout_option
+def validate(manifest: Path, max_problems: int, inline_urls: bool, url_timeout: float) -> int:
     """Check every row of MANIFEST without submitting anything: every problem of every row in
     one pass (exit 2 if any)."""
-    options = ResolveOptions(inline_urls=inline_urls, max_problems=max_problems)
+    options = ResolveOptions(
+        inline_urls=inline_urls, max_problems=max_problems, url_deadline=url_timeout
+    )
     resolved = resolve_manifest(_existing(manifest), options)
     result = check_items(counted(resolved.iter_jobs(), "checking"), max_problems)
     for problem in result.problems:

@@ -139,6 +139,14 @@ request_timeout_option = click.option(
     help="Seconds to wait for one API answer.",
 )
 
+url_timeout_option = click.option(
+    "--url-timeout",
+    type=Finite(min=1, max=3600),
+    default=60.0,
+    show_default=True,
+    help="Seconds to download all of one URL image (--inline-urls), however slow the server.",
+)
+
 concurrency_option = click.option(
     "--concurrency",
     "-c",
@@ -164,6 +172,13 @@ tuning_options = compose(
     ),
     request_timeout_option,
     click.option(
+        "--max-video-mb",
+        type=Finite(min=0.001, max=1 << 20),
+        default=2048.0,
+        show_default=True,
+        help="Refuse a video download larger than this (a provider serving an endless body).",
+    ),
+    click.option(
         "--skip-invalid",
         is_flag=True,
         help="Run the valid rows and list the invalid ones instead of refusing.",
@@ -171,6 +186,7 @@ tuning_options = compose(
     click.option(
         "--inline-urls", is_flag=True, help="Download URL images and send them as base64."
     ),
+    url_timeout_option,
     click.option("--seed", type=int, help="Seed for retry jitter (reproducible runs)."),
     click.option(
         "--progress",

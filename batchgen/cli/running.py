@@ -29,6 +29,7 @@ from batchgen.errors import UsageError
 from batchgen.events import Listener
 from batchgen.money.pricing import load_prices
 from batchgen.progress import LineProgress, progress_for, say
+from batchgen.providers.task import task_id_problem
 from batchgen.results.report import build_report, write_report
 from batchgen.results.targets import resolve_target
 from batchgen.runner import RunOutcome
@@ -238,6 +239,9 @@ def _resend_unknown(store: Store, chosen: list[str] | None, yes: bool) -> int:
 def adopt(manifest: Path, job: str, task_id: str, **flags: Any) -> None:
     """Record a task you found at the provider as the task of an unknown job; the next `run`
     downloads it. The task is asked for first; its external id, where echoed, must match."""
+    problem = task_id_problem(task_id)
+    if problem:
+        raise click.BadParameter(problem, param_hint="'--task'")
     settings = settings_from(**flags)
     pipeline.credentials(settings)
     with load.prepare(manifest, settings, "adopt") as prepared:

@@ -149,10 +149,10 @@ def video_fault_options(command: F) -> F:
 )
 @click.option(
     "--updated-at-mode",
-    type=click.Choice(["task", "query"]),
+    type=click.Choice(["task", "query", "overflow"]),
     default="task",
     show_default=True,
-    help="updated_at: when the task last changed, or when it was queried.",
+    help="updated_at: when the task last changed, when it was queried, or 10^300 ms.",
 )
 @click.option(
     "--truncate-rate",

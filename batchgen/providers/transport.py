@@ -117,6 +117,8 @@ class Transport:
                     response = await self._http.request(
                         method, self.base_url + path, json=json_body, params=params, headers=headers
                     )
+        except httpx.InvalidURL as exc:
+            raise ConnectFailed(f"the request's URL cannot be sent ({exc})") from None
         except httpx.HTTPError as exc:
             error = network_error(kind, exc)
             if self.observer is not None and isinstance(error, ConnectFailed):

@@ -29,6 +29,7 @@ class RunConfig:
     task_timeout: float = 3600.0
     download_workers: int = 4
     download_attempts: int = 5
+    max_video_bytes: int | None = 2 << 30  # a larger body is no video of this run
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     poll: PollConfig = field(default_factory=PollConfig)
     use_list_endpoint: bool = True

@@ -92,7 +92,8 @@ class Downloader:
                 ctx.record(job_id, VideoUrl(None))
             except NotAVideo as error:
                 # Paid, and still at the provider: it stays downloading, from a fresh URL.
-                ctx.record(job_id, Waiting(0, error.describe(), "not_a_video"))
+                job = ctx.record(job_id, Waiting(0, error.describe(), "not_a_video"))
+                ctx.emit(Notice(f"{job.row_id}: {error}", "warning"))
                 ctx.record(job_id, VideoUrl(None))
                 await anyio.sleep(ctx.config.retry.backoff(attempt, ctx.rng))
             except (RetryableError, ThrottledError, TaskNotFound) as error:
@@ -150,7 +151,8 @@ class Downloader:
                 ctx.emit(Notice(f"{job.row_id}: kept the paid video found at {relative} as {kept}"))
 
         try:
-            result = await download(ctx.downloads, url, dest, make_room=make_room)
+            cap = ctx.config.max_video_bytes
+            result = await download(ctx.downloads, url, dest, make_room=make_room, max_bytes=cap)
             check = await check_download(job.request, dest, ctx.store.inputs.image_size)
             ctx.store.checks.record(
                 job.job_id, result.sha256, check.probe.as_json(), check.findings_json()
@@ -171,7 +173,8 @@ class Downloader:
         if not job.watermark_url:
             return job
         copy = output.watermarked_path(dest)
-        await download(self.ctx.downloads, job.watermark_url, copy)
+        cap = self.ctx.config.max_video_bytes
+        await download(self.ctx.downloads, job.watermark_url, copy, max_bytes=cap)
         relative = copy.relative_to(self.ctx.run_dir).as_posix()
         return self.ctx.record(job, WatermarkSaved(relative))
 

@@ -251,7 +251,8 @@ class Store:
                 (name, name, name),
             )
             if row is None:
-                raise StateError(f"no job with id or row id {name!r} in {self.path}")
+                shown = name if len(name) <= 80 else f"{name[:77]}..."
+                raise StateError(f"no job with id or row id {shown!r} in {self.path}")
             found.append(str(row[0]))
         return found
 

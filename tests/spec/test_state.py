@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchgen.errors import IllegalTransition
+from batchgen.errors import IllegalTransition, StateError
 from batchgen.jobs import external_task_id, job_id_of_external, make_job
 from batchgen.state.changes import Accepted, Advanced, Done, Failed, Recovered, Submitting
 from batchgen.state.store import Store
@@ -201,3 +201,19 @@ def test_only_a_task_taken_back_moves_a_pending_job_to_done(store):
     assert followed.status == JobStatus.SUBMITTED and followed.output_path is None
     with pytest.raises(IllegalTransition):
         store.apply(followed.job_id, Recovered("43", "bg-y", 1.0, video="v", sha256="0", size=1))
+
+
+@pytest.mark.parametrize("write", ["meta", "jobs", "change"])
+def test_a_state_that_cannot_be_written_is_a_state_error_naming_it(store, write):
+    """A write SQLite refuses (a read-only state) is a StateError naming the file, not a
+    sqlite3 traceback, and the state stays usable for reading."""
+    store.add_jobs([spec(1)])
+    store.db.all("PRAGMA query_only = ON")  # SQLite then refuses writes as for a read-only file
+    actions = {
+        "meta": lambda: store.set_meta("provider", "kling"),
+        "jobs": lambda: store.add_jobs([spec(2)]),
+        "change": lambda: store.apply(spec(1).job_id, Submitting("bg-x", 1.0)),
+    }
+    with pytest.raises(StateError, match=f"cannot write the state {store.path}.*readonly"):
+        actions[write]()
+    assert [j for j in store.job_ids()] == [spec(1).job_id]
