@@ -67,15 +67,34 @@ def keep_paid_file(run_dir: Path, relative: str, new_sha256: str) -> str | None:
     digest = file_sha256(dest)
     if digest != entry["sha256"] or digest == new_sha256:
         return None
-    kept = superseded_path(run_dir, job_id)
-    if kept.exists() and (kept.is_symlink() or file_sha256(kept) != digest):
-        kept = kept.with_name(f"{job_id}.{digest[:12]}.mp4")
-    if not kept.exists():
-        _link_or_copy(dest, kept)
+    kept = keep_as(dest, superseded_path(run_dir, job_id), digest)
     kept_relative = kept.relative_to(run_dir).as_posix()
     write_json_atomic(kept.with_suffix(".json"), {**entry, "video": kept_relative})
-    sync_folder(kept.parent)
     return kept_relative
+
+
+def keep_as(source: Path, target: Path, sha256: str | None = None) -> Path:
+    """Make `target` a twin of `source` (a hard link where the file system has them, else a
+    copy), synced, and return it; where `target` already holds other bytes, a name beside it
+    (`<stem>.<sha256[:12]>`) is used instead: nothing is replaced. A `source` that is gone
+    leaves nothing to keep."""
+    if not source.is_file():
+        return target
+    digest = sha256 or file_sha256(source)
+    for candidate in (target, target.with_name(f"{target.stem}.{digest[:12]}{target.suffix}")):
+        if not (candidate.exists() or candidate.is_symlink()):
+            _link_or_copy(source, candidate)
+            sync_folder(candidate.parent)
+            return candidate
+        if _same_bytes(source, candidate, digest):
+            return candidate
+    raise FileExistsError(f"{target} and the name beside it hold other bytes than {source}")
+
+
+def _same_bytes(source: Path, candidate: Path, digest: str) -> bool:
+    if candidate.is_symlink() or not candidate.is_file():
+        return False
+    return os.path.samefile(source, candidate) or file_sha256(candidate) == digest
 
 
 def _vouched(video: Path) -> tuple[str, dict[str, Any]] | None:

@@ -12,8 +12,6 @@ no paid video is ever overwritten. Done jobs whose file went missing are downloa
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import anyio
@@ -185,13 +183,18 @@ class Downloader:
         for other in ctx.store.done_at_path(relative):
             if other.job_id == job.job_id:
                 continue
-            kept = output.superseded_path(ctx.run_dir, other.job_id)
+            kept = await anyio.to_thread.run_sync(
+                output.keep_as,
+                ctx.run_dir / relative,
+                output.superseded_path(ctx.run_dir, other.job_id),
+                other.sha256,
+            )
             kept_relative = kept.relative_to(ctx.run_dir).as_posix()
-            await anyio.to_thread.run_sync(_link_or_copy, ctx.run_dir / relative, kept)
             if other.watermark_path:
-                copy = output.watermarked_path(kept)
-                await anyio.to_thread.run_sync(
-                    _link_or_copy, ctx.run_dir / other.watermark_path, copy
+                copy = await anyio.to_thread.run_sync(
+                    output.keep_as,
+                    ctx.run_dir / other.watermark_path,
+                    output.watermarked_path(kept),
                 )
                 other = ctx.record(other, WatermarkMoved(copy.relative_to(ctx.run_dir).as_posix()))
             entry = output.sidecar(other, kept_relative, other.sha256 or "", other.bytes or 0)
@@ -202,21 +205,6 @@ class Downloader:
             ctx.emit(
                 Notice(f"{job.row_id}: kept the earlier paid video of this row at {kept_relative}")
             )
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """`target` becomes `source`'s twin (a hard link where the file system has them), synced."""
-    target.unlink(missing_ok=True)
-    if source.exists():
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copyfile(source, target)
-    fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _videos_not_intact(run_dir: Path, done: list[DoneVideo]) -> list[str]:

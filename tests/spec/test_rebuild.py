@@ -117,3 +117,17 @@ def test_files_nothing_vouches_for_or_the_same_bytes_are_not_kept(tmp_path, case
         video.unlink()
     assert output.keep_paid_file(tmp_path, "videos/clip.mp4", new) is None
     assert not (tmp_path / "videos" / f"{OTHER}.mp4").exists()
+
+
+def test_keeping_a_video_never_replaces_another_file_at_its_name(tmp_path):
+    """Where videos/<job id>.mp4 already holds other bytes, the video is kept beside it under
+    a longer name; keeping the same bytes twice makes nothing new."""
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"paid bytes")
+    taken = tmp_path / f"{OTHER}.mp4"
+    taken.write_bytes(b"other paid bytes")
+    kept = output.keep_as(source, taken)
+    assert kept != taken and kept.read_bytes() == b"paid bytes"
+    assert taken.read_bytes() == b"other paid bytes"
+    assert output.keep_as(source, taken) == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["clip.mp4", taken.name, kept.name])
