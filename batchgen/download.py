@@ -10,6 +10,7 @@ is refused as no video of this run and its part removed, so that no resume fills
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,12 +56,14 @@ async def download(
     resume_tries: int = 3,
     make_room: Callable[[str], Awaitable[None]] | None = None,
     max_bytes: int | None = None,
+    deadline: float | None = None,
 ) -> Downloaded:
     """Fetch `url` into `dest` atomically. `make_room` runs once the complete file is synced
     and before it replaces `dest` (to keep whatever `dest` held), given its sha256. Raises
-    UrlExpired,
-    RetryableError, or NotAVideo when the bytes are no video: they never replace `dest`, and
-    are kept at `<dest>.rejected` to be looked at (a body past `max_bytes` is not kept)."""
+    UrlExpired, RetryableError (also when the bytes are not all there within `deadline`
+    seconds, however they trickle), or NotAVideo when the bytes are no video: they never
+    replace `dest`, and are kept at `<dest>.rejected` to be looked at (a body past `max_bytes`
+    is not kept)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
     digest = hashlib.sha256()
@@ -69,19 +72,22 @@ async def download(
     try:
         # Creating a file can wait on the journal behind other downloads' fsyncs: not on the loop.
         with await anyio.to_thread.run_sync(open, part, "w+b") as out:
-            for _ in range(resume_tries + 1):
-                try:
-                    expected, written = await _fetch_into(
-                        http, url, out, digest, written, expected, max_bytes
-                    )
-                except _ShortRead as short:
-                    written = short.written
-                    if not short.resumable:
-                        raise RetryableError(short.message) from None
-                    continue
-                break
-            else:
-                raise RetryableError(f"download still short after {resume_tries} resumes")
+            with anyio.move_on_after(math.inf if deadline is None else deadline) as timer:
+                for _ in range(resume_tries + 1):
+                    try:
+                        expected, written = await _fetch_into(
+                            http, url, out, digest, written, expected, max_bytes
+                        )
+                    except _ShortRead as short:
+                        written = short.written
+                        if not short.resumable:
+                            raise RetryableError(short.message) from None
+                        continue
+                    break
+                else:
+                    raise RetryableError(f"download still short after {resume_tries} resumes")
+            if timer.cancelled_caught:
+                raise RetryableError(f"download not complete after {deadline:g} s")
             await anyio.to_thread.run_sync(_sync_file, out)
         await anyio.to_thread.run_sync(_refuse_other_files, part, dest, written)
         if make_room is not None:

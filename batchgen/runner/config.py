@@ -30,6 +30,7 @@ class RunConfig:
     download_workers: int = 4
     download_attempts: int = 5
     max_video_bytes: int | None = 2 << 30  # a larger body is no video of this run
+    download_deadline: float | None = 3600.0  # seconds for one try at one video, all of it
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     poll: PollConfig = field(default_factory=PollConfig)
     use_list_endpoint: bool = True

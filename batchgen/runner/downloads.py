@@ -12,13 +12,14 @@ no paid video is ever overwritten. Done jobs whose file went missing are downloa
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from batchgen import output
-from batchgen.download import download
+from batchgen.download import Downloaded, download
 from batchgen.errors import (
     AccountError,
     NotAVideo,
@@ -149,8 +150,7 @@ class Downloader:
                 ctx.emit(Notice(f"{job.row_id}: kept the paid video found at {relative} as {kept}"))
 
         try:
-            cap = ctx.config.max_video_bytes
-            result = await download(ctx.downloads, url, dest, make_room=make_room, max_bytes=cap)
+            result = await self._download(url, dest, make_room)
             check = await check_download(job.request, dest, ctx.store.inputs.image_size)
             ctx.store.checks.record(
                 job.job_id, result.sha256, check.probe.as_json(), check.findings_json()
@@ -165,14 +165,27 @@ class Downloader:
             if holding:
                 self._installing.release()
 
+    async def _download(
+        self, url: str, dest: Path, make_room: Callable[[str], Awaitable[None]] | None = None
+    ) -> Downloaded:
+        """`download`, within the run's limits on a video's size and time."""
+        config = self.ctx.config
+        return await download(
+            self.ctx.downloads,
+            url,
+            dest,
+            make_room=make_room,
+            max_bytes=config.max_video_bytes,
+            deadline=config.download_deadline,
+        )
+
     async def _fetch_watermarked(self, job: JobRecord, dest: Path) -> JobRecord:
         """The watermarked copy beside the video, where the request asked for one and the
         provider gave its URL; the job as it then is."""
         if not job.watermark_url:
             return job
         copy = output.watermarked_path(dest)
-        cap = self.ctx.config.max_video_bytes
-        await download(self.ctx.downloads, job.watermark_url, copy, max_bytes=cap)
+        await self._download(job.watermark_url, copy)
         relative = copy.relative_to(self.ctx.run_dir).as_posix()
         return self.ctx.record(job, WatermarkSaved(relative))
 

@@ -13,9 +13,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
+import httpx
 import pytest
 import yaml
 
+from batchgen.download import download
+from batchgen.errors import RetryableError
 from tests.conftest import (
     read_index,
     resolve_unknown,
@@ -165,3 +169,17 @@ def test_a_video_larger_than_the_cap_is_refused_and_nothing_of_it_kept(tmp_path,
     assert all(f.stat().st_size <= 1 << 20 for f in files if f.is_file())
     assert not [f for f in files if f.suffix in (".part", ".rejected", ".mp4")]
     assert set(accepted.values()) == {1} and len(read_index(out / "batch")) == 2
+
+
+def test_a_video_that_trickles_is_given_up_at_its_deadline(tmp_path, trickling_url):
+    """A video URL sending a byte at a time: the download gives up at its deadline, saying
+    so, and leaves no part behind (the run then tries again later, like any short read)."""
+    dest = tmp_path / "videos" / "clip.mp4"
+
+    async def fetch() -> None:
+        async with httpx.AsyncClient() as http:
+            await download(http, trickling_url, dest, deadline=1.0)
+
+    with pytest.raises(RetryableError, match=r"not complete after 1 s"):
+        anyio.run(fetch)
+    assert list(dest.parent.iterdir()) == []
