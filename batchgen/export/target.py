@@ -76,10 +76,13 @@ def claim(out: Path, run_dir: Path, *, force: bool) -> Target:
         raise UsageError(f"export destination {out} is not a folder")
     if any((out / name).exists() for name in (STATE_NAME, INDEX_NAME)):
         raise UsageError(f"{out} is a run folder: export into a folder of its own")
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create the export folder {out}: {exc.strerror}") from None
+    if created:  # the folder is the export's from now on, even if this one is killed
+        Target(out, frozenset(), frozenset()).record("", "", ())
     ours = _recorded(out)
     foreign = frozenset(_entries(out, with_staging=ours is None)) - (ours or frozenset())
     target = Target(out, ours or frozenset(), foreign)

@@ -554,7 +554,7 @@ def test_a_symbolic_link_in_the_run_is_never_followed(run, tmp_path, fmt, link):
     with pytest.raises(VideoMismatch, match="symbolic link"):
         export_run(run.path, fmt)
     out = run.path / "export" / fmt
-    assert [p.name for p in out.iterdir()] == []
+    assert [p.name for p in out.iterdir()] == [RECORD_NAME]  # the folder is the export's
     if link == "file":
         result = export_run(run.path, fmt, skip_missing=True)
         assert result.count == 4
@@ -586,3 +586,16 @@ def test_csv_cells_a_spreadsheet_would_evaluate_are_written_as_text(tmp_path):
     for text, row in by_take.items():
         assert row["prompt"] == row["note"] == "'" + text
     assert sorted(int(row["n"]) for row in rows) == [-5, -4, -3, -2, -1, 0]
+
+
+def test_an_export_killed_in_a_folder_it_made_does_not_lock_the_folder(run, tmp_path):
+    """A first export stopped mid-way (its staging left behind) is followed by one that
+    takes the folder as its own, without --force."""
+    out = tmp_path / "dataset"
+    export_run(run.path, "csv", out)
+    (out / RECORD_NAME).write_text('{"batchgen_export": 1, "format": "", "files": []}')
+    (out / "index.csv").unlink()
+    (out / ".staging").mkdir()
+    (out / ".staging" / "index.csv").write_text("half")
+    assert export_run(run.path, "csv", out).count == 5
+    assert not (out / ".staging").exists()
