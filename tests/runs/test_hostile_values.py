@@ -97,28 +97,30 @@ def test_a_base_url_that_cannot_be_one_is_refused_before_anything(tmp_path, caps
     assert code == 2 and "--base-url" in err and "Traceback" not in err
 
 
-class Trickle(socketserver.BaseRequestHandler):
-    """Answers 200 with a long body, then sends one byte every 0.2 s."""
+def trickle_handler(stop: threading.Event) -> type[socketserver.BaseRequestHandler]:
+    """A handler answering 200 with a long body, then one byte every 0.2 s until `stop`."""
 
-    stop = threading.Event()
+    class Trickle(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(65536)
+            with contextlib.suppress(OSError):
+                self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                while not stop.wait(0.2):
+                    self.request.sendall(b"x")
 
-    def handle(self) -> None:
-        self.request.recv(65536)
-        with contextlib.suppress(OSError):
-            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
-            while not self.stop.wait(0.2):
-                self.request.sendall(b"x")
+    return Trickle
 
 
 @pytest.fixture
 def trickling_url() -> Iterator[str]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Trickle)
+    stop = threading.Event()
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), trickle_handler(stop))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/slow.png"
     finally:
-        Trickle.stop.set()
+        stop.set()
         server.shutdown()
         server.server_close()
 
