@@ -171,7 +171,11 @@ class RunContext:
             self.stop("interrupted", "interrupted: no new submissions; finishing paid tasks")
             return False
         self.interrupted = True
-        self.emit(Notice(f"interrupted while stopping ({self.stopping}): stopping now", "warning"))
+        first = self.stopping
+        said = f"interrupted after the {first} stop"
+        if first == "interrupted":
+            said = "second interrupt"
+        self.emit(Notice(f"{said}: stopping now", "warning"))
         self.cancel_run()
         return True
 

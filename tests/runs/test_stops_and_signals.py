@@ -169,7 +169,7 @@ def test_a_run_stopped_by_its_budget_ends_on_ctrl_c(tmp_path):
         creates = sim.stats()["creates_accepted"]
     text = rest.decode()
     assert proc.returncode == 130, text
-    assert "interrupted while stopping (budget)" in text and "Traceback" not in text
+    assert "interrupted after the budget stop: stopping now" in text and "Traceback" not in text
     assert creates == 2 and in_flight(out) == 2
 
 
@@ -188,7 +188,7 @@ def test_a_run_stopped_by_a_refused_create_ends_on_ctrl_c(tmp_path):
         _, rest = proc.communicate(timeout=60)
     text = rest.decode()
     assert proc.returncode == 130, text
-    assert "interrupted while stopping (account)" in text and "Traceback" not in text
+    assert "interrupted after the account stop: stopping now" in text and "Traceback" not in text
 
 
 @pytest.mark.parametrize("profile", ["cometapi", "kling"])
