@@ -3,12 +3,14 @@
 Bytes go to `<name>.part` while being hashed; the length is checked against Content-Length,
 the file is fsynced and renamed over the final name, and the folder is synced. A short read is
 resumed with a Range request where the server allows it. Only then does the caller record
-the job as done.
+the job as done. A body larger than `max_bytes` (announced, or as it comes: an endless one)
+is refused as no video of this run and its part removed, so that no resume fills the disk.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,12 +54,16 @@ async def download(
     dest: Path,
     *,
     resume_tries: int = 3,
-    make_room: Callable[[], Awaitable[None]] | None = None,
+    make_room: Callable[[str], Awaitable[None]] | None = None,
+    max_bytes: int | None = None,
+    deadline: float | None = None,
 ) -> Downloaded:
     """Fetch `url` into `dest` atomically. `make_room` runs once the complete file is synced
-    and before it replaces `dest` (to keep whatever `dest` held). Raises UrlExpired,
-    RetryableError, or NotAVideo when the bytes are no video: they never replace `dest`, and
-    are kept at `<dest>.rejected` to be looked at."""
+    and before it replaces `dest` (to keep whatever `dest` held), given its sha256. Raises
+    UrlExpired, RetryableError (also when the bytes are not all there within `deadline`
+    seconds, however they trickle), or NotAVideo when the bytes are no video: they never
+    replace `dest`, and are kept at `<dest>.rejected` to be looked at (a body past `max_bytes`
+    is not kept)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
     digest = hashlib.sha256()
@@ -66,21 +72,26 @@ async def download(
     try:
         # Creating a file can wait on the journal behind other downloads' fsyncs: not on the loop.
         with await anyio.to_thread.run_sync(open, part, "w+b") as out:
-            for _ in range(resume_tries + 1):
-                try:
-                    expected, written = await _fetch_into(http, url, out, digest, written, expected)
-                except _ShortRead as short:
-                    written = short.written
-                    if not short.resumable:
-                        raise RetryableError(short.message) from None
-                    continue
-                break
-            else:
-                raise RetryableError(f"download still short after {resume_tries} resumes")
+            with anyio.move_on_after(math.inf if deadline is None else deadline) as timer:
+                for _ in range(resume_tries + 1):
+                    try:
+                        expected, written = await _fetch_into(
+                            http, url, out, digest, written, expected, max_bytes
+                        )
+                    except _ShortRead as short:
+                        written = short.written
+                        if not short.resumable:
+                            raise RetryableError(short.message) from None
+                        continue
+                    break
+                else:
+                    raise RetryableError(f"download still short after {resume_tries} resumes")
+            if timer.cancelled_caught:
+                raise RetryableError(f"download not complete after {deadline:g} s")
             await anyio.to_thread.run_sync(_sync_file, out)
         await anyio.to_thread.run_sync(_refuse_other_files, part, dest, written)
         if make_room is not None:
-            await make_room()
+            await make_room(digest.hexdigest())
         await anyio.to_thread.run_sync(_install, part, dest)
     except BaseException:
         part.unlink(missing_ok=True)
@@ -103,6 +114,7 @@ async def _fetch_into(
     digest: hashlib._Hash,
     offset: int,
     expected: int | None,
+    max_bytes: int | None = None,
 ) -> tuple[int | None, int]:
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     written = offset
@@ -111,7 +123,9 @@ async def _fetch_into(
             _check_status(response, offset)
             if expected is None:
                 expected = _content_length(response)
+            _refuse_size(expected or 0, max_bytes)
             async for chunk in response.aiter_raw():
+                _refuse_size(written + len(chunk), max_bytes)
                 await sink.write(chunk)
                 written += len(chunk)
     except httpx.HTTPError as exc:
@@ -167,6 +181,14 @@ class _Sink:
         self.digest.update(data)
 
 
+def _refuse_size(size: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise NotAVideo(
+            f"the video URL serves more than {max_bytes / 2**20:g} MB, the most a video of this "
+            "run may be (--max-video-mb): not kept"
+        )
+
+
 def _check_status(response: httpx.Response, offset: int) -> None:
     status = response.status_code
     if status in (403, 404, 410):
@@ -205,10 +227,11 @@ def _install(part: Path, dest: Path) -> None:
     download of it was refused for goes."""
     os.replace(part, dest)
     rejected_path(dest).unlink(missing_ok=True)
-    _sync_dir(dest.parent)
+    sync_folder(dest.parent)
 
 
-def _sync_dir(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
+    """Make the renames and links in `folder` durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

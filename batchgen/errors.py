@@ -16,6 +16,7 @@ BatchgenError                 exit 1 unless a subclass says otherwise
 ├── StorageError              exit 3: a file cannot be written mid-run (disk full...): resumable
 ├── ImageUnreadable           one image source cannot be used (a Problem of its row, or cached)
 ├── MissingVideo              the index names videos that are not in the run folder
+├── VideoMismatch             a video is not the file its index records (bytes, sha256, a link)
 ├── CallbackRefused           a callback the receiver does not believe (answered `status`)
 └── ProviderError             a provider answer that is not a success (carries code, http status)
     ├── RetryableError        the request was not carried out (5xx, refused): try again later
@@ -156,6 +157,11 @@ class MissingVideo(BatchgenError):
             f"video missing for row {shown}{more}; `batchgen verify` lists every problem, "
             "and --skip-missing exports the rest"
         )
+
+
+class VideoMismatch(BatchgenError):
+    """A video in the run folder is not the file its index line records: other bytes, another
+    sha256, a symbolic link or not a regular file. It is never exported."""
 
 
 class CallbackRefused(BatchgenError):

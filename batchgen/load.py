@@ -69,6 +69,7 @@ def open_manifest(path: Path, settings: Settings) -> ResolvedManifest:
         inline_urls=settings.inline_urls,
         skip_invalid=settings.skip_invalid,
         max_problems=MAX_PROBLEMS,
+        url_deadline=settings.url_timeout,
     )
     return resolve_manifest(path, options)
 
@@ -81,10 +82,12 @@ def prepare(path: Path, settings: Settings, command: str = "run") -> PreparedRun
     manifest = open_manifest(path, settings)
     run_dir = settings.run_dir(manifest.name)
     state = settings.state_path(manifest.name)
-    fresh = _absent(state, runlock.lock_path(state), run_dir, state.parent, settings.output)
+    files = [runlock.lock_path(state), runlock.folder_lock_path(run_dir)]
+    fresh = _absent(state, files, [run_dir, state.parent, settings.output])
     held = ExitStack()
     try:
         held.enter_context(runlock.holding(state, command))
+        held.enter_context(runlock.holding_folder(run_dir, state, command))
         store = held.enter_context(Store.open(state))
         _check_owner(store, manifest.name)
         loaded = _load_or_reuse(manifest, path, store, run_dir, settings)
@@ -126,10 +129,10 @@ def _check_owner(store: Store, run_name: str) -> None:
         )
 
 
-def _absent(*paths: Path) -> list[Path]:
-    """Those of `paths` (and a state's -wal and -shm files) that do not exist yet, files first."""
-    state = paths[0]
-    candidates = [*paths[:2], Path(f"{state}-wal"), Path(f"{state}-shm"), *paths[2:]]
+def _absent(state: Path, files: list[Path], folders: list[Path]) -> list[Path]:
+    """Those of the state (with its -wal and -shm files), `files` and `folders` that do not
+    exist yet, files first."""
+    candidates = [state, Path(f"{state}-wal"), Path(f"{state}-shm"), *files, *folders]
     return [p for p in candidates if not p.exists()]
 
 

@@ -4,7 +4,8 @@
     state.sqlite            the run's state (see store.py)
     videos/<row id>.mp4     one video per finished job
     videos/<row id>.json    sidecar: what produced that video, its probe and QA findings
-    videos/<job id>.mp4     an earlier paid video of a row edited since (with its sidecar)
+    videos/<job id>.mp4     an earlier paid video of a row edited since (with its sidecar), or
+                            one its sidecar named where a new video was about to go
     inputs/<sha256>.jpg     every image sent (input, end frame, masks), as the bytes sent, named
                             by the hex of its `sha256:` ref; kept the first time it is sent
     index.jsonl             one line per finished job of the manifest, sorted by job id; written
@@ -13,6 +14,11 @@
 
 A finished job's `probe` (container, codec, width, height, fps, frames, duration_s, ...) and
 `qa` (findings, each {code, message}; empty when clean) are None while it is unchecked.
+
+No paid video is overwritten: before a new video takes a name, `keep_paid_file` moves aside
+the file there when its sidecar vouches for it (it names a job, and the file has the size and
+sha256 it records) and it holds other bytes than the new one, whether or not the state knows
+that job (a lost state, another state's run).
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from batchgen.download import file_sha256, sync_folder
 from batchgen.export.columns import Kind, cast, typed_variant
 from batchgen.jobs import SHA_PREFIX
 from batchgen.state.lookups import Sighting
@@ -103,6 +111,73 @@ class KeptInputs:
             except OSError:
                 pass
         return encoded
+
+
+def keep_paid_file(run_dir: Path, relative: str, new_sha256: str) -> str | None:
+    """Before a video with `new_sha256` replaces `relative`: keep the file there if its sidecar
+    vouches for it as a paid video with other bytes, at `videos/<its job id>.mp4` (another name
+    if that one holds other bytes), with its sidecar. Returns where it was kept, or None."""
+    dest = run_dir / relative
+    vouched = _vouched(dest)
+    if vouched is None:
+        return None
+    job_id, entry = vouched
+    digest = file_sha256(dest)
+    if digest != entry["sha256"] or digest == new_sha256:
+        return None
+    kept = keep_as(dest, superseded_path(run_dir, job_id), digest)
+    kept_relative = kept.relative_to(run_dir).as_posix()
+    write_json_atomic(kept.with_suffix(".json"), {**entry, "video": kept_relative})
+    return kept_relative
+
+
+def keep_as(source: Path, target: Path, sha256: str | None = None) -> Path:
+    """Make `target` a twin of `source` (a hard link where the file system has them, else a
+    copy), synced, and return it; where `target` already holds other bytes, a name beside it
+    (`<stem>.<sha256[:12]>`) is used instead: nothing is replaced. A `source` that is gone
+    leaves nothing to keep."""
+    if not source.is_file():
+        return target
+    digest = sha256 or file_sha256(source)
+    for candidate in (target, target.with_name(f"{target.stem}.{digest[:12]}{target.suffix}")):
+        if not (candidate.exists() or candidate.is_symlink()):
+            _link_or_copy(source, candidate)
+            sync_folder(candidate.parent)
+            return candidate
+        if _same_bytes(source, candidate, digest):
+            return candidate
+    raise FileExistsError(f"{target} and the name beside it hold other bytes than {source}")
+
+
+def _same_bytes(source: Path, candidate: Path, digest: str) -> bool:
+    if candidate.is_symlink() or not candidate.is_file():
+        return False
+    return os.path.samefile(source, candidate) or file_sha256(candidate) == digest
+
+
+def _vouched(video: Path) -> tuple[str, dict[str, Any]] | None:
+    """(job id, sidecar) when `video` is a regular file whose sidecar names a job and records
+    its size and a sha256; else None."""
+    try:
+        if video.is_symlink() or not video.is_file():
+            return None
+        entry = json.loads(video.with_suffix(".json").read_text(encoding="utf-8"))
+        size = video.stat().st_size
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(entry, dict):
+        return None
+    job_id, sha = entry.get("job_id"), entry.get("sha256")
+    if not isinstance(job_id, str) or not job_id.isalnum() or not isinstance(sha, str):
+        return None
+    return (job_id, entry) if entry.get("bytes") == size else None
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def index_entry(job: JobRecord, check: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -99,6 +99,7 @@ def run_config(settings: Settings, **tuning: Any) -> RunConfig:
         resend_unfound=settings.resend_unfound,
         retry_moderation=settings.retry_moderation,
         download_workers=settings.download_workers,
+        max_video_bytes=int(settings.max_video_mb * 2**20),
         seed=settings.seed,
         **{**listening, **tuning},
     )

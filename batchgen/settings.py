@@ -19,7 +19,7 @@ class Settings(BaseModel):
     """Everything a run needs besides the manifest. Credentials are SecretStr: their repr and
     str never show them."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     output: Path = Path("output")
     state: Path | None = None
@@ -30,12 +30,14 @@ class Settings(BaseModel):
     secret_key: SecretStr | None = None  # Kling
     kling_api_key: SecretStr | None = None  # Kling: an API Key instead of the access/secret keys
     concurrency: int = Field(4, ge=1, le=1000)
-    rpm: float | None = Field(None, gt=0)
+    rpm: float | None = Field(None, ge=1, le=1_000_000)  # below 1 a minute, a wait is hours
     task_timeout: float = Field(3600.0, gt=0)
-    request_timeout: float = Field(30.0, gt=0)
+    request_timeout: float = Field(30.0, gt=0, le=3600)
     download_workers: int = Field(4, ge=1, le=64)
+    max_video_mb: float = Field(2048.0, gt=0, le=1 << 20)  # a larger download is refused
     skip_invalid: bool = False
     inline_urls: bool = False
+    url_timeout: float = Field(60.0, gt=0, le=3600)  # seconds for all of one URL image
     max_cost: float | None = Field(None, ge=0)
     budget: float | None = Field(None, ge=0)  # USD: spent + committed never above it
     prices: Path | None = None  # a price table laid over the package's
@@ -64,8 +66,8 @@ class Settings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"--base-url must start with http:// or https://, not {value!r}")
+        if value is not None:
+            http_url(value, "--base-url")
         return value
 
     @property
@@ -83,18 +85,50 @@ class Settings(BaseModel):
         return self.state or self.run_dir(run_name) / STATE_NAME
 
 
+MAX_URL = 2000
+
+
+def http_url(url: str, flag: str) -> None:
+    """ValueError naming `flag` unless `url` is an http(s) URL with a host (and a port that
+    can be, no blank or control character, at most MAX_URL characters)."""
+    shown = url if len(url) <= 60 else f"{url[:57]}..."
+    problem = None
+    if not url.startswith(("http://", "https://")):
+        problem = "must start with http:// or https://"
+    elif len(url) > MAX_URL or not url.isprintable() or " " in url:
+        problem = f"must be at most {MAX_URL} printable characters, without blanks"
+    else:
+        try:
+            parts = urlsplit(url)
+            named = bool(parts.hostname) and (parts.port is None or parts.port > 0)
+        except ValueError:
+            named = False
+        if not named:
+            problem = "must name a host (and a port from 1 to 65535, if any)"
+    if problem:
+        raise ValueError(f"{flag} {problem}, not {shown!r}")
+
+
 def callback_path(url: str) -> str:
     """The path of a callback URL (http or https, with a host); ValueError otherwise."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"--callback-url must be an http(s) URL with a host, not {url!r}")
-    return parts.path or "/"
+    http_url(url, "--callback-url")
+    return urlsplit(url).path or "/"
+
+
+EVERY_INTERFACE = ("0.0.0.0", "::")
 
 
 def listen_address(text: str) -> tuple[str, int]:
-    """(host, port) of HOST:PORT, [IPV6]:PORT or PORT (all interfaces); ValueError otherwise."""
+    """(host, port) of HOST:PORT or [IPV6]:PORT; ValueError otherwise. Every interface is
+    listened on only when said in so many words (0.0.0.0 or [::]), never for a missing host."""
     host, _, port = text.rpartition(":")
-    host = host.strip("[]") or "0.0.0.0"
+    host = host.removeprefix("[").removesuffix("]")
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"--listen must be HOST:PORT (e.g. 127.0.0.1:8787), not {text!r}")
+    if not host:
+        raise ValueError(
+            f"--listen {text!r} names no host: say 127.0.0.1:{port} for this machine only "
+            f"(behind a reverse proxy or a tunnel), or 0.0.0.0:{port} to listen on every "
+            "interface"
+        )
     return host, int(port)

@@ -24,6 +24,7 @@ from batchgen.errors import RetryableError, TaskNotFound, ThrottledError, Unsupp
 from batchgen.jobs import job_id_of_external
 from batchgen.money.pricing import Key, cost_of, job_key, load_prices
 from batchgen.providers import LIST_PAGE_MAX, Provider, TaskInfo
+from batchgen.providers.task import task_id_problem
 from batchgen.runner.lookup import Finder
 from batchgen.runner.policy import RetryPolicy
 from batchgen.state.records import JobRecord
@@ -97,6 +98,9 @@ async def adopt_by_task_id(store: Store, provider: Provider, name: str, task_id:
     """Record `task_id` as the task of the job named `name` (job id or row id), after asking
     the provider about it and checking what can be checked: the task exists, no other job has
     it, and its external id, where the provider echoes one, is this job's."""
+    problem = task_id_problem(task_id)
+    if problem:
+        raise UsageError(f"task {task_id[:40]!r}: {problem}")
     (job_id,) = store.resolve_job_ids([name])
     job = store.get(job_id)
     assert job is not None

@@ -6,6 +6,10 @@
        │            │  └──► pending (the provider surely has no such task; safe to send)
        └── failed ◄─┴──────────────┴───────────┴─────────────┘  (retry puts failed back)
 
+A pending job goes straight to `submitted` or `done` only when the run folder names a paid
+task of its that the state had lost (runner/rebuild.py, state/changes.Recovered): taken back
+rather than paid again. No other change may make that move.
+
 `submitting` is written, and committed durably, before a create request leaves the process: a
 job found there on resume may or may not be known to the provider. Where the provider can be
 asked by external_task_id it is looked up; where it cannot, the job becomes `unknown` and waits
@@ -54,8 +58,14 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
-def can_move(old: JobStatus, new: JobStatus) -> bool:
-    """Whether a job may go from `old` to `new` (staying put is always allowed)."""
+TAKEN_BACK = frozenset({_S.SUBMITTED, _S.DONE})  # from pending, for a task the state lost
+
+
+def can_move(old: JobStatus, new: JobStatus, *, taken_back: bool = False) -> bool:
+    """Whether a job may go from `old` to `new` (staying put is always allowed); `taken_back`:
+    the move takes back a paid task the run folder names (pending → submitted or done)."""
+    if taken_back and old == _S.PENDING and new in TAKEN_BACK:
+        return True
     return old == new or new in TRANSITIONS[old]
 
 

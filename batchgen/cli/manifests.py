@@ -10,12 +10,14 @@ from pathlib import Path
 import click
 
 from batchgen.cli.options import (
+    Finite,
     concurrency_option,
     json_option,
     manifest_argument,
     output_option,
     prices_option,
     state_option,
+    url_timeout_option,
 )
 from batchgen.errors import EXIT_OK, EXIT_USAGE, Problem, UsageError
 from batchgen.jobs import DEFAULT_MODEL, JobSpec
@@ -45,10 +47,15 @@ from batchgen.status import IN_FLIGHT, JobStatus
 )
 @click.option("--inline-urls", is_flag=True, help="Download URL images to check them too.")
 @json_option("the result (ok, jobs, every problem listed)")
-def validate(manifest: Path, max_problems: int, inline_urls: bool, as_json: bool) -> int:
+@url_timeout_option
+def validate(
+    manifest: Path, max_problems: int, inline_urls: bool, url_timeout: float, as_json: bool
+) -> int:
     """Check every row of MANIFEST without submitting anything: every problem of every row in
     one pass (exit 2 if any)."""
-    options = ResolveOptions(inline_urls=inline_urls, max_problems=max_problems)
+    options = ResolveOptions(
+        inline_urls=inline_urls, max_problems=max_problems, url_deadline=url_timeout
+    )
     resolved = resolve_manifest(_existing(manifest), options)
     unnamed = UnnamedModels()
     result = check_items(unnamed.count(counted(resolved.iter_jobs(), "checking")), max_problems)
@@ -142,7 +149,7 @@ def _refusal(manifest: Path, result: ValidationReport, max_problems: int) -> str
 @concurrency_option
 @click.option(
     "--generation-seconds",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Finite(min=0, min_open=True),
     default=120.0,
     show_default=True,
     help="Assumed time of one generation.",

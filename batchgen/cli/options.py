@@ -4,6 +4,7 @@ from them."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -18,6 +19,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_OUTPUT = Path("output")
 SECRET_FLAGS = ("api_key", "access_key", "secret_key", "kling_api_key", "callback_secret")
+
+
+class Finite(click.FloatRange):
+    """A float in a range that is a number: `inf`, `-inf` and `nan` are refused by name (a
+    range alone lets `inf` past a minimum, and `nan` past both ends)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE = Finite()
+MAX_RPM = 1_000_000
 
 
 def compose(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
@@ -51,7 +69,7 @@ def latency_option(help: str) -> Callable[[F], F]:
     """The simulator's generation time range, MIN MAX seconds (demo and simulate)."""
     return click.option(
         "--latency",
-        type=(float, float),
+        type=(FINITE, FINITE),
         metavar="MIN MAX",
         default=(1.0, 3.0),
         show_default=True,
@@ -146,10 +164,18 @@ class Duration(click.ParamType[float, Any]):
 
 request_timeout_option = click.option(
     "--request-timeout",
-    type=click.FloatRange(min=0.1),
+    type=Finite(min=0.1, max=3600),
     default=30.0,
     show_default=True,
     help="Seconds to wait for one API answer.",
+)
+
+url_timeout_option = click.option(
+    "--url-timeout",
+    type=Finite(min=1, max=3600),
+    default=60.0,
+    show_default=True,
+    help="Seconds to download all of one URL image (--inline-urls), however slow the server.",
 )
 
 concurrency_option = click.option(
@@ -173,18 +199,28 @@ inline_urls_option = click.option(
 tuning_options = compose(
     concurrency_option,
     click.option(
-        "--rpm", type=click.FloatRange(min=0, min_open=True), help="Cap on API requests per minute."
+        "--rpm",
+        type=Finite(min=1, max=MAX_RPM),
+        help="Cap on API requests per minute (at least 1).",
     ),
     click.option(
         "--task-timeout",
-        type=click.FloatRange(min=1),
+        type=Finite(min=1, max=30 * 86400),
         default=3600.0,
         show_default=True,
         help="Seconds to wait for one generation before reporting it as timed out.",
     ),
     request_timeout_option,
+    click.option(
+        "--max-video-mb",
+        type=Finite(min=0.001, max=1 << 20),
+        default=2048.0,
+        show_default=True,
+        help="Refuse a video download larger than this (a provider serving an endless body).",
+    ),
     skip_invalid_option,
     inline_urls_option,
+    url_timeout_option,
     click.option("--seed", type=int, help="Seed for retry jitter (reproducible runs)."),
     click.option(
         "--retry-moderation",

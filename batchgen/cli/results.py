@@ -110,7 +110,11 @@ def _repair(found: RunTarget, job_ids: list[str], **flags: Any) -> None:
     settings = settings_from(output=found.output, state=state, **flags)
     pipeline.credentials(settings)
     fetched = FetchedAgain(job_ids)
-    with runlock.holding(state, "verify --repair"), Store.open(state) as store:
+    with (
+        runlock.holding(state, "verify --repair"),
+        runlock.holding_folder(found.run_dir, state, "verify --repair"),
+        Store.open(state) as store,
+    ):
         outcome = pipeline.run_async(
             pipeline.repair, store, found.run_dir, job_ids, settings, [fetched]
         )
@@ -156,11 +160,17 @@ def _defaulted(name: str) -> bool:
     "--exclude-flagged", is_flag=True, help="Leave out videos with QA findings (`batchgen status`)."
 )
 @json_option("what was exported")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a folder that holds other files too (none is deleted or replaced).",
+)
 def export(
     target: Path, runs: Path, fmt: str, out_dir: Path | None, as_json: bool, **options: Any
 ) -> None:
-    """Export a run's finished videos (listed in its index.jsonl) as a dataset. Here `-o` is
-    where the export goes; `--runs` is the folder holding MANIFEST's run."""
+    """Export a run's finished videos as a dataset, each checked against its sha256. Here
+    `-o` is where the export goes (a new folder, or one holding only an earlier export; never
+    the run folder); `--runs` is the folder holding MANIFEST's run."""
     found = resolve_target(target, runs)
     result = export_run(found.run_dir, fmt, out_dir, state=found.state_elsewhere, **options)
     if as_json:

@@ -12,6 +12,7 @@ import click
 from batchgen import load, pipeline
 from batchgen.cli.next_steps import NextSteps
 from batchgen.cli.options import (
+    Finite,
     compose,
     latency_option,
     manifest_argument,
@@ -29,6 +30,7 @@ from batchgen.errors import EXIT_JOBS_FAILED, UsageError
 from batchgen.events import Listener
 from batchgen.money.pricing import load_prices
 from batchgen.progress import LineProgress, progress_for, say
+from batchgen.providers.task import task_id_problem
 from batchgen.results.overview import evidence_lines
 from batchgen.results.report import build_report, write_report
 from batchgen.results.targets import resolve_target
@@ -43,13 +45,13 @@ RUN_LOG = "run.log"  # every run appends its progress lines and notices here
 money_options = compose(
     click.option(
         "--max-cost",
-        type=click.FloatRange(min=0),
+        type=Finite(min=0),
         metavar="USD",
         help="Refuse to start if the batch's estimated cost is above this.",
     ),
     click.option(
         "--budget",
-        type=click.FloatRange(min=0),
+        type=Finite(min=0),
         metavar="USD",
         help="Submit only while spent + committed money stays within this; then finish what is "
         "paid for and stop (exit 3). A larger budget resumes.",
@@ -250,6 +252,9 @@ def _resend_unknown(store: Store, chosen: list[str] | None, yes: bool) -> int:
 def adopt(manifest: Path, job: str, task_id: str, **flags: Any) -> None:
     """Record a task you found at the provider as the task of an unknown job; the next `run`
     downloads it. The task is asked for first; its external id, where echoed, must match."""
+    problem = task_id_problem(task_id)
+    if problem:
+        raise click.BadParameter(problem, param_hint="'--task'")
     settings = settings_from(**flags)
     pipeline.credentials(settings)
     with load.prepare(manifest, settings, "adopt") as prepared:

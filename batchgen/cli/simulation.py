@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from batchgen.cli.options import latency_option
+from batchgen.cli.options import FINITE, latency_option
 from batchgen.errors import UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,7 +30,7 @@ def video_fault_options(command: F) -> F:
     for name, meaning in reversed(VIDEO_FAULTS.items()):
         command = click.option(
             f"--{name}-rate",
-            type=float,
+            type=FINITE,
             default=0.0,
             show_default=True,
             help=f"Share of {meaning}.",
@@ -141,56 +141,56 @@ def video_fault_options(command: F) -> F:
     help="Whether GET on the route lists the account's tasks [default: kling yes, cometapi no].",
 )
 @click.option(
-    "--fail-rate", type=float, default=0.0, show_default=True, help="Share of failed generations."
+    "--fail-rate", type=FINITE, default=0.0, show_default=True, help="Share of failed generations."
 )
 @click.option(
     "--error-rate",
-    type=float,
+    type=FINITE,
     default=0.0,
     show_default=True,
     help="Share of API requests answered 5xx without being processed.",
 )
 @click.option(
     "--reset-before-accept-rate",
-    type=float,
+    type=FINITE,
     default=0.0,
     show_default=True,
     help="Share of creates dropped before the task is recorded.",
 )
 @click.option(
     "--reset-after-accept-rate",
-    type=float,
+    type=FINITE,
     default=0.0,
     show_default=True,
     help="Share of creates recorded whose answer is then dropped.",
 )
 @click.option(
     "--gateway-timeout-rate",
-    type=float,
+    type=FINITE,
     default=0.0,
     show_default=True,
     help="Share of creates processed, then answered 524 with an HTML page.",
 )
 @click.option(
     "--malformed-answer-rate",
-    type=float,
+    type=FINITE,
     default=0.0,
     show_default=True,
     help="Share of accepted creates answered 200 with cut-off JSON or an HTML page.",
 )
 @click.option(
-    "--slow-rate", type=float, default=0.0, show_default=True, help="Share of slow answers."
+    "--slow-rate", type=FINITE, default=0.0, show_default=True, help="Share of slow answers."
 )
 @click.option(
     "--slow-seconds",
-    type=float,
+    type=FINITE,
     default=5.0,
     show_default=True,
     help="How late a slow answer comes.",
 )
 @click.option(
     "--response-delay",
-    type=float,
+    type=FINITE,
     default=0.0,
     show_default=True,
     help="Seconds added to every API answer.",
@@ -202,38 +202,38 @@ def video_fault_options(command: F) -> F:
 )
 @click.option(
     "--not-found-grace",
-    type=float,
+    type=FINITE,
     default=0.0,
     show_default=True,
     help="Seconds a new task answers 'not found' (a lagging store).",
 )
 @click.option(
     "--updated-at-mode",
-    type=click.Choice(["task", "query"]),
+    type=click.Choice(["task", "query", "overflow"]),
     default="task",
     show_default=True,
-    help="updated_at: when the task last changed, or when it was queried.",
+    help="updated_at: when the task last changed, when it was queried, or 10^300 ms.",
 )
 @click.option(
     "--truncate-rate",
-    type=float,
+    type=FINITE,
     default=0.0,
     show_default=True,
     help="Share of downloads cut short.",
 )
-@click.option("--url-ttl", type=float, help="Seconds before a video URL expires [default: never].")
+@click.option("--url-ttl", type=FINITE, help="Seconds before a video URL expires [default: never].")
 @click.option("--video-bytes", type=int, help="Pad every video to about this many bytes.")
 @click.option("--callback-secret", help="Sign callbacks (Standard Webhooks) with this secret.")
 @click.option(
     "--callback-drop-rate",
-    type=float,
+    type=FINITE,
     default=0.0,
     show_default=True,
     help="Share of status-change callbacks never sent.",
 )
 @click.option(
     "--callback-delay",
-    type=float,
+    type=FINITE,
     default=0.0,
     show_default=True,
     help="Seconds between a status change and its callback.",

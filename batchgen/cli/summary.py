@@ -60,6 +60,8 @@ def _headline(outcome: RunOutcome, run_dir: Path) -> str:
     head = {None: "", "interrupted": "interrupted: "}.get(outcome.stopped, "stopped: ")
     skipped = outcome.skipped_invalid
     invalid = f" ({skipped} invalid row(s) left out by --skip-invalid)" if skipped else ""
+    if outcome.interrupted:
+        head = "interrupted: "
     return (
         f"{head}{c[JobStatus.DONE]} done, {c[JobStatus.FAILED]} failed, "
         f"{c[JobStatus.UNKNOWN]} unknown, {outcome.unfinished} unfinished of {total}{invalid} in "

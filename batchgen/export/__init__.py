@@ -4,9 +4,13 @@
     csv         index.csv, one flat row per video
     webdataset  000000.tar, 000001.tar, ...: `<job id>.mp4` + `<job id>.json` per sample
 
-The default output folder is RUN/export/<format>/. The modules, in the order an export runs:
+The default output folder is RUN/export/<format>/; `-o` names another, never the run folder,
+and a folder holding other files than an earlier export's only with `--force` (which then
+deletes and replaces none of them). The modules, in the order an export runs:
 
     entries.py     index.jsonl read a line at a time, each entry checked
+    target.py      where an export may write, what an earlier export left there, its record
+    videos.py      each video opened once and checked against its size and sha256
     columns.py     the typed, flat columns of an entry: the one schema of every field's type
     base.py        the one interface every format implements, and the sample it is fed
     card.py        the dataset card of an hf export: provenance, columns, how to load it
@@ -23,7 +27,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from batchgen.errors import IndexInvalid, MissingVideo, UnknownFormat
+from batchgen.errors import IndexInvalid, MissingVideo, UnknownFormat, VideoMismatch
 
 if TYPE_CHECKING:
     from batchgen.export.exporter import FORMATS, ExportResult, export_run
@@ -34,6 +38,7 @@ __all__ = [
     "IndexInvalid",
     "MissingVideo",
     "UnknownFormat",
+    "VideoMismatch",
     "export_run",
 ]
 

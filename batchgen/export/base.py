@@ -3,8 +3,10 @@
 The exporter streams the index in job order and hands the finished jobs to a `Writer` as
 `Sample`s. The writer puts its files under a staging folder and lists them in the order they
 should be moved into the output folder (the file a loader opens first comes last, so it never
-names a file not yet in place). `owns` tells which files of the output folder belong to the
-format, so that files of an earlier, larger export can be removed.
+names a file not yet in place). `owns` tells which files of an earlier export of the format may
+be removed when this one no longer writes them. A format that puts the videos themselves into
+the export (`copies_videos`) is given each one already open and checked against its sha256
+(videos.py): it reads that file, never the path again.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any, BinaryIO, ClassVar
 
 from batchgen.export.card import Provenance
 from batchgen.export.columns import Columns
@@ -33,6 +35,7 @@ class Sample:
     row: dict[str, Any]  # the entry as flat columns (see columns.py)
     video: Path  # the video file in the run folder
     inputs: SampleInputs = NO_INPUTS  # the files of its input images
+    file: BinaryIO | None = None  # the video, open and checked, where the format copies videos
 
     @property
     def row_id(self) -> str:
@@ -48,6 +51,7 @@ class Writer(ABC):
     """One output format, writing one export into `staging` (`<out>/.staging`)."""
 
     name: ClassVar[str]
+    copies_videos: ClassVar[bool] = True
 
     def __init__(self, staging: Path, columns: Columns, shard_size: int) -> None:
         self.staging = staging
@@ -71,7 +75,8 @@ class Writer(ABC):
 
     @abstractmethod
     def owns(self, relative: str) -> bool:
-        """Whether a file at `relative` in the output folder is one this format writes."""
+        """Whether a file at `relative` that an earlier export wrote is one this format
+        writes (and so may remove when this export does not write it again)."""
 
 
 def sync(f: IO[Any]) -> None:

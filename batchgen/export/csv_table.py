@@ -4,8 +4,11 @@ Columns are those of columns.py, in that order, under a header row. `video` is t
 video relative to the folder holding index.csv (so a reader opens `csv_dir / row["video"]`;
 the export and the run folder move together); `image`, `image_tail`, `static_mask` are the
 paths of the input images the same way (inputs.py: as the run kept them), `dynamic_masks` a
-JSON list of such paths. Lists and objects are JSON strings, missing
-values are empty cells, numbers are written as numbers.
+JSON list of such paths. Lists and objects are JSON strings, missing values are empty cells,
+numbers are written as numbers. A text cell that a spreadsheet would take for a formula (it
+starts with `=`, `+`, `-`, `@`, a tab or a carriage return) is written with a leading `'`, the
+OWASP rule against CSV injection: a prompt of `=HYPERLINK(...)` stays text when the file is
+opened in a spreadsheet.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from batchgen.export.inputs import DYNAMIC_MASKS
 from batchgen.jobs import canonical_json
 
 TABLE_NAME = "index.csv"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class CsvWriter(Writer):
     name = "csv"
+    copies_videos = False
 
     def write(self, samples: Iterable[Sample]) -> list[str]:
         names = self.columns.names
@@ -52,4 +57,11 @@ def _relative(path: Path, folder: str) -> str:
 
 
 def _cell(value: Any) -> Any:
-    return canonical_json(value) if isinstance(value, list | dict) else value
+    if isinstance(value, list | dict):
+        return canonical_json(value)
+    return neutralised(value) if isinstance(value, str) else value
+
+
+def neutralised(text: str) -> str:
+    """`text`, prefixed with `'` where a spreadsheet would evaluate it as a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text

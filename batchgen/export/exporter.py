@@ -2,10 +2,16 @@
 
 Two passes over the run's finished jobs (entries.py: its state where there is one, else
 index.jsonl), each one entry at a time: the first finds the columns and any missing video, the
-second writes. Everything is written under `<out>/.staging/` and moved into
-place only when complete, so a failed export leaves the previous one as it was. Files of an
-earlier export that this one did not write (shards past the new last one, videos of rows no
-longer exported) are then removed; only names the format owns are touched.
+second writes. Where the format copies the videos, each is checked against its recorded size
+and sha256 as it is read (videos.py): one that is not the paid video, or is reached through a
+symbolic link, stops the export (exit 1) or, with `skip_missing`, is left out like a missing
+one. Everything is written under `<out>/.staging/` and moved into place only when complete, so
+a failed export leaves the previous one as it was.
+
+The output folder is claimed first (target.py): a folder this export creates, or one holding
+only an earlier export's files, never the run folder; with `force`, one holding other files
+too, which are never deleted or replaced. Files of the earlier export that this one did not
+write (shards past the new last one, videos of rows no longer exported) are then removed.
 
 A missing video stops the export before anything is written, naming the rows (exit 1), because
 a dataset silently short of rows is worse than none; `skip_missing=True` exports the others and
@@ -15,13 +21,15 @@ findings (media/qa.py), listed in the result too; unchecked videos are kept.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from batchgen.errors import MissingVideo, UnknownFormat, UsageError
+from batchgen.errors import MissingVideo, UnknownFormat, UsageError, VideoMismatch
 from batchgen.export.base import Sample, Writer, sample_key
 from batchgen.export.card import Provenance
 from batchgen.export.columns import Columns, ColumnScan, qa_codes
@@ -29,14 +37,14 @@ from batchgen.export.csv_table import CsvWriter
 from batchgen.export.entries import IndexLine, finished_entries
 from batchgen.export.hf import HfWriter
 from batchgen.export.inputs import InputFiles
+from batchgen.export.target import EXPORT_DIR, Target, claim, refuse_collisions
+from batchgen.export.videos import open_checked, open_inside
 from batchgen.export.webdataset import WebDatasetWriter
 from batchgen.output import STATE_NAME
 from batchgen.progress import counted
 from batchgen.state.store import Store
 
 FORMATS: dict[str, type[Writer]] = {w.name: w for w in (HfWriter, CsvWriter, WebDatasetWriter)}
-EXPORT_DIR = "export"
-STAGING = ".staging"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +76,14 @@ def export_run(
     skip_missing: bool = False,
     exclude_flagged: bool = False,
     state: Path | None = None,
+    force: bool = False,
 ) -> ExportResult:
     """Export the finished videos of `run_dir` (as its state, default RUN/state.sqlite, or
     else its index.jsonl lists them) as `fmt` into `out_dir` (default RUN/export/<fmt>/),
-    replacing an earlier export there; without the videos QA flagged if `exclude_flagged`.
-    Raises UnknownFormat, UsageError (bad shard size), IndexInvalid, or
-    MissingVideo unless `skip_missing`."""
+    replacing an earlier export there; without the videos QA flagged if `exclude_flagged`;
+    beside files no export wrote if `force`. Raises UnknownFormat, UsageError (bad shard size,
+    a destination refused), IndexInvalid, or MissingVideo and VideoMismatch unless
+    `skip_missing`."""
     writer_class = writer_for(fmt)
     if shard_size < 1:
         raise UsageError(f"shard size must be at least 1, not {shard_size}")
@@ -81,22 +91,23 @@ def export_run(
     scan = _scan(run_dir, state, exclude_flagged)
     if scan.missing and not skip_missing:
         raise MissingVideo([(line.row_id, line.video) for line in scan.missing])
+    target = claim(out, run_dir, force=force)
     provenance = Provenance.of_run(run_dir)
     provenance.provider = _provider(run_dir, state)
     provenance.skipped_missing, provenance.excluded_flagged = len(scan.missing), len(scan.excluded)
     left_out = {line.job_id for line in (*scan.missing, *scan.excluded)}
-    feed = _Feed(run_dir, state, scan.columns, left_out, provenance)
-    staging = _fresh_staging(out)
-    writer = writer_class(staging, scan.columns, shard_size)
+    feed = _Feed(run_dir, state, scan.columns, left_out, provenance, skip_missing)
+    writer = writer_class(target.staging, scan.columns, shard_size)
     try:
         with feed.inputs:
             written = feed.into(writer)
         written += writer.describe(provenance)
+        refuse_collisions(target, written)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(target.staging, ignore_errors=True)
         raise
-    files = _publish(staging, out, written, writer)
-    skipped = tuple(line.row_id for line in scan.missing)
+    files = _publish(target, written, writer, run_dir.name)
+    skipped = tuple(line.row_id for line in scan.missing) + tuple(feed.mismatched)
     excluded = tuple((line.row_id, tuple(qa_codes(line.entry) or ())) for line in scan.excluded)
     return ExportResult(
         fmt, out, provenance.exported, files, skipped, excluded, provenance.without_inputs
@@ -133,7 +144,8 @@ def _scan(run_dir: Path, state: Path | None, exclude_flagged: bool) -> _Scan:
 
 class _Feed:
     """The samples of the second pass, counted into `provenance`, naming the row whose video
-    has gone."""
+    has gone; each video opened and checked where the writer copies videos (a mismatch is
+    left out with `skip_mismatched`, else raised)."""
 
     def __init__(
         self,
@@ -142,6 +154,7 @@ class _Feed:
         columns: Columns,
         skip: set[str],
         provenance: Provenance,
+        skip_mismatched: bool = False,
     ) -> None:
         self.run_dir = run_dir
         self.state = state
@@ -149,9 +162,13 @@ class _Feed:
         self.skip = skip
         self.provenance = provenance
         self.inputs = InputFiles(run_dir, state)
+        self.skip_mismatched = skip_mismatched
+        self.mismatched: list[str] = []
         self.current: Sample | None = None
+        self.copies = True
 
     def into(self, writer: Writer) -> list[str]:
+        self.copies = writer.copies_videos
         try:
             return writer.write(self._samples())
         except FileNotFoundError as exc:
@@ -162,38 +179,41 @@ class _Feed:
         for line in counted(finished_entries(self.run_dir, self.state), "exporting"):
             if line.job_id in self.skip:
                 continue
-            video = self.run_dir / line.video
-            row = self.columns.row(line.entry)
-            inputs = self.inputs.of(line.entry.get("request") or {})
-            self.current = Sample(sample_key(line.job_id), line.entry, row, video, inputs)
-            self.provenance.add(line.entry, inputs)
-            yield self.current
+            try:
+                opened = self._open(line)
+            except VideoMismatch:
+                if not self.skip_mismatched:
+                    raise
+                self.mismatched.append(line.row_id)
+                self.provenance.skipped_missing += 1
+                continue
+            with opened or contextlib.nullcontext():
+                row = self.columns.row(line.entry)
+                video = self.run_dir / line.video
+                inputs = self.inputs.of(line.entry.get("request") or {})
+                key = sample_key(line.job_id)
+                self.current = Sample(key, line.entry, row, video, inputs, opened)
+                self.provenance.add(line.entry, inputs)
+                yield self.current
+
+    def _open(self, line: IndexLine) -> BinaryIO | None:
+        """The checked video where the writer copies videos; else only refuse a link."""
+        entry = line.entry
+        if self.copies:
+            return open_checked(self.run_dir, line.video, entry.get("sha256"), entry.get("bytes"))
+        open_inside(self.run_dir, line.video).close()
+        return None
 
 
-def _fresh_staging(out: Path) -> Path:
-    staging = out / STAGING
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    return staging
-
-
-def _publish(staging: Path, out: Path, written: list[str], writer: Writer) -> tuple[Path, ...]:
-    """Move the staged files into `out` in order, then remove what an earlier export left."""
+def _publish(target: Target, written: list[str], writer: Writer, run: str) -> tuple[Path, ...]:
+    """Move the staged files into the folder in order, remove what the earlier export left
+    and this one did not write, and record what the folder now holds of exports."""
+    out = target.out
     for relative in written:
         dest = out / relative
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging / relative, dest)
-    current = set(written)
-    for path in _files_under(out, staging):
-        relative = path.relative_to(out).as_posix()
-        if relative not in current and writer.owns(relative):
-            path.unlink()
-    shutil.rmtree(staging)
+        os.replace(target.staging / relative, dest)
+    kept = target.remove_stale(written, writer.owns)
+    shutil.rmtree(target.staging)
+    target.record(writer.name, run, {*written, *kept})
     return tuple(out / relative for relative in written)
-
-
-def _files_under(folder: Path, excluded: Path) -> Iterator[Path]:
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if Path(root, d) != excluded]
-        for name in names:
-            yield Path(root, name)

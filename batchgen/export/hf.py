@@ -21,8 +21,8 @@ folder uploaded to the Hub must hold its files. A hard link costs no space; sinc
 ever replaces a video by renaming a new file over it, the export keeps the bytes it was made
 from. The loader turns `file_name` into the `video` column, so the run-relative `video`
 column is left out, and a column the loader would take for a file reference (`*_file_name`,
-`*_file_names`) gets a trailing `_`. A `metadata.jsonl` of an earlier batchgen is removed (the
-loader refuses two metadata files).
+`*_file_names`) gets a trailing `_`. A link is made to the very file the exporter checked
+against its sha256 (the same inode), else the checked file is copied.
 
 The folder builder resolves only the video column's paths, so the input images (`image`,
 `image_tail`, `static_mask`) are Image columns holding their bytes (and the path of the file
@@ -33,12 +33,13 @@ bytes as well as in rows, so memory stays bounded with the images inline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -52,7 +53,6 @@ from batchgen.export.croissant import CROISSANT_NAME, CroissantRecord, croissant
 from batchgen.export.inputs import DYNAMIC_MASKS, suffix_of
 
 METADATA_NAME = "metadata.parquet"
-OLD_METADATA_NAME = "metadata.jsonl"
 CARD_NAME = "README.md"
 VIDEOS = "videos"
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
@@ -117,7 +117,7 @@ class HfWriter(Writer):
         return pa.schema(fields, metadata={"huggingface": features})
 
     def owns(self, relative: str) -> bool:
-        if relative in (METADATA_NAME, OLD_METADATA_NAME, CARD_NAME, CROISSANT_NAME):
+        if relative in (METADATA_NAME, CARD_NAME, CROISSANT_NAME):
             return True
         path = PurePosixPath(relative)
         suffixes = VIDEO_SUFFIXES | INPUT_SUFFIXES
@@ -128,7 +128,8 @@ class HfWriter(Writer):
 
     def _lines(self, samples: Iterable[Sample], files: list[str]) -> Iterator[dict[str, Any]]:
         for sample in samples:
-            file_name = self._link(sample.video, sample.video.name)
+            assert sample.file is not None, "the exporter opens and checks every video"
+            file_name = self._link(sample.video, sample.video.name, sample.file)
             self.record.add_file(file_name, str(sample.entry.get("sha256") or ""))
             self.record.add_task(file_name, sample.entry)
             row = dict(sample.row)
@@ -150,12 +151,18 @@ class HfWriter(Writer):
             self._hashes[path] = file_sha256(path)
         return self._hashes[path]
 
-    def _link(self, source: Path, name: str) -> str:
+    def _link(self, source: Path, name: str, opened: BinaryIO | None = None) -> str:
+        """`source` as `videos/<name>` in the staging folder; `opened`: the file the exporter
+        checked against its sha256 (a video), linked only where it is still that file."""
         file_name = f"{VIDEOS}/{name}"
         dest = self.staging / file_name
         if dest.exists():
             raise IndexInvalid(f"two rows have a file named {name!r}")
-        link_or_copy(source, dest)
+        if opened is not None:
+            link_or_copy(source, opened, dest)
+        else:
+            with open(source, "rb") as kept:
+                link_or_copy(source, kept, dest)
         return file_name
 
 
@@ -171,12 +178,18 @@ def loader_safe(column: str) -> str:
     return column + "_" if column.endswith(("_file_name", "_file_names")) else column
 
 
-def link_or_copy(source: Path, dest: Path) -> None:
-    """Hard-link `source` at `dest`, or copy it where links are not possible."""
-    try:
-        os.link(source, dest)
-    except OSError:
-        shutil.copyfile(source, dest)
+def link_or_copy(source: Path, opened: BinaryIO, dest: Path) -> None:
+    """Hard-link `source` at `dest` where it is still the file `opened` (same inode), else
+    copy the bytes of `opened` there."""
+    with contextlib.suppress(OSError):
+        os.link(source, dest, follow_symlinks=False)
+        if os.stat(dest, follow_symlinks=False).st_ino == os.fstat(opened.fileno()).st_ino:
+            return
+        dest.unlink()
+    opened.seek(0)
+    with open(dest, "wb") as copy:
+        shutil.copyfileobj(opened, copy)
+        sync(copy)
 
 
 def _batches(lines: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

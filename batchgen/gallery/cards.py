@@ -1,10 +1,13 @@
 """One card per job of a run: what the gallery shows of it, from the state (every job, in
 manifest order) or, for a folder without one, from index.jsonl (the done jobs). Pure but for
-reading those two files.
+reading those two files. What an index line says of a video (its probe, its findings) is taken
+only where it has the type it should (`width: "640px"` is no width): a hand-edited or hostile
+index gives a page with less on it, never an error.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +20,16 @@ from batchgen.state.records import CheckRecord, JobRecord
 from batchgen.state.store import Store
 
 SHOWN_PARAMS = ("model_name", "mode", "duration", "cfg_scale", "sound", "negative_prompt")
+PROBE_KINDS: dict[str, type] = {
+    "width": int,
+    "height": int,
+    "frames": int,
+    "fps": float,
+    "duration_s": float,
+    "codec": str,
+    "audio_codec": str,
+    "container": str,
+}
 PARAM_GROUPS = ("camera_control", "static_mask", "dynamic_masks", "watermark_info")
 
 
@@ -69,8 +82,8 @@ def cards_of_index(run_dir: Path, prices: PriceTable) -> Iterator[Card]:
             job_id=line.job_id,
             status="done",
             video=line.video,
-            sha256=entry.get("sha256"),
-            probe=entry.get("probe") or {},
+            sha256=_text(entry.get("sha256")),
+            probe=entry.get("probe"),
             findings=entry.get("qa"),
             units=_text(entry.get("final_unit_deduction")),
             metadata=entry.get("metadata") if isinstance(entry.get("metadata"), dict) else {},
@@ -98,7 +111,9 @@ def _card_of_job(
     )
 
 
-def _card(request: Mapping[str, Any], prices: PriceTable, **fields: Any) -> Card:
+def _card(
+    request: Mapping[str, Any], prices: PriceTable, probe: Any, findings: Any, **fields: Any
+) -> Card:
     done = fields["status"] == "done"
     usd = price_of(request, prices, "expected").usd if done else None
     return Card(
@@ -107,7 +122,44 @@ def _card(request: Mapping[str, Any], prices: PriceTable, **fields: Any) -> Card
         image=_ref(request.get("image")),
         image_tail=_ref(request.get("image_tail")),
         usd=usd,
+        probe=shown_probe(probe),
+        findings=shown_findings(findings),
         **fields,
+    )
+
+
+def shown_probe(probe: Any) -> dict[str, Any]:
+    """The probe's values the gallery shows, each only where it has its type (numbers that
+    are finite and not negative)."""
+    if not isinstance(probe, Mapping):
+        return {}
+    shown = {}
+    for name, kind in PROBE_KINDS.items():
+        value = probe.get(name)
+        if kind is str and isinstance(value, str):
+            shown[name] = value
+        elif kind is not str and _number(value) and (kind is float or isinstance(value, int)):
+            shown[name] = kind(value)
+    return shown
+
+
+def shown_findings(findings: Any) -> list[Mapping[str, Any]] | None:
+    """The QA findings as {code, message} texts; None when the video was not checked."""
+    if not isinstance(findings, list):
+        return None
+    return [
+        {"code": str(f.get("code")), "message": str(f.get("message", ""))}
+        for f in findings
+        if isinstance(f, Mapping)
+    ]
+
+
+def _number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value < 2**53
     )
 
 
@@ -124,7 +176,10 @@ def params_of(request: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    """A value as the card shows it: numbers briefly, nothing for a missing or structured one."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _ref(value: Any) -> str | None:

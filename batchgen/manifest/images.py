@@ -24,6 +24,7 @@ import difflib
 import hashlib
 import os
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 MAX_BYTES = 10 * 1024 * 1024
+URL_DEADLINE = 60.0  # seconds for the whole download of one URL image (--url-timeout)
 PAYLOAD_CACHE_BYTES = 64 * 1024 * 1024
 BASE64_MIN_CHARS = 100
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
@@ -119,19 +121,44 @@ def too_big(size: int) -> ImageUnreadable:
     return ImageUnreadable(f"at most 10 MB (got {_megabytes(size)})")
 
 
-def http_fetch(url: str, timeout: float = 30.0) -> bytes:
-    """The bytes at `url` (at most 10 MB); raises ImageUnreadable."""
+def http_fetch(url: str, timeout: float = 30.0, deadline: float = URL_DEADLINE) -> bytes:
+    """The bytes at `url` (at most 10 MB), all of them within `deadline` seconds however
+    slowly the server sends them (a read waits at most `timeout`); raises ImageUnreadable.
+    The download runs in a thread of its own, left to end by itself after the deadline."""
+    done: list[bytes | ImageUnreadable] = []
+    given_up = threading.Event()
+    worker = threading.Thread(
+        target=_fetch_into, args=(url, timeout, given_up, done), name="batchgen-image-url"
+    )
+    worker.daemon = True
+    worker.start()
+    worker.join(deadline)
+    if not done:
+        given_up.set()
+        raise ImageUnreadable(f"could not download {url}: not complete after {deadline:g} s")
+    if isinstance(done[0], ImageUnreadable):
+        raise done[0]
+    return done[0]
+
+
+def _fetch_into(
+    url: str, timeout: float, given_up: threading.Event, done: list[bytes | ImageUnreadable]
+) -> None:
     try:
         with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
             response.raise_for_status()
             data = bytearray()
             for chunk in response.iter_bytes():
                 data += chunk
+                if given_up.is_set():
+                    return
                 if len(data) > MAX_BYTES:
                     raise too_big(len(data))
-            return bytes(data)
+            done.append(bytes(data))
     except httpx.HTTPError as exc:
-        raise ImageUnreadable(f"could not download {url}: {exc}") from None
+        done.append(ImageUnreadable(f"could not download {url}: {exc}"))
+    except ImageUnreadable as exc:
+        done.append(exc)
 
 
 class _PayloadCache:

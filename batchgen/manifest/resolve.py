@@ -19,6 +19,7 @@ number of rows; `check_manifest` keeps at most `max_problems` problems and count
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pathlib import Path
 from batchgen.errors import ManifestUnreadable, Problem
 from batchgen.jobs import JobSpec, make_job
 from batchgen.manifest.expand import ExpandedRow, Expander, Variant
-from batchgen.manifest.images import ImageCatalog
+from batchgen.manifest.images import URL_DEADLINE, ImageCatalog, http_fetch
 from batchgen.manifest.source import MANIFEST_ROW, ManifestSource, open_manifest
 from batchgen.manifest.validate import check_request, image_sources
 
@@ -45,6 +46,7 @@ class ResolveOptions:
     inline_urls: bool = False
     skip_invalid: bool = False
     max_problems: int = 200
+    url_deadline: float = URL_DEADLINE  # seconds to download one URL image, all of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +194,8 @@ def resolve_manifest(path: Path, options: ResolveOptions | None = None) -> Resol
     """Open `path` (YAML or CSV). Raises ManifestUnreadable if it cannot be read or parsed."""
     options = options or ResolveOptions()
     source = open_manifest(path)
-    catalog = ImageCatalog(path.parent, inline_urls=options.inline_urls)
+    fetch = functools.partial(http_fetch, deadline=options.url_deadline)
+    catalog = ImageCatalog(path.parent, inline_urls=options.inline_urls, fetch=fetch)
     return ResolvedManifest(source, catalog, options)
 
 

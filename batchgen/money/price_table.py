@@ -25,8 +25,11 @@ malformed file is refused with every problem named by its key, e.g.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -114,17 +117,37 @@ def package_table() -> PriceTable:
     return _table(_parse(text, PACKAGE), PACKAGE, None)
 
 
+MAX_PRICE_FILE = 1 << 20
+
+
 def load_prices(path: Path | None = None) -> PriceTable:
     """The package's table, with the user's file at `path` laid over it. Raises UsageError
     naming the file and every malformed key."""
     if path is None:
         return package_table()
     try:
-        text = path.read_text("utf-8")
+        text = read_small_file(path, MAX_PRICE_FILE).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise UsageError(f"cannot read price file {path}: {reason}") from None
     return _table(_parse(text, path.name), path.name, package_table(), str(path))
+
+
+def read_small_file(path: Path, limit: int) -> bytes:
+    """The bytes of `path`, a regular file of at most `limit` bytes: a FIFO, a device
+    (/dev/zero) or a folder is refused without waiting on it (OSError saying why)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, a device, a folder?)")
+        data = b""
+        while len(data) <= limit and (block := os.read(fd, limit + 1 - len(data))):
+            data += block
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit // 1024} KB: not a price table")
+    return data
 
 
 def _parse(text: str, where: str) -> dict[str, Any]:

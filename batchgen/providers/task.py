@@ -25,6 +25,10 @@ WRAPPED_STATUS = {
     "NOT_START": "submitted",
     "UNKNOWN": "processing",
 }
+MAX_TASK_ID = 256  # Kling's ids are 19 digits; anything this long is not a provider's id
+# Unix ms past any real date, exact as a float and within SQLite's INTEGER: a provider's
+# timestamp outside 0..this is not believed (it is kept as None, never stored).
+MAX_TIMESTAMP = 2**53
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,7 @@ def parse_task(data: Any) -> TaskInfo | None:
     if _is_wrapped(data):
         return _unwrapped(data)
     task_id = _text(data.get("task_id")) or _new_api_id(data)
-    if not task_id:
+    if not task_id or task_id_problem(task_id):
         return None
     video = _first_video(data.get("task_result"))
     return TaskInfo(
@@ -72,9 +76,21 @@ def parse_task(data: Any) -> TaskInfo | None:
         watermark_url=_text(video.get("watermark_url")),
         final_unit_deduction=_text(data.get("final_unit_deduction")),
         cash=cash_of(data),
-        created_at=_int(data.get("created_at")),
-        updated_at=_int(data.get("updated_at")),
+        created_at=_timestamp(data.get("created_at")),
+        updated_at=_timestamp(data.get("updated_at")),
     )
+
+
+def task_id_problem(task_id: str) -> str | None:
+    """Why `task_id` cannot be a provider's task id (empty, too long, a blank or a control
+    character in it), or None when it can."""
+    if not task_id:
+        return "a task id cannot be empty"
+    if len(task_id) > MAX_TASK_ID:
+        return f"a task id has at most {MAX_TASK_ID} characters (got {len(task_id):,})"
+    if not task_id.isprintable() or any(c.isspace() for c in task_id):
+        return "a task id has no blanks or control characters"
+    return None
 
 
 def cash_of(data: Mapping[str, Any]) -> str | None:
@@ -118,7 +134,7 @@ def _unwrapped(data: Mapping[str, Any]) -> TaskInfo | None:
     inner = task_in(data.get("data"))
     if inner is not None:
         return replace(inner, task_id=task_id or inner.task_id)
-    if not task_id:
+    if not task_id or task_id_problem(task_id):
         return None
     return TaskInfo(
         task_id=task_id,
@@ -174,6 +190,12 @@ def _text(value: Any) -> str | None:
     if isinstance(value, int | float):
         return str(value)
     return None
+
+
+def _timestamp(value: Any) -> int | None:
+    """Unix ms as an int, or None when `value` is none or out of range (1e300, -1)."""
+    number = _int(value)
+    return number if number is not None and 0 <= number <= MAX_TIMESTAMP else None
 
 
 def _int(value: Any) -> int | None:

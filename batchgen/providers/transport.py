@@ -6,6 +6,10 @@ errors are translated here, once: a connection that could not be made means noth
 (`ConnectFailed`); any other network failure on a create means its outcome is unknown
 (`OutcomeUnknown`), on anything else that it may be tried again (`RetryableError`). Every
 message leaving here has the credentials redacted, whatever the provider echoed.
+
+A create, once it leaves, is never abandoned: a run cancelled meanwhile (a second Ctrl-C)
+waits for its answer, at most the request timeout, so that the task it may have made is
+recorded rather than left unknown.
 """
 
 from __future__ import annotations
@@ -108,10 +112,13 @@ class Transport:
         self.calls += 1
         headers = {**self.auth.headers(), "Accept": "application/json"}
         try:
-            async with self._connections:
-                response = await self._http.request(
-                    method, self.base_url + path, json=json_body, params=params, headers=headers
-                )
+            with anyio.CancelScope(shield=kind == "create"):
+                async with self._connections:
+                    response = await self._http.request(
+                        method, self.base_url + path, json=json_body, params=params, headers=headers
+                    )
+        except httpx.InvalidURL as exc:
+            raise ConnectFailed(f"the request's URL cannot be sent ({exc})") from None
         except httpx.HTTPError as exc:
             error = network_error(kind, exc)
             if self.observer is not None and isinstance(error, ConnectFailed):

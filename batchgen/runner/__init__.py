@@ -8,6 +8,7 @@ reachability.py  whether the provider can be reached at all (pure)
 context.py       what the stages share; `RunContext.record`, the one door for a job's change
 lookup.py        a task found by its external id in every form the provider might answer
 recovery.py      creates whose outcome is unknown, and what an earlier run left behind
+rebuild.py       paid tasks the run folder names and the state lost, taken back before any create
 feed.py          pending jobs into the provider's slots
 poll.py          every task followed until it ends
 receiver.py      the callback receiver: a small HTTP server on the run's event loop

@@ -29,6 +29,8 @@ class RunConfig:
     task_timeout: float = 3600.0
     download_workers: int = 4
     download_attempts: int = 5
+    max_video_bytes: int | None = 2 << 30  # a larger body is no video of this run
+    download_deadline: float | None = 3600.0  # seconds for one try at one video, all of it
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     poll: PollConfig = field(default_factory=PollConfig)
     use_list_endpoint: bool = True
@@ -60,6 +62,7 @@ class RunOutcome:
     api_calls: int
     stopped: str | None = None  # "account", "unreachable", "budget", "storage", "interrupted"
     stop_reason: str = ""
+    interrupted: bool = False  # a signal ended the run while it was stopping
     concurrency: int = 0
     busy_seconds: float = 0.0  # sum over tasks of submission → end seen, this run
     adopted: int = 0  # lost creates found at the provider and adopted, this run
@@ -85,6 +88,8 @@ class RunOutcome:
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         if self.stopped in RESUMABLE_STOPS:
             return EXIT_ACCOUNT
         if self.stopped == "interrupted":

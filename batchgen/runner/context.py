@@ -79,6 +79,7 @@ class RunContext:
         self.active: set[str] = set()  # jobs whose create or look-up is under way
         self.stopping: str | None = None
         self.stop_reason = ""
+        self.interrupted = False  # told to stop at once (a signal while stopping)
         self.busy_seconds = 0.0
         self.adopted = 0
         self.refused_models: dict[str, str] = {}  # model → why the provider refuses it
@@ -151,9 +152,11 @@ class RunContext:
 
     # -- the run ----------------------------------------------------------------------------
 
-    def stop(self, kind: str, reason: str) -> None:
-        """Stop submitting (the first stop's kind and reason are kept). A provider that cannot
-        be reached cannot be polled either: that stop ends the run at once."""
+    def stop(self, kind: str, reason: str, *, at_once: bool = False) -> None:
+        """Stop submitting (the first stop's kind and reason are kept) and drain what is paid
+        for; `at_once` ends the run now instead, as for a provider that can no longer be
+        reached or that refuses the queries a drain needs (credentials revoked, a JWT that a
+        clock jump made invalid)."""
         if self.stopping is None:
             self.stopping, self.stop_reason = kind, reason
             self.gate.open()  # no create will resume
@@ -161,8 +164,23 @@ class RunContext:
             self.emit(Notice(reason, "warning"))
         self.wake_feed.set()
         self.wake_poll.set()
-        if kind == "unreachable":
+        if at_once or kind == "unreachable":
             self.cancel_run()
+
+    def interrupt(self) -> bool:
+        """A Ctrl-C or SIGTERM: the first stops submitting and drains; one that comes once
+        the run is stopping, whatever stopped it, ends the run at once. True when it ends."""
+        if self.stopping is None:
+            self.stop("interrupted", "interrupted: no new submissions; finishing paid tasks")
+            return False
+        self.interrupted = True
+        first = self.stopping
+        said = f"interrupted after the {first} stop"
+        if first == "interrupted":
+            said = "second interrupt"
+        self.emit(Notice(f"{said}: stopping now", "warning"))
+        self.cancel_run()
+        return True
 
     def observe_exchange(self, answered: bool, reason: str) -> None:
         """Told by the transport of every API exchange (see Reachability)."""

@@ -5,21 +5,21 @@ as `.rejected` and the job stays `downloading`, to be fetched again from a fresh
 renamed to `videos/<row id>.mp4`, probed and judged (media/), and given its sidecar; only then
 is the job `done`. A row edited since its
 earlier job was paid for keeps its id, so the earlier video is moved aside first, to
-`videos/<job id>.mp4` (hard link, then the state, then the new file over the old name): no
-paid video is ever overwritten. Done jobs whose file went missing are downloaded again.
+`videos/<job id>.mp4` (hard link, then the state, then the new file over the old name), and so
+is a paid video the state does not know that its sidecar vouches for (output.keep_paid_file):
+no paid video is ever overwritten. Done jobs whose file went missing are downloaded again.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from batchgen import output
-from batchgen.download import download
+from batchgen.download import Downloaded, download
 from batchgen.errors import (
     AccountError,
     NotAVideo,
@@ -91,17 +91,16 @@ class Downloader:
                 ctx.record(job_id, VideoUrl(None))
             except NotAVideo as error:
                 # Paid, and still at the provider: it stays downloading, from a fresh URL.
-                ctx.record(job_id, Waiting(0, error.describe(), "not_a_video"))
+                job = ctx.record(job_id, Waiting(0, error.describe(), "not_a_video"))
+                ctx.emit(Notice(f"{job.row_id}: {error}", "warning"))
                 ctx.record(job_id, VideoUrl(None))
                 await anyio.sleep(ctx.config.retry.backoff(attempt, ctx.rng))
             except (RetryableError, ThrottledError, TaskNotFound) as error:
                 ctx.record(job_id, Waiting(0, error.describe(), "download"))
                 await anyio.sleep(ctx.config.retry.backoff(attempt, ctx.rng))
             except (AccountError, ProviderUnreachable) as error:
-                ctx.stop(
-                    "account" if isinstance(error, AccountError) else "unreachable",
-                    error.describe(),
-                )
+                kind = "account" if isinstance(error, AccountError) else "unreachable"
+                ctx.stop(kind, error.describe(), at_once=True)
                 return
             except ProviderError as error:
                 ctx.record(job_id, Waiting(0, error.describe(), "download"))
@@ -139,14 +138,19 @@ class Downloader:
 
         holding = False
 
-        async def make_room() -> None:
+        async def make_room(new_sha256: str) -> None:
             nonlocal holding
             await self._installing.acquire()
             holding = True
             await self._keep_earlier_videos(job, relative)
+            kept = await anyio.to_thread.run_sync(
+                output.keep_paid_file, ctx.run_dir, relative, new_sha256
+            )
+            if kept is not None:
+                ctx.emit(Notice(f"{job.row_id}: kept the paid video found at {relative} as {kept}"))
 
         try:
-            result = await download(ctx.downloads, url, dest, make_room=make_room)
+            result = await self._download(url, dest, make_room)
             check = await check_download(job.request, dest, ctx.store.inputs.image_size)
             ctx.store.checks.record(
                 job.job_id, result.sha256, check.probe.as_json(), check.findings_json()
@@ -161,13 +165,27 @@ class Downloader:
             if holding:
                 self._installing.release()
 
+    async def _download(
+        self, url: str, dest: Path, make_room: Callable[[str], Awaitable[None]] | None = None
+    ) -> Downloaded:
+        """`download`, within the run's limits on a video's size and time."""
+        config = self.ctx.config
+        return await download(
+            self.ctx.downloads,
+            url,
+            dest,
+            make_room=make_room,
+            max_bytes=config.max_video_bytes,
+            deadline=config.download_deadline,
+        )
+
     async def _fetch_watermarked(self, job: JobRecord, dest: Path) -> JobRecord:
         """The watermarked copy beside the video, where the request asked for one and the
         provider gave its URL; the job as it then is."""
         if not job.watermark_url:
             return job
         copy = output.watermarked_path(dest)
-        await download(self.ctx.downloads, job.watermark_url, copy)
+        await self._download(job.watermark_url, copy)
         relative = copy.relative_to(self.ctx.run_dir).as_posix()
         return self.ctx.record(job, WatermarkSaved(relative))
 
@@ -178,13 +196,18 @@ class Downloader:
         for other in ctx.store.done_at_path(relative):
             if other.job_id == job.job_id:
                 continue
-            kept = output.superseded_path(ctx.run_dir, other.job_id)
+            kept = await anyio.to_thread.run_sync(
+                output.keep_as,
+                ctx.run_dir / relative,
+                output.superseded_path(ctx.run_dir, other.job_id),
+                other.sha256,
+            )
             kept_relative = kept.relative_to(ctx.run_dir).as_posix()
-            await anyio.to_thread.run_sync(_link_or_copy, ctx.run_dir / relative, kept)
             if other.watermark_path:
-                copy = output.watermarked_path(kept)
-                await anyio.to_thread.run_sync(
-                    _link_or_copy, ctx.run_dir / other.watermark_path, copy
+                copy = await anyio.to_thread.run_sync(
+                    output.keep_as,
+                    ctx.run_dir / other.watermark_path,
+                    output.watermarked_path(kept),
                 )
                 other = ctx.record(other, WatermarkMoved(copy.relative_to(ctx.run_dir).as_posix()))
             entry = output.sidecar(other, kept_relative, other.sha256 or "", other.bytes or 0)
@@ -195,21 +218,6 @@ class Downloader:
             ctx.emit(
                 Notice(f"{job.row_id}: kept the earlier paid video of this row at {kept_relative}")
             )
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """`target` becomes `source`'s twin (a hard link where the file system has them), synced."""
-    target.unlink(missing_ok=True)
-    if source.exists():
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copyfile(source, target)
-    fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _videos_not_intact(run_dir: Path, done: list[DoneVideo]) -> list[str]:

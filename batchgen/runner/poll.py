@@ -25,6 +25,13 @@ from batchgen.state.changes import Advanced, Failed, Generated, Regenerated
 from batchgen.status import JobStatus, status_of_task
 
 
+def _cannot_follow(error: ProviderError) -> str:
+    return (
+        f"the provider refuses to answer about tasks ({error.describe()}): the run cannot "
+        "follow what it paid for, so it ends here; the tasks stay in the state"
+    )
+
+
 class Poller:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
@@ -89,7 +96,8 @@ class Poller:
     def _poll_error(self, tracked: list[Tracked], error: ProviderError) -> None:
         ctx = self.ctx
         if isinstance(error, AccountError):
-            ctx.stop("account", error.describe())
+            # Queries refused (a revoked key, a JWT gone invalid): nothing can be drained.
+            ctx.stop("account", _cannot_follow(error), at_once=True)
         elif isinstance(error, ProviderUnreachable):
             ctx.stop("unreachable", error.describe())
         now = anyio.current_time()

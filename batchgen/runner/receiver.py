@@ -6,6 +6,12 @@ once, so its end is acted on in the time of one query rather than at the next sc
 (one the run already finished is acknowledged).
 Anything else (another path, a body that is not a task, an unknown task, a bad signature) is
 refused with a 4xx and counted; nothing a callback says is believed without the provider.
+
+Nothing a network sends can end the run: a request h11 cannot parse (a TLS hello, no Host, a
+bad Content-Length or chunk, a client gone mid-body) is answered 400 where it can be, else
+dropped, and counted. Connections are limited in number (past `MAX_CONNECTIONS` the oldest is
+cut, so idle ones cannot lock callbacks out) and in time (`REQUEST_TIMEOUT` from the first
+byte to the answer); an accept that fails (no file descriptor left) waits and goes on.
 """
 
 from __future__ import annotations
@@ -17,17 +23,29 @@ from collections import Counter
 
 import anyio
 import h11
-from anyio.abc import SocketStream, TaskGroup
+from anyio.abc import SocketListener, SocketStream, TaskGroup
 from anyio.streams.stapled import MultiListener
 
 from batchgen.errors import CallbackRefused, UsageError
+from batchgen.events import Notice
 from batchgen.providers.callbacks import parse_callback, verify_signature
 from batchgen.runner.config import Listen
 from batchgen.runner.context import RunContext, Tracked
+from batchgen.settings import EVERY_INTERFACE
 
 REQUEST_TIMEOUT = 10.0
 READ_SIZE = 65536
 MAX_REQUEST = 1 << 20
+MAX_CONNECTIONS = 64
+ACCEPT_PAUSE = 0.1  # after an accept failed (too many open files): try again this much later
+DROPPED = (
+    h11.ProtocolError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+    OSError,
+    UnicodeError,
+)
 
 
 class CallbackReceiver:
@@ -36,6 +54,8 @@ class CallbackReceiver:
         self.listen = listen
         self.counts: Counter[str] = Counter()
         self._listener: MultiListener[SocketStream]
+        self._open: dict[int, anyio.CancelScope] = {}  # connections by arrival, oldest first
+        self._arrivals = 0
 
     async def bind(self) -> None:
         """Take the port now; UsageError naming it if it cannot be taken."""
@@ -46,21 +66,54 @@ class CallbackReceiver:
         except OSError as exc:
             where = f"{self.listen.host}:{self.listen.port}"
             raise UsageError(f"cannot listen for callbacks on {where}: {exc.strerror}") from None
+        if self.listen.host in EVERY_INTERFACE:
+            said = f"listening for callbacks on every interface, port {self.listen.port}"
+            self.ctx.emit(Notice(f"{said}, as --listen asks", "warning"))
 
     async def serve(self, group: TaskGroup) -> None:
         """Answer callbacks until `group` is cancelled (the end of the run)."""
-        async with self._listener:
-            await self._listener.serve(self._connection, group)
+        async with self._listener, anyio.create_task_group() as accepting:
+            for listener in self._listener.listeners:
+                assert isinstance(listener, SocketListener)
+                accepting.start_soon(self._accept, listener, group)
+
+    async def _accept(self, listener: SocketListener, group: TaskGroup) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError:
+                await anyio.sleep(ACCEPT_PAUSE)
+                continue
+            group.start_soon(self._connection, stream)
 
     async def _connection(self, stream: SocketStream) -> None:
-        async with stream:
-            with anyio.move_on_after(REQUEST_TIMEOUT):
-                await self._exchange(stream, h11.Connection(h11.SERVER))
+        """One request, within REQUEST_TIMEOUT, at most MAX_CONNECTIONS at once (the oldest
+        is cut for a new one); whatever the client sends or does, nothing is raised."""
+        arrival = self._arrivals = self._arrivals + 1
+        if len(self._open) >= MAX_CONNECTIONS:
+            oldest = next(iter(self._open))
+            self._open.pop(oldest).cancel()
+            self.counts["cut: too many connections"] += 1
+        with anyio.CancelScope() as scope:
+            self._open[arrival] = scope
+            scope.deadline = anyio.current_time() + REQUEST_TIMEOUT
+            try:
+                async with stream:
+                    await self._exchange(stream, h11.Connection(h11.SERVER))
+            except DROPPED:
+                self.counts["dropped: broken connection"] += 1
+        if self._open.pop(arrival, None) is not None and scope.cancelled_caught:
+            self.counts["cut: too slow"] += 1  # (one cut for another was counted above)
 
     async def _exchange(self, stream: SocketStream, conn: h11.Connection) -> None:
         request, body = None, bytearray()
         while True:
-            event = conn.next_event()
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as error:
+                self.counts["refused: malformed request"] += 1
+                await self._reply(stream, conn, error.error_status_hint, "malformed request")
+                return
             if event is h11.NEED_DATA:
                 try:
                     conn.receive_data(await stream.receive(READ_SIZE))
@@ -121,10 +174,13 @@ class CallbackReceiver:
             ("content-length", str(len(payload))),
             ("connection", "close"),
         ]
-        parts = [
-            conn.send(h11.Response(status_code=status, headers=headers)),
-            conn.send(h11.Data(data=payload)),
-            conn.send(h11.EndOfMessage()),
-        ]
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+        try:
+            parts = [
+                conn.send(h11.Response(status_code=status, headers=headers)),
+                conn.send(h11.Data(data=payload)),
+                conn.send(h11.EndOfMessage()),
+            ]
+        except h11.LocalProtocolError:
+            return  # the connection cannot carry an answer any more: dropped
+        with contextlib.suppress(*DROPPED):
             await stream.send(b"".join(part for part in parts if part))

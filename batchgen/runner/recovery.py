@@ -86,7 +86,8 @@ class Recovery:
         try:
             found = await self.finder.find(job.job_id, job.current_external_id, job.submitted_at)
         except AccountError as error:
-            ctx.stop("account", error.describe())
+            # No look-up, and so no drain, can get past it: the run ends now (exit 3).
+            ctx.stop("account", error.describe(), at_once=True)
             ctx.slots.release(finished=False)
             return
         if found.task is not None:
@@ -144,7 +145,7 @@ class Recovery:
                     job.job_id, job.current_external_id, job.submitted_at
                 )
             except AccountError as error:
-                ctx.stop("account", error.describe())
+                ctx.stop("account", error.describe(), at_once=True)
                 return
             if found.task is not None:
                 self.adopt(

@@ -1,6 +1,7 @@
 """A run: every unfinished job of a state taken to an end, in one task group.
 
     recovery   what an earlier run left: tasks to follow, downloads, lost creates
+    rebuild    paid tasks the run folder names and the state lost, taken back before any create
     feed       pending jobs → slots → creates (feed.py); lost answers → recovery.py
     poll       followed tasks → their end (poll.py)
     download   finished tasks → videos → `done` (downloads.py)
@@ -8,7 +9,10 @@
 The feed ends when nothing is pending or waiting (or the run stops); the poll stage ends when
 the feed has ended and nothing is followed or being submitted, and closes the download queue;
 the download workers end when the queue is empty. A first Ctrl-C (or SIGTERM) stops
-submitting and drains what is paid for; a second one stops at once, the state consistent.
+submitting and drains what is paid for; one that comes while the run is stopping (a second
+one, or the first after a budget, an account or a storage stop) ends it at once, the state
+consistent. A provider that can no longer be reached, or refuses the queries a drain needs,
+ends the run at once too (exit 3).
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ from pathlib import Path
 
 import anyio
 import httpx
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from batchgen import output
-from batchgen.events import Heartbeat, Listener, Notice, RunFinished, RunStarted
+from batchgen.events import Heartbeat, Listener, RunFinished, RunStarted
 from batchgen.money.budget import Budget
 from batchgen.providers import Provider
 from batchgen.runner.config import RunConfig, RunOutcome
@@ -31,6 +35,7 @@ from batchgen.runner.context import PayloadFn, RunContext
 from batchgen.runner.downloads import Downloader
 from batchgen.runner.feed import Feeder
 from batchgen.runner.poll import Poller
+from batchgen.runner.rebuild import Rebuild
 from batchgen.runner.receiver import CallbackReceiver
 from batchgen.runner.recovery import Recovery
 from batchgen.state.store import Store
@@ -80,7 +85,7 @@ class Runner:
             async with anyio.create_task_group() as background:
                 ctx.cancel_run = background.cancel_scope.cancel
                 if ctx.config.handle_signals:
-                    await background.start(self._watch_signals, background)
+                    await background.start(self._watch_signals)
                 counts = ctx.store.counts()
                 ctx.emit(RunStarted(sum(counts.values()), counts))
                 background.start_soon(self._commit_often)
@@ -100,6 +105,7 @@ class Runner:
             api_calls=ctx.provider.calls - calls_before,
             stopped=ctx.stopping,
             stop_reason=ctx.stop_reason,
+            interrupted=ctx.interrupted,
             concurrency=ctx.config.concurrency,
             busy_seconds=ctx.busy_seconds,
             adopted=ctx.adopted,
@@ -118,6 +124,7 @@ class Runner:
         feeding_done, checks_done = anyio.Event(), anyio.Event()
         recovery.recover_at_start()
         if ctx.config.submit:
+            await Rebuild(ctx, poller).from_run_folder()
             await recovery.sweep()
         async with ctx.queued, anyio.create_task_group() as stages:
             if ctx.config.submit:
@@ -140,16 +147,13 @@ class Runner:
                 ctx.emit(Heartbeat(ctx.slots.cap, *ctx.gate.waits(now), stopping=ctx.stopping))
 
     async def _watch_signals(
-        self, background: TaskGroup, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """First SIGINT/SIGTERM: stop submitting and drain; second: stop at once. In place
-        before the run says anything (a closed pipe is answered with an interrupt)."""
-        ctx = self.ctx
+        """SIGINT/SIGTERM: stop submitting and drain, or stop at once if the run is stopping
+        already (RunContext.interrupt). In place before the run says anything (a closed pipe
+        is answered with an interrupt)."""
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             task_status.started()
             async for _ in signals:
-                if ctx.stopping == "interrupted":
-                    ctx.emit(Notice("second interrupt: stopping now", "warning"))
-                    background.cancel_scope.cancel()
+                if self.ctx.interrupt():
                     return
-                ctx.stop("interrupted", "interrupted: no new submissions; finishing paid tasks")

@@ -360,7 +360,8 @@ class Account:
             ttl = self.config.url_ttl
             expires = 0 if ttl is None else max(1, int((now + ttl) * 1000))
             url = video_url(origin, task.task_id, expires, self._link_key)
-        stamp = now if stamped and self.config.updated_at_mode == "query" else None
+        stamp = {"query": now, "overflow": 1e297}.get(self.config.updated_at_mode)
+        stamp = stamp if stamped else None
         echoed = echo or self.profile.echoes_external_id
         data = envelopes.task_object(task, now, url, echoed, stamp)
         if self.config.reports_cash:

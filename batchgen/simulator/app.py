@@ -32,7 +32,7 @@ from batchgen.simulator.footage import VideoSpec
 from batchgen.simulator.library import ImageStore, VideoLibrary
 from batchgen.simulator.links import RangeNotSatisfiable, byte_range, task_id_of
 from batchgen.simulator.profiles import Route
-from batchgen.simulator.video import padded
+from batchgen.simulator.video import padded, stamped
 
 RESETS = (Fault.RESET_BEFORE_ACCEPT, Fault.RESET_AFTER_ACCEPT)
 
@@ -126,7 +126,7 @@ class KlingSimulator:
             await asgi.send_bytes(send, 200, HTML_PAGE, b"text/html; charset=utf-8")
             return
         spec = ticket.video or VideoSpec(ticket.image_key)
-        video = padded(await self.library.mp4(spec), self.config.video_bytes)
+        video = padded(stamped(await self.library.mp4(spec), task_id), self.config.video_bytes)
         try:
             span = byte_range(asgi.header(scope, b"range"), video.size)
         except RangeNotSatisfiable as exc:

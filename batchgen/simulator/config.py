@@ -12,11 +12,11 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 ProfileName = Literal["cometapi", "kling"]
-UpdatedAtMode = Literal["task", "query"]
+UpdatedAtMode = Literal["task", "query", "overflow"]
 LookupForm = Literal["path", "query", "none"]
 FailMode = Literal["random", "prompt"]
 PROFILE_NAMES = ("cometapi", "kling")
-UPDATED_AT_MODES = ("task", "query")
+UPDATED_AT_MODES = ("task", "query", "overflow")
 LOOKUP_FORMS = ("path", "query", "none")
 RATES = (
     "fail_rate",
@@ -87,7 +87,8 @@ class SimulatorConfig:
     slow_seconds: float = 5.0
     retry_after: int | None = None  # seconds; set: about half the throttling 429s carry it
     not_found_grace: float = 0.0  # a new task answers "not found" for this long
-    updated_at_mode: UpdatedAtMode = "task"  # "query": updated_at is the time of the query
+    # "query": updated_at is the time of the query; "overflow": 10^300 ms (no int64 holds it)
+    updated_at_mode: UpdatedAtMode = "task"
     truncate_rate: float = 0.0  # downloads cut short after the headers
     url_ttl: float | None = None  # seconds a video URL stays valid; None: forever
     response_delay: float = 0.0  # added to every API answer

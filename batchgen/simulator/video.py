@@ -167,6 +167,13 @@ class VideoFile:
             position += count
 
 
+def stamped(mp4: bytes, task_id: str) -> bytes:
+    """`mp4` with a trailing `free` box naming `task_id`: as with a real provider, no two
+    generations give the same bytes, even of one request (players skip `free` boxes)."""
+    note = f"batchgen simulator task {task_id}".encode()[:1000]
+    return mp4 + struct.pack(">I4s", 8 + len(note), b"free") + note
+
+
 def padded(mp4: bytes, total: int | None) -> VideoFile:
     """`mp4` grown to about `total` bytes by a trailing `free` box (as is if already larger)."""
     room = (total or 0) - len(mp4)

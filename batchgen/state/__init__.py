@@ -10,5 +10,5 @@ that depends on it (a create, a rename, an index line) is taken.
     inputs.py       what the jobs were loaded from: files, images, skipped rows
     lookups.py      the evidence of every look-up by external id
     spending.py     money aggregates over the jobs
-    runlock.py      one process per state at a time
+    runlock.py      one process per state, and one state per run folder, at a time
 """

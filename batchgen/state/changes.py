@@ -20,11 +20,13 @@ LEASE_SECONDS = 86400.0 * 365
 @dataclass(frozen=True, slots=True)
 class Change:
     """Base of every change. `durable`: committed with a full sync before `apply` returns;
-    `commit_now`: committed before `apply` returns (out of the run's group commit)."""
+    `commit_now`: committed before `apply` returns (out of the run's group commit);
+    `taken_back`: it may move a pending job past submitting (status.TAKEN_BACK)."""
 
     target: ClassVar[JobStatus | None] = None
     durable: ClassVar[bool] = False
     commit_now: ClassVar[bool] = False
+    taken_back: ClassVar[bool] = False
 
     def columns(self) -> dict[str, Any]:
         """The job's columns this change sets."""
@@ -90,6 +92,53 @@ class Accepted(Change):
             "error_kind": None,
             "not_before": 0,
         }
+
+    def detail(self) -> str:
+        return self.note
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered(Change):
+    """A paid task that the run folder names (a sidecar, index.jsonl) for a pending job whose
+    state had lost it: `done` with the intact video found there (`video` is set), else
+    `submitted`, to be followed and downloaded. Committed at once."""
+
+    task_id: str
+    external_id: str
+    at: float
+    created_at: int | None = None
+    updated_at: int | None = None
+    units: str | None = None
+    duration: str | None = None
+    video: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    note: str = ""
+    commit_now: ClassVar[bool] = True
+    taken_back: ClassVar[bool] = True
+
+    @property
+    def status(self) -> JobStatus:
+        return JobStatus.DONE if self.video is not None else JobStatus.SUBMITTED
+
+    def columns(self) -> dict[str, Any]:
+        columns: dict[str, Any] = {
+            "task_id": self.task_id,
+            "external_task_id": self.external_id,
+            "submitted_at": self.at,
+            "task_created_at": self.created_at,
+            "task_updated_at": self.updated_at,
+            "unit_deduction": self.units,
+            "video_duration": self.duration,
+            "last_error": None,
+            "error_kind": None,
+            "not_before": 0,
+        }
+        if self.video is not None:
+            columns.update(
+                output_path=self.video, sha256=self.sha256, bytes=self.size, finished_at=self.at
+            )
+        return columns
 
     def detail(self) -> str:
         return self.note
@@ -325,6 +374,6 @@ class WatermarkMoved(Change):
 
 def target_of(change: Change, current: JobStatus) -> JobStatus:
     """The status `change` moves a job in status `current` to."""
-    if isinstance(change, Accepted | Advanced):
+    if isinstance(change, Accepted | Advanced | Recovered):
         return change.status
     return change.target or current

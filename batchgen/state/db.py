@@ -5,8 +5,9 @@ groups its updates (`group_commits`), joins one open transaction that the run co
 milliseconds and always before a create is sent. `synchronous=NORMAL` keeps commits across a
 killed process; a write that must also survive a power cut (`submitting` before a create is
 sent) is made inside `durably()`, committed with `synchronous=FULL`. A write that finds the
-disk full (or the file too large) is a StorageError. The schema is built and moved forward by
-the named migrations of migrations.py.
+disk full (or the file too large) is a StorageError; one refused for any other reason (a
+read-only file or folder, a lock another program holds) is a StateError naming the state. The
+schema is built and moved forward by the named migrations of migrations.py.
 """
 
 from __future__ import annotations
@@ -94,9 +95,11 @@ class Database:
             self._conn.executemany(sql, rows)
             return self._conn.total_changes - before
 
-    def transaction(self) -> _Transaction:
-        """A context manager grouping writes into one commit (nested ones join the outer)."""
-        return _Transaction(self._conn)
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one commit (nested ones join the outer)."""
+        with self._writing(), _Transaction(self._conn):
+            yield
 
     @contextlib.contextmanager
     def durably(self) -> Iterator[None]:
@@ -105,7 +108,7 @@ class Database:
         self.commit()
         self._conn.execute("PRAGMA synchronous=FULL")
         try:
-            with self._writing(), self.transaction():
+            with self.transaction():
                 yield
         finally:
             self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -128,15 +131,19 @@ class Database:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """A write that finds the disk full (or the file too large) is a StorageError."""
+        """A write that finds the disk full (or the file too large) is a StorageError; one
+        refused otherwise (read-only, locked) a StateError."""
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if not _out_of_room(exc):
-                raise
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
-            raise StorageError(f"cannot write the state {self.path}: {exc}") from None
+            if _out_of_room(exc):
+                raise StorageError(f"cannot write the state {self.path}: {exc}") from None
+            raise StateError(
+                f"cannot write the state {self.path}: {exc} (is it, or its folder, read-only, "
+                "or held by another program?)"
+            ) from None
 
     # -- meta -------------------------------------------------------------------------------
 
@@ -165,7 +172,10 @@ class _Transaction:
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if not self._outer:
             return
-        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            self._conn.execute("COMMIT")
+        elif self._conn.in_transaction:  # (a failed write may have rolled it back already)
+            self._conn.execute("ROLLBACK")
 
 
 def _out_of_room(exc: sqlite3.OperationalError) -> bool:

@@ -1,10 +1,12 @@
-"""One process per run state at a time.
+"""One process per run state, and one state per run folder, at a time.
 
 A command that changes a state (`run`, `retry`, `adopt`, `reconcile`, `verify --repair`) holds
 an exclusive `flock` on `<state>.lock` for as long as it runs; a second one is refused at once,
-naming the holder's pid. The kernel drops the lock when its process dies, however it dies, so
-a lock left by a killed run is simply taken over. Readers (`status`, `report`, `verify`,
-`export`) take no lock; `holder` tells them whether a live process has one.
+naming the holder's pid. A command that writes into a run folder (`run`, `adopt`, `reconcile`,
+`verify --repair`) also holds `RUN/.batchgen.lock`: the folder has one owner, so two states
+(`--state`) cannot fill one folder at once. The kernel drops a lock when its process dies,
+however it dies, so a lock left by a killed run is simply taken over. Readers (`status`,
+`report`, `verify`, `export`) take no lock; `holder` tells them whether a live process has one.
 """
 
 from __future__ import annotations
@@ -18,16 +20,34 @@ from pathlib import Path
 from batchgen.errors import StateInUse, UsageError
 
 SUFFIX = ".lock"
+FOLDER_LOCK = ".batchgen.lock"
 
 
 def lock_path(state: Path) -> Path:
     return state.with_name(state.name + SUFFIX)
 
 
+def folder_lock_path(run_dir: Path) -> Path:
+    return run_dir / FOLDER_LOCK
+
+
 @contextmanager
 def holding(state: Path, command: str) -> Iterator[None]:
     """Hold the state's lock while the block runs; StateInUse if a live process has it."""
-    path = lock_path(state)
+    with _held(lock_path(state), state, f"batchgen {command}"):
+        yield
+
+
+@contextmanager
+def holding_folder(run_dir: Path, state: Path, command: str) -> Iterator[None]:
+    """Hold the run folder's lock for `state` while the block runs; StateInUse if a live
+    process has it (with this state or another)."""
+    with _held(folder_lock_path(run_dir), run_dir, f"batchgen {command} with state {state}"):
+        yield
+
+
+@contextmanager
+def _held(path: Path, what: Path, holder: str) -> Iterator[None]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -37,9 +57,9 @@ def holding(state: Path, command: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StateInUse(_refusal(state, os.pread(fd, 200, 0))) from None
+            raise StateInUse(_refusal(what, os.pread(fd, 1000, 0))) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} batchgen {command}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid()} {holder}\n".encode(), 0)
         yield
     finally:
         os.close(fd)
@@ -68,7 +88,6 @@ def _who(holder: bytes) -> str:
     return f"pid {pid} ({what})" if pid.isdigit() else "another process"
 
 
-def _refusal(state: Path, held: bytes) -> str:
-    return (
-        f"{state} is in use by {_who(held)}; wait for it to finish or stop it, then run this again"
-    )
+def _refusal(what: Path, holder: bytes) -> str:
+    who = _who(holder)
+    return f"{what} is in use by {who}; wait for it to finish or stop it, then run this again"

@@ -87,7 +87,7 @@ class Store:
             raise StateError(f"unknown job {job_id}")
         old = JobStatus(row[0])
         new = target_of(change, old)
-        if not can_move(old, new):
+        if not can_move(old, new, taken_back=change.taken_back):
             raise IllegalTransition(f"job {job_id}: {old} -> {new} is not allowed")
         columns = {"status": new.value, **change.columns()}
         added = change.increments()
@@ -267,7 +267,8 @@ class Store:
                 (name, name, name),
             )
             if row is None:
-                raise StateError(f"no job with id or row id {name!r} in {self.path}")
+                shown = name if len(name) <= 80 else f"{name[:77]}..."
+                raise StateError(f"no job with id or row id {shown!r} in {self.path}")
             found.append(str(row[0]))
         return found
 

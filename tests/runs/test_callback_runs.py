@@ -1,9 +1,18 @@
 """Runs with callbacks: the provider's POSTs end tasks at once, forged or unsigned ones are
-refused and counted, and polling still finishes the run when callbacks never come."""
+refused and counted, polling still finishes the run when callbacks never come, and nothing
+a network sends to the listener (malformed requests, floods of idle connections) can end it."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import resource
 import socket
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 from pydantic import SecretStr
@@ -79,3 +88,126 @@ def test_callbacks_need_a_listener_and_the_port_must_be_free(tmp_path):
         with pytest.raises(batchgen.BatchgenError, match=f"127.0.0.1:{port}"):
             batchgen.run(manifest, chosen)
         assert sim.stats()["creates_received"] == 0
+
+
+def request(head: str, body: bytes = b"") -> bytes:
+    return head.replace("\n", "\r\n").encode("latin-1") + b"\r\n" + body
+
+
+CALLBACK = json.dumps({"task_id": "no-such-task", "task_status": "succeed"}).encode()
+VALID = request(f"POST /kling/done HTTP/1.1\nHost: x\nContent-Length: {len(CALLBACK)}\n", CALLBACK)
+MALFORMED = {
+    "a client closing mid-body": request(
+        "POST /kling/done HTTP/1.1\nHost: x\nContent-Length: 100\n", b'{"task'
+    ),
+    "a TLS hello (someone using https)": bytes.fromhex("16030100a5010000a10303") + bytes(96),
+    "no Host header": request("POST /kling/done HTTP/1.1\nContent-Length: 2\n", b"{}"),
+    "a negative Content-Length": request(
+        "POST /kling/done HTTP/1.1\nHost: x\nContent-Length: -1\n", b"{}"
+    ),
+    "a doubled Content-Length": request(
+        "POST /kling/done HTTP/1.1\nHost: x\nContent-Length: 2\nContent-Length: 3\n", b"{}"
+    ),
+    "a bad chunk": request(
+        "POST /kling/done HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n", b"zz\r\n{}\r\n0\r\n\r\n"
+    ),
+    "a non-ASCII header name": b"POST /kling/done HTTP/1.1\r\nHost: x\r\nX-\xff: 1\r\n\r\n",
+    "headers that never end": b"POST /kling/done HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 70_000,
+    "a body past the limit": request(
+        "POST /kling/done HTTP/1.1\nHost: x\nContent-Length: 2000000\n", b"{" * 2_000_000
+    ),
+    "nothing at all": b"",
+}
+
+
+def exchange(port: int, data: bytes) -> bytes:
+    """Send `data`, close the sending side, and read whatever comes back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        with contextlib.suppress(OSError):
+            conn.sendall(data)
+            conn.shutdown(socket.SHUT_WR)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(65536):
+                answer += chunk
+    return answer
+
+
+def wait_for_listener(port: int) -> None:
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.02)
+
+
+def test_malformed_requests_are_refused_and_the_run_finishes(tmp_path):
+    """Each malformed request (cut-off body, TLS, no Host, bad lengths, a bad chunk, a
+    non-ASCII header, endless headers, a body too large) is answered 4xx or dropped; a valid
+    callback is served after them, and the run ends with every video."""
+    manifest = write_manifest(tmp_path, 8)
+    answers: dict[str, bytes] = {}
+    with simulator(latency=(1.0, 2.0), slots=4) as sim:
+        chosen = settings(tmp_path, sim.base_url)
+        port = int(str(chosen.listen).rpartition(":")[2])
+
+        def attack() -> None:
+            wait_for_listener(port)
+            for name, data in MALFORMED.items():
+                answers[name] = exchange(port, data)
+            answers["valid"] = exchange(port, VALID)
+
+        attacker = threading.Thread(target=attack)
+        attacker.start()
+        outcome = batchgen.run(manifest, chosen)
+        attacker.join()
+        stats = sim.stats()
+    assert outcome.exit_code == 0 and len(read_index(tmp_path / "out" / "batch")) == 8
+    for name in MALFORMED:
+        assert answers[name] == b"" or answers[name].startswith(b"HTTP/1.1 4"), name
+    assert (
+        answers["valid"].startswith(b"HTTP/1.1 404") and b"no task no-such-task" in answers["valid"]
+    )
+    assert outcome.callbacks["accepted"] == stats["callbacks_sent"] > 0
+    assert outcome.callbacks["refused: malformed request"] >= 6
+
+
+def no_more_files(limit: int) -> None:
+    """In the child: at most `limit` open files."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
+@pytest.mark.slow
+def test_a_flood_of_idle_connections_cannot_end_or_deafen_the_run(tmp_path):
+    """1,500 connections that send nothing, against a run allowed 256 open files: the run
+    keeps serving (a valid callback is answered during the flood) and ends with every video."""
+    manifest = write_manifest(tmp_path, 6)
+    port = free_port()
+    with simulator(latency=(2.0, 3.0), slots=4) as sim:
+        command = [
+            sys.executable,
+            "-m",
+            "batchgen",
+            "run",
+            str(manifest),
+            "-o",
+            str(tmp_path / "out"),
+        ]
+        command += ["--base-url", sim.base_url, "--no-progress"]
+        command += ["--callback-url", f"http://127.0.0.1:{port}/kling/done"]
+        command += ["--listen", f"127.0.0.1:{port}"]
+        env = {**os.environ, "COMETAPI_KEY": "sk-test"}
+        proc = subprocess.Popen(
+            command, env=env, stderr=subprocess.PIPE, preexec_fn=lambda: no_more_files(256)
+        )
+        wait_for_listener(port)
+        idle = []
+        for _ in range(1500):
+            with contextlib.suppress(OSError):
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        served = exchange(port, VALID)
+        for conn in idle:
+            conn.close()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert served.startswith(b"HTTP/1.1 404") and b"Traceback" not in err
+    assert len(read_index(tmp_path / "out" / "batch")) == 6

@@ -3,6 +3,7 @@ file:// URL, offline, every job on one page."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -200,6 +201,33 @@ def test_a_done_job_whose_video_is_gone_says_so_instead_of_a_broken_player(run_d
     assert page.count("<video") == len(read_index(copy)) - 1
 
 
+HOSTILE = {
+    "probe": {"width": "640px", "height": [1], "fps": "x", "duration_s": "5s", "frames": -1},
+    "qa": "not a list",
+    "final_unit_deduction": {"units": 5},
+    "sha256": ["no"],
+}
+
+
+@pytest.mark.parametrize("broken", [*HOSTILE, "probe of another type", "findings of junk"])
+def test_an_index_with_values_of_the_wrong_type_still_gets_a_gallery(run_dir, tmp_path, broken):
+    """An index line whose probe says `width: "640px"` (or whose findings, cost or hash are of
+    the wrong type) gives a page showing the job without those values, never a traceback."""
+    copy = tmp_path / "batch"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("state.sqlite*", "gallery*"))
+    lines = read_index(copy)
+    changes = {
+        **HOSTILE,
+        "probe of another type": {"probe": ["width", 640]},
+        "findings of junk": {"qa": [1, "frozen", None, {"code": {"x": 1}}]},
+    }
+    lines[0].update(changes[broken] if broken not in HOSTILE else {broken: HOSTILE[broken]})
+    (copy / "index.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert run_cli("gallery", copy) == 0
+    page = (copy / "gallery.html").read_text()
+    assert page.count("<article") == len(lines) and "640px" not in page
+
+
 def codes(entry: dict[str, Any]) -> list[str]:
     return [finding["code"] for finding in entry["qa"]]
 
@@ -238,8 +266,8 @@ def test_the_gallery_shows_inputs_whole_a_way_out_of_unknown_jobs_filters_and_co
     browser, mixed_run
 ):
     """A portrait input is shown whole (not cropped to a strip); the unknown job shows what
-    its look-ups answered and how to resolve it; filters by model and by a metadata column leave their cards; the cost total
-    follows what is shown."""
+    its look-ups answered and how to resolve it; filters by model and by a metadata column
+    leave their cards; the cost total follows what is shown."""
     jobs = jobs_of(mixed_run)
     (unknown,) = [job for job in jobs.values() if job.status == "unknown"]
     browser.get((mixed_run / "gallery.html").as_uri())

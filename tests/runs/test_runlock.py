@@ -1,4 +1,5 @@
-"""One process per run state: a second one is refused at once, a dead one's lock is taken."""
+"""One process per run state and one state per run folder: a second one is refused at once,
+a dead one's lock is taken."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from batchgen.errors import StateInUse
 from batchgen.state import runlock
+from tests.conftest import run_cli, write_manifest
 
 HOLD = """
 import sys, time
@@ -50,3 +52,33 @@ def test_the_lock_of_a_killed_process_is_taken_over(tmp_path):
     with runlock.holding(state, "run"):
         assert time.monotonic() < deadline
         assert runlock.lock_path(state).read_text().startswith(f"{os.getpid()} ")
+
+
+HOLD_FOLDER = """
+import sys, time
+from pathlib import Path
+from batchgen.state import runlock
+with runlock.holding_folder(Path(sys.argv[1]), Path(sys.argv[2]), "run"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_state_on_a_run_folder_in_use_is_refused(tmp_path, sim, capsys):
+    """While a run fills its folder with one state, `run --state another.sqlite` on the same
+    folder exits 2 naming the first one's pid and state, and sends nothing."""
+    manifest = write_manifest(tmp_path, 2)
+    out = tmp_path / "out"
+    first = tmp_path / "first.sqlite"
+    command = [sys.executable, "-c", HOLD_FOLDER, str(out / "batch"), str(first)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+            second = ("--state", tmp_path / "second.sqlite")
+            code = run_cli("run", manifest, "-o", out, *second, base_url=sim.base_url)
+        finally:
+            holder.kill()
+    err = capsys.readouterr().err
+    assert code == 2 and f"pid {holder.pid} (batchgen run with state {first})" in err
+    assert sim.stats()["creates_received"] == 0
+    assert not (tmp_path / "second.sqlite").exists()

@@ -1,6 +1,7 @@
 """However the process is stopped, it ends cleanly: SIGTERM at any moment (start-up
 included), a reader of its output that goes away, a disk that fills up mid-run, an output
-folder that cannot be made. No traceback, nothing paid twice, the same command resumes."""
+folder that cannot be made, Ctrl-C after a budget or account stop, a key revoked mid-run,
+settings that make no sense. No traceback, nothing paid twice, the same command resumes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from batchgen.state.store import Store
+from batchgen.status import JobStatus
 from tests.conftest import read_index, run_cli, simulator, write_manifest
 
 
@@ -123,3 +126,118 @@ def test_an_output_folder_that_cannot_be_made_is_named_at_start(tmp_path, capsys
         assert sim.stats()["creates_received"] == 0
     err = capsys.readouterr().err
     assert code == 2 and str(blocker) in err and "Traceback" not in err
+
+
+def read_until(proc: subprocess.Popen[bytes], text: str) -> str:
+    """stderr of `proc`, line by line, up to the first line holding `text`."""
+    assert proc.stderr is not None
+    seen = []
+    for raw in proc.stderr:
+        line = raw.decode(errors="replace")
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError(f"{text!r} never said; stderr: {''.join(seen)}")
+
+
+def wait_for_creates(sim: object, count: int) -> None:
+    while sim.stats()["creates_accepted"] < count:  # type: ignore[attr-defined]
+        time.sleep(0.05)
+
+
+LONG = {"latency": (120.0, 120.0), "slots": 4}  # a drain would take two minutes
+
+
+def in_flight(out: Path) -> int:
+    """Jobs whose paid task the state still follows."""
+    with Store.open(out / "batch" / "state.sqlite") as store:
+        counts = store.counts()
+    return counts[JobStatus.SUBMITTED] + counts[JobStatus.RUNNING]
+
+
+def test_a_run_stopped_by_its_budget_ends_on_ctrl_c(tmp_path):
+    """Stopped by --budget with two paid tasks still generating: one Ctrl-C ends it at once
+    (exit 130, no traceback), the two tasks kept in the state for the next run."""
+    manifest = write_manifest(tmp_path, 6)
+    out = tmp_path / "out"
+    with simulator(**LONG) as sim:
+        args = ("run", manifest, "-o", out, "--base-url", sim.base_url, "--no-progress")
+        proc = batchgen(*args, "--budget", f"{2 * 1.32:.2f}", stderr=subprocess.PIPE)
+        read_until(proc, "budget $2.64 reached")
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+        creates = sim.stats()["creates_accepted"]
+    text = rest.decode()
+    assert proc.returncode == 130, text
+    assert "interrupted after the budget stop: stopping now" in text and "Traceback" not in text
+    assert creates == 2 and in_flight(out) == 2
+
+
+def test_a_run_stopped_by_a_refused_create_ends_on_ctrl_c(tmp_path):
+    """Creates refused for the account (balance) while paid tasks generate: the run drains
+    them; one Ctrl-C ends it at once (exit 130), naming the account stop."""
+    manifest = write_manifest(tmp_path, 6)
+    out = tmp_path / "out"
+    with simulator(**LONG) as sim:
+        args = ("run", manifest, "-o", out, "--base-url", sim.base_url, "--no-progress")
+        proc = batchgen(*args, "--rpm", "60", stderr=subprocess.PIPE)  # a create a second
+        wait_for_creates(sim, 2)
+        sim.reconfigure(account_error=1102)
+        read_until(proc, "quota is not enough")  # the relay's words for 1102
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    text = rest.decode()
+    assert proc.returncode == 130, text
+    assert "interrupted after the account stop: stopping now" in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("profile", ["cometapi", "kling"])
+def test_a_key_revoked_mid_run_ends_the_run_instead_of_draining_forever(tmp_path, profile):
+    """Every call answered 401 once tasks are paid for (a revoked key; on Kling's API, a JWT
+    gone invalid): the run ends by itself, exit 3, naming why, the tasks kept in the state."""
+    manifest = write_manifest(tmp_path, 4)
+    out = tmp_path / "out"
+    revoked = {"secret_key": "rotated"} if profile == "kling" else {"api_key": "sk-rotated"}
+    with simulator(**LONG, profile=profile, api_key="sk-test") as sim:
+        flags = ["--base-url", sim.base_url, "--no-progress"]
+        if profile == "kling":
+            flags += [
+                "--provider",
+                "kling",
+                "--access-key",
+                "sim-access",
+                "--secret-key",
+                "sim-secret",
+            ]
+        proc = batchgen("run", manifest, "-o", out, *flags, stderr=subprocess.PIPE)
+        wait_for_creates(sim, 4)
+        sim.reconfigure(**revoked)
+        _, err = proc.communicate(timeout=60)
+    text = err.decode()
+    assert proc.returncode == 3, text
+    assert "refuses to answer about tasks" in text and "Traceback" not in text
+    assert in_flight(out) == 4
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--rpm", "inf"),
+        ("--rpm", "1e-300"),
+        ("--rpm", "nan"),
+        ("--budget", "nan"),
+        ("--max-cost", "inf"),
+        ("--request-timeout", "inf"),
+        ("--task-timeout", "nan"),
+    ],
+)
+def test_settings_that_make_no_sense_are_refused_before_anything_is_sent(
+    tmp_path, sim, capsys, flag, value
+):
+    """Infinite, not-a-number or vanishing rates and limits: exit 2 naming the flag, no
+    traceback, nothing sent."""
+    manifest = write_manifest(tmp_path, 1)
+    code = run_cli("run", manifest, "-o", tmp_path / "out", flag, value, base_url=sim.base_url)
+    err = capsys.readouterr().err
+    assert code == 2 and flag in err and "Traceback" not in err
+    assert sim.stats()["creates_received"] == 0

@@ -398,3 +398,16 @@ def test_no_answer_whatsoever_escapes_as_anything_but_a_provider_error(
         return
     task_in(doc)
     tasks_in(doc)
+
+
+@pytest.mark.parametrize("stamp", [1e300, 10**300, -1, 2**63, float("inf"), "1e300", [1]])
+def test_a_timestamp_no_state_can_hold_is_not_believed(stamp):
+    """created_at / updated_at outside 0..2^53 ms (or not a number) are read as None."""
+    task = parse_task({"task_id": "1", "task_status": "succeed", "created_at": stamp})
+    assert task is not None and task.created_at is None
+
+
+@pytest.mark.parametrize("task_id", ["x" * 100_000, "a b", "line\nbreak", ""])
+def test_a_task_id_no_provider_gives_is_no_task(task_id):
+    """A task id that is empty, longer than 256 characters or holds blanks names no task."""
+    assert parse_task({"task_id": task_id, "task_status": "succeed"}) is None

@@ -11,6 +11,7 @@ import pytest
 
 from batchgen.errors import CallbackRefused
 from batchgen.providers.callbacks import parse_callback, verify_signature
+from batchgen.settings import listen_address
 
 E25 = {
     "task_id": "867283741759111202",
@@ -82,3 +83,24 @@ def test_an_old_or_unsigned_callback_is_refused_when_a_secret_is_set():
     }
     with pytest.raises(CallbackRefused, match="too old"):
         verify_signature("s3cret", headers, body, now=10_000.0)
+
+
+@pytest.mark.parametrize("text", [":18999", "18999", "[]:18999"])
+def test_a_listen_address_without_a_host_is_refused_not_taken_as_every_interface(text):
+    """`--listen :18999` names no host: refused, saying how to ask for this machine only or
+    for every interface."""
+    with pytest.raises(ValueError, match=r"names no host.*127\.0\.0\.1:18999.*0\.0\.0\.0:18999"):
+        listen_address(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("127.0.0.1:8787", ("127.0.0.1", 8787)),
+        ("0.0.0.0:80", ("0.0.0.0", 80)),
+        ("[::]:9", ("::", 9)),
+    ],
+)
+def test_every_interface_is_listened_on_only_when_said(text, address):
+    """0.0.0.0 and [::] are taken as written; a host is never filled in."""
+    assert listen_address(text) == address

@@ -16,12 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batchgen import output
-from batchgen.errors import EXIT_JOBS_FAILED, EXIT_USAGE
-from batchgen.export import IndexInvalid, MissingVideo, UnknownFormat, export_run
+from batchgen.errors import EXIT_JOBS_FAILED, EXIT_USAGE, UsageError
+from batchgen.export import IndexInvalid, MissingVideo, UnknownFormat, VideoMismatch, export_run
 from batchgen.export.base import sample_key
 from batchgen.export.columns import CORE_COLUMNS, Columns, ColumnScan, Kind
+from batchgen.export.target import RECORD_NAME
 from batchgen.jobs import make_job
 from batchgen.manifest.lockfile import LOCK_NAME, write_lock
+from batchgen.results.verify import verify_run
 from batchgen.state.changes import Accepted, Done, Generated, Submitting
 from batchgen.state.records import JobRecord
 from batchgen.state.store import Store
@@ -133,7 +135,7 @@ def tar_file(path: Path, name: str) -> bytes:
 def test_webdataset_splits_samples_into_shards_of_the_given_size(run, shard_size, shards):
     """Five samples make ceil(5 / shard_size) shards named 000000.tar, 000001.tar, ..."""
     result = export_run(run.path, "webdataset", shard_size=shard_size)
-    names = sorted(p.name for p in result.out_dir.iterdir())
+    names = sorted(p.name for p in result.out_dir.iterdir() if p.name != RECORD_NAME)
     assert names == [f"{n:06d}.tar" for n in range(shards)]
     assert result.count == 5
     assert [p.name for p in result.files] == names
@@ -169,17 +171,20 @@ def test_exporting_twice_gives_byte_identical_shards(run, tmp_path):
 
 
 def test_a_smaller_export_removes_the_stale_shards_of_a_larger_one(run):
-    """Re-exporting with bigger shards leaves no shard of the earlier export behind."""
+    """Re-exporting with bigger shards leaves no shard of the earlier export behind, and a
+    file of the user's beside them (written there with --force) untouched."""
     export_run(run.path, "webdataset", shard_size=1)
     out = run.path / "export" / "webdataset"
     (out / "README.md").write_text("mine")
-    export_run(run.path, "webdataset", shard_size=2)
+    export_run(run.path, "webdataset", shard_size=2, force=True)
     assert sorted(p.name for p in out.iterdir()) == [
+        RECORD_NAME,
         "000000.tar",
         "000001.tar",
         "000002.tar",
         "README.md",
     ]
+    assert (out / "README.md").read_text() == "mine"
 
 
 def test_sample_keys_never_contain_dots():
@@ -268,13 +273,16 @@ def test_hf_columns_keep_their_types_when_no_row_has_a_value(run):
     assert "null" not in types.values()
 
 
-def test_a_metadata_jsonl_of_an_earlier_export_is_removed(run):
-    """Re-exporting over an export with metadata.jsonl leaves only metadata.parquet."""
+def test_an_export_no_record_names_is_refused_and_left_as_it_was(run):
+    """A folder holding files of an export that left no record (an earlier batchgen's
+    metadata.jsonl) is refused, naming them, and nothing in it is removed."""
     out = run.path / "export" / "hf"
     out.mkdir(parents=True)
     (out / "metadata.jsonl").write_text("{}\n")
-    export_run(run.path, "hf")
-    assert not (out / "metadata.jsonl").exists() and (out / "metadata.parquet").is_file()
+    with pytest.raises(UsageError, match=r"metadata\.jsonl.*--force") as error:
+        export_run(run.path, "hf")
+    assert error.value.exit_code == EXIT_USAGE
+    assert [p.name for p in out.iterdir()] == ["metadata.jsonl"]
 
 
 # -- excluding flagged videos --------------------------------------------------------------------
@@ -443,3 +451,155 @@ def test_an_index_line_pointing_outside_the_run_is_refused(run):
     (run.path / "index.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(IndexInvalid, match="not a path inside the run"):
         export_run(run.path, "csv")
+
+
+# -- the destination: never the run, never a user's files ----------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["hf", "csv", "webdataset"])
+@pytest.mark.parametrize("where", ["run", "videos", "runs"])
+def test_export_into_the_run_folder_is_refused_and_every_paid_video_stays(run, fmt, where):
+    """`-o` the run folder, its videos/ or the folder above it: exit 2, nothing written, and
+    `verify` finds every paid video intact."""
+    out = {"run": run.path, "videos": run.path / "videos", "runs": run.path.parent}[where]
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(UsageError, match="run folder") as error:
+        export_run(run.path, fmt, out, exclude_flagged=True, force=True)
+    assert error.value.exit_code == EXIT_USAGE
+    assert sorted(p.name for p in out.iterdir()) == before
+    report = verify_run(run.path)
+    assert report.clean and report.ok == 5
+
+
+def test_export_into_a_folder_with_a_users_files_deletes_nothing(run, tmp_path):
+    """A folder holding the user's videos/holiday.mp4 and README.md is refused; with --force
+    the export that would replace README.md is refused too; nothing of theirs changes."""
+    out = tmp_path / "mine"
+    (out / "videos").mkdir(parents=True)
+    (out / "videos" / "holiday.mp4").write_bytes(b"my holiday")
+    (out / "README.md").write_text("my notes")
+    with pytest.raises(UsageError, match=r"README\.md, videos/holiday\.mp4.*--force"):
+        export_run(run.path, "hf", out)
+    with pytest.raises(UsageError, match=r"already holds README\.md"):
+        export_run(run.path, "hf", out, force=True)
+    assert (out / "videos" / "holiday.mp4").read_bytes() == b"my holiday"
+    assert (out / "README.md").read_text() == "my notes"
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["holiday.mp4"]
+
+
+def test_force_writes_beside_a_users_files_and_never_removes_them(run, tmp_path):
+    """With --force the export goes in beside the user's files; exporting fewer rows later
+    removes only what the export itself had written."""
+    out = tmp_path / "mine"
+    (out / "videos").mkdir(parents=True)
+    (out / "videos" / "holiday.mp4").write_bytes(b"my holiday")
+    first = export_run(run.path, "hf", out, force=True)
+    assert first.count == 5 and (out / "videos" / "holiday.mp4").read_bytes() == b"my holiday"
+    run.video(run.jobs[0]).unlink()
+    second = export_run(run.path, "hf", out, force=True, skip_missing=True)
+    names = sorted(p.name for p in (out / "videos").iterdir())
+    assert second.count == 4 and "holiday.mp4" in names and len(names) == 5
+    assert (out / "videos" / "holiday.mp4").read_bytes() == b"my holiday"
+
+
+def test_an_earlier_export_is_replaced_without_force(run, tmp_path):
+    """A folder that holds only batchgen's own earlier export takes the next one as it is."""
+    out = tmp_path / "dataset"
+    export_run(run.path, "hf", out)
+    again = export_run(run.path, "hf", out)
+    assert again.count == 5 and len(read_metadata(out)) == 5
+
+
+def test_exclude_flagged_leaves_every_flagged_paid_video_in_the_run(tmp_path):
+    """Re-exporting with --exclude-flagged drops the flagged videos from the export only:
+    `verify` finds every paid video of the run intact."""
+    flagged = [{"code": "frozen", "message": "next to no change between frames"}]
+    run = build_run(tmp_path, rows=4, qa={0: flagged, 1: flagged, 2: [], 3: []})
+    out = export_run(run.path, "hf").out_dir
+    result = export_run(run.path, "hf", exclude_flagged=True)
+    assert result.count == 2 and len(list((out / "videos").iterdir())) == 2
+    report = verify_run(run.path)
+    assert report.clean and report.ok == 4
+
+
+# -- each video checked against its sha256 -------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["hf", "webdataset"])
+def test_a_video_that_is_not_the_recorded_one_is_never_exported(run, fmt):
+    """A video whose bytes changed since it was recorded stops the export (exit 1) naming
+    it; with --skip-missing it is left out and named."""
+    video = run.video(run.jobs[2])
+    data = bytearray(video.read_bytes())
+    data[0] ^= 0xFF
+    video.write_bytes(bytes(data))
+    with pytest.raises(VideoMismatch, match=f"{video.name}: sha256") as error:
+        export_run(run.path, fmt)
+    assert error.value.exit_code == EXIT_JOBS_FAILED
+    result = export_run(run.path, fmt, skip_missing=True)
+    assert result.count == 4 and result.skipped == (run.jobs[2].row_id,)
+
+
+@pytest.mark.parametrize("fmt", ["hf", "csv", "webdataset"])
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_a_symbolic_link_in_the_run_is_never_followed(run, tmp_path, fmt, link):
+    """A video path that is a symbolic link (to a file outside the run), or that passes
+    through a linked folder, is refused and its target never read into the export."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not for export")
+    video = run.video(run.jobs[1])
+    if link == "file":
+        video.unlink()
+        video.symlink_to(secret)
+    else:
+        moved = tmp_path / "elsewhere"
+        (run.path / "videos").rename(moved)
+        (run.path / "videos").symlink_to(moved)
+    with pytest.raises(VideoMismatch, match="symbolic link"):
+        export_run(run.path, fmt)
+    out = run.path / "export" / fmt
+    assert [p.name for p in out.iterdir()] == [RECORD_NAME]  # the folder is the export's
+    if link == "file":
+        result = export_run(run.path, fmt, skip_missing=True)
+        assert result.count == 4
+        assert all(b"not for export" not in p.read_bytes() for p in result.files)
+
+
+# -- csv: text, never formulas -------------------------------------------------------------------
+
+
+def test_csv_cells_a_spreadsheet_would_evaluate_are_written_as_text(tmp_path):
+    """Prompts and metadata starting with =, +, -, @, a tab or a carriage return get a
+    leading ' (OWASP); numbers stay numbers."""
+    hostile = ['=HYPERLINK("http://x")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    run = tmp_path / "run"
+    specs = [
+        make_job({**request(i), "prompt": text}, f"clip-{i}", metadata={"note": text, "n": -i})
+        for i, text in enumerate(hostile)
+    ]
+    with Store.open(run / "state.sqlite") as store:
+        store.add_jobs(specs)
+        for spec in specs:
+            finish_job(store, run, spec.job_id, b"video " + spec.job_id.encode())
+        output.write_indexes(store, run)
+    result = export_run(run, "csv")
+    with open(result.files[0], newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    by_take = {row["prompt"][1:]: row for row in rows}
+    assert sorted(by_take) == sorted(hostile)
+    for text, row in by_take.items():
+        assert row["prompt"] == row["note"] == "'" + text
+    assert sorted(int(row["n"]) for row in rows) == [-5, -4, -3, -2, -1, 0]
+
+
+def test_an_export_killed_in_a_folder_it_made_does_not_lock_the_folder(run, tmp_path):
+    """A first export stopped mid-way (its staging left behind) is followed by one that
+    takes the folder as its own, without --force."""
+    out = tmp_path / "dataset"
+    export_run(run.path, "csv", out)
+    (out / RECORD_NAME).write_text('{"batchgen_export": 1, "format": "", "files": []}')
+    (out / "index.csv").unlink()
+    (out / ".staging").mkdir()
+    (out / ".staging" / "index.csv").write_text("half")
+    assert export_run(run.path, "csv", out).count == 5
+    assert not (out / ".staging").exists()

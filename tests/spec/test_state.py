@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchgen.errors import IllegalTransition
+from batchgen.errors import IllegalTransition, StateError
 from batchgen.jobs import external_task_id, job_id_of_external, make_job
-from batchgen.state.changes import Accepted, Advanced, Done, Failed, Submitting
+from batchgen.state.changes import Accepted, Advanced, Done, Failed, Recovered, Submitting
 from batchgen.state.store import Store
 from batchgen.status import TRANSITIONS, JobStatus, can_move
 
@@ -184,3 +184,36 @@ def test_a_numbered_state_moves_forward_to_named_migrations_once(tmp_path):
         assert "api_calls" not in columns and "price_key" in columns
         assert db.execute("PRAGMA user_version").fetchone() == (0,)
         assert migrate(db) == []
+
+
+def test_only_a_task_taken_back_moves_a_pending_job_to_done(store):
+    """A paid task the run folder names makes a pending job done at once; nothing else can."""
+    store.add_jobs([spec(1), spec(2)])
+    found = Recovered("42", "bg-x", 1.0, video="videos/x.mp4", sha256="0" * 64, size=3)
+    old, job = store.apply(spec(1).job_id, found)
+    assert (old, job.status, job.task_id, job.output_path) == (
+        JobStatus.PENDING,
+        JobStatus.DONE,
+        "42",
+        "videos/x.mp4",
+    )
+    _, followed = store.apply(spec(2).job_id, Recovered("43", "bg-y", 1.0))
+    assert followed.status == JobStatus.SUBMITTED and followed.output_path is None
+    with pytest.raises(IllegalTransition):
+        store.apply(followed.job_id, Recovered("43", "bg-y", 1.0, video="v", sha256="0", size=1))
+
+
+@pytest.mark.parametrize("write", ["meta", "jobs", "change"])
+def test_a_state_that_cannot_be_written_is_a_state_error_naming_it(store, write):
+    """A write SQLite refuses (a read-only state) is a StateError naming the file, not a
+    sqlite3 traceback, and the state stays usable for reading."""
+    store.add_jobs([spec(1)])
+    store.db.all("PRAGMA query_only = ON")  # SQLite then refuses writes as for a read-only file
+    actions = {
+        "meta": lambda: store.set_meta("provider", "kling"),
+        "jobs": lambda: store.add_jobs([spec(2)]),
+        "change": lambda: store.apply(spec(1).job_id, Submitting("bg-x", 1.0)),
+    }
+    with pytest.raises(StateError, match=f"cannot write the state {store.path}.*readonly"):
+        actions[write]()
+    assert [j for j in store.job_ids()] == [spec(1).job_id]
