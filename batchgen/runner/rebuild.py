@@ -1,7 +1,9 @@
 """What the run folder says its state lost: before any create, a pending job that a sidecar
 names with its paid task (or, while the state has never sent anything, a line of index.jsonl)
 is taken back instead of being paid for again. A state deleted, its `-wal` lost in a crash, or
-a new `--state` for a folder filled before all end here.
+a new `--state` for a folder filled before all end here. Tasks no file names (in flight when
+the state was lost) are found, for a state that has never sent anything, in the provider's
+task list where it has one, under the job's external id (an exact echo).
 
     its video there, of the size and sha256 recorded  → done, as it was (nothing downloaded)
     its video gone or changed                         → its task followed and downloaded into
@@ -27,13 +29,20 @@ from typing import Any
 import anyio
 
 from batchgen.download import file_sha256
-from batchgen.errors import ProviderError, TaskNotFound
+from batchgen.errors import (
+    ProviderError,
+    RetryableError,
+    TaskNotFound,
+    ThrottledError,
+    Unsupported,
+)
 from batchgen.events import Notice
 from batchgen.jobs import job_id_of_external
 from batchgen.output import INDEX_NAME, VIDEOS_DIR
-from batchgen.providers import TaskInfo
+from batchgen.providers import LIST_PAGE_MAX, TaskInfo
 from batchgen.providers.task import task_id_problem
 from batchgen.runner.context import RunContext
+from batchgen.runner.lookup import LIST_PAGES
 from batchgen.runner.poll import Poller
 from batchgen.state.changes import Recovered, WatermarkSaved
 from batchgen.status import JobStatus
@@ -107,7 +116,61 @@ class Rebuild:
         self.poller = poller
 
     async def from_run_folder(self) -> int:
-        """Take back every pending job's paid task that the run folder names; how many."""
+        """Take back every pending job's paid task that the run folder names, then, for a
+        state that has never sent anything, those the provider's task list shows under a
+        pending job's external id; how many."""
+        counts = self.ctx.store.counts()
+        fresh = counts[JobStatus.PENDING] == sum(counts.values())
+        taken = await self._from_files()
+        return taken + (await self._from_task_list() if fresh else 0)
+
+    async def _from_task_list(self) -> int:
+        """A state that had never sent anything (new, deleted, or its -wal lost) on a
+        provider with a task list: tasks in flight when a state was lost have no file to
+        name them, but the list shows them under their external id (an exact echo)."""
+        ctx = self.ctx
+        if not ctx.provider.lists_tasks:
+            return 0
+        listed = await self._listed()
+        taken = 0
+        for job in list(ctx.store.with_status(JobStatus.PENDING)):
+            task = listed.get(job.current_external_id)
+            if task is None or ctx.store.job_of_task(task.task_id) is not None:
+                continue
+            note = f"found task {task.task_id} in the task list under this job's external id"
+            change = Recovered(
+                task.task_id,
+                job.current_external_id,
+                ctx.wall(),
+                created_at=task.created_at,
+                updated_at=task.updated_at,
+                note=note,
+            )
+            job = ctx.record(job, change)
+            since = task.created_at / 1000 if task.created_at else None
+            tracked = ctx.track(job, task.task_id, JobStatus.SUBMITTED, since=since, resumed=True)
+            self.poller.apply(tracked, task)
+            taken += 1
+        if taken:
+            ctx.emit(Notice(f"{taken} task(s) of this run found in the task list: followed"))
+        return taken
+
+    async def _listed(self) -> dict[str, TaskInfo]:
+        """External id → the newest task the list shows under it (LIST_PAGES pages)."""
+        found: dict[str, TaskInfo] = {}
+        try:
+            for page in range(1, LIST_PAGES + 1):
+                tasks = await self.ctx.provider.list_tasks(page, LIST_PAGE_MAX)
+                for task in tasks:
+                    if task.external_task_id and task.external_task_id not in found:
+                        found[task.external_task_id] = task
+                if len(tasks) < LIST_PAGE_MAX:
+                    break
+        except (Unsupported, RetryableError, ThrottledError):
+            pass  # what was read is used; lost creates are still looked up one by one
+        return found
+
+    async def _from_files(self) -> int:
         found = await self._evidence()
         if not found:
             return 0
