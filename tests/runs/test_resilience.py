@@ -252,7 +252,10 @@ def test_a_1201_on_create_adopts_the_existing_task(tmp_path):
     out = tmp_path / "out"
     with prepare(manifest, Settings(output=out)) as prepared:
         job = next(prepared.store.with_status(JobStatus.PENDING))
-    with simulator(profile="kling", refuses_reused_ids=True) as sim:
+    # No task list, so the new state's scan of it cannot find the task first: the create is
+    # what meets it, refused, and a look-up in the path adopts it.
+    hidden = {"lists_tasks": False, "lookup_form": "path"}
+    with simulator(profile="kling", refuses_reused_ids=True, **hidden) as sim:
         task_id = create_directly(
             sim, external_task_id(job.job_id), tmp_path / "images" / "img0.jpg", "kling"
         )
@@ -435,3 +438,20 @@ def test_state_is_consistent_after_a_kill(tmp_path):
     conn = sqlite3.connect(state)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+def test_a_new_state_follows_a_task_the_list_shows_under_its_id_instead_of_paying(tmp_path):
+    """Kling, a state that has never sent anything (new, or its file lost) and a task list
+    showing a task under a pending job's external id (exact echo): that task is followed and
+    downloaded, no create is sent for it, even where a reused id would be accepted."""
+    manifest = write_manifest(tmp_path, 2)
+    out = tmp_path / "out"
+    with prepare(manifest, Settings(output=out)) as prepared:
+        job = next(prepared.store.with_status(JobStatus.PENDING))
+    with simulator(profile="kling") as sim:
+        task_id = create_directly(
+            sim, external_task_id(job.job_id), tmp_path / "images" / "img0.jpg", "kling"
+        )
+        assert run_cli("run", manifest, "-o", out, base_url=sim.base_url, profile="kling") == 0
+        paid_once(sim.stats())
+    assert {e["row_id"]: e["task_id"] for e in read_index(out / "batch")}[job.row_id] == task_id
