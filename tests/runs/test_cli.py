@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tarfile
 import time
-from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
@@ -17,15 +16,7 @@ import yaml
 
 from batchgen.output import PROVIDER_FIELDS
 from tests.conftest import read_index, run_cli, simulator, write_manifest
-
-
-def bad_manifest(folder: Path) -> Path:
-    path = write_manifest(folder, 4)
-    doc = yaml.safe_load(path.read_text())
-    doc["rows"][1]["duration"] = "7"
-    doc["rows"][3]["cfg_scale"] = 3
-    path.write_text(yaml.safe_dump(doc))
-    return path
+from tests.spec.test_cli import bad_manifest
 
 
 def test_max_cost_below_the_estimate_submits_nothing(tmp_path, capsys):

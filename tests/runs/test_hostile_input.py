@@ -3,38 +3,20 @@ file, line and field, never a traceback, a hang or a task sent to the provider."
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from batchgen.errors import Problem
-from batchgen.jobs import JobSpec
-from batchgen.manifest.resolve import resolve_manifest
 from tests.conftest import run_cli, simulator
-
-
-def png_bytes(size: tuple[int, int] = (480, 320), kind: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    Image.effect_noise(size, 60).convert("RGB").save(buffer, kind)
-    return buffer.getvalue()
+from tests.spec.test_hostile_input import manifest, outcome, png_bytes
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
+    """A folder holding a good image, a.png."""
     (tmp_path / "a.png").write_bytes(png_bytes())
     return tmp_path
-
-
-def manifest(folder: Path, text: str, name: str = "m.yaml") -> Path:
-    path = folder / name
-    path.write_text(text)
-    return path
-
-
-def outcome(path: Path) -> list[JobSpec | Problem]:
-    return list(resolve_manifest(path).iter_jobs())
 
 
 @pytest.mark.parametrize("kind", ["PNG", "JPEG"])
