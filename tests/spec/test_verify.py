@@ -169,3 +169,19 @@ def test_an_index_line_the_state_does_not_know_is_a_mismatch(run):
         ("stranger", "in index.jsonl but unknown to the state")
     ]
     assert not report.corrupted and not report.extra and report.ok == 5
+
+
+def test_a_download_that_landed_before_a_kill_recorded_it_is_not_called_extra(run):
+    """A video and sidecar renamed into place just before the run was killed (its job still
+    `downloading` in the state): not an extra file, but a note that the next run records it."""
+    from batchgen.state.changes import Advanced
+    from batchgen.state.store import Store
+    from batchgen.status import JobStatus
+
+    job = run.jobs[0]
+    with Store.open(run.path / "state.sqlite") as store:
+        store.apply(job.job_id, Advanced(JobStatus.DOWNLOADING))
+    (run.path / "index.jsonl").unlink()  # a first run had not written it yet
+    report = verify_run(run.path)
+    assert not report.extra and report.ok == 4
+    assert "not recorded as done yet" in (report.note or "")
