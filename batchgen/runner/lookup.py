@@ -36,8 +36,9 @@ LIST_FRESH = 2.0  # seconds one scan of the list answers for the jobs sent befor
 
 
 @dataclass(slots=True)
-class _Scan:
-    """One scan of the task list: external id → task, and what the scan saw."""
+class ListScan:
+    """One scan of the task list: external id → the newest task under it, and what the scan
+    saw."""
 
     at: float  # monotonic
     began: float  # wall clock: a create sent after this may be missing from the scan
@@ -65,7 +66,7 @@ class Finder:
         self.provider = provider
         self.store = store
         self.wall = wall
-        self._scan: _Scan | None = None
+        self._scan: ListScan | None = None
         self._scanning = anyio.Lock()
 
     @property
@@ -168,7 +169,7 @@ class Finder:
             return None, f"the list could not be read: {scan.failure}", False
         return None, f"not among the {scan.seen} newest task(s) of the list", True
 
-    async def _fresh_scan(self, sent_at: float | None) -> _Scan:
+    async def _fresh_scan(self, sent_at: float | None) -> ListScan:
         """A scan of the list begun after `sent_at` (None: now) and no older than LIST_FRESH
         seconds: the jobs settled together share one."""
         async with self._scanning:
@@ -179,21 +180,28 @@ class Finder:
                 self._scan = scan = await self._read_list(now)
             return scan
 
-    async def _read_list(self, now: float) -> _Scan:
-        scan = _Scan(now, self.wall())
-        try:
-            for page in range(1, LIST_PAGES + 1):
-                tasks = await self.provider.list_tasks(page, LIST_PAGE_MAX)
-                scan.seen += len(tasks)
-                for task in tasks:
-                    if task.external_task_id and task.external_task_id not in scan.tasks:
-                        scan.tasks[task.external_task_id] = task
-                if len(tasks) < LIST_PAGE_MAX:
-                    break
-        except AccountError:
-            raise
-        except Unsupported as error:
-            scan.refused = str(error)
-        except ProviderError as error:
-            scan.failure = error.describe()
-        return scan
+    async def _read_list(self, now: float) -> ListScan:
+        return await read_list(self.provider, now, self.wall())
+
+
+async def read_list(provider: Provider, now: float, began: float) -> ListScan:
+    """The newest LIST_PAGES pages of the provider's task list, by external id (`now`: the
+    event loop's clock, `began`: the wall clock). AccountError is raised; any other refusal
+    is kept in the scan with what was read before it."""
+    scan = ListScan(now, began)
+    try:
+        for page in range(1, LIST_PAGES + 1):
+            tasks = await provider.list_tasks(page, LIST_PAGE_MAX)
+            scan.seen += len(tasks)
+            for task in tasks:
+                if task.external_task_id and task.external_task_id not in scan.tasks:
+                    scan.tasks[task.external_task_id] = task
+            if len(tasks) < LIST_PAGE_MAX:
+                break
+    except AccountError:
+        raise
+    except Unsupported as error:
+        scan.refused = str(error)
+    except ProviderError as error:
+        scan.failure = error.describe()
+    return scan

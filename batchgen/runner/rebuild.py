@@ -29,20 +29,14 @@ from typing import Any
 import anyio
 
 from batchgen.download import file_sha256
-from batchgen.errors import (
-    ProviderError,
-    RetryableError,
-    TaskNotFound,
-    ThrottledError,
-    Unsupported,
-)
+from batchgen.errors import ProviderError, TaskNotFound
 from batchgen.events import Notice
 from batchgen.jobs import job_id_of_external
 from batchgen.output import INDEX_NAME, VIDEOS_DIR
-from batchgen.providers import LIST_PAGE_MAX, TaskInfo
+from batchgen.providers import TaskInfo
 from batchgen.providers.task import task_id_problem
 from batchgen.runner.context import RunContext
-from batchgen.runner.lookup import LIST_PAGES
+from batchgen.runner.lookup import read_list
 from batchgen.runner.poll import Poller
 from batchgen.state.changes import Recovered, WatermarkSaved
 from batchgen.status import JobStatus
@@ -131,7 +125,8 @@ class Rebuild:
         ctx = self.ctx
         if not ctx.provider.lists_tasks:
             return 0
-        listed = await self._listed()
+        # What was read is used; lost creates are still looked up one by one.
+        listed = (await read_list(ctx.provider, anyio.current_time(), ctx.wall())).tasks
         taken = 0
         for job in list(ctx.store.with_status(JobStatus.PENDING)):
             task = listed.get(job.current_external_id)
@@ -154,21 +149,6 @@ class Rebuild:
         if taken:
             ctx.emit(Notice(f"{taken} task(s) of this run found in the task list: followed"))
         return taken
-
-    async def _listed(self) -> dict[str, TaskInfo]:
-        """External id → the newest task the list shows under it (LIST_PAGES pages)."""
-        found: dict[str, TaskInfo] = {}
-        try:
-            for page in range(1, LIST_PAGES + 1):
-                tasks = await self.ctx.provider.list_tasks(page, LIST_PAGE_MAX)
-                for task in tasks:
-                    if task.external_task_id and task.external_task_id not in found:
-                        found[task.external_task_id] = task
-                if len(tasks) < LIST_PAGE_MAX:
-                    break
-        except (Unsupported, RetryableError, ThrottledError):
-            pass  # what was read is used; lost creates are still looked up one by one
-        return found
 
     async def _from_files(self) -> int:
         found = await self._evidence()
