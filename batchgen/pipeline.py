@@ -19,7 +19,7 @@ from batchgen.events import Listener, Notice
 from batchgen.load import PreparedRun, prepare
 from batchgen.money.budget import Budget
 from batchgen.money.pricing import load_prices
-from batchgen.money.spent import ledger_of
+from batchgen.money.spent import tally_of
 from batchgen.output import KeptInputs
 from batchgen.providers import Auth, Provider, auth_for, connect
 from batchgen.runner import RunConfig, Runner, RunOutcome
@@ -146,7 +146,7 @@ def budget_for(store: Store, settings: Settings) -> Budget | None:
         return None
     table = load_prices(settings.prices)
     priced = store.spending.priced_groups()
-    return Budget(settings.budget, ledger_of(priced, table, settings.provider, check=True))
+    return Budget(settings.budget, tally_of(priced, table, settings.provider, check=True))
 
 
 async def repair(

@@ -52,7 +52,7 @@ def groups(rows: Iterable[tuple[str, dict[str, Any], int, float, int]]) -> list[
     ]
 
 
-class Ledger:
+class Tally:
     """Spent and committed dollars of one state, kept up to date from job transitions."""
 
     def __init__(self, table: PriceTable, *, bills_in_units: bool) -> None:
@@ -112,22 +112,22 @@ class Ledger:
 class Budget:
     """A limit on spent + committed dollars; `fits` decides each submission."""
 
-    def __init__(self, limit_usd: float, ledger: Ledger) -> None:
+    def __init__(self, limit_usd: float, tally: Tally) -> None:
         self.limit = limit_usd
-        self.ledger = ledger
+        self.tally = tally
 
     @property
     def left(self) -> float:
-        return self.limit - self.ledger.spent - self.ledger.committed
+        return self.limit - self.tally.spent - self.tally.committed
 
     def fits(self, request: Mapping[str, Any]) -> bool:
-        return self.ledger.reserve(request) <= self.left + 1e-9
+        return self.tally.reserve(request) <= self.left + 1e-9
 
     def stop_message(self) -> str:
-        ledger = self.ledger
+        tally = self.tally
         return (
-            f"budget ${self.limit:,.2f} reached: ${ledger.spent:,.2f} spent, "
-            f"${ledger.committed:,.2f} committed to tasks in flight, ${max(0.0, self.left):,.2f} "
+            f"budget ${self.limit:,.2f} reached: ${tally.spent:,.2f} spent, "
+            f"${tally.committed:,.2f} committed to tasks in flight, ${max(0.0, self.left):,.2f} "
             "left, not enough for the next job; nothing more is submitted. Run the same command "
             "with a larger --budget to go on"
         )

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from batchgen.money.budget import Ledger, check_priced, groups
+from batchgen.money.budget import Tally, check_priced, groups
 from batchgen.money.price_table import PriceTable
 from batchgen.money.pricing import load_prices
 
@@ -37,20 +37,20 @@ class Money:
         )
 
 
-def ledger_of(
+def tally_of(
     priced: Iterable[PricedRow], table: PriceTable, provider: str, *, check: bool = False
-) -> Ledger:
+) -> Tally:
     """Spent and committed money of a state's priced groups, at `table`'s prices, billed by
     `provider`; with `check`, UsageError if a job that may be paid for has no known price."""
     rows = groups(priced)
     if check:
         check_priced(rows, table)
-    ledger = Ledger(table, bills_in_units=provider == "kling")
-    ledger.load(rows)
-    return ledger
+    tally = Tally(table, bills_in_units=provider == "kling")
+    tally.load(rows)
+    return tally
 
 
 def money_of(priced: Iterable[PricedRow], provider: str) -> Money:
     """A state's money at the package's price table, billed by `provider`."""
-    ledger = ledger_of(priced, load_prices(), provider)
-    return Money(ledger.spent, ledger.committed, provider)
+    tally = tally_of(priced, load_prices(), provider)
+    return Money(tally.spent, tally.committed, provider)

@@ -108,7 +108,7 @@ class RunContext:
         self.touched.add(job_id)
         if old != new.status:
             if self.budget is not None:
-                self.budget.ledger.moved(new.request, new.unit_deduction, old, new.status)
+                self.budget.tally.moved(new.request, new.unit_deduction, old, new.status)
             said = change.detail() if detail is None else detail
             self.emit(JobChanged(new.job_id, new.row_id, old, new.status, said))
         if isinstance(change, Unknown):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchgen.money.budget import Budget, Ledger, PricedGroup
+from batchgen.money.budget import Budget, Tally, PricedGroup
 from batchgen.money.price_table import load_prices
 from batchgen.status import JobStatus as S
 
@@ -13,13 +13,13 @@ MASTER = {"model_name": "kling-v2-master", "duration": "5"}  # CometAPI: $1.32 a
 V3_PRO_8_SOUND = {"model_name": "kling-v3", "mode": "pro", "duration": "8", "sound": "on"}
 
 
-def ledger(bills_in_units: bool) -> Ledger:
-    return Ledger(load_prices(), bills_in_units=bills_in_units)
+def tally(bills_in_units: bool) -> Tally:
+    return Tally(load_prices(), bills_in_units=bills_in_units)
 
 
 def test_committed_money_follows_each_job_and_done_jobs_are_spent():
     """Submitted: its high price committed; done: its cost spent; failed: nothing left."""
-    book = ledger(bills_in_units=False)
+    book = tally(bills_in_units=False)
     book.moved(MASTER, None, S.PENDING, S.SUBMITTING)
     assert book.committed == pytest.approx(1.32) and book.spent == 0
     book.moved(MASTER, None, S.SUBMITTING, S.SUBMITTED)
@@ -34,7 +34,7 @@ def test_committed_money_follows_each_job_and_done_jobs_are_spent():
 def test_on_klings_own_api_the_units_charged_are_what_is_spent():
     """With Kling's own API, a done task costs its final_unit_deduction × the unit price, and
     a failure the provider says it charged is spent too."""
-    book = ledger(bills_in_units=True)
+    book = tally(bills_in_units=True)
     book.moved(V3_PRO_8_SOUND, "9.72", S.DOWNLOADING, S.DONE)
     book.moved(V3_PRO_8_SOUND, "1", S.RUNNING, S.FAILED)
     assert book.spent == pytest.approx((9.72 + 1) * 0.14)
@@ -42,12 +42,12 @@ def test_on_klings_own_api_the_units_charged_are_what_is_spent():
 
 def test_a_kling_v3_pro_8_s_sound_row_is_reserved_at_its_high_price():
     """kling-v3 pro with sound bills per second: 8 s reserves 9 s × 1.2 units × $0.14."""
-    assert ledger(bills_in_units=True).reserve(V3_PRO_8_SOUND) == pytest.approx(9 * 1.2 * 0.14)
+    assert tally(bills_in_units=True).reserve(V3_PRO_8_SOUND) == pytest.approx(9 * 1.2 * 0.14)
 
 
 def test_a_resumed_state_starts_from_what_it_holds():
     """Loading the state's groups counts done jobs as spent and unknown ones as committed."""
-    book = ledger(bills_in_units=False)
+    book = tally(bills_in_units=False)
     book.load(
         [
             PricedGroup(S.DONE, MASTER, 3, 30.0, 3),
