@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shutil
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -97,6 +99,55 @@ async def download(
         part.unlink(missing_ok=True)
         raise
     return Downloaded(dest, digest.hexdigest(), written)
+
+
+def local_video_url(path: str, sha256: str) -> str:
+    """The URL a video another run of the account downloaded is taken from (`copy_verified`)."""
+    return f"{Path(path).as_uri()}#sha256={sha256}"
+
+
+async def copy_verified(
+    url: str, dest: Path, make_room: Callable[[str], Awaitable[None]] | None = None
+) -> Downloaded:
+    """Take the video a `local_video_url` names into `dest` as a download would: hard-linked
+    (copied and synced across file systems) to `<dest>.part`, its sha256 checked against the
+    one the URL carries, then renamed into place. UrlExpired when the file is gone or is no
+    longer those bytes (the task's own URL is asked for instead)."""
+    location, _, digest = url.partition("#sha256=")
+    source = Path(urlsplit(location).path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(dest)
+    try:
+        await anyio.to_thread.run_sync(_link_or_copy, source, part)
+        found = await anyio.to_thread.run_sync(file_sha256, part)
+        if found != digest:
+            raise UrlExpired(f"the video at {source} is no longer the one its run recorded")
+        if make_room is not None:
+            await make_room(found)
+        await anyio.to_thread.run_sync(_install, part, dest)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return Downloaded(dest, found, part_size(dest))
+
+
+def part_size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def _link_or_copy(source: Path, part: Path) -> None:
+    part.unlink(missing_ok=True)
+    try:
+        os.link(source, part)
+    except FileNotFoundError:
+        raise UrlExpired(f"the video at {source} is gone") from None
+    except OSError:
+        try:
+            shutil.copyfile(source, part)
+        except FileNotFoundError:
+            raise UrlExpired(f"the video at {source} is gone") from None
+        with open(part, "rb+") as out:
+            _sync_file(out)
 
 
 class _ShortRead(Exception):

@@ -195,6 +195,7 @@ def index_entry(job: JobRecord, check: Mapping[str, Any] | None = None) -> dict[
         "task_created_at": job.task_created_at,
         "task_updated_at": job.task_updated_at,
         "final_unit_deduction": cast(job.unit_deduction, Kind.FLOAT),
+        "reused_from": job.reused_from,
         "request": job.request,
         "variant": typed_variant(job.variant),
         "metadata": job.metadata,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,16 +20,20 @@ from batchgen.events import Listener, Notice
 from batchgen.load import PreparedRun, prepare
 from batchgen.money.budget import Budget
 from batchgen.money.pricing import load_prices
-from batchgen.money.spent import tally_of
+from batchgen.money.spent import money_of, tally_of
 from batchgen.output import KeptInputs
 from batchgen.providers import Auth, Provider, auth_for, connect
+from batchgen.providers.account import Account, account_of
 from batchgen.runner import RunConfig, Runner, RunOutcome
 from batchgen.runner.config import Listen
 from batchgen.runner.limits import RateLimiter
 from batchgen.runner.policy import PollConfig
+from batchgen.runner.sharing import SharedAccount, register
 from batchgen.settings import Settings, callback_path, listen_address
 from batchgen.settle import Adopted, Reconciled, adopt_by_task_id, reconcile
 from batchgen.state.changes import Advanced
+from batchgen.state.leases import DEFAULT_LEASE_SECONDS
+from batchgen.state.ledger import Ledger
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
 
@@ -105,12 +110,58 @@ def run_config(settings: Settings, **tuning: Any) -> RunConfig:
     )
 
 
+def account(settings: Settings) -> Account:
+    """The account the settings' credentials name (providers/account.py)."""
+    return account_of(settings.provider, settings.api_base_url, credentials(settings))
+
+
+LEASE_ENV = "BATCHGEN_SLOT_LEASE"
+
+
+def lease_seconds() -> float:
+    """How long an account slot lease lasts unless renewed: `BATCHGEN_SLOT_LEASE` seconds
+    (a killed run's slots come back after it), default 60."""
+    text = os.environ.get(LEASE_ENV, "")
+    if not text:
+        return DEFAULT_LEASE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.5 <= value <= 3600:
+        raise UsageError(f"{LEASE_ENV} must be seconds from 0.5 to 3600, not {text!r}")
+    return value
+
+
+@contextmanager
+def shared_account(prepared: PreparedRun, settings: Settings) -> Iterator[SharedAccount]:
+    """The run's place in the account ledger: the state recorded there (what it sent before,
+    the first time), its slots leased there; the ledger closed at the end."""
+    ttl = lease_seconds()
+    with Ledger.open() as ledger:
+        named = account(settings)
+        entry = {
+            "name": prepared.manifest.name,
+            "manifest": str(Path(prepared.store.get_meta("manifest") or "").resolve()),
+            "run_dir": str(prepared.run_dir),
+        }
+        state_id = register(ledger, prepared.store, named, entry)
+        shared = SharedAccount(ledger, named, state_id, settings.concurrency, lease_seconds=ttl)
+        try:
+            yield shared
+        finally:
+            counts = {s.value: n for s, n in prepared.store.counts().items()}
+            spent = money_of(prepared.store.spending.priced_groups(), settings.provider)
+            shared.ended(counts, spent.spent)
+
+
 async def execute(
     prepared: PreparedRun,
     settings: Settings,
     listeners: Sequence[Listener] = (),
     *,
     config: RunConfig | None = None,
+    shared: SharedAccount | None = None,
 ) -> RunOutcome:
     config = config or run_config(settings)
     loaded = prepared.loaded
@@ -134,6 +185,7 @@ async def execute(
             config,
             listeners,
             budget=budget,
+            shared=shared,
         )
         outcome = await runner.run()
     return dataclasses.replace(outcome, skipped_invalid=loaded.skipped_rows)
@@ -206,5 +258,10 @@ def run(
     settings = settings or Settings()
     config = run_config(settings, handle_signals=False, **tuning)
     credentials(settings)
-    with prepare(Path(manifest), settings) as prepared:
-        return run_async(lambda: execute(prepared, settings, listeners, config=config))
+    with (
+        prepare(Path(manifest), settings) as prepared,
+        shared_account(prepared, settings) as shared,
+    ):
+        return run_async(
+            lambda: execute(prepared, settings, listeners, config=config, shared=shared)
+        )

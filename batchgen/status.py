@@ -58,7 +58,8 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
-TAKEN_BACK = frozenset({_S.SUBMITTED, _S.DONE})  # from pending, for a task the state lost
+# From pending, for a paid task the state lost, or one another state of the account paid for.
+TAKEN_BACK = frozenset({_S.SUBMITTED, _S.DOWNLOADING, _S.DONE, _S.UNKNOWN})
 
 
 def can_move(old: JobStatus, new: JobStatus, *, taken_back: bool = False) -> bool:

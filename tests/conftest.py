@@ -34,10 +34,12 @@ ENVIRONMENT = (
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch, tmp_path):
-    """No test sees the developer's keys, provider, base URL or working folder."""
+def _isolated_environment(monkeypatch, tmp_path, tmp_path_factory):
+    """No test sees the developer's keys, provider, base URL, working folder or account
+    ledger: each has a ledger of its own (shared by every run it starts)."""
     for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BATCHGEN_LEDGER", str(tmp_path_factory.mktemp("ledger") / "ledger.sqlite"))
     monkeypatch.chdir(tmp_path)
 
 

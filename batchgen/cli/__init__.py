@@ -6,9 +6,9 @@ every expected failure becomes a message and an exit code:
     130  interrupted (resumable)
 
 Modules: options (shared options, Settings from flags), running (run, demo, retry, adopt,
-reconcile), results (status, report, verify, export, gallery), manifests (validate, plan,
-schema), simulation (simulate), summary (how a run ends), next_steps (commands to paste),
-readme (the README's table of commands).
+reconcile), results (status, report, verify, export, gallery), ledger (runs, account: the
+account ledger), manifests (validate, plan, schema), simulation (simulate), summary (how a
+run ends), next_steps (commands to paste), readme (the README's table of commands).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import NoReturn
 
 import click
 
+from batchgen.cli.ledger import account, runs
 from batchgen.cli.manifests import plan, problem_lines, schema, validate
 from batchgen.cli.results import export, gallery, report, status, verify
 from batchgen.cli.running import adopt, demo, reconcile, retry, run
@@ -42,6 +43,8 @@ COMMANDS = (
     verify,
     export,
     gallery,
+    runs,
+    account,
     schema,
     simulate,
 )

@@ -35,6 +35,7 @@ from batchgen.results.overview import evidence_lines
 from batchgen.results.report import build_report, write_report
 from batchgen.results.targets import resolve_target
 from batchgen.runner import RunOutcome
+from batchgen.runner.sharing import SharedAccount
 from batchgen.settings import ProviderName, Settings
 from batchgen.settle import nothing_to_retry, resend_risk
 from batchgen.state import runlock
@@ -132,21 +133,37 @@ def run_manifest(manifest: Path, settings: Settings) -> int:
     pipeline.credentials(settings)
     if settings.prices is not None:
         load_prices(settings.prices)  # a malformed price file is refused before anything
-    with load.prepare(manifest, settings) as prepared:
+    with (
+        load.prepare(manifest, settings) as prepared,
+        pipeline.shared_account(prepared, settings) as shared,
+    ):
         if settings.progress != "quiet":
-            click.echo(
-                f"{prepared.manifest.name}: {_loaded(prepared.loaded)}; "
-                f"state {prepared.store.path}",
-                err=True,
-            )
+            click.echo(_header(prepared, shared), err=True)
         fetched = FetchedAgain()
-        outcome = _execute_logged(prepared, settings, [fetched])
+        outcome = _execute_logged(prepared, settings, [fetched], shared)
         write_report(prepared.run_dir, build_report(prepared.store, outcome))
         unknown = [job.row_id for job in prepared.store.unknown_in_job_order()]
     steps = NextSteps.of_settings(manifest, settings)
     # A reader that went away cannot be told; the run's own exit code still stands.
     say(run_summary(outcome, prepared.run_dir, steps, unknown, fetched.rows), sys.stderr)
     return outcome.exit_code
+
+
+def _header(prepared: load.PreparedRun, shared: SharedAccount) -> str:
+    """What was loaded, where the state is, and how much of it the account already has."""
+    line = (
+        f"{prepared.manifest.name}: {_loaded(prepared.loaded)}; "
+        f"state {Path(prepared.store.path).resolve()}"
+    )
+    elsewhere = shared.held_elsewhere(prepared.store.pending_external_ids())
+    if elsewhere:
+        line += (
+            f"\n  the account ledger holds {elsewhere} of its jobs from other runs: they are "
+            "followed or reused from there, not paid again"
+        )
+    else:
+        line += "; the account ledger holds none of its jobs from other runs"
+    return line
 
 
 def _loaded(loaded: load.Loaded) -> str:
@@ -156,14 +173,19 @@ def _loaded(loaded: load.Loaded) -> str:
 
 
 def _execute_logged(
-    prepared: load.PreparedRun, settings: Settings, listeners: Sequence[Listener]
+    prepared: load.PreparedRun,
+    settings: Settings,
+    listeners: Sequence[Listener],
+    shared: SharedAccount | None = None,
 ) -> RunOutcome:
     """Run the prepared jobs with progress on stderr, appended to RUN/run.log too."""
     prepared.run_dir.mkdir(parents=True, exist_ok=True)
     with open(prepared.run_dir / RUN_LOG, "a", encoding="utf-8") as log:
         progress = progress_for(settings.progress, verbose=settings.verbose)
-        shown = [LineProgress(log), progress, *listeners]
-        return pipeline.run_async(pipeline.execute, prepared, settings, shown)
+        shown: list[Listener] = [LineProgress(log), progress, *listeners]
+        return pipeline.run_async(
+            lambda: pipeline.execute(prepared, settings, shown, shared=shared)
+        )
 
 
 @click.command(short_help="Put failed or unknown jobs back for the next run.")

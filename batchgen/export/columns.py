@@ -62,6 +62,7 @@ PROVIDER_COLUMNS = {
     "task_created_at": _I,
     "task_updated_at": _I,
     "final_unit_deduction": _F,
+    "reused_from": _S,  # the state (in `batchgen runs`) that paid for the task, if not this one
 }
 PROBE_COLUMNS = {
     "container": _S,

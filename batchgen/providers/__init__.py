@@ -4,6 +4,7 @@ profiles.py   what each provider is and can do (CometAPI's relay, Kling's own AP
 answers.py    every answer classified: success or the ProviderError it means (pure)
 task.py       a task as any answer describes it (pure)
 auth.py       bearer key or Kling's JWT; credentials checked before any request
+account.py    which account a run sends to, as a fingerprint that never reveals the key
 transport.py  httpx: sends, reads, translates network errors, redacts credentials
 client.py     `Provider`: create, get, look_up (by external id, in one form), list_tasks
 callbacks.py  what a provider's callback says, and whether its signature holds

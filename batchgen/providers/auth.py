@@ -57,6 +57,11 @@ class BearerKey:
     def secrets(self) -> tuple[str, ...]:
         return (self.key,)
 
+    @property
+    def identity(self) -> str:
+        """What names the account (hashed, never stored: providers/account.py)."""
+        return self.key
+
 
 @dataclass(slots=True)
 class KlingJwt:
@@ -86,6 +91,11 @@ class KlingJwt:
     @property
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.access_key, self.secret_key, self._token) if s)
+
+    @property
+    def identity(self) -> str:
+        """What names the account: its access key (hashed, never stored)."""
+        return self.access_key
 
     def _sign(self, now: float) -> str:
         claims = {

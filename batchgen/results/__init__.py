@@ -6,4 +6,5 @@ Reads the state and the run folder; changes nothing but the files it writes (rep
     overview.py     what `status` shows: counts, failures, unknown jobs, QA, money
     report.py       the run report: counts, failures by reason, cost, money, time, slot use
     verify.py       does the folder hold exactly the videos its index and state promise?
+    accounts.py     what the account ledger knows: every run, each account's slots and money
 """

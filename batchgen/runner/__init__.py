@@ -5,10 +5,12 @@ policy.py        what to do after a provider error; when to poll a task (pure)
 limits.py        the slots a run may hold, and requests per minute
 gate.py          when the next create may leave: throttles and pauses after failures
 reachability.py  whether the provider can be reached at all (pure)
+sharing.py       what a run shares with its account's other runs: the ledger's claims, slots
 context.py       what the stages share; `RunContext.record`, the one door for a job's change
 lookup.py        a task found by its external id in every form the provider might answer
 recovery.py      creates whose outcome is unknown, and what an earlier run left behind
 rebuild.py       paid tasks the run folder names and the state lost, taken back before any create
+reuse.py         a create another state of the account sent: followed, reused or pointed at
 feed.py          pending jobs into the provider's slots
 poll.py          every task followed until it ends
 receiver.py      the callback receiver: a small HTTP server on the run's event loop

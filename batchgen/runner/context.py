@@ -22,6 +22,7 @@ from batchgen.runner.gate import CreateGate
 from batchgen.runner.limits import SlotLimiter
 from batchgen.runner.policy import PollSchedule
 from batchgen.runner.reachability import Reachability
+from batchgen.runner.sharing import SharedAccount
 from batchgen.state.changes import Change, Unknown
 from batchgen.state.records import JobRecord
 from batchgen.state.store import Store
@@ -60,9 +61,11 @@ class RunContext:
         listeners: Sequence[Listener],
         wall_clock: Callable[[], float] = time.time,
         budget: Budget | None = None,
+        shared: SharedAccount | None = None,
     ) -> None:
         self.store = store
         self.budget = budget
+        self.shared = shared  # the account's other runs, through the ledger (sharing.py)
         self.provider = provider
         self.downloads = downloads
         self.payload = payload
@@ -71,7 +74,9 @@ class RunContext:
         self.listeners = list(listeners)
         self.wall = wall_clock
         self.rng = random.Random(config.seed)
-        self.slots = SlotLimiter(config.concurrency)
+        self.slots = SlotLimiter(
+            config.concurrency, shared=shared.slots if shared is not None else None
+        )
         self.schedule = PollSchedule(config.poll)
         self.reachability = Reachability(config.unreachable_at_start, config.unreachable_later)
         self.run_started = anyio.current_time()
@@ -100,14 +105,17 @@ class RunContext:
         return job
 
     def record(self, job: JobRecord | str, change: Change, detail: str | None = None) -> JobRecord:
-        """The one door for a job's change: write `change` to the state, tell the budget and
-        the listeners the status it really left (when it moved), and return the job as it now
-        is. `detail` overrides what the change says of itself."""
+        """The one door for a job's change: write `change` to the state (and to the account
+        ledger, for a create of this state's), tell the budget and the listeners the status it
+        really left (when it moved), and return the job as it now is. `detail` overrides what
+        the change says of itself."""
         job_id = job if isinstance(job, str) else job.job_id
         old, new = self.store.apply(job_id, change)
+        if self.shared is not None:
+            self.shared.recorded(new, change, self.run_dir)
         self.touched.add(job_id)
         if old != new.status:
-            if self.budget is not None:
+            if self.budget is not None and new.reused_from is None:  # paid by another state
                 self.budget.tally.moved(new.request, new.unit_deduction, old, new.status)
             said = change.detail() if detail is None else detail
             self.emit(JobChanged(new.job_id, new.row_id, old, new.status, said))

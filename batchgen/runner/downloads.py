@@ -19,7 +19,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from batchgen import output
-from batchgen.download import Downloaded, download
+from batchgen.download import Downloaded, copy_verified, download
 from batchgen.errors import (
     AccountError,
     NotAVideo,
@@ -150,7 +150,8 @@ class Downloader:
                 ctx.emit(Notice(f"{job.row_id}: kept the paid video found at {relative} as {kept}"))
 
         try:
-            result = await self._download(url, dest, make_room)
+            local = job.reused_from is not None and url.startswith("file:")
+            result = await self._download(url, dest, make_room, local=local)
             check = await check_download(job.request, dest, ctx.store.inputs.image_size)
             ctx.store.checks.record(
                 job.job_id, result.sha256, check.probe.as_json(), check.findings_json()
@@ -166,9 +167,17 @@ class Downloader:
                 self._installing.release()
 
     async def _download(
-        self, url: str, dest: Path, make_room: Callable[[str], Awaitable[None]] | None = None
+        self,
+        url: str,
+        dest: Path,
+        make_room: Callable[[str], Awaitable[None]] | None = None,
+        *,
+        local: bool = False,
     ) -> Downloaded:
-        """`download`, within the run's limits on a video's size and time."""
+        """`download`, within the run's limits on a video's size and time (or, for a video
+        another run of the account downloaded, `copy_verified`)."""
+        if local:
+            return await copy_verified(url, dest, make_room)
         config = self.ctx.config
         return await download(
             self.ctx.downloads,

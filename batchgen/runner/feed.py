@@ -1,6 +1,7 @@
 """The feed stage: pending jobs into the provider's slots.
 
-    slot free → `submitting` committed durably → create → `submitted` committed → followed
+    slot free → claimed in the account ledger → `submitting` committed durably → create →
+    `submitted` committed → followed
 
 What each failed create means is decided by the retry policy: wait (throttled, unreachable;
 never a failure), retry (refused, not carried out), settle (the task may exist: recovery.py),
@@ -35,6 +36,7 @@ from batchgen.providers import TaskInfo
 from batchgen.runner.context import RunContext
 from batchgen.runner.policy import Action, Decision
 from batchgen.runner.recovery import DUPLICATE, RESENT, Recovery
+from batchgen.runner.reuse import claim_create
 from batchgen.state.changes import Accepted, Failed, Leased, Retrying, Submitting, Waiting
 from batchgen.state.records import JobRecord
 from batchgen.status import JobStatus, status_of_task
@@ -90,6 +92,8 @@ class Feeder:
             if job.status == JobStatus.PENDING:
                 cursor = max(cursor, job.seq)
                 ext = external_task_id(job.job_id, job.generation)
+                if not claim_create(ctx, job, ext):  # another state of the account sent it
+                    continue
                 job = ctx.record(job, Submitting(ext, ctx.wall()))
                 tg.start_soon(self._guarded, self.create, job)
             else:

@@ -10,6 +10,10 @@ from collections.abc import Callable
 
 import anyio
 
+from batchgen.state.leases import SlotLeases
+
+SHARED_RETRY = 0.25  # seconds between asks for an account slot other runs hold
+
 Clock = Callable[[], float]
 
 
@@ -20,7 +24,8 @@ class SlotLimiter:
     patience, each probe that holds resets it, so a hard account limit costs a handful of
     refused creates per run rather than one per wave."""
 
-    def __init__(self, limit: int, *, floor: int = 1) -> None:
+    def __init__(self, limit: int, *, floor: int = 1, shared: SlotLeases | None = None) -> None:
+        self.shared = shared  # the account's slots, shared with its other runs (leases.py)
         self.limit = max(1, limit)
         self.cap = self.limit
         self.floor = floor
@@ -35,13 +40,24 @@ class SlotLimiter:
         while self.in_use >= self.cap:
             await self._wait_for_change()
         self.in_use += 1
+        try:
+            while self.shared is not None and not self.shared.try_take():
+                with anyio.move_on_after(SHARED_RETRY):
+                    await self._wait_for_change()
+        except BaseException:
+            self.in_use -= 1
+            raise
 
     def adopt(self) -> None:
         """Count a task the provider already holds (found on resume), even past the cap."""
         self.in_use += 1
+        if self.shared is not None:
+            self.shared.adopt()
 
     def accepted(self) -> None:
         """A create holding a slot was accepted: `in_use` tasks are known to fit."""
+        if self.shared is not None:
+            self.shared.accepted()
         if self.in_use > self._proven:
             self._proven = self.in_use
             self._patience = max(1, self.cap)
@@ -49,6 +65,8 @@ class SlotLimiter:
     def release(self, *, finished: bool = True) -> None:
         """A held task ended (`finished`) or a slot was given back unused."""
         self.in_use = max(0, self.in_use - 1)
+        if self.shared is not None:
+            self.shared.give_back(finished=finished)
         if finished and self.cap < self.limit:
             self._clean_finishes += 1
             if self._clean_finishes >= self._patience:
@@ -60,6 +78,8 @@ class SlotLimiter:
         """The provider refused a create for lack of slots; the caller still releases the
         slot that create held."""
         self.refusals += 1
+        if self.shared is not None:
+            self.shared.throttled()
         self.cap = max(self.floor, min(self.cap, self.in_use - 1))
         self._clean_finishes = 0
         self._patience = min(self._patience * 2, 1024)

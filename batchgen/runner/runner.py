@@ -38,6 +38,7 @@ from batchgen.runner.poll import Poller
 from batchgen.runner.rebuild import Rebuild
 from batchgen.runner.receiver import CallbackReceiver
 from batchgen.runner.recovery import Recovery
+from batchgen.runner.sharing import SharedAccount
 from batchgen.state.store import Store
 
 COMMIT_INTERVAL = 0.05  # seconds of job updates a crash may lose (each safe to redo)
@@ -58,6 +59,7 @@ class Runner:
         listeners: Sequence[Listener] = (),
         wall_clock: Callable[[], float] = time.time,
         budget: Budget | None = None,
+        shared: SharedAccount | None = None,
     ) -> None:
         self.ctx = RunContext(
             store,
@@ -69,6 +71,7 @@ class Runner:
             listeners,
             wall_clock,
             budget,
+            shared,
         )
         listen = self.ctx.config.listen
         self.receiver = CallbackReceiver(self.ctx, listen) if listen is not None else None
@@ -89,6 +92,9 @@ class Runner:
                 counts = ctx.store.counts()
                 ctx.emit(RunStarted(sum(counts.values()), counts))
                 background.start_soon(self._commit_often)
+                if ctx.shared is not None:
+                    ctx.shared.started()
+                    background.start_soon(self._keep_leases, ctx.shared)
                 if self.receiver is not None:
                     background.start_soon(self.receiver.serve, background)
                 await self._stages()
@@ -98,6 +104,8 @@ class Runner:
             ctx.queued.close()
             ctx.provider.transport.observer = None
             ctx.store.db.end_grouping()
+            if ctx.shared is not None:
+                ctx.shared.slots.leave()
         output.write_indexes(ctx.store, ctx.run_dir)
         outcome = RunOutcome(
             counts=ctx.store.counts(),
@@ -145,6 +153,12 @@ class Runner:
             if now - beat >= HEARTBEAT_INTERVAL:
                 beat = now
                 ctx.emit(Heartbeat(ctx.slots.cap, *ctx.gate.waits(now), stopping=ctx.stopping))
+
+    async def _keep_leases(self, shared: SharedAccount) -> None:
+        """Renew this run's slot leases and say it is alive, a few times a lease."""
+        while True:
+            await anyio.sleep(shared.lease_seconds / 4)
+            shared.heartbeat()
 
     async def _watch_signals(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED

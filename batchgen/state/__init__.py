@@ -11,4 +11,6 @@ that depends on it (a create, a rename, an index line) is taken.
     lookups.py      the evidence of every look-up by external id
     spending.py     money aggregates over the jobs
     runlock.py      one process per state, and one state per run folder, at a time
+    ledger.py       the account ledger: every create any run on the machine sent, and the runs
+    leases.py       an account's slots shared by its runs, leased in the ledger
 """

@@ -60,6 +60,7 @@ class Submitting(Change):
             "external_task_id": self.external_id,
             "submitted_at": self.at,
             "not_before": self.at + LEASE_SECONDS,
+            "reused_from": None,
         }
 
 
@@ -142,6 +143,67 @@ class Recovered(Change):
 
     def detail(self) -> str:
         return self.note
+
+
+@dataclass(frozen=True, slots=True)
+class Reused(Change):
+    """A pending job whose generation another state of the account already paid for (the
+    account ledger): its task is followed from here (`status` submitted), or its video is
+    copied from `video_url` (a file:// URL, `downloading`). Nothing is sent, nothing spent.
+    Committed at once."""
+
+    task_id: str | None
+    external_id: str
+    status: JobStatus
+    source: str  # the state that paid, as the ledger names it
+    at: float
+    video_url: str | None = None
+    facts: dict[str, Any] | None = None  # task_created_at, unit_deduction... as the payer saw
+    note: str = ""
+    commit_now: ClassVar[bool] = True
+    taken_back: ClassVar[bool] = True
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "external_task_id": self.external_id,
+            "reused_from": self.source,
+            "submitted_at": self.at,
+            "video_url": self.video_url,
+            "last_error": None,
+            "error_kind": None,
+            "not_before": 0,
+            **(self.facts or {}),
+        }
+
+    def detail(self) -> str:
+        return self.note
+
+
+@dataclass(frozen=True, slots=True)
+class SentElsewhere(Change):
+    """A pending job whose create another state of the account sent and whose outcome is
+    unknown there: unknown here too, pointing at that state, and never sent blindly."""
+
+    external_id: str
+    source: str
+    reason: str
+    at: float
+    target: ClassVar[JobStatus | None] = JobStatus.UNKNOWN
+    commit_now: ClassVar[bool] = True
+    taken_back: ClassVar[bool] = True
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "external_task_id": self.external_id,
+            "reused_from": self.source,
+            "last_error": self.reason,
+            "error_kind": "sent_elsewhere",
+            "finished_at": self.at,
+        }
+
+    def detail(self) -> str:
+        return self.reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +436,6 @@ class WatermarkMoved(Change):
 
 def target_of(change: Change, current: JobStatus) -> JobStatus:
     """The status `change` moves a job in status `current` to."""
-    if isinstance(change, Accepted | Advanced | Recovered):
+    if isinstance(change, Accepted | Advanced | Recovered | Reused):
         return change.status
     return change.target or current

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.errors import StateError, StorageError
-from batchgen.state.migrations import migrate
+from batchgen.state.migrations import MIGRATIONS, Migration, migrate
 
 
 class Database:
@@ -31,8 +31,9 @@ class Database:
         self._grouped = False
 
     @classmethod
-    def open(cls, path: Path) -> Database:
-        """Open (creating if needed) and migrate the state file."""
+    def open(cls, path: Path, migrations: Sequence[Migration] = MIGRATIONS) -> Database:
+        """Open (creating if needed) and migrate the file: a run's state, or with other
+        `migrations` the account ledger."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -42,9 +43,9 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            migrate(conn)
+            migrate(conn, migrations)
         except sqlite3.DatabaseError as exc:
-            raise StateError(f"cannot open state file {path}: {exc}") from None
+            raise StateError(f"cannot open {path}: {exc}") from None
         return cls(conn, path)
 
     def close(self) -> None:

@@ -125,6 +125,70 @@ MIGRATIONS: Sequence[Migration] = (
     ),
     # The cash a task reports it cost ("USD 0.42"), beside its units (kling-api.md §18.2 (9)).
     Migration("cash_deduction", "ALTER TABLE jobs ADD COLUMN cash_deduction TEXT;"),
+    # The other state whose paid task or video a job took instead of paying again (ledger.py).
+    Migration("reused_from", "ALTER TABLE jobs ADD COLUMN reused_from TEXT;"),
+)
+
+# The account ledger (ledger.py, leases.py): one file per user, shared by every run.
+LEDGER_MIGRATIONS: Sequence[Migration] = (
+    Migration(
+        "ledger",
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE accounts (
+            account TEXT PRIMARY KEY,
+            provider TEXT NOT NULL,
+            base_url TEXT NOT NULL,
+            slots INTEGER,
+            learned_slots INTEGER,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL
+        );
+        CREATE TABLE runs (
+            state_id TEXT PRIMARY KEY,
+            account TEXT NOT NULL,
+            name TEXT NOT NULL,
+            manifest TEXT NOT NULL,
+            state_path TEXT NOT NULL,
+            run_dir TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            last_active REAL NOT NULL,
+            running INTEGER NOT NULL DEFAULT 0,
+            host TEXT NOT NULL DEFAULT '',
+            pid INTEGER,
+            counts TEXT NOT NULL DEFAULT '{}',
+            spent_usd REAL NOT NULL DEFAULT 0
+        );
+        CREATE TABLE sends (
+            account TEXT NOT NULL,
+            external_id TEXT NOT NULL,
+            state_id TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            task_id TEXT,
+            sent_at REAL NOT NULL,
+            accepted_at REAL,
+            updated_at REAL NOT NULL,
+            cost_usd REAL,
+            video_sha256 TEXT,
+            video_path TEXT,
+            facts TEXT,
+            note TEXT,
+            PRIMARY KEY (account, external_id)
+        );
+        CREATE INDEX sends_by_state ON sends (state_id);
+        CREATE TABLE holders (
+            account TEXT NOT NULL,
+            holder TEXT NOT NULL,
+            state_id TEXT NOT NULL,
+            share INTEGER NOT NULL,
+            held INTEGER NOT NULL DEFAULT 0,
+            wanting INTEGER NOT NULL DEFAULT 0,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (account, holder)
+        );
+        """,
+    ),
 )
 
 _RECORD = "CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"

@@ -15,7 +15,8 @@ JOB_COLUMNS = (
     "job_id, seq, row_id, request, metadata, variant, status, generation, external_task_id, "
     "task_id, attempts, not_before, last_error, error_kind, video_url, output_path, sha256, "
     "bytes, submitted_at, finished_at, task_created_at, task_updated_at, unit_deduction, "
-    "video_duration, watermark_url, watermark_path, moderation_retries, cash_deduction"
+    "video_duration, watermark_url, watermark_path, moderation_retries, cash_deduction, "
+    "reused_from"
 )
 # The jobs of a run, as a WHERE clause: those of the current manifest, and those of earlier
 # manifests the provider still works on.
@@ -54,6 +55,7 @@ class JobRecord:
     watermark_path: str | None  #: the watermarked copy, relative to the run folder
     moderation_retries: int  #: new generations sent after moderation refused (--retry-moderation)
     cash_deduction: str | None  #: the cash the provider says the task cost ("USD 0.42")
+    reused_from: str | None  #: the state that paid for the task it took (ledger.py), if not this
 
     @property
     def request(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Money in the state: its jobs grouped by the fields they are priced by and what the provider
-said each cost (money/ turns these into dollars)."""
+said each cost (money/ turns these into dollars). A job that took a task another state paid
+for (`reused_from`) costs this state nothing."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class Spending:
         combination of status and the fields a job is priced by, over the whole state."""
         cursor = self._db.rows(
             "SELECT status, price_key, count(*), total(CAST(unit_deduction AS REAL)), "
-            "count(unit_deduction) FROM jobs GROUP BY 1, 2"
+            "count(unit_deduction) FROM jobs WHERE reused_from IS NULL GROUP BY 1, 2"
         )
         for status, key, jobs, units, reported in cursor:
             yield str(status), pricing_fields(key), int(jobs), float(units), int(reported)
@@ -32,7 +33,8 @@ class Spending:
         """The fields a done job is priced by, each combination with its number of done jobs
         of the manifest."""
         cursor = self._db.rows(
-            "SELECT price_key, count(*) FROM jobs WHERE status = 'done' AND seq >= 0 GROUP BY 1"
+            "SELECT price_key, count(*) FROM jobs WHERE status = 'done' AND seq >= 0 "
+            "AND reused_from IS NULL GROUP BY 1"
         )
         return ((pricing_fields(key), int(n)) for key, n in cursor)
 
@@ -48,7 +50,8 @@ class Spending:
         """Sum of the provider's final_unit_deduction over every paid task of the state (done
         jobs, the earlier videos of edited rows included, and failures that were charged)."""
         row = self._db.one(
-            "SELECT total(CAST(unit_deduction AS REAL)) FROM jobs WHERE unit_deduction IS NOT NULL"
+            "SELECT total(CAST(unit_deduction AS REAL)) FROM jobs WHERE unit_deduction IS NOT NULL "
+            "AND reused_from IS NULL"
         )
         assert row is not None
         return float(row[0])
@@ -57,7 +60,8 @@ class Spending:
         """Cash the provider reported for the state's tasks, summed per currency."""
         totals: dict[str, float] = {}
         for (text,) in self._db.rows(
-            "SELECT cash_deduction FROM jobs WHERE cash_deduction IS NOT NULL"
+            "SELECT cash_deduction FROM jobs "
+            "WHERE cash_deduction IS NOT NULL AND reused_from IS NULL"
         ):
             for part in str(text).split("; "):
                 currency, _, amount = part.rpartition(" ")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.errors import IllegalTransition, StateError
-from batchgen.jobs import JobSpec, canonical_json
+from batchgen.jobs import JobSpec, canonical_json, external_task_id
 from batchgen.state.changes import Accepted, Change, target_of
 from batchgen.state.checks import VideoChecks
 from batchgen.state.db import Database
@@ -338,6 +338,18 @@ class Store:
         row = self.db.one("SELECT count(*) FROM jobs WHERE status = 'done' AND seq < 0")
         assert row is not None
         return int(row[0])
+
+    def sent_jobs(self) -> Iterator[JobRecord]:
+        """Every job a create was sent for (or about to be), in manifest order."""
+        return self._jobs("external_task_id IS NOT NULL ORDER BY seq")
+
+    def pending_external_ids(self) -> Iterator[str]:
+        """The external id each pending job of the manifest would be sent with."""
+        cursor = self.db.rows(
+            "SELECT job_id, generation, external_task_id FROM jobs "
+            "WHERE status = 'pending' AND seq >= 0"
+        )
+        return (ext or external_task_id(job_id, gen) for job_id, gen, ext in cursor)
 
     def integrity_ok(self) -> bool:
         return self.db.integrity_ok()

@@ -42,18 +42,29 @@ def test_locked_refuses_a_manifest_that_changed(tmp_path, capsys):
         assert sim.stats()["creates_received"] == 3
 
 
-def test_two_builds_of_one_manifest_give_the_same_index_but_for_provider_fields(tmp_path):
+def test_two_builds_of_one_manifest_give_the_same_index_but_for_provenance(tmp_path):
+    """A dataset built again from the same rows on the same account has the same index, the
+    same videos included (the second build takes the first's); only where each came from
+    differs. On another account, all but the provider's fields and bytes are the same."""
     path = write_manifest(tmp_path, 12)
     with simulator() as sim:
         for out in ("a", "b"):
             assert run_cli("run", path, "-o", tmp_path / out, base_url=sim.base_url) == 0
-    a, b = (read_index(tmp_path / out / "batch") for out in ("a", "b"))
+    with simulator() as other_account:
+        assert run_cli("run", path, "-o", tmp_path / "c", base_url=other_account.base_url) == 0
+    a, b, c = (read_index(tmp_path / out / "batch") for out in ("a", "b", "c"))
     assert [e["job_id"] for e in a] == sorted(e["job_id"] for e in a)
+    assert all(e["reused_from"] is None for e in (*a, *c))
+    assert all(e["reused_from"] for e in b)
     for entry in (*a, *b):
+        entry.pop("reused_from")
+    assert a == b
+    for entry in (*a, *c):
         for name in PROVIDER_FIELDS:
             entry.pop(name)
         entry.pop("sha256"), entry.pop("bytes")  # the simulator renders each task afresh
-    assert a == b
+        entry.pop("reused_from", None)
+    assert a == c
 
 
 def test_export_from_the_command_line_reads_back(tmp_path, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchgen.money.budget import Budget, Tally, PricedGroup
+from batchgen.money.budget import Budget, PricedGroup, Tally
 from batchgen.money.price_table import load_prices
 from batchgen.status import JobStatus as S
 

@@ -1,0 +1,81 @@
+"""A create the account has already been sent from another state, met by the feed: claimed in
+the ledger first, and followed, reused, waited for or pointed at instead of paid again
+(runner/sharing.py decides which; this carries it out through the run's one door)."""
+
+from __future__ import annotations
+
+from batchgen.download import local_video_url
+from batchgen.events import Notice
+from batchgen.money.pricing import price_of
+from batchgen.runner.context import RunContext
+from batchgen.runner.sharing import WAIT_FOR_OTHER, Claim, Claimed, task_facts
+from batchgen.state.changes import Failed, Reused, SentElsewhere, Waiting
+from batchgen.state.records import JobRecord
+from batchgen.status import JobStatus
+
+
+def claim_create(ctx: RunContext, job: JobRecord, external_id: str) -> bool:
+    """Claim `external_id` for this run before its create leaves: True when it is this run's
+    to send. Otherwise the job is taken where the ledger says, and the slot the feed took for
+    it is given back (kept, for a task it now follows)."""
+    if ctx.shared is None:
+        return True
+    claim = ctx.shared.claim(job, external_id, price_of(job.request).usd)
+    if claim.action in (Claimed.SEND, Claimed.TAKE_OVER):
+        if claim.action == Claimed.TAKE_OVER:
+            ctx.emit(Notice(f"{job.row_id}: sent again as asked; {claim.where()} sent it first"))
+        return True
+    if claim.action == Claimed.FOLLOW:
+        _follow(ctx, job, external_id, claim)
+        return False
+    ctx.slots.release(finished=False)
+    if claim.action == Claimed.REUSE_VIDEO:
+        _reuse_video(ctx, job, external_id, claim)
+    elif claim.action == Claimed.FAILED:
+        reason = f"failed in {claim.where()}: {_said(claim)}; `batchgen retry` sends a new one"
+        ctx.record(job, Failed(reason, "failed_elsewhere", ctx.wall()))
+    elif claim.action == Claimed.WAIT:
+        said = f"being sent by {claim.where()}"
+        ctx.record(job, Waiting(ctx.wall() + WAIT_FOR_OTHER, said, "elsewhere", counted=False))
+    else:
+        reason = (
+            f"sent by {claim.where()}, where its outcome is unknown ({_said(claim)}); settle it "
+            "there (`batchgen retry --unknown` or `adopt` in that run), or here with "
+            "`batchgen adopt` / `batchgen retry --unknown`"
+        )
+        assert claim.send is not None
+        ctx.record(job, SentElsewhere(external_id, claim.send.state_id, reason, ctx.wall()))
+    return False
+
+
+def _follow(ctx: RunContext, job: JobRecord, external_id: str, claim: Claim) -> None:
+    """Follow the task another state paid for, from the slot the feed took."""
+    send = claim.send
+    assert send is not None and send.task_id is not None
+    note = f"following task {send.task_id}, paid by {claim.where()}"
+    change = Reused(send.task_id, external_id, JobStatus.SUBMITTED, send.state_id, ctx.wall())
+    job = ctx.record(job, change, note)
+    ctx.track(job, send.task_id, JobStatus.SUBMITTED, since=send.sent_at)
+
+
+def _reuse_video(ctx: RunContext, job: JobRecord, external_id: str, claim: Claim) -> None:
+    """Take the video another state downloaded (checked by its sha256 as it is copied)."""
+    send = claim.send
+    assert send is not None and send.video_path and send.video_sha256
+    url = local_video_url(send.video_path, send.video_sha256)
+    note = f"reusing the video of {claim.where()}"
+    change = Reused(
+        send.task_id,
+        external_id,
+        JobStatus.DOWNLOADING,
+        send.state_id,
+        ctx.wall(),
+        url,
+        task_facts(send),
+    )
+    ctx.record(job, change, note)
+    ctx.enqueue_download(job.job_id)
+
+
+def _said(claim: Claim) -> str:
+    return (claim.send.note if claim.send else None) or "no reason recorded"
