@@ -33,6 +33,7 @@ from batchgen.providers import TaskInfo
 from batchgen.runner.context import RunContext
 from batchgen.runner.lookup import Finder, Found
 from batchgen.runner.poll import Poller
+from batchgen.runner.reuse import SENT_ELSEWHERE, settle_from_ledger
 from batchgen.state.changes import Accepted, SentAgain, Unknown, Waiting
 from batchgen.state.records import JobRecord
 from batchgen.status import JobStatus
@@ -140,6 +141,8 @@ class Recovery:
         for job in list(ctx.store.unknown_in_job_order()):
             if ctx.stopping is not None:
                 return
+            if job.error_kind == SENT_ELSEWHERE and settle_from_ledger(ctx, job):
+                continue
             try:
                 found = await self.finder.find(
                     job.job_id, job.current_external_id, job.submitted_at

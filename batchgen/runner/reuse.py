@@ -13,6 +13,8 @@ from batchgen.state.changes import Failed, Reused, SentElsewhere, Waiting
 from batchgen.state.records import JobRecord
 from batchgen.status import JobStatus
 
+SENT_ELSEWHERE = "sent_elsewhere"  # the error kind of a job unknown because another state sent it
+
 
 def claim_create(ctx: RunContext, job: JobRecord, external_id: str) -> bool:
     """Claim `external_id` for this run before its create leaves: True when it is this run's
@@ -48,14 +50,36 @@ def claim_create(ctx: RunContext, job: JobRecord, external_id: str) -> bool:
     return False
 
 
-def _follow(ctx: RunContext, job: JobRecord, external_id: str, claim: Claim) -> None:
-    """Follow the task another state paid for, from the slot the feed took."""
+def settle_from_ledger(ctx: RunContext, job: JobRecord) -> bool:
+    """An `unknown` job whose create another state sent: followed, reused or failed as that
+    state's entry now says (it may have found the task since). False if it is still unknown
+    there: the provider is asked, as for any unknown job."""
+    if ctx.shared is None or job.external_task_id is None:
+        return False
+    claim = ctx.shared.recheck(job.external_task_id)
+    if claim.action == Claimed.FOLLOW:
+        _follow(ctx, job, job.external_task_id, claim, holding=False)
+    elif claim.action == Claimed.REUSE_VIDEO:
+        _reuse_video(ctx, job, job.external_task_id, claim)
+    elif claim.action == Claimed.FAILED:
+        reason = f"failed in {claim.where()}: {_said(claim)}; `batchgen retry` sends a new one"
+        ctx.record(job, Failed(reason, "failed_elsewhere", ctx.wall()))
+    else:
+        return False
+    return True
+
+
+def _follow(
+    ctx: RunContext, job: JobRecord, external_id: str, claim: Claim, *, holding: bool = True
+) -> None:
+    """Follow the task another state paid for, from the slot the feed took (or, `holding`
+    False, a slot taken past the cap, as for a task found on resume)."""
     send = claim.send
     assert send is not None and send.task_id is not None
     note = f"following task {send.task_id}, paid by {claim.where()}"
     change = Reused(send.task_id, external_id, JobStatus.SUBMITTED, send.state_id, ctx.wall())
     job = ctx.record(job, change, note)
-    ctx.track(job, send.task_id, JobStatus.SUBMITTED, since=send.sent_at)
+    ctx.track(job, send.task_id, JobStatus.SUBMITTED, since=send.sent_at, resumed=not holding)
 
 
 def _reuse_video(ctx: RunContext, job: JobRecord, external_id: str, claim: Claim) -> None:

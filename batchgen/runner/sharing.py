@@ -137,6 +137,16 @@ class SharedAccount:
             self.ledger.take_over(account, external_id, self.state_id, job.job_id)
         return Claim(action, other, run)
 
+    def recheck(self, external_id: str) -> Claim:
+        """What another state's entry for a create this state holds as unknown now says
+        (nothing is claimed)."""
+        other = self.ledger.send(self.account.fingerprint, external_id)
+        if other is None or other.state_id == self.state_id:
+            return Claim(Claimed.UNKNOWN, other)
+        run = self.ledger.run(other.state_id)
+        action = decide(other, self.state_id, other_alive=self._alive(run), resent=False)
+        return Claim(action, other, run)
+
     def _alive(self, run: RunEntry | None) -> bool:
         if run is None or not run.running:
             return False

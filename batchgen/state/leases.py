@@ -4,7 +4,8 @@ Each run holding or wanting slots of an account is a holder: how many tasks it h
 at the provider (`held`), whether it waits for one (`wanting`), and until when its lease
 lasts (`expires_at`, renewed by its heartbeat). A killed run stops renewing, and its slots
 come back once its lease has expired. The cap is what the user set (`batchgen account
---slots`), else what 1303s taught (lowered on a refusal, raised as creates hold), else none.
+--slots`), else what 1303s taught (lowered on a refusal; raised as creates hold, and one at a
+time when it held a run back and tasks then ended cleanly), else none.
 Runs sharing a cap take turns: while another holder waits, a run takes a slot only below its
 fair share (the cap over the holders, rounded up).
 """
@@ -56,6 +57,7 @@ class SlotLeases:
         self.clock = clock
         self.held = 0
         self._clean = 0
+        self._pressed = False  # the learned cap refused this run a slot since it last rose
 
     def try_take(self) -> bool:
         """Take a slot if the cap and the turns allow (else say this run waits)."""
@@ -64,6 +66,7 @@ class SlotLeases:
             cap = self.cap()
             holders = self._holders()
             if not _may_take(self.holder, holders, cap):
+                self._pressed = self._pressed or sum(h.held for h in holders) >= (cap or 0)
                 self._set(wanting=1)
                 return False
             self.held += 1
@@ -78,17 +81,17 @@ class SlotLeases:
             self._set()
 
     def give_back(self, *, finished: bool = True) -> None:
-        """A task ended (`finished`) or a slot was not used; after as many clean ends as the
-        learned cap, it is tried one higher."""
+        """A task ended (`finished`) or a slot was not used. A learned cap that held this run
+        back is tried one higher after as many clean ends as it has slots."""
         with self.db.transaction():
             self._renew_row()
             self.held = max(0, self.held - 1)
             self._set()
-            if finished:
+            if finished and self._pressed:
                 self._clean += 1
                 learned = self._learned()
                 if learned is not None and self._clean >= learned:
-                    self._clean = 0
+                    self._clean, self._pressed = 0, False
                     self._write_learned(learned + 1)
 
     def renew(self) -> None:

@@ -17,7 +17,7 @@ import urllib.parse
 from pathlib import Path
 
 from batchgen.state.store import Store
-from tests.conftest import read_index, run_cli, simulator, write_manifest
+from tests.conftest import read_index, resolve_unknown, run_cli, simulator, write_manifest
 from tests.runs.test_resilience import spawn_run
 
 
@@ -193,29 +193,36 @@ def test_the_ledger_never_holds_the_key(tmp_path):
 
 def test_an_unknown_create_elsewhere_is_unknown_here_and_points_there(tmp_path, capsys):
     """A create whose answer the first folder lost stays unknown there; a second folder with
-    the same rows does not send it again: it is unknown there too, naming the first state."""
+    the same rows does not send it again: it is unknown there too, naming the first state.
+    Once the user settles it in the first folder, the second follows the task it found."""
     manifest = write_manifest(tmp_path, 4)
+    a_dir, b_dir = tmp_path / "a" / "batch", tmp_path / "b" / "batch"
     with simulator(latency=(0.1, 0.2), slots=4, reset_after_accept_rate=1.0) as sim:
         run_cli("run", manifest, "-o", tmp_path / "a", base_url=sim.base_url)
-        with Store.open(tmp_path / "a" / "batch" / "state.sqlite") as store:
+        with Store.open(a_dir / "state.sqlite") as store:
             unknown_a = [j.row_id for j in store.unknown_in_job_order()]
         assert unknown_a
         tasks_before = sim.stats()["tasks_total"]
         sim.reconfigure(reset_after_accept_rate=0.0)
         run_cli("run", manifest, "-o", tmp_path / "b", base_url=sim.base_url)
         assert sim.stats()["tasks_total"] == tasks_before
-    with Store.open(tmp_path / "b" / "batch" / "state.sqlite") as store:
-        unknown_b = list(store.unknown_in_job_order())
-    assert [j.row_id for j in unknown_b] == unknown_a
-    first_state = str((tmp_path / "a" / "batch" / "state.sqlite").resolve())
-    assert all(first_state in (j.last_error or "") for j in unknown_b)
-    capsys.readouterr()
-    assert run_cli("runs", "--json") == 0
-    runs = json.loads(capsys.readouterr().out)
-    assert {r["state_path"] for r in runs} == {
-        first_state,
-        str((tmp_path / "b" / "batch" / "state.sqlite").resolve()),
-    }
+        with Store.open(b_dir / "state.sqlite") as store:
+            unknown_b = list(store.unknown_in_job_order())
+        assert [j.row_id for j in unknown_b] == unknown_a
+        first_state = str((a_dir / "state.sqlite").resolve())
+        assert all(first_state in (j.last_error or "") for j in unknown_b)
+        capsys.readouterr()
+        assert run_cli("runs", "--json") == 0
+        runs = json.loads(capsys.readouterr().out)
+        second_state = str((b_dir / "state.sqlite").resolve())
+        assert {r["state_path"] for r in runs} == {first_state, second_state}
+        # The user adopts, in the first folder, the tasks the dashboard shows; runs it again.
+        resolve_unknown(sim, manifest, tmp_path / "a")
+        assert run_cli("run", manifest, "-o", tmp_path / "a", base_url=sim.base_url) == 0
+        assert run_cli("run", manifest, "-o", tmp_path / "b", base_url=sim.base_url) == 0
+        assert sim.stats()["tasks_total"] == tasks_before and not paid_twice(sim)
+    assert len(read_index(b_dir)) == 4
+    assert run_cli("verify", b_dir) == 0
 
 
 def test_a_state_made_before_the_ledger_is_recorded_when_first_opened(tmp_path, monkeypatch):

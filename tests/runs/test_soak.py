@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from batchgen.state.store import Store
 from tests.conftest import PROFILES, read_index, resolve_unknown, run_cli, simulator, write_manifest
@@ -122,3 +123,84 @@ def test_kills_with_the_state_deleted_between_them_lose_no_paid_video(tmp_path, 
     assert not lost and len(read_index(run_dir)) == rows
     if profile == "kling":
         assert not twice
+
+
+SHARED_KILLS = 10
+
+
+def overlapping_manifests(folder: Path) -> tuple[Path, Path]:
+    """Two manifests of 40 rows each sharing 20 (rows 20-39 are the same jobs in both)."""
+    one = write_manifest(folder / "one", 40, name="one")
+    two = write_manifest(folder / "two", 60, name="two")
+    doc = yaml.safe_load(two.read_text())
+    doc["rows"] = doc["rows"][20:]
+    two.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return one, two
+
+
+@pytest.mark.slow
+def test_kills_across_two_runs_sharing_rows_pay_nothing_twice(tmp_path, monkeypatch, capsys):
+    """Two runs of manifests that share 20 rows, at the same time, into their own folders,
+    killed with kill -9 at seeded moments (either or both) ten times, each folder's unknown
+    jobs resolved as a user would, then finished: no row is paid twice across the account,
+    every row of both ends with its verified video, and no task paid for lacks its video."""
+    monkeypatch.setenv("BATCHGEN_SLOT_LEASE", "2")
+    manifests = overlapping_manifests(tmp_path)
+    outs = [tmp_path / "out-one", tmp_path / "out-two"]
+    rng = random.Random(20261202)
+    by_hand: list[str] = []
+    with simulator(latency=(0.5, 1.5), slots=6, **FAULTS) as sim:
+        for _ in range(SHARED_KILLS):
+            procs = [
+                spawn_run(m, out, sim.base_url, "-c", "4")
+                for m, out in zip(manifests, outs, strict=True)
+            ]
+            time.sleep(rng.uniform(0.5, 2.5))
+            victims = rng.choice([[0], [1], [0, 1]])
+            for i in victims:
+                procs[i].send_signal(signal.SIGKILL)
+            time.sleep(rng.uniform(0.0, 1.0))
+            for proc in procs:
+                proc.send_signal(signal.SIGKILL)
+                _, err = proc.communicate(timeout=10)
+                assert b"Traceback" not in err, err.decode()
+            for manifest, out in zip(manifests, outs, strict=True):
+                resolve_unknown(sim, manifest, out, "cometapi", by_hand)
+        for _ in range(10):
+            codes = [
+                run_cli("run", m, "-o", o, base_url=sim.base_url)
+                for m, o in zip(manifests, outs, strict=True)
+            ]
+            found = sum(
+                resolve_unknown(sim, m, o, "cometapi", by_hand)
+                for m, o in zip(manifests, outs, strict=True)
+            )
+            if not found and codes == [0, 0]:
+                break
+        stats = sim.stats(with_tasks=True)
+        capsys.readouterr()
+        run_cli("runs")
+        run_cli("account", "--base-url", sim.base_url, "--api-key", "sk-test")
+        shown = capsys.readouterr().out
+    twice = sorted(ext for ext, n in stats["submissions_per_external_id"].items() if n > 1)
+    indexes = [read_index(out / m.stem) for m, out in zip(manifests, outs, strict=True)]
+    done_tasks = {e["task_id"] for index in indexes for e in index}
+    paid_tasks = {t for tasks in stats["tasks_by_external_id"].values() for t in tasks}
+    for manifest, out in zip(manifests, outs, strict=True):
+        assert run_cli("verify", out / manifest.stem) == 0
+    reused = sum(1 for e in indexes[1] if e["reused_from"]) + sum(
+        1 for e in indexes[0] if e["reused_from"]
+    )
+    with capsys.disabled():
+        print(
+            f"\nsoak of two runs sharing 20 rows: {SHARED_KILLS} kill rounds, "
+            f"{stats['tasks_total']} tasks for {len(stats['submissions_per_external_id'])} "
+            f"external ids, {len(twice)} rows paid twice, {len(by_hand)} adopted by hand, "
+            f"{reused} videos taken from the other folder, "
+            f"{len(paid_tasks - done_tasks)} paid tasks without a video; "
+            f"{len(indexes[0])}/40 and {len(indexes[1])}/40 videos verified\n{shown}"
+        )
+    assert not twice
+    assert [len(index) for index in indexes] == [40, 40]
+    assert paid_tasks <= done_tasks
+    assert len(stats["submissions_per_external_id"]) == 60

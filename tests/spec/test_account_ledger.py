@@ -200,3 +200,21 @@ def test_a_kling_account_is_its_access_key():
     first.headers()
     assert account_of("kling", "u", first) == account_of("kling", "u", KlingJwt("ak-1", "sk-1"))
     assert account_of("kling", "u", first) != account_of("kling", "u", KlingJwt("ak-2", "sk-1"))
+
+
+def test_a_learned_cap_rises_only_when_it_held_a_run_back(ledger):
+    """Tasks ending while nobody waits leave a learned cap as it is; once it refused a slot,
+    as many clean ends as it has slots try it one higher."""
+    a = leases(ledger, "a")
+    for _ in range(3):
+        assert a.try_take()
+    a.throttled()
+    a.give_back(finished=False)  # the refused create's slot
+    for _ in range(2):
+        a.give_back()
+        assert a.try_take()
+    assert a.cap() == 2
+    assert not a.try_take()  # held back by the cap
+    a.give_back()
+    a.give_back()
+    assert a.cap() == 3
