@@ -33,6 +33,15 @@ ENVIRONMENT = (
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_ledger(tmp_path_factory):
+    """Module and session fixtures run before the per-test environment: they get a ledger of
+    their own too, never the developer's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BATCHGEN_LEDGER", str(tmp_path_factory.mktemp("ledger") / "ledger.sqlite"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch, tmp_path, tmp_path_factory):
     """No test sees the developer's keys, provider, base URL, working folder or account

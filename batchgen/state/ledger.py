@@ -246,6 +246,7 @@ class Ledger:
                 s.video_sha256,
                 s.video_path,
                 s.note,
+                s.facts,
             )
             for s in sends
         )
