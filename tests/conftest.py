@@ -17,6 +17,7 @@ from PIL import Image
 from batchgen.cli import main
 from batchgen.simulator import SimulatorConfig, running_simulator
 from batchgen.state.store import Store
+from tests import postgres
 
 FAST = {"latency": (0.05, 0.2), "slots": 8, "seed": 1}
 PROFILES = ("cometapi", "kling")
@@ -145,3 +146,31 @@ def resolve_unknown(
 def read_index(run_dir: Path) -> list[dict[str, Any]]:
     text = (run_dir / "index.jsonl").read_text()
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for this test process (see tests/postgres.py); skipped when its
+    binaries are missing, unless BATCHGEN_REQUIRE_POSTGRES=1 makes that a failure."""
+    if postgres.binaries() is None:
+        if os.environ.get(postgres.REQUIRE) == "1":
+            pytest.fail(f"{postgres.REQUIRE}=1 but the PostgreSQL tests {postgres.MISSING}")
+        pytest.skip(f"the PostgreSQL tests {postgres.MISSING}")
+    with postgres.running_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """The URL of a new, empty database of its own for this test."""
+    return postgres.new_database(postgres_server)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> str | None:
+    """The database a run keeps its state in: None (a SQLite file, the default) or the URL of
+    a PostgreSQL database of the test's own. The run tests take it to run on both."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
