@@ -31,7 +31,9 @@ ENVIRONMENT = (
     "KLING_SECRET_KEY",
     "KLING_API_KEY",
     "BATCHGEN_CALLBACK_SECRET",
+    "BATCHGEN_DATABASE_URL",
 )
+DATABASE_ENV = "BATCHGEN_DATABASE_URL"
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +131,7 @@ def resolve_unknown(
     """Do what a user does with each unknown job: adopt the task the dashboard shows for it
     (its row appended to `adopted_by_hand`), or, where there is none, send it again. Returns
     how many were unknown."""
-    with Store.open(out / manifest.stem / "state.sqlite") as store:
+    with open_state(out / manifest.stem) as store:
         unknown = [(job.row_id, job.current_external_id) for job in store.unknown_in_job_order()]
     tasks = dashboard(sim)
     for row, external in unknown:
@@ -167,10 +169,17 @@ def postgres_url(postgres_server: str) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest) -> str | None:
+def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
     """The database a run keeps its state in: None (a SQLite file, the default) or the URL of
-    a PostgreSQL database of the test's own. The run tests take it to run on both."""
+    a PostgreSQL database of the test's own, given to every command the test runs as a user
+    would give it (BATCHGEN_DATABASE_URL). The run tests take it to run on both."""
     if request.param == "sqlite":
         return None
     url: str = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv(DATABASE_ENV, url)
     return url
+
+
+def open_state(run_dir: Path) -> Store:
+    """The state of the run in `run_dir`, in the database the test runs on (see `database`)."""
+    return Store.open(run_dir / "state.sqlite", os.environ.get(DATABASE_ENV))

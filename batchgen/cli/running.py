@@ -14,6 +14,7 @@ from batchgen.cli.next_steps import NextSteps
 from batchgen.cli.options import (
     Finite,
     compose,
+    database_option,
     latency_option,
     manifest_argument,
     output_option,
@@ -136,7 +137,7 @@ def run_manifest(manifest: Path, settings: Settings) -> int:
         if settings.progress != "quiet":
             click.echo(
                 f"{prepared.manifest.name}: {_loaded(prepared.loaded)}; "
-                f"state {prepared.store.path}",
+                f"state {prepared.store.db.shown}",
                 err=True,
             )
         fetched = FetchedAgain()
@@ -184,6 +185,7 @@ def _execute_logged(
     help="Retry this job (row id or job id); repeatable.",
 )
 @click.option("--yes", is_flag=True, help="Do not ask before sending unknown jobs again.")
+@database_option
 def retry(
     target: Path,
     output: Path,
@@ -191,14 +193,15 @@ def retry(
     all_unknown: bool,
     job_ids: tuple[str, ...],
     yes: bool,
+    database: str | None,
 ) -> None:
     """Put failed (or unknown) jobs of a run back to pending; the next `run` sends them. A
     failed job whose paid task is still at the provider is followed again instead."""
     if not (all_failed or all_unknown or job_ids):
         raise click.UsageError("say which jobs: --failed, --unknown, or --job ID (repeatable)")
-    found = resolve_target(target, output)
+    found = resolve_target(target, output, database=database)
     state = found.existing_state()
-    with runlock.holding(state, "retry"), Store.open(state) as store:
+    with runlock.holding(state, "retry", database), found.open_state() as store:
         chosen = store.resolve_job_ids(job_ids) if job_ids else None
         for reason in nothing_to_retry(store, chosen or []):
             click.echo(reason)
