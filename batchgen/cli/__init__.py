@@ -7,8 +7,8 @@ every expected failure becomes a message and an exit code:
 
 Modules: options (shared options, Settings from flags), running (run, demo, retry, adopt,
 reconcile), results (status, report, verify, export, gallery), manifests (validate, plan,
-schema), simulation (simulate), summary (how a run ends), next_steps (commands to paste),
-readme (the README's table of commands).
+schema), state_copy (state copy), simulation (simulate), summary (how a run ends), next_steps
+(commands to paste), readme (the README's table of commands).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from batchgen.cli.manifests import plan, problem_lines, schema, validate
 from batchgen.cli.results import export, gallery, report, status, verify
 from batchgen.cli.running import adopt, demo, reconcile, retry, run
 from batchgen.cli.simulation import simulate
+from batchgen.cli.state_copy import state
 from batchgen.errors import EXIT_INTERRUPTED, EXIT_OK, BatchgenError, ManifestInvalid
 from batchgen.interrupts import terminate_like_interrupt
 
@@ -42,6 +43,7 @@ COMMANDS = (
     verify,
     export,
     gallery,
+    state,
     schema,
     simulate,
 )

@@ -228,3 +228,46 @@ def test_a_state_that_cannot_be_written_is_a_state_error_naming_it(store, write)
     with pytest.raises(StateError, match=f"the state {re.escape(store.db.shown)}.*{says}"):
         actions[write]()
     assert [j for j in store.job_ids()] == [spec(1).job_id]
+
+
+def test_every_migration_is_recorded_once_and_opening_again_applies_none(tmp_path, database):
+    """On either database a new state has every migration, in order, and a second open (or a
+    second migrate) applies nothing."""
+    from batchgen.state.migrations import MIGRATIONS, applied, migrate
+
+    path = tmp_path / "run" / "state.sqlite"
+    Store.open(path, database).close()
+    with Store.open(path, database) as again:
+        assert applied(again.db) == [m.name for m in MIGRATIONS]
+        assert migrate(again.db) == []
+        assert "api_calls" not in again.db.columns("jobs")
+
+
+def test_both_databases_read_the_same_rows_for_the_same_statements(tmp_path, postgres_url):
+    """The same jobs, changes and look-ups give the same rows from SQLite and PostgreSQL,
+    down to the type of each value, for the queries the reports make."""
+    from batchgen.state.lookups import Sighting
+
+    def filled(store):
+        store.add_jobs([spec(n, prompt=p) for n, p in enumerate(["a", "b%", "c?", "d'"])])
+        store.apply(spec(1, "b%").job_id, Submitting("bg-x", 1.5))
+        store.lookups.record(spec(1, "b%").job_id, [Sighting(2.0, "path", "not found")])
+        store.checks.record(spec(0, "a").job_id, "0" * 64, {"w": 1}, [{"code": "dark"}])
+        store.db.write(
+            "UPDATE jobs SET status = 'done', unit_deduction = '2.5', sha256 = ? WHERE seq = 0",
+            ["0" * 64],
+        )
+        return [
+            sorted(map(repr, store.spending.priced_groups())),
+            store.spending.units_charged(),
+            store.checks.counts(),
+            [repr(j) for j in store.with_status(*JobStatus)],
+            [s.as_json() for s in store.lookups.of(spec(1, "b%").job_id)],
+            store.pending_rows_of_model("kling-v2-master", 10),
+            store.resolve_job_ids(["row-2"]),
+        ]
+
+    with Store.open(tmp_path / "a" / "state.sqlite") as lite:
+        expected = filled(lite)
+    with Store.open(tmp_path / "a" / "state.sqlite", postgres_url) as pg:
+        assert filled(pg) == expected
