@@ -35,7 +35,7 @@ def open_database(
 
 def open_state(path: Path, database: str | None = None, *, create: bool = True) -> Database:
     """A run's state: the SQLite file `path`, or on `database` the schema of the run whose
-    folder `path` is in."""
+    folder `path` is in (a StateError if it has none there and not `create`)."""
     if database is None:
         return SqliteDatabase.open(path)
     from batchgen.state.postgres import PostgresDatabase

@@ -48,7 +48,8 @@ class Store:
 
     @classmethod
     def open(cls, path: Path, database: str | None = None, *, create: bool = True) -> Store:
-        """Open (creating it if needed, unless not `create`) and migrate the state."""
+        """Open (creating it if needed) and migrate the state; on PostgreSQL, with `create`
+        False, a run that has no state there is a StateError instead."""
         return cls(open_state(path, database, create=create))
 
     def close(self) -> None:

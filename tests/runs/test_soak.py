@@ -14,15 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
-    PROFILES,
-    open_state,
-    read_index,
-    resolve_unknown,
-    run_cli,
-    simulator,
-    write_manifest,
-)
+from batchgen.state.store import Store
+from tests.conftest import PROFILES, read_index, resolve_unknown, run_cli, simulator, write_manifest
 from tests.runs.test_lost_state import lose_state
 from tests.runs.test_resilience import finish, spawn_run
 
@@ -32,7 +25,7 @@ FAULTS = {"error_rate": 0.05, "reset_after_accept_rate": 0.05, "gateway_timeout_
 
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", PROFILES)
-def test_twenty_kills_pay_nothing_twice_and_lose_no_video(tmp_path, profile, database):
+def test_twenty_kills_pay_nothing_twice_and_lose_no_video(tmp_path, profile):
     """Kill -9 twenty times at seeded moments, then finish: one payment and one video a row;
     on Kling's own API every task that exists is found in its task list (none adopted by
     hand: the unknown jobs left are creates a kill stopped before they left)."""
@@ -65,13 +58,11 @@ def test_twenty_kills_pay_nothing_twice_and_lose_no_video(tmp_path, profile, dat
         assert (
             hashlib.sha256((run_dir / entry["video"]).read_bytes()).hexdigest() == entry["sha256"]
         )
-    with open_state(run_dir) as store:
+    with Store.open(run_dir / "state.sqlite") as store:
         assert store.integrity_ok()
     lost = stats["faults"]["reset_after_accept"] + stats["faults"]["gateway_timeout"]
-    where = "PostgreSQL" if database else "SQLite"
     print(
-        f"\nsoak {profile} on {where}: {KILLS} kills, {lost} create answers lost after the "
-        "task was made, "
+        f"\nsoak {profile}: {KILLS} kills, {lost} create answers lost after the task was made, "
         f"{stats['faults']['server_error']} 5xx, {stats['throttled_1303']} slots-full answers, "
         f"{unknown_total} jobs left unknown and resolved ({len(by_hand)} adopted by hand), "
         f"{len(twice)} rows paid twice, "
