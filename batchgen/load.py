@@ -82,13 +82,14 @@ def prepare(path: Path, settings: Settings, command: str = "run") -> PreparedRun
     manifest = open_manifest(path, settings)
     run_dir = settings.run_dir(manifest.name)
     state = settings.state_path(manifest.name)
-    files = [runlock.lock_path(state), runlock.folder_lock_path(run_dir)]
+    files = [runlock.folder_lock_path(run_dir)]
+    files += [runlock.lock_path(state)] if settings.database is None else []
     fresh = _absent(state, files, [run_dir, state.parent, settings.output])
     held = ExitStack()
     try:
-        held.enter_context(runlock.holding(state, command))
+        held.enter_context(runlock.holding(state, command, settings.database))
         held.enter_context(runlock.holding_folder(run_dir, state, command))
-        store = held.enter_context(Store.open(state))
+        store = held.enter_context(Store.open(state, settings.database))
         _check_owner(store, manifest.name)
         loaded = _load_or_reuse(manifest, path, store, run_dir, settings)
         store.set_meta("run_name", manifest.name)
@@ -124,7 +125,7 @@ def _check_owner(store: Store, run_name: str) -> None:
     if owner is not None and owner != run_name:
         manifest = store.get_meta("manifest") or "another manifest"
         raise StateError(
-            f"{store.path} is the state of run {owner!r} ({manifest}), not of {run_name!r}; "
+            f"{store.db.shown} is the state of run {owner!r} ({manifest}), not of {run_name!r}; "
             "give this run its own --state (or none)"
         )
 

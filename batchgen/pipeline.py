@@ -135,10 +135,11 @@ def lease_seconds() -> float:
 
 @contextmanager
 def shared_account(prepared: PreparedRun, settings: Settings) -> Iterator[SharedAccount]:
-    """The run's place in the account ledger: the state recorded there (what it sent before,
-    the first time), its slots leased there; the ledger closed at the end."""
+    """The run's place in the account ledger (in the PostgreSQL database of the run's state,
+    when it has one, so that every machine shares it): the state recorded there (what it sent
+    before, the first time), its slots leased there; the ledger closed at the end."""
     ttl = lease_seconds()
-    with Ledger.open() as ledger:
+    with Ledger.open(settings.database) as ledger:
         named = account(settings)
         entry = {
             "name": prepared.manifest.name,

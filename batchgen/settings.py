@@ -23,6 +23,7 @@ class Settings(BaseModel):
 
     output: Path = Path("output")
     state: Path | None = None
+    database: str | None = None  # a postgresql:// URL: the run's state there, not in a file
     provider: ProviderName = "cometapi"
     base_url: str | None = None  # None: the provider's own
     api_key: SecretStr | None = None  # CometAPI
@@ -63,6 +64,21 @@ class Settings(BaseModel):
             listen_address(self.listen or "")
         return self
 
+    @model_validator(mode="after")
+    def _one_place_for_the_state(self) -> Settings:
+        if self.state is not None and self.database is not None:
+            raise ValueError(
+                "--state names a SQLite file and --database a PostgreSQL database: give one"
+            )
+        return self
+
+    @field_validator("database")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            database_url(value)
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -86,6 +102,17 @@ class Settings(BaseModel):
 
 
 MAX_URL = 2000
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def database_url(url: str) -> str:
+    """`url` if it names a PostgreSQL database; ValueError otherwise (its password unshown)."""
+    if not url.startswith(DATABASE_SCHEMES):
+        scheme = url.partition("://")[0] if "://" in url else url[:20]
+        raise ValueError(
+            f"--database must be a postgresql:// URL (a state file is --state), not {scheme!r}..."
+        )
+    return url
 
 
 def http_url(url: str, flag: str) -> None:

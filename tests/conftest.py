@@ -17,6 +17,7 @@ from PIL import Image
 from batchgen.cli import main
 from batchgen.simulator import SimulatorConfig, running_simulator
 from batchgen.state.store import Store
+from tests import postgres
 
 FAST = {"latency": (0.05, 0.2), "slots": 8, "seed": 1}
 PROFILES = ("cometapi", "kling")
@@ -30,7 +31,9 @@ ENVIRONMENT = (
     "KLING_SECRET_KEY",
     "KLING_API_KEY",
     "BATCHGEN_CALLBACK_SECRET",
+    "BATCHGEN_DATABASE_URL",
 )
+DATABASE_ENV = "BATCHGEN_DATABASE_URL"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -139,7 +142,7 @@ def resolve_unknown(
     """Do what a user does with each unknown job: adopt the task the dashboard shows for it
     (its row appended to `adopted_by_hand`), or, where there is none, send it again. Returns
     how many were unknown."""
-    with Store.open(out / manifest.stem / "state.sqlite") as store:
+    with open_state(out / manifest.stem) as store:
         unknown = [(job.row_id, job.current_external_id) for job in store.unknown_in_job_order()]
     tasks = dashboard(sim)
     for row, external in unknown:
@@ -156,3 +159,38 @@ def resolve_unknown(
 def read_index(run_dir: Path) -> list[dict[str, Any]]:
     text = (run_dir / "index.jsonl").read_text()
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for this test process (see tests/postgres.py); skipped when its
+    binaries are missing, unless BATCHGEN_REQUIRE_POSTGRES=1 makes that a failure."""
+    if postgres.binaries() is None:
+        if os.environ.get(postgres.REQUIRE) == "1":
+            pytest.fail(f"{postgres.REQUIRE}=1 but the PostgreSQL tests {postgres.MISSING}")
+        pytest.skip(f"the PostgreSQL tests {postgres.MISSING}")
+    with postgres.running_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """The URL of a new, empty database of its own for this test."""
+    return postgres.new_database(postgres_server)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """The database a run keeps its state in: None (a SQLite file, the default) or the URL of
+    a PostgreSQL database of the test's own, given to every command the test runs as a user
+    would give it (BATCHGEN_DATABASE_URL). The run tests take it to run on both."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv(DATABASE_ENV, url)
+    return url
+
+
+def open_state(run_dir: Path) -> Store:
+    """The state of the run in `run_dir`, in the database the test runs on (see `database`)."""
+    return Store.open(run_dir / "state.sqlite", os.environ.get(DATABASE_ENV))

@@ -9,6 +9,7 @@ Modules: options (shared options, Settings from flags), running (run, demo, retr
 reconcile), results (status, report, verify, export, gallery), ledger (runs, account: the
 account ledger), manifests (validate, plan, schema), simulation (simulate), summary (how a
 run ends), next_steps (commands to paste), readme (the README's table of commands).
+    state,
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from batchgen.cli.manifests import plan, problem_lines, schema, validate
 from batchgen.cli.results import export, gallery, report, status, verify
 from batchgen.cli.running import adopt, demo, reconcile, retry, run
 from batchgen.cli.simulation import simulate
+from batchgen.cli.state_copy import state
 from batchgen.errors import EXIT_INTERRUPTED, EXIT_OK, BatchgenError, ManifestInvalid
 from batchgen.interrupts import terminate_like_interrupt
 
@@ -45,6 +47,7 @@ COMMANDS = (
     gallery,
     runs,
     account,
+    state,
     schema,
     simulate,
 )

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from batchgen import pipeline
-from batchgen.cli.options import json_option, provider_options, settings_from
+from batchgen.cli.options import database_option, json_option, provider_options, settings_from
 from batchgen.errors import UsageError
 from batchgen.results.accounts import account_lines, accounts_json, runs_json, runs_lines
 from batchgen.state.ledger import Ledger, ledger_path
@@ -16,11 +16,12 @@ from batchgen.state.ledger import Ledger, ledger_path
 
 @click.command(short_help="List every run this machine has made.")
 @json_option("the runs")
-def runs(as_json: bool) -> None:
+@database_option
+def runs(as_json: bool, database: str | None) -> None:
     """Every run the account ledger knows (it records each run started on this machine, in
-    ~/.local/state/batchgen/ledger.sqlite or BATCHGEN_LEDGER): name, state, jobs per status,
-    money spent, last active."""
-    with Ledger.open() as ledger:
+    ~/.local/state/batchgen/ledger.sqlite or BATCHGEN_LEDGER; with --database, every run
+    kept in that database): name, state, jobs per status, money spent, last active."""
+    with Ledger.open(database) as ledger:
         found = runs_json(ledger)
     if as_json:
         click.echo(json.dumps(found, indent=2))
@@ -36,8 +37,9 @@ def runs(as_json: bool) -> None:
     "(0: learn it from the provider's 1303 answers again). Needs the account's credentials.",
 )
 @json_option("the accounts")
+@database_option
 @provider_options
-def account(slots: int | None, as_json: bool, **flags: Any) -> None:
+def account(slots: int | None, as_json: bool, database: str | None, **flags: Any) -> None:
     """Each account's slots (the cap, and which runs hold them) and what its tasks cost today
     and in total. With credentials, only that account (the ledger holds a fingerprint of them,
     never the key)."""
@@ -49,7 +51,7 @@ def account(slots: int | None, as_json: bool, **flags: Any) -> None:
             "--slots needs the account's credentials: --api-key (or COMETAPI_KEY), or the "
             "Kling keys"
         )
-    with Ledger.open() as ledger:
+    with Ledger.open(database) as ledger:
         if slots is not None and named is not None:
             settings = settings_from(**flags)
             ledger.note_account(named, settings.provider, settings.api_base_url)
@@ -61,7 +63,7 @@ def account(slots: int | None, as_json: bool, **flags: Any) -> None:
     if slots is not None:
         click.echo(f"slots of account {named[:12] if named else ''}: {slots or 'learned'}")
     click.echo("\n".join(account_lines(found)))
-    click.echo(f"(ledger: {ledger_path()})")
+    click.echo(f"(ledger: {ledger.db.shown if database else ledger_path()})")
 
 
 def _has_credentials(flags: dict[str, Any]) -> bool:

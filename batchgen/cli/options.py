@@ -13,7 +13,7 @@ import click
 from pydantic import SecretStr, ValidationError
 
 from batchgen.progress import MODES
-from batchgen.settings import Settings
+from batchgen.settings import Settings, database_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,6 +81,29 @@ state_option = click.option(
     "--state",
     type=click.Path(path_type=Path, dir_okay=False),
     help="State file [default: OUTPUT/RUN/state.sqlite].",
+)
+
+
+class DatabaseUrl(click.ParamType[str, Any]):
+    """A postgresql:// URL (its password never shown back)."""
+
+    name = "url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return database_url(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+database_option = click.option(
+    "--database",
+    type=DatabaseUrl(),
+    metavar="URL",
+    envvar="BATCHGEN_DATABASE_URL",
+    help="Keep the run's state in this PostgreSQL database (postgresql://USER@HOST/DB; one "
+    "schema per run) instead of a state file; needs batchgen[postgres] "
+    "(env BATCHGEN_DATABASE_URL).",
 )
 
 
@@ -256,11 +279,14 @@ tuning_options = compose(
     click.option("--verbose", "-v", is_flag=True, help="Also a line for each job's change."),
 )
 
-run_options = compose(output_option(), state_option, provider_options, tuning_options)
+run_options = compose(
+    output_option(), state_option, database_option, provider_options, tuning_options
+)
 # adopt and reconcile load the manifest and ask the provider, and run nothing: no run tuning.
 settle_options = compose(
     output_option(),
     state_option,
+    database_option,
     provider_options,
     request_timeout_option,
     skip_invalid_option,

@@ -12,6 +12,7 @@ import click
 from batchgen import pipeline
 from batchgen.cli.next_steps import NextSteps
 from batchgen.cli.options import (
+    database_option,
     json_option,
     output_option,
     provider_options,
@@ -43,11 +44,12 @@ from batchgen.state.store import Store
     help="Failed, unknown and flagged jobs to list.",
 )
 @json_option("the status")
-def status(target: Path, output: Path, limit: int, as_json: bool) -> None:
+@database_option
+def status(target: Path, output: Path, limit: int, as_json: bool, database: str | None) -> None:
     """Counts by status, why each failed or unknown job is so (and what to do about an unknown
     one), QA findings, and the money spent and committed."""
-    found = resolve_target(target, output)
-    with Store.open(found.existing_state()) as store:
+    found = resolve_target(target, output, database=database)
+    with found.open_state() as store:
         steps = NextSteps.of_state(found, store)
         view = overview_of(store, limit, run_command=steps.run())
         advice = steps.unknown_advice
@@ -59,11 +61,12 @@ def status(target: Path, output: Path, limit: int, as_json: bool) -> None:
 @target_argument
 @output_option()
 @json_option("the report")
-def report(target: Path, output: Path, as_json: bool) -> None:
+@database_option
+def report(target: Path, output: Path, as_json: bool, database: str | None) -> None:
     """Summary of a run: counts, failures by reason, QA findings, cost, money spent and
     committed, and the last run's wall time, slot use and API calls per job."""
-    found = resolve_target(target, output)
-    with Store.open(found.existing_state()) as store:
+    found = resolve_target(target, output, database=database)
+    with found.open_state() as store:
         current = build_report(store)
     last = load_report(found.run_dir)
     if last and "last_run" in last:
@@ -87,16 +90,23 @@ def report(target: Path, output: Path, as_json: bool) -> None:
 )
 @request_timeout_option
 @provider_options
+@database_option
 def verify(
-    target: Path, output: Path, state: Path | None, as_json: bool, repair: bool, **flags: Any
+    target: Path,
+    output: Path,
+    state: Path | None,
+    as_json: bool,
+    repair: bool,
+    database: str | None,
+    **flags: Any,
 ) -> int:
     """Re-hash every video of a run against its index and its state (exit 1 if any is missing,
     corrupted or unexpected); --repair downloads the missing and corrupted ones again."""
-    found = resolve_target(target, output, state)
-    findings = verify_run(found.run_dir, found.state_elsewhere)
+    found = resolve_target(target, output, state, database)
+    findings = verify_run(found.run_dir, found.state_elsewhere, database)
     if repair and jobs_to_repair(findings):
         _repair(found, jobs_to_repair(findings), **flags)
-        findings = verify_run(found.run_dir, found.state_elsewhere)
+        findings = verify_run(found.run_dir, found.state_elsewhere, database)
     click.echo(json.dumps(findings.as_dict(), indent=2) if as_json else findings.render())
     return EXIT_OK if findings.clean else EXIT_JOBS_FAILED
 
@@ -105,15 +115,16 @@ def _repair(found: RunTarget, job_ids: list[str], **flags: Any) -> None:
     """Download these done jobs' videos again, then say which were."""
     state = found.existing_state()
     if _defaulted("provider"):  # the run's own provider, as its state recorded it
-        with Store.open(state) as store:
+        with found.open_state() as store:
             flags["provider"] = store.get_meta("provider") or flags["provider"]
-    settings = settings_from(output=found.output, state=state, **flags)
+    elsewhere = {"state": state} if found.database is None else {"database": found.database}
+    settings = settings_from(output=found.output, **elsewhere, **flags)
     pipeline.credentials(settings)
     fetched = FetchedAgain(job_ids)
     with (
-        runlock.holding(state, "verify --repair"),
+        runlock.holding(state, "verify --repair", found.database),
         runlock.holding_folder(found.run_dir, state, "verify --repair"),
-        Store.open(state) as store,
+        found.open_state() as store,
     ):
         outcome = pipeline.run_async(
             pipeline.repair, store, found.run_dir, job_ids, settings, [fetched]

@@ -14,6 +14,7 @@ from batchgen.cli.next_steps import NextSteps
 from batchgen.cli.options import (
     Finite,
     compose,
+    database_option,
     latency_option,
     manifest_argument,
     output_option,
@@ -151,10 +152,7 @@ def run_manifest(manifest: Path, settings: Settings) -> int:
 
 def _header(prepared: load.PreparedRun, shared: SharedAccount) -> str:
     """What was loaded, where the state is, and how much of it the account already has."""
-    line = (
-        f"{prepared.manifest.name}: {_loaded(prepared.loaded)}; "
-        f"state {Path(prepared.store.path).resolve()}"
-    )
+    line = f"{prepared.manifest.name}: {_loaded(prepared.loaded)}; state {_state_shown(prepared)}"
     elsewhere = shared.held_elsewhere(prepared.store.pending_external_ids())
     if elsewhere:
         line += (
@@ -164,6 +162,12 @@ def _header(prepared: load.PreparedRun, shared: SharedAccount) -> str:
     else:
         line += "; the account ledger holds none of its jobs from other runs"
     return line
+
+
+def _state_shown(prepared: load.PreparedRun) -> str:
+    """The state's absolute path (or, on PostgreSQL, its schema and database)."""
+    db = prepared.store.db
+    return str(Path(db.path).resolve()) if db.dialect == "sqlite" else db.shown
 
 
 def _loaded(loaded: load.Loaded) -> str:
@@ -206,6 +210,7 @@ def _execute_logged(
     help="Retry this job (row id or job id); repeatable.",
 )
 @click.option("--yes", is_flag=True, help="Do not ask before sending unknown jobs again.")
+@database_option
 def retry(
     target: Path,
     output: Path,
@@ -213,14 +218,15 @@ def retry(
     all_unknown: bool,
     job_ids: tuple[str, ...],
     yes: bool,
+    database: str | None,
 ) -> None:
     """Put failed (or unknown) jobs of a run back to pending; the next `run` sends them. A
     failed job whose paid task is still at the provider is followed again instead."""
     if not (all_failed or all_unknown or job_ids):
         raise click.UsageError("say which jobs: --failed, --unknown, or --job ID (repeatable)")
-    found = resolve_target(target, output)
+    found = resolve_target(target, output, database=database)
     state = found.existing_state()
-    with runlock.holding(state, "retry"), Store.open(state) as store:
+    with runlock.holding(state, "retry", database), found.open_state() as store:
         chosen = store.resolve_job_ids(job_ids) if job_ids else None
         for reason in nothing_to_retry(store, chosen or []):
             click.echo(reason)

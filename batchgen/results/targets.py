@@ -3,6 +3,9 @@
 MANIFEST   a YAML or CSV manifest: its run is OUTPUT/NAME (OUTPUT from `-o`)
 RUN        a run folder: the one holding state.sqlite, index.jsonl and videos/
 STATE      a state file (.sqlite or .db): its run is the folder it is in
+
+With `--database` the state is the run's schema in that PostgreSQL database, named by its run
+folder (MANIFEST or RUN); a STATE file then names nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from batchgen.errors import UsageError
 from batchgen.load import open_manifest
 from batchgen.output import STATE_NAME
 from batchgen.settings import Settings
+from batchgen.state.store import Store
 
 STATE_SUFFIXES = (".sqlite", ".db")
 
@@ -25,6 +29,7 @@ class RunTarget:
     run_dir: Path
     state: Path
     manifest: Path | None = None  # when the run was named by its manifest
+    database: str | None = None  # a PostgreSQL database holding the state instead of `state`
 
     @property
     def output(self) -> Path:
@@ -37,8 +42,8 @@ class RunTarget:
         return None if self.state == self.run_dir / STATE_NAME else self.state
 
     def existing_state(self) -> Path:
-        """The state file; UsageError if there is none."""
-        if not self.state.is_file():
+        """The state file; UsageError if there is none (on PostgreSQL, `open_state` says)."""
+        if self.database is None and not self.state.is_file():
             raise UsageError(
                 f"no state found at {self.state}: has this manifest been run? Runs are looked "
                 f"for in the folder -o names (here {self.output}); give the one the run was "
@@ -46,9 +51,26 @@ class RunTarget:
             )
         return self.state
 
+    def open_state(self) -> Store:
+        """The run's state, which must exist (UsageError or StateError if there is none)."""
+        if self.database is None:
+            return Store.open(self.existing_state())
+        return Store.open(self.state, self.database, create=False)
 
-def resolve_target(target: Path, output: Path, state: Path | None = None) -> RunTarget:
-    """The run `target` names (see the module's docstring); `state` overrides its state file."""
+
+def resolve_target(
+    target: Path, output: Path, state: Path | None = None, database: str | None = None
+) -> RunTarget:
+    """The run `target` names (see the module's docstring); `state` overrides its state file,
+    `database` keeps it there instead."""
+    if database is not None:
+        if state is not None or (not target.is_dir() and target.suffix in STATE_SUFFIXES):
+            raise UsageError(
+                "with --database the state is the run's, in that database: name the run by "
+                "its folder or its manifest, not by a state file"
+            )
+        found = resolve_target(target, output)
+        return RunTarget(found.run_dir, found.state, found.manifest, database)
     if target.is_dir():
         found = RunTarget(target, target / STATE_NAME)
     elif target.suffix in STATE_SUFFIXES:

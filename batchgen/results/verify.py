@@ -98,18 +98,22 @@ class VerifyReport:
         return value
 
 
-def verify_run(run_dir: Path, state_path: Path | None = None) -> VerifyReport:
+def verify_run(
+    run_dir: Path, state_path: Path | None = None, database: str | None = None
+) -> VerifyReport:
     """Check every done job's video in `run_dir` against index.jsonl and the state (default
-    RUN/state.sqlite when it exists). Raises NothingToVerify, UsageError (no state file at an
-    explicit `state_path`), IndexInvalid or StateError."""
+    RUN/state.sqlite when it exists; the run's, in `database` when given). Raises
+    NothingToVerify, UsageError (no state file at an explicit `state_path`), IndexInvalid or
+    StateError."""
     state = state_path if state_path is not None else run_dir / STATE_NAME
     if state_path is not None and not state.is_file():
         raise UsageError(f"no state file at {state}")
-    sources = {INDEX_NAME: index_path(run_dir), STATE_NAME: state}
-    checked = tuple(name for name, path in sources.items() if path.is_file())
+    present = {INDEX_NAME: index_path(run_dir).is_file(), STATE_NAME: bool(database)}
+    present[STATE_NAME] |= state.is_file()
+    checked = tuple(name for name, found in present.items() if found)
     if not checked:
         raise NothingToVerify(f"{run_dir} has neither {INDEX_NAME} nor {STATE_NAME}")
-    live = runlock.holder(state) if STATE_NAME in checked else None
+    live = runlock.holder(state, database) if STATE_NAME in checked else None
     report = VerifyReport(run_dir, checked)
     if live is not None:
         report.checked = (STATE_NAME,)
@@ -119,7 +123,8 @@ def verify_run(run_dir: Path, state_path: Path | None = None) -> VerifyReport:
         )
     known: set[str] = set()
     with ExitStack() as stack:
-        store = stack.enter_context(Store.open(state)) if STATE_NAME in checked else None
+        opened = Store.open(state, database, create=False) if STATE_NAME in checked else None
+        store = stack.enter_context(opened) if opened is not None else None
         lines = read_lines(run_dir) if INDEX_NAME in report.checked else iter(())
         jobs = store.done_in_job_order() if store is not None else iter(())
         compared = store if INDEX_NAME in report.checked else None

@@ -162,11 +162,7 @@ class SharedAccount:
             return
         account = self.account.fingerprint
         if fields == _RELEASED:
-            self.ledger.db.write(
-                "DELETE FROM sends WHERE account = ? AND external_id = ? AND state_id = ? "
-                "AND task_id IS NULL",
-                (account, ext, self.state_id),
-            )
+            self.ledger.release(account, ext, self.state_id)
             return
         self.ledger.sent(account, self.state_id, external_id=ext, **fields)
 

@@ -48,12 +48,15 @@ class VideoChecks:
     def counts(self) -> tuple[int, int, dict[str, int]]:
         """Done jobs of the manifest whose video is checked, how many of them are flagged,
         and the number of each finding's code."""
-        found = self._db.one(f"SELECT count(*), total(c.findings != '[]') {_CHECKED} WHERE {_DONE}")
+        found = self._db.one(
+            "SELECT count(*), coalesce(sum(CASE WHEN c.findings != '[]' THEN 1 ELSE 0 END), 0) "
+            f"{_CHECKED} WHERE {_DONE}"
+        )
         assert found is not None
         checked, flagged = found
         codes = self._db.rows(
-            f"SELECT json_extract(f.value, '$.code'), count(*) {_CHECKED}, "
-            f"json_each(c.findings) f WHERE {_DONE} AND c.findings != '[]' "
+            f"SELECT {self._db.json_text('f.value', 'code')}, count(*) {_CHECKED} CROSS JOIN "
+            f"{self._db.json_elements('c.findings', 'f')} WHERE {_DONE} AND c.findings != '[]' "
             "GROUP BY 1 ORDER BY 2 DESC, 1"
         )
         return int(checked), int(flagged), {str(code): int(n) for code, n in codes}
@@ -73,7 +76,7 @@ class VideoChecks:
         cursor = self._db.rows(
             f"SELECT {JOB_COLUMNS}, c_probe, c_findings FROM jobs LEFT JOIN ("
             "SELECT job_id AS c_job, sha256 AS c_sha, probe AS c_probe, findings AS c_findings "
-            f"FROM video_checks) ON c_job = job_id AND c_sha = sha256 WHERE {where} "
+            f"FROM video_checks) AS c ON c_job = job_id AND c_sha = sha256 WHERE {where} "
             f"ORDER BY {order}"
         )
         for row in cursor:

@@ -1,118 +1,104 @@
-"""The connection to a run's state: the seam where a database plugs in.
+"""The connection to a state: the seam where a database plugs in.
 
-One SQLite file in WAL mode. Every write either commits before it returns or, once a run
-groups its updates (`group_commits`), joins one open transaction that the run commits every few
-milliseconds and always before a create is sent. `synchronous=NORMAL` keeps commits across a
-killed process; a write that must also survive a power cut (`submitting` before a create is
-sent) is made inside `durably()`, committed with `synchronous=FULL`. A write that finds the
-disk full (or the file too large) is a StorageError; one refused for any other reason (a
-read-only file or folder, a lock another program holds) is a StateError naming the state. The
-schema is built and moved forward by the named migrations of migrations.py.
+`Database` is all the rest of state/ speaks to. Statements are written once, with `?`
+placeholders, in the SQL both databases understand; what differs (placeholders, PRAGMAs,
+`BEGIN IMMEDIATE`, column types, the few functions below, the errors a driver raises) is each
+implementation's business: sqlite.py (the default, one file in WAL mode) and postgres.py (one
+schema of a PostgreSQL database). connect.py opens either.
+
+Every write either commits before it returns or, once a run groups its updates
+(`group_commits`), joins one open transaction that the run commits every few milliseconds and
+always before a create is sent. A commit survives a killed process; a write that must also
+survive a power cut (`submitting` before a create is sent) is made inside `durably()`. A write
+that finds no room (a full disk, a file too large) is a StorageError; one refused for any other
+reason (a read-only file, a lock another program holds, a lost server) is a StateError naming
+the state, never a password. The schema is built and moved forward by the named migrations of
+migrations.py, on either database.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from batchgen.errors import StateError, StorageError
-from batchgen.state.migrations import MIGRATIONS, Migration, migrate
+Row = tuple[Any, ...]
 
 
-class Database:
-    """One state file's connection. Open with `Database.open(path)`."""
+class Database(ABC):
+    """One connection to one state (a run's, or any other set of tables on the same seam)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn = conn
-        self.path = path
+    dialect: ClassVar[str]  #: "sqlite" or "postgresql"
+
+    def __init__(self, path: Path, shown: str) -> None:
+        self.path = path  #: the SQLite file, or on PostgreSQL the file the run would have had
+        self.shown = shown  #: how messages name the state (never with a password)
         self._grouped = False
 
-    @classmethod
-    def open(cls, path: Path, migrations: Sequence[Migration] = MIGRATIONS) -> Database:
-        """Open (creating if needed) and migrate the file: a run's state, or with other
-        `migrations` the account ledger."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StateError(f"cannot create the folder {path.parent}: {exc.strerror}") from None
-        try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            migrate(conn, migrations)
-        except sqlite3.DatabaseError as exc:
-            raise StateError(f"cannot open {path}: {exc}") from None
-        return cls(conn, path)
-
+    @abstractmethod
     def close(self) -> None:
-        self.commit()
-        self._conn.close()
+        """Commit what is grouped, then close the connection."""
 
     # -- reading ----------------------------------------------------------------------------
 
-    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+    @abstractmethod
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """The first row of a query, or None."""
-        row: tuple[Any, ...] | None = self._conn.execute(sql, params).fetchone()
-        return row
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
-        """Every row of a query, read as they are iterated."""
-        return iter(self._conn.execute(sql, params))
+    @abstractmethod
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:
+        """Every row of a query, as they are iterated."""
 
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._conn.execute(sql, params).fetchall()
+    @abstractmethod
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Every row of a query, as a list."""
 
+    @abstractmethod
     def integrity_ok(self) -> bool:
-        return bool(self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+        """Whether the database finds its own files sound."""
+
+    @abstractmethod
+    def has_table(self, name: str) -> bool:
+        """Whether the state has a table `name`."""
+
+    @abstractmethod
+    def columns(self, table: str) -> list[str]:
+        """The columns of `table` in their order (those both databases have)."""
 
     # -- writing ----------------------------------------------------------------------------
 
+    @abstractmethod
     def write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement that changes rows (inside the open group, if grouping); returns
         how many rows it changed."""
-        with self._writing():
-            if self._grouped and not self._conn.in_transaction:
-                self._conn.execute("BEGIN")
-            return int(self._conn.execute(sql, params).rowcount)
 
-    def write_returning(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...]:
+    @abstractmethod
+    def write_returning(self, sql: str, params: Sequence[Any]) -> Row:
         """Run one statement that changes one row and returns it (`... RETURNING`)."""
-        with self._writing():
-            if self._grouped and not self._conn.in_transaction:
-                self._conn.execute("BEGIN")
-            rows = self._conn.execute(sql, params).fetchall()
-        assert len(rows) == 1, sql
-        found: tuple[Any, ...] = rows[0]
-        return found
 
+    @abstractmethod
     def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         """Run one statement for each of `rows`; returns how many rows the database changed."""
-        with self._writing():
-            before = self._conn.total_changes
-            self._conn.executemany(sql, rows)
-            return self._conn.total_changes - before
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Group writes into one commit (nested ones join the outer)."""
-        with self._writing(), _Transaction(self._conn):
-            yield
+    @abstractmethod
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Group writes into one commit, or none if the block raises (nested ones join the
+        outer)."""
 
-    @contextlib.contextmanager
-    def durably(self) -> Iterator[None]:
-        """A transaction committed with `synchronous=FULL` (power cuts included); any grouped
-        updates before it are committed first."""
-        self.commit()
-        self._conn.execute("PRAGMA synchronous=FULL")
-        try:
-            with self.transaction():
-                yield
-        finally:
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+    @abstractmethod
+    def durably(self) -> contextlib.AbstractContextManager[None]:
+        """A transaction whose commit survives a power cut; any grouped updates before it are
+        committed first."""
+
+    @abstractmethod
+    def script(self, sql: str) -> None:
+        """Run several statements (no parameters) in one transaction: a migration."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Commit the open group of writes, if any."""
 
     # -- group commit -----------------------------------------------------------------------
 
@@ -121,30 +107,23 @@ class Database:
         most the updates since the last commit, each of which resume redoes safely."""
         self._grouped = True
 
-    def commit(self) -> None:
-        if self._conn.in_transaction:
-            with self._writing():
-                self._conn.execute("COMMIT")
-
     def end_grouping(self) -> None:
         self.commit()
         self._grouped = False
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """A write that finds the disk full (or the file too large) is a StorageError; one
-        refused otherwise (read-only, locked) a StateError."""
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-            if _out_of_room(exc):
-                raise StorageError(f"cannot write the state {self.path}: {exc}") from None
-            raise StateError(
-                f"cannot write the state {self.path}: {exc} (is it, or its folder, read-only, "
-                "or held by another program?)"
-            ) from None
+    # -- the SQL that differs -----------------------------------------------------------------
+
+    @abstractmethod
+    def number(self, expr: str) -> str:
+        """SQL reading the text `expr` as a float: its leading number, 0 if it has none."""
+
+    @abstractmethod
+    def json_text(self, expr: str, key: str) -> str:
+        """SQL for the field `key` of the JSON object in `expr`, as text."""
+
+    @abstractmethod
+    def json_elements(self, expr: str, alias: str) -> str:
+        """A FROM item: one row per element of the JSON array in `expr`, each `alias.value`."""
 
     # -- meta -------------------------------------------------------------------------------
 
@@ -158,27 +137,3 @@ class Database:
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
-
-
-class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._outer = False
-
-    def __enter__(self) -> None:
-        self._outer = not self._conn.in_transaction
-        if self._outer:
-            self._conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if not self._outer:
-            return
-        if not exc_type:
-            self._conn.execute("COMMIT")
-        elif self._conn.in_transaction:  # (a failed write may have rolled it back already)
-            self._conn.execute("ROLLBACK")
-
-
-def _out_of_room(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "disk is full" in text or "disk i/o error" in text or "too large" in text

@@ -26,7 +26,12 @@ class Inputs:
         fingerprint's document ('' when the load cannot be fingerprinted)."""
         with self._db.transaction():
             self._db.write("DELETE FROM inputs")
-            self._db.write_many("INSERT OR REPLACE INTO inputs VALUES (?, ?, ?, ?)", files)
+            self._db.write_many(
+                "INSERT INTO inputs (path, size, mtime_ns, ref) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (path) DO UPDATE SET size = excluded.size, "
+                "mtime_ns = excluded.mtime_ns, ref = excluded.ref",
+                files,
+            )
             self._db.set_meta(FINGERPRINT_KEY, document)
 
     def fingerprint(self) -> tuple[str | None, list[InputFile]]:
@@ -38,7 +43,12 @@ class Inputs:
         """(ref, width, height, source) of input images: `source` is the absolute path of a
         local file, the URL the provider fetches, or None (base64 from the manifest)."""
         with self._db.transaction():
-            self._db.write_many("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)", rows)
+            self._db.write_many(
+                "INSERT INTO images (ref, width, height, source) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (ref) DO UPDATE SET width = excluded.width, "
+                "height = excluded.height, source = excluded.source",
+                rows,
+            )
 
     def image(self, ref: str) -> InputImage | None:
         row = self._db.one("SELECT ref, width, height, source FROM images WHERE ref = ?", (ref,))
@@ -56,7 +66,9 @@ class Inputs:
         (--skip-invalid), and how many rows it left out in all."""
         with self._db.transaction():
             self._db.write("DELETE FROM skipped")
-            self._db.write_many("INSERT INTO skipped VALUES (?, ?, ?, ?)", problems)
+            self._db.write_many(
+                "INSERT INTO skipped (row, line, field, message) VALUES (?, ?, ?, ?)", problems
+            )
             self._db.set_meta(SKIPPED_KEY, str(rows))
 
     def skipped_rows(self) -> int:

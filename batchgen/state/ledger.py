@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batchgen.state.connect import open_database
 from batchgen.state.db import Database
 from batchgen.state.migrations import LEDGER_MIGRATIONS
+
+LEDGER_SCHEMA = "batchgen_account"  # on PostgreSQL, the schema every run of the database shares
 
 LEDGER_ENV = "BATCHGEN_LEDGER"
 
@@ -88,8 +91,11 @@ class Ledger:
         self.clock = clock
 
     @classmethod
-    def open(cls, path: Path | None = None) -> Ledger:
-        return cls(Database.open(path or ledger_path(), LEDGER_MIGRATIONS))
+    def open(cls, target: Path | str | None = None) -> Ledger:
+        """The ledger file (`ledger_path()` by default), or on a PostgreSQL database (a URL)
+        the schema every machine using that database shares."""
+        found = ledger_path() if target is None else target
+        return cls(open_database(found, schema=LEDGER_SCHEMA, migrations=LEDGER_MIGRATIONS))
 
     @property
     def path(self) -> Path:
@@ -229,6 +235,15 @@ class Ledger:
             (*fields.values(), account, external_id, state_id),
         )
 
+    def release(self, account: str, external_id: str, state_id: str) -> None:
+        """This state's create was not carried out (refused, to be sent again later): its
+        claim goes, so that any state of the account may send it."""
+        self.db.write(
+            "DELETE FROM sends WHERE account = ? AND external_id = ? AND state_id = ? "
+            "AND task_id IS NULL",
+            (account, external_id, state_id),
+        )
+
     def record_sends(self, account: str, state_id: str, sends: Iterable[Send]) -> int:
         """Record what a state sent before the ledger knew of it (claims already there stay);
         returns how many were new."""
@@ -276,7 +291,7 @@ class Ledger:
         """(dollars, tasks) the account was sent since `since` that the provider took and did
         not fail, priced from the table when each was claimed."""
         row = self.db.one(
-            "SELECT total(cost_usd), count(*) FROM sends WHERE account = ? "
+            "SELECT coalesce(sum(cost_usd), 0), count(*) FROM sends WHERE account = ? "
             "AND task_id IS NOT NULL AND status != 'failed' AND coalesce(accepted_at, 0) >= ?",
             (account, since),
         )

@@ -36,7 +36,7 @@ class Lookups:
 
     def record(self, job_id: str, sightings: Iterable[Sighting]) -> None:
         self._db.write_many(
-            "INSERT INTO lookups VALUES (?, ?, ?, ?)",
+            "INSERT INTO lookups (job_id, at, form, answer) VALUES (?, ?, ?, ?)",
             [(job_id, s.at, s.form, s.answer) for s in sightings],
         )
 

@@ -1,26 +1,37 @@
 """The state's schema, as named migrations applied in order (the way sqlite-utils' migrations
 do it): each runs in its own transaction and is recorded in `_migrations` with when it was
-applied, so an existing state file moves forward to the current schema when it is opened, and
-a migration never runs twice.
+applied, so an existing state moves forward to the current schema when it is opened, and a
+migration never runs twice. The same migrations build the state on SQLite and on PostgreSQL:
+written in SQLite's words, they are given PostgreSQL's types there (`postgres_types`), and the
+few that need other words on PostgreSQL say them (`Migration.postgres`).
 
-A state file made before migrations had names counted them in `PRAGMA user_version`: that many
-of the first migrations are recorded as applied, then the rest run.
+A state file made before migrations had names counted them in `PRAGMA user_version`: sqlite.py
+records that many of the first migrations as applied before the rest run.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from batchgen.state.db import Database
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
-    """One step of the schema: `name` is recorded once `sql` has run."""
+    """One step of the schema: `name` is recorded once `sql` has run (`postgres` instead of
+    `sql` on PostgreSQL, when the words differ there)."""
 
     name: str
     sql: str
+    postgres: str | None = None
+
+    def sql_for(self, dialect: str) -> str:
+        if dialect == "postgresql":
+            return postgres_types(self.sql if self.postgres is None else self.postgres)
+        return self.sql
 
 
 MIGRATIONS: Sequence[Migration] = (
@@ -89,6 +100,12 @@ MIGRATIONS: Sequence[Migration] = (
         CREATE TABLE skipped (row TEXT NOT NULL, line INTEGER NOT NULL, field TEXT NOT NULL,
                               message TEXT NOT NULL);
         """,
+        postgres="""
+        ALTER TABLE jobs ADD COLUMN watermark_url TEXT;
+        ALTER TABLE jobs ADD COLUMN watermark_path TEXT;
+        CREATE TABLE skipped (row TEXT NOT NULL, line INTEGER NOT NULL, field TEXT NOT NULL,
+                              message TEXT NOT NULL, ROWID);
+        """,
     ),
     # The fields a job is priced by, kept beside its request: money over a million jobs is a
     # GROUP BY, not a million JSON parses (`price_key`; the same text as json_array gives).
@@ -101,6 +118,7 @@ MIGRATIONS: Sequence[Migration] = (
             json_extract(request, '$.duration'), json_extract(request, '$.sound'),
             json_type(request, '$.voice_list') IS NOT NULL);
         """,
+        postgres="ALTER TABLE jobs ADD COLUMN price_key TEXT;",  # (no state there predates it)
     ),
     # Nothing ever counted API calls per job: the run counts them as a whole (RunOutcome).
     Migration("drop_api_calls", "ALTER TABLE jobs DROP COLUMN api_calls;"),
@@ -114,6 +132,16 @@ MIGRATIONS: Sequence[Migration] = (
             at REAL NOT NULL,
             form TEXT NOT NULL,
             answer TEXT NOT NULL
+        );
+        CREATE INDEX lookups_by_job ON lookups (job_id, at);
+        """,
+        postgres="""
+        CREATE TABLE lookups (
+            job_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            form TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            ROWID
         );
         CREATE INDEX lookups_by_job ON lookups (job_id, at);
         """,
@@ -191,43 +219,51 @@ LEDGER_MIGRATIONS: Sequence[Migration] = (
     ),
 )
 
-_RECORD = "CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+_RECORD = "CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL{})"
+
+# SQLite's types, and the words PostgreSQL has for them. Text compares byte by byte on both
+# (SQLite's BINARY is PostgreSQL's "C"), so that ORDER BY gives the same rows in the same order;
+# a table whose rows keep the order they were written in has an explicit `rowid` there.
+_POSTGRES_TYPES = {
+    "INTEGER": "BIGINT",
+    "REAL": "DOUBLE PRECISION",
+    "TEXT": 'TEXT COLLATE "C"',
+    "ROWID": "rowid BIGINT GENERATED ALWAYS AS IDENTITY",
+}
+_TYPE = re.compile(r"\b(" + "|".join(_POSTGRES_TYPES) + r")\b")
 
 
-def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
-    """Apply every migration `conn` has not had yet, each in its own transaction; returns the
+def postgres_types(sql: str) -> str:
+    """`sql` (a migration) with SQLite's column types turned into PostgreSQL's."""
+    return _TYPE.sub(lambda m: _POSTGRES_TYPES[m.group(1)], sql)
+
+
+def record_sql(dialect: str) -> str:
+    """The statement that makes `_migrations`."""
+    if dialect == "postgresql":
+        return postgres_types(_RECORD.format(", ROWID"))
+    return _RECORD.format("")
+
+
+def migrate(db: Database, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+    """Apply every migration `db` has not had yet, each in its own transaction; returns the
     names applied."""
-    if not _has_record(conn):
-        _start_record(conn, migrations)
-    done = {name for (name,) in conn.execute("SELECT name FROM _migrations")}
+    if not db.has_table("_migrations"):
+        db.script(record_sql(db.dialect))
+    done = {name for (name,) in db.all("SELECT name FROM _migrations")}
     applied = []
     for migration in migrations:
         if migration.name in done:
             continue
-        conn.executescript(
-            f"BEGIN; {migration.sql}; "
-            f"INSERT INTO _migrations VALUES ('{migration.name}', {time.time()!r}); COMMIT;"
+        db.script(
+            f"{migration.sql_for(db.dialect)}; "
+            f"INSERT INTO _migrations (name, applied_at) VALUES ('{migration.name}', "
+            f"{time.time()!r});"
         )
         applied.append(migration.name)
     return applied
 
 
-def applied(conn: sqlite3.Connection) -> list[str]:
+def applied(db: Database) -> list[str]:
     """Names of the migrations a state has had, in the order they were applied."""
-    return [name for (name,) in conn.execute("SELECT name FROM _migrations ORDER BY rowid")]
-
-
-def _start_record(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
-    """Make the `_migrations` table, recording as applied the first `user_version` migrations
-    of a state made before migrations had names (one transaction)."""
-    numbered = conn.execute("PRAGMA user_version").fetchone()[0]
-    names = ", ".join(f"('{m.name}', 0)" for m in migrations[:numbered])
-    adopt = f"INSERT INTO _migrations VALUES {names};" if names else ""
-    conn.executescript(f"BEGIN; {_RECORD}; {adopt} PRAGMA user_version = 0; COMMIT;")
-
-
-def _has_record(conn: sqlite3.Connection) -> bool:
-    found = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
-    ).fetchone()
-    return found is not None
+    return [name for (name,) in db.all("SELECT name FROM _migrations ORDER BY rowid")]

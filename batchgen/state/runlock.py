@@ -1,8 +1,9 @@
 """One process per run state, and one state per run folder, at a time.
 
 A command that changes a state (`run`, `retry`, `adopt`, `reconcile`, `verify --repair`) holds
-an exclusive `flock` on `<state>.lock` for as long as it runs; a second one is refused at once,
-naming the holder's pid. A command that writes into a run folder (`run`, `adopt`, `reconcile`,
+an exclusive `flock` on `<state>.lock` for as long as it runs (on PostgreSQL, an advisory lock
+on the run's schema: postgres.holding_run); a second one is refused at once, naming the
+holder's pid. A command that writes into a run folder (`run`, `adopt`, `reconcile`,
 `verify --repair`) also holds `RUN/.batchgen.lock`: the folder has one owner, so two states
 (`--state`) cannot fill one folder at once. The kernel drops a lock when its process dies,
 however it dies, so a lock left by a killed run is simply taken over. Readers (`status`,
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from batchgen.errors import StateInUse, UsageError
+from batchgen.state.connect import run_schema_of
 
 SUFFIX = ".lock"
 FOLDER_LOCK = ".batchgen.lock"
@@ -32,8 +34,14 @@ def folder_lock_path(run_dir: Path) -> Path:
 
 
 @contextmanager
-def holding(state: Path, command: str) -> Iterator[None]:
+def holding(state: Path, command: str, database: str | None = None) -> Iterator[None]:
     """Hold the state's lock while the block runs; StateInUse if a live process has it."""
+    if database is not None:
+        from batchgen.state.postgres import holding_run
+
+        with holding_run(database, run_schema_of(state), f"batchgen {command}"):
+            yield
+        return
     with _held(lock_path(state), state, f"batchgen {command}"):
         yield
 
@@ -65,9 +73,13 @@ def _held(path: Path, what: Path, holder: str) -> Iterator[None]:
         os.close(fd)
 
 
-def holder(state: Path) -> str | None:
+def holder(state: Path, database: str | None = None) -> str | None:
     """Who holds the state's lock now ("pid 123 (batchgen run)"), or None when no live process
-    does. Asks the kernel with a shared lock taken and dropped at once."""
+    does. Asks the kernel with a shared lock taken and dropped at once (or the server)."""
+    if database is not None:
+        from batchgen.state.postgres import run_holder
+
+        return run_holder(database, run_schema_of(state))
     try:
         fd = os.open(lock_path(state), os.O_RDONLY)
     except OSError:

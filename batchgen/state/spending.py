@@ -23,8 +23,8 @@ class Spending:
         """(status, pricing fields, jobs, units charged, jobs that reported units) for every
         combination of status and the fields a job is priced by, over the whole state."""
         cursor = self._db.rows(
-            "SELECT status, price_key, count(*), total(CAST(unit_deduction AS REAL)), "
-            "count(unit_deduction) FROM jobs WHERE reused_from IS NULL GROUP BY 1, 2"
+            f"SELECT status, price_key, count(*), {self._units()}, count(unit_deduction) "
+            "FROM jobs WHERE reused_from IS NULL GROUP BY 1, 2"
         )
         for status, key, jobs, units, reported in cursor:
             yield str(status), pricing_fields(key), int(jobs), float(units), int(reported)
@@ -50,11 +50,15 @@ class Spending:
         """Sum of the provider's final_unit_deduction over every paid task of the state (done
         jobs, the earlier videos of edited rows included, and failures that were charged)."""
         row = self._db.one(
-            "SELECT total(CAST(unit_deduction AS REAL)) FROM jobs WHERE unit_deduction IS NOT NULL "
+            f"SELECT {self._units()} FROM jobs WHERE unit_deduction IS NOT NULL "
             "AND reused_from IS NULL"
         )
         assert row is not None
         return float(row[0])
+
+    def _units(self) -> str:
+        """SQL summing the units the provider reported (0.0 when none did)."""
+        return f"coalesce(sum({self._db.number('unit_deduction')}), 0.0)"
 
     def cash_reported(self) -> dict[str, float]:
         """Cash the provider reported for the state's tasks, summed per currency."""

@@ -20,6 +20,7 @@ from batchgen.errors import IllegalTransition, StateError
 from batchgen.jobs import JobSpec, canonical_json, external_task_id
 from batchgen.state.changes import Accepted, Change, target_of
 from batchgen.state.checks import VideoChecks
+from batchgen.state.connect import open_state
 from batchgen.state.db import Database
 from batchgen.state.inputs import Inputs
 from batchgen.state.lookups import Lookups
@@ -34,7 +35,8 @@ FOLLOW_AGAIN = ("task_timeout", "no_video", "not_a_video", "download")
 
 
 class Store:
-    """Every job of one run and its status. Open with `Store.open(path)`."""
+    """Every job of one run and its status. Open with `Store.open(path)` (SQLite) or
+    `Store.open(path, database)` (the run's schema in PostgreSQL)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -45,9 +47,10 @@ class Store:
         self.lookups = Lookups(db)
 
     @classmethod
-    def open(cls, path: Path) -> Store:
-        """Open (creating if needed) and migrate the state file."""
-        return cls(Database.open(path))
+    def open(cls, path: Path, database: str | None = None, *, create: bool = True) -> Store:
+        """Open (creating it if needed) and migrate the state; on PostgreSQL, with `create`
+        False, a run that has no state there is a StateError instead."""
+        return cls(open_state(path, database, create=create))
 
     def close(self) -> None:
         self.db.close()
@@ -179,7 +182,7 @@ class Store:
             )
             self.db.write(
                 "UPDATE jobs SET row_id = row_id || '~' || substr(job_id, 1, 8) "
-                "WHERE seq = -1 AND status NOT IN ('done', 'failed') AND instr(row_id, '~') = 0"
+                "WHERE seq = -1 AND status NOT IN ('done', 'failed') AND row_id NOT LIKE '%~%'"
             )
         return new, known
 
@@ -190,9 +193,9 @@ class Store:
             values,
         )
         self.db.write_many(
-            "UPDATE jobs SET seq = ?2, row_id = ?3, metadata = ?5, variant = ?6, price_key = ?7 "
-            "WHERE job_id = ?1",
-            values,
+            "UPDATE jobs SET seq = ?, row_id = ?, metadata = ?, variant = ?, price_key = ? "
+            "WHERE job_id = ?",
+            [(*rest[:2], *rest[3:], job) for job, *rest in values],  # all but the request
         )
         return inserted
 
@@ -268,13 +271,14 @@ class Store:
             )
             if row is None:
                 shown = name if len(name) <= 80 else f"{name[:77]}..."
-                raise StateError(f"no job with id or row id {shown!r} in {self.path}")
+                raise StateError(f"no job with id or row id {shown!r} in {self.db.shown}")
             found.append(str(row[0]))
         return found
 
     def pending_rows_of_model(self, model: str, limit: int) -> tuple[int, list[str]]:
         """How many pending jobs of the manifest ask for `model`, and the first rows."""
-        where = "status = 'pending' AND seq >= 0 AND json_extract(request, '$.model_name') = ?"
+        model_of = self.db.json_text("request", "model_name")
+        where = f"status = 'pending' AND seq >= 0 AND {model_of} = ?"
         row = self.db.one(f"SELECT count(*) FROM jobs WHERE {where}", (model,))
         rows = self.db.all(
             f"SELECT row_id FROM jobs WHERE {where} ORDER BY seq LIMIT ?", (model, limit)

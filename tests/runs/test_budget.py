@@ -11,7 +11,9 @@ from tests.conftest import run_cli, simulator, write_manifest
 
 
 @pytest.mark.parametrize("profile", ["cometapi", "kling"])
-def test_a_budget_worth_ten_jobs_submits_ten_then_resumes_with_more(tmp_path, capsys, profile):
+def test_a_budget_worth_ten_jobs_submits_ten_then_resumes_with_more(
+    tmp_path, capsys, profile, database
+):
     """20 jobs, a budget for 10: at most 10 creates, exit 3 naming the budget; a larger
     budget finishes the rest, each job paid once."""
     manifest = write_manifest(tmp_path, 20)

@@ -25,7 +25,7 @@ def edit_prompt(manifest: Path, row: str, prompt: str) -> None:
     manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def test_an_edited_row_keeps_its_earlier_paid_video(tmp_path, capsys):
+def test_an_edited_row_keeps_its_earlier_paid_video(tmp_path, capsys, database):
     """Editing a row that keeps its id runs it again; the earlier video is kept, not replaced."""
     manifest = write_manifest(tmp_path, 3)
     out = tmp_path / "out"

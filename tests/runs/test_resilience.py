@@ -26,8 +26,10 @@ from batchgen.state.changes import Failed, Submitting
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
 from tests.conftest import (
+    DATABASE_ENV,
     KLING_FLAGS,
     PROFILES,
+    open_state,
     read_index,
     resolve_unknown,
     run_cli,
@@ -37,7 +39,8 @@ from tests.conftest import (
 
 
 def state_of(run_dir: Path) -> Store:
-    return Store.open(run_dir / "state.sqlite")
+    """The run's state, in the database the test runs on."""
+    return open_state(run_dir)
 
 
 def paid_once(stats: dict[str, Any]) -> None:
@@ -94,7 +97,7 @@ def finish(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", PROFILES)
-def test_kill_nine_at_random_moments_then_resume(tmp_path, profile):
+def test_kill_nine_at_random_moments_then_resume(tmp_path, profile, database):
     """SIGKILL at seeded random moments: nothing is paid twice, nothing crashes, and every
     row ends with its verified video (once its unknown jobs are resolved); on Kling's own API
     every task that exists is found in its task list, so the user adopts none by hand."""
@@ -141,10 +144,23 @@ LOSES_ANSWERS = {
 NEVER_MADE = {"reset before accept"}
 
 
+# The faults that meet the state's hardest paths (lost answers, resends, downloads again) run
+# on PostgreSQL too; every fault runs on SQLite.
+ON_POSTGRES = ("reset after accept", "gateway 524 after accept", "downloads cut short")
+FAULT_CASES = [
+    pytest.param(name, profile, db, id=f"{db}-{profile}-{name}")
+    for db in ("sqlite", "postgres")
+    for profile in PROFILES
+    for name in FAULTS
+    if db == "sqlite" or name in ON_POSTGRES
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("profile", PROFILES)
-@pytest.mark.parametrize("name", FAULTS)
-def test_every_fault_ends_with_every_video_and_nothing_paid_twice(tmp_path, name, profile):
+@pytest.mark.parametrize(("name", "profile", "database"), FAULT_CASES, indirect=["database"])
+def test_every_fault_ends_with_every_video_and_nothing_paid_twice(
+    tmp_path, name, profile, database
+):
     """Under each fault the run ends with every job done and no job paid twice; a lost answer
     that no look-up finds (on CometAPI any, on Kling's own API one whose task was never made)
     is left unknown (never resent) until the user resolves it."""
@@ -238,7 +254,8 @@ def create_directly(sim: Any, ext_id: str, image_path: Path, profile: str) -> st
 
 def leave_submitting(manifest: Path, out: Path) -> str:
     """Record the first job as `submitting`, as a kill right after that commit leaves it."""
-    with prepare(manifest, Settings(output=out)) as prepared:
+    settings = Settings(output=out, database=os.environ.get(DATABASE_ENV))
+    with prepare(manifest, settings) as prepared:
         job = next(prepared.store.with_status(JobStatus.PENDING))
         ext = external_task_id(job.job_id)
         prepared.store.apply(job.job_id, Submitting(ext, time.time()))

@@ -16,7 +16,7 @@ from tests.runs.test_resilience import (
 )
 
 
-def test_an_unknown_job_shows_what_each_look_up_answered(tmp_path, capsys):
+def test_an_unknown_job_shows_what_each_look_up_answered(tmp_path, capsys, database):
     """A lost create no look-up finds: `status`, `status --json`, failed.jsonl and
     `retry --unknown` each show when it was looked up, in which form and what came back."""
     manifest = write_manifest(tmp_path, 2)

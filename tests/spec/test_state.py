@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import pytest
@@ -20,8 +21,9 @@ def spec(n: int, prompt: str = "waves"):
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "state.sqlite") as s:
+def store(tmp_path, database):
+    """A new state, on each database."""
+    with Store.open(tmp_path / "run" / "state.sqlite", database) as s:
         yield s
 
 
@@ -170,6 +172,7 @@ def test_a_numbered_state_moves_forward_to_named_migrations_once(tmp_path):
     migration recorded by name, the never-written api_calls column gone and its jobs kept;
     opening it again applies nothing."""
     from batchgen.state.migrations import MIGRATIONS, applied, migrate
+    from batchgen.state.sqlite import SqliteDatabase
 
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:
@@ -178,12 +181,13 @@ def test_a_numbered_state_moves_forward_to_named_migrations_once(tmp_path):
         db.execute("INSERT INTO jobs (job_id, seq, row_id, request) VALUES ('j', 0, 'r', '{}')")
     with Store.open(path) as store:
         assert [job.row_id for job in store.with_status(JobStatus.PENDING)] == ["r"]
-    with sqlite3.connect(path) as db:
-        assert applied(db) == [m.name for m in MIGRATIONS]
-        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
-        assert "api_calls" not in columns and "price_key" in columns
-        assert db.execute("PRAGMA user_version").fetchone() == (0,)
-        assert migrate(db) == []
+    db = SqliteDatabase.open(path)
+    assert applied(db) == [m.name for m in MIGRATIONS]
+    columns = db.columns("jobs")
+    assert "api_calls" not in columns and "price_key" in columns
+    assert db.one("PRAGMA user_version") == (0,)
+    assert migrate(db) == []
+    db.close()
 
 
 def test_only_a_task_taken_back_moves_a_pending_job_to_done(store):
@@ -203,17 +207,67 @@ def test_only_a_task_taken_back_moves_a_pending_job_to_done(store):
         store.apply(followed.job_id, Recovered("43", "bg-y", 1.0, video="v", sha256="0", size=1))
 
 
+READ_ONLY = {  # the database then refuses writes as for a read-only file
+    "sqlite": ("PRAGMA query_only = ON", "readonly"),
+    "postgresql": ("SET default_transaction_read_only = on", "read-only transaction"),
+}
+
+
 @pytest.mark.parametrize("write", ["meta", "jobs", "change"])
 def test_a_state_that_cannot_be_written_is_a_state_error_naming_it(store, write):
-    """A write SQLite refuses (a read-only state) is a StateError naming the file, not a
-    sqlite3 traceback, and the state stays usable for reading."""
+    """A write the database refuses (a read-only state) is a StateError naming the state, not
+    a driver's traceback, and the state stays usable for reading."""
     store.add_jobs([spec(1)])
-    store.db.all("PRAGMA query_only = ON")  # SQLite then refuses writes as for a read-only file
+    statement, says = READ_ONLY[store.db.dialect]
+    store.db.write(statement)
     actions = {
         "meta": lambda: store.set_meta("provider", "kling"),
         "jobs": lambda: store.add_jobs([spec(2)]),
         "change": lambda: store.apply(spec(1).job_id, Submitting("bg-x", 1.0)),
     }
-    with pytest.raises(StateError, match=f"cannot write the state {store.path}.*readonly"):
+    with pytest.raises(StateError, match=f"the state {re.escape(store.db.shown)}.*{says}"):
         actions[write]()
     assert [j for j in store.job_ids()] == [spec(1).job_id]
+
+
+def test_every_migration_is_recorded_once_and_opening_again_applies_none(tmp_path, database):
+    """On either database a new state has every migration, in order, and a second open (or a
+    second migrate) applies nothing."""
+    from batchgen.state.migrations import MIGRATIONS, applied, migrate
+
+    path = tmp_path / "run" / "state.sqlite"
+    Store.open(path, database).close()
+    with Store.open(path, database) as again:
+        assert applied(again.db) == [m.name for m in MIGRATIONS]
+        assert migrate(again.db) == []
+        assert "api_calls" not in again.db.columns("jobs")
+
+
+def test_both_databases_read_the_same_rows_for_the_same_statements(tmp_path, postgres_url):
+    """The same jobs, changes and look-ups give the same rows from SQLite and PostgreSQL,
+    down to the type of each value, for the queries the reports make."""
+    from batchgen.state.lookups import Sighting
+
+    def filled(store):
+        store.add_jobs([spec(n, prompt=p) for n, p in enumerate(["a", "b%", "c?", "d'"])])
+        store.apply(spec(1, "b%").job_id, Submitting("bg-x", 1.5))
+        store.lookups.record(spec(1, "b%").job_id, [Sighting(2.0, "path", "not found")])
+        store.checks.record(spec(0, "a").job_id, "0" * 64, {"w": 1}, [{"code": "dark"}])
+        store.db.write(
+            "UPDATE jobs SET status = 'done', unit_deduction = '2.5', sha256 = ? WHERE seq = 0",
+            ["0" * 64],
+        )
+        return [
+            sorted(map(repr, store.spending.priced_groups())),
+            store.spending.units_charged(),
+            store.checks.counts(),
+            [repr(j) for j in store.with_status(*JobStatus)],
+            [s.as_json() for s in store.lookups.of(spec(1, "b%").job_id)],
+            store.pending_rows_of_model("kling-v2-master", 10),
+            store.resolve_job_ids(["row-2"]),
+        ]
+
+    with Store.open(tmp_path / "a" / "state.sqlite") as lite:
+        expected = filled(lite)
+    with Store.open(tmp_path / "a" / "state.sqlite", postgres_url) as pg:
+        assert filled(pg) == expected
