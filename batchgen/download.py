@@ -46,8 +46,10 @@ class Downloaded:
     size: int
 
 
-def part_path(path: Path) -> Path:
-    return path.with_name(path.name + PART_SUFFIX)
+def part_path(path: Path, tag: str = "") -> Path:
+    """Where `path` is written before it is complete; `tag` (a worker's own, when several
+    processes of one run may fetch the same video) keeps their bytes apart."""
+    return path.with_name(path.name + tag + PART_SUFFIX)
 
 
 async def download(
@@ -59,6 +61,7 @@ async def download(
     make_room: Callable[[str], Awaitable[None]] | None = None,
     max_bytes: int | None = None,
     deadline: float | None = None,
+    tag: str = "",
 ) -> Downloaded:
     """Fetch `url` into `dest` atomically. `make_room` runs once the complete file is synced
     and before it replaces `dest` (to keep whatever `dest` held), given its sha256. Raises
@@ -67,7 +70,7 @@ async def download(
     replace `dest`, and are kept at `<dest>.rejected` to be looked at (a body past `max_bytes`
     is not kept)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = part_path(dest)
+    part = part_path(dest, tag)
     digest = hashlib.sha256()
     written = 0
     expected: int | None = None
@@ -107,7 +110,10 @@ def local_video_url(path: str, sha256: str) -> str:
 
 
 async def copy_verified(
-    url: str, dest: Path, make_room: Callable[[str], Awaitable[None]] | None = None
+    url: str,
+    dest: Path,
+    make_room: Callable[[str], Awaitable[None]] | None = None,
+    tag: str = "",
 ) -> Downloaded:
     """Take the video a `local_video_url` names into `dest` as a download would: hard-linked
     (copied and synced across file systems) to `<dest>.part`, its sha256 checked against the
@@ -116,7 +122,7 @@ async def copy_verified(
     location, _, digest = url.partition("#sha256=")
     source = Path(urlsplit(location).path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = part_path(dest)
+    part = part_path(dest, tag)
     try:
         await anyio.to_thread.run_sync(_link_or_copy, source, part)
         found = await anyio.to_thread.run_sync(file_sha256, part)

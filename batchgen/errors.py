@@ -12,7 +12,8 @@ BatchgenError                 exit 1 unless a subclass says otherwise
 ├── CostLimitExceeded         exit 2: `--max-cost` is below the batch's estimate
 ├── StateError                exit 2: the state file is unreadable or belongs to another run
 │   ├── StateInUse            exit 2: another live process holds the run's state
-│   └── IllegalTransition     a job was asked to move where the transition table forbids
+│   ├── IllegalTransition     a job was asked to move where the transition table forbids
+│   └── LeaseLost             a worker's lease on a job ran out and another worker holds it
 ├── StorageError              exit 3: a file cannot be written mid-run (disk full...): resumable
 ├── ImageUnreadable           one image source cannot be used (a Problem of its row, or cached)
 ├── MissingVideo              the index names videos that are not in the run folder
@@ -129,6 +130,11 @@ class StateInUse(StateError):
 
 class IllegalTransition(StateError):
     """A job was asked to move between states the transition table does not allow."""
+
+
+class LeaseLost(StateError):
+    """This worker no longer holds the job (its lease ran out while it was paused or cut off,
+    and another worker took the job over): it writes nothing more for it."""
 
 
 class StorageError(BatchgenError):

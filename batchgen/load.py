@@ -8,13 +8,14 @@ those an earlier run has done, has in flight or left failed or unknown."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batchgen.errors import ManifestInvalid, Problem, StateError, UsageError
+from batchgen.errors import ManifestInvalid, Problem, StateError, StateInUse, UsageError
 from batchgen.jobs import JobSpec
 from batchgen.manifest import fingerprint
 from batchgen.manifest.lockfile import LOCK_NAME, LockCheck, write_lock
@@ -22,6 +23,7 @@ from batchgen.manifest.resolve import ResolvedManifest, ResolveOptions, resolve_
 from batchgen.money.pricing import Key, check_max_cost, cost_of, job_key, load_prices
 from batchgen.settings import Settings
 from batchgen.state import runlock
+from batchgen.state.claims import JobClaims
 from batchgen.state.store import Store
 
 MAX_PROBLEMS = 200
@@ -86,12 +88,16 @@ def prepare(path: Path, settings: Settings, command: str = "run") -> PreparedRun
     files += [runlock.lock_path(state)] if settings.database is None else []
     fresh = _absent(state, files, [run_dir, state.parent, settings.output])
     held = ExitStack()
+    joins = settings.database is not None and command == "run"  # a worker: others may be too
     try:
-        held.enter_context(runlock.holding(state, command, settings.database))
-        held.enter_context(runlock.holding_folder(run_dir, state, command))
+        held.enter_context(runlock.holding(state, command, settings.database, shared=joins))
+        held.enter_context(runlock.holding_folder(run_dir, state, command, shared=joins))
         store = held.enter_context(Store.open(state, settings.database))
         _check_owner(store, manifest.name)
-        loaded = _load_or_reuse(manifest, path, store, run_dir, settings)
+        with runlock.loading(state, settings.database):
+            if joins:
+                _check_same_manifest(store, path, settings)
+            loaded = _load_or_reuse(manifest, path, store, run_dir, settings)
         store.set_meta("run_name", manifest.name)
         store.set_meta("manifest", str(path))
         store.set_meta("provider", settings.provider)
@@ -127,6 +133,21 @@ def _check_owner(store: Store, run_name: str) -> None:
         raise StateError(
             f"{store.db.shown} is the state of run {owner!r} ({manifest}), not of {run_name!r}; "
             "give this run its own --state (or none)"
+        )
+
+
+def _check_same_manifest(store: Store, path: Path, settings: Settings) -> None:
+    """A worker joins a run its live workers run only with the manifest they loaded."""
+    live = JobClaims(store.db).workers(time.time())
+    if not live:
+        return
+    options = {"inline_urls": settings.inline_urls, "skip_invalid": settings.skip_invalid}
+    if fingerprint.unchanged(store.inputs.fingerprint(), path, options) is None:
+        hosts = ", ".join(sorted({f"{host} pid {pid}" for _, host, pid, _, _ in live}))
+        raise StateInUse(
+            f"run {store.get_meta('run_name')!r} in {store.db.shown} is being run by "
+            f"{len(live)} worker(s) ({hosts}) from another manifest, or one that changed "
+            "since they loaded it; a worker joins a run only with the same manifest"
         )
 
 

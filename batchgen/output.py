@@ -245,8 +245,10 @@ def sidecar(
     return entry
 
 
-def write_json_atomic(path: Path, value: Any) -> None:
-    _write_lines_atomic(path, [json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)])
+def write_json_atomic(path: Path, value: Any, *, shared: bool = False) -> None:
+    """`value` as JSON at `path`, atomically (`shared`: see _write_lines_atomic)."""
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    _write_lines_atomic(path, [text], shared=shared)
 
 
 def write_indexes(store: Store, run_dir: Path) -> tuple[int, int]:
@@ -254,6 +256,7 @@ def write_indexes(store: Store, run_dir: Path) -> tuple[int, int]:
     done = _write_lines_atomic(
         run_dir / INDEX_NAME,
         _jsonl(_index_entry(*pair) for pair in store.checks.done_with_checks()),
+        shared=True,
     )
     unknown = (
         failure_entry(job, store.lookups.of(job.job_id)) for job in store.unknown_in_job_order()
@@ -262,6 +265,7 @@ def write_indexes(store: Store, run_dir: Path) -> tuple[int, int]:
     failed = _write_lines_atomic(
         run_dir / FAILED_NAME,
         _jsonl(chain(failed_entries, map(skipped_entry, store.inputs.skipped()))),
+        shared=True,
     )
     return done, failed
 
@@ -276,9 +280,12 @@ def _jsonl(entries: Iterable[dict[str, Any]]) -> Iterator[str]:
     )
 
 
-def _write_lines_atomic(path: Path, lines: Iterable[str]) -> int:
+def _write_lines_atomic(path: Path, lines: Iterable[str], *, shared: bool = False) -> int:
+    """Write `lines` to `path` through a temporary file renamed over it; `shared`: a file
+    every worker of a run writes (the index), whose temporary name is the process's own."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    suffix = f".{os.getpid()}.tmp" if shared else ".tmp"
+    tmp = path.with_name(path.name + suffix)
     count = 0
     with open(tmp, "w", encoding="utf-8") as f:
         for line in lines:

@@ -32,6 +32,7 @@ from batchgen.runner.sharing import SharedAccount, register
 from batchgen.settings import Settings, callback_path, listen_address
 from batchgen.settle import Adopted, Reconciled, adopt_by_task_id, reconcile
 from batchgen.state.changes import Advanced
+from batchgen.state.claims import JobClaims
 from batchgen.state.leases import DEFAULT_LEASE_SECONDS
 from batchgen.state.ledger import Ledger
 from batchgen.state.store import Store
@@ -115,11 +116,11 @@ def account(settings: Settings) -> Account:
     return account_of(settings.provider, settings.api_base_url, credentials(settings))
 
 
-LEASE_ENV = "BATCHGEN_SLOT_LEASE"
+LEASE_ENV = "BATCHGEN_LEASE"
 
 
 def lease_seconds() -> float:
-    """How long an account slot lease lasts unless renewed: `BATCHGEN_SLOT_LEASE` seconds
+    """How long an account slot lease lasts unless renewed: `BATCHGEN_LEASE` seconds
     (a killed run's slots come back after it), default 60."""
     text = os.environ.get(LEASE_ENV, "")
     if not text:
@@ -176,20 +177,38 @@ async def execute(
         for listener in listeners:
             listener(notice)
     budget = budget_for(prepared.store, settings)
-    async with provider_clients(settings) as (provider, downloads):
-        runner = Runner(
-            prepared.store,
-            provider,
-            downloads,
-            KeptInputs(prepared.manifest.catalog.payload, prepared.run_dir),
-            prepared.run_dir,
-            config,
-            listeners,
-            budget=budget,
-            shared=shared,
-        )
-        outcome = await runner.run()
+    with working(prepared.store, config):
+        async with provider_clients(settings) as (provider, downloads):
+            runner = Runner(
+                prepared.store,
+                provider,
+                downloads,
+                KeptInputs(prepared.manifest.catalog.payload, prepared.run_dir),
+                prepared.run_dir,
+                config,
+                listeners,
+                budget=budget,
+                shared=shared,
+            )
+            outcome = await runner.run()
     return dataclasses.replace(outcome, skipped_invalid=loaded.skipped_rows)
+
+
+@contextmanager
+def working(store: Store, config: RunConfig) -> Iterator[None]:
+    """On PostgreSQL, a run that submits is one of the run's workers (claims.py): it joins,
+    holds the jobs it claims, and lets go of them at the end."""
+    if store.db.dialect != "postgresql" or not config.submit:
+        yield
+        return
+    claims = JobClaims(store.db, ttl=lease_seconds())
+    claims.join()
+    store.claims = claims
+    try:
+        yield
+    finally:
+        store.claims = None
+        claims.leave()
 
 
 def budget_for(store: Store, settings: Settings) -> Budget | None:

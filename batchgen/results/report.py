@@ -60,7 +60,7 @@ def build_report(store: Store, outcome: RunOutcome | None = None) -> dict[str, A
 
 def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
     path = run_dir / REPORT_NAME
-    write_json_atomic(path, report)
+    write_json_atomic(path, report, shared=True)  # every worker of a run writes it
     return path
 
 

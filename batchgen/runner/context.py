@@ -4,6 +4,7 @@ followed, the download queue, and the one way a job's change is recorded and ann
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -66,6 +67,8 @@ class RunContext:
         self.store = store
         self.budget = budget
         self.shared = shared  # the account's other runs, through the ledger (sharing.py)
+        # A worker's downloads are written apart from another's fetching the same video.
+        self.part_tag = f".{os.getpid()}" if store.claims is not None else ""
         self.provider = provider
         self.downloads = downloads
         self.payload = payload
@@ -122,6 +125,15 @@ class RunContext:
         if isinstance(change, Unknown):
             self.emit(Notice(f"{new.row_id}: outcome unknown: {change.reason}", "warning"))
         return new
+
+    def let_go(self, job_id: str) -> None:
+        """Another worker holds the job now (this one's lease ran out): stop following it and
+        write nothing more for it."""
+        tracked = self.tracked.get(job_id)
+        if tracked is not None:
+            self.untrack(tracked, finished=False)
+        self.active.discard(job_id)
+        self.emit(Notice(f"job {job_id}: another worker took it over; this one lets it go"))
 
     def enqueue_download(self, job_id: str) -> None:
         self.queue.send_nowait(job_id)

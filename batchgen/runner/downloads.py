@@ -22,6 +22,7 @@ from batchgen import output
 from batchgen.download import Downloaded, copy_verified, download
 from batchgen.errors import (
     AccountError,
+    LeaseLost,
     NotAVideo,
     ProviderError,
     ProviderUnreachable,
@@ -58,7 +59,10 @@ class Downloader:
     async def worker(self, jobs: MemoryObjectReceiveStream[str]) -> None:
         async with jobs:
             async for job_id in jobs:
-                await self.download_job(job_id)
+                try:
+                    await self.download_job(job_id)
+                except LeaseLost:
+                    self.ctx.let_go(job_id)
 
     async def check_done_videos(self, done: anyio.Event) -> None:
         """Download again the done jobs whose video is gone or has another size (`verify`
@@ -70,7 +74,10 @@ class Downloader:
                 after = batch[-1][0]
                 gone = await anyio.to_thread.run_sync(_videos_not_intact, ctx.run_dir, batch)
                 for job_id in gone:
-                    job = ctx.record(job_id, Advanced(JobStatus.DOWNLOADING, MISSING))
+                    try:
+                        job = ctx.record(job_id, Advanced(JobStatus.DOWNLOADING, MISSING))
+                    except LeaseLost:
+                        continue  # another worker holds it, and downloads it
                     ctx.emit(
                         Notice(f"{job.row_id}: video missing or changed; downloading it again")
                     )
@@ -176,8 +183,9 @@ class Downloader:
     ) -> Downloaded:
         """`download`, within the run's limits on a video's size and time (or, for a video
         another run of the account downloaded, `copy_verified`)."""
+        tag = self.ctx.part_tag
         if local:
-            return await copy_verified(url, dest, make_room)
+            return await copy_verified(url, dest, make_room, tag)
         config = self.ctx.config
         return await download(
             self.ctx.downloads,
@@ -186,6 +194,7 @@ class Downloader:
             make_room=make_room,
             max_bytes=config.max_video_bytes,
             deadline=config.download_deadline,
+            tag=tag,
         )
 
     async def _fetch_watermarked(self, job: JobRecord, dest: Path) -> JobRecord:

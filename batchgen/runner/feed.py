@@ -25,6 +25,7 @@ from batchgen.errors import (
     ContentRefused,
     DuplicateExternalId,
     JobRejected,
+    LeaseLost,
     ModelRefused,
     ProviderError,
     ProviderUnreachable,
@@ -42,6 +43,7 @@ from batchgen.state.records import JobRecord
 from batchgen.status import JobStatus, status_of_task
 
 FEED_BATCH = 256
+WORKER_IDLE = 0.25  # seconds a worker waits when others hold every job due
 
 
 class Feeder:
@@ -54,21 +56,31 @@ class Feeder:
         and look-ups run in `tg`; `done` is set when no more will be started."""
         ctx = self.ctx
         cursor = -1
+        claims = ctx.store.claims
+        owner = claims.worker if claims is not None else None
+        next_takeover = ctx.wall()
         try:
             while ctx.stopping is None and ctx.config.submit:
                 now = ctx.wall()
-                lookups = [j for j in ctx.store.due_lookups(now) if j.job_id not in ctx.active]
-                batch = lookups + ctx.store.due_pending(now, FEED_BATCH, cursor)
+                due = ctx.store.due_lookups(now, owner)
+                lookups = [j for j in due if j.job_id not in ctx.active]
+                batch = lookups + self._due_pending(now, cursor)
                 if batch:
                     cursor = await self._dispatch(batch, tg, cursor)
                     continue
                 cursor = -1
                 idle = not ctx.active and ctx.store.next_not_before() is None
+                if claims is not None:
+                    if now >= next_takeover:
+                        self.recovery.take_over()
+                        next_takeover = now + claims.ttl / 3
+                    # Others' jobs are taken over should their worker die: stay till they end.
+                    idle = idle and not ctx.tracked and not claims.in_flight_elsewhere(now)
                 # A task refused by moderation may yet come back to be sent again.
                 regenerating = ctx.config.retry_moderation > 0 and bool(ctx.tracked)
                 if idle and self.recovery.resend_at is None and not regenerating:
                     break
-                await self._sleep_until_work()
+                await self._sleep_until_work(at_least=0.0 if claims is None else WORKER_IDLE)
         finally:
             done.set()
             ctx.wake_poll.set()
@@ -84,24 +96,34 @@ class Feeder:
             if job.status == JobStatus.PENDING and not self._fits_budget(job):
                 ctx.slots.release(finished=False)
                 break
-            refused = ctx.refused_models.get(str(job.request.get("model_name")))
-            if job.status == JobStatus.PENDING and refused is not None:
-                ctx.record(job, Failed(refused, "model_refused", ctx.wall()))
-                ctx.slots.release(finished=False)
-                continue
             if job.status == JobStatus.PENDING:
                 cursor = max(cursor, job.seq)
-                ext = external_task_id(job.job_id, job.generation)
-                if not claim_create(ctx, job, ext):  # another state of the account sent it
-                    continue
-                job = ctx.record(job, Submitting(ext, ctx.wall()))
-                tg.start_soon(self._guarded, self.create, job)
-            else:
-                job = ctx.record(job, Leased(ctx.wall()))
-                reason = job.last_error or "its create's answer was lost"
-                tg.start_soon(self._guarded, self._settle, job, reason)
-            ctx.active.add(job.job_id)
+            try:
+                self._start(job, tg)
+            except LeaseLost:
+                ctx.slots.release(finished=False)
+                ctx.let_go(job.job_id)
         return cursor
+
+    def _start(self, job: JobRecord, tg: TaskGroup) -> None:
+        """Start a job holding a slot: its create, or the look-up of its lost one."""
+        ctx = self.ctx
+        refused = ctx.refused_models.get(str(job.request.get("model_name")))
+        if job.status == JobStatus.PENDING and refused is not None:
+            ctx.record(job, Failed(refused, "model_refused", ctx.wall()))
+            ctx.slots.release(finished=False)
+            return
+        if job.status == JobStatus.PENDING:
+            ext = external_task_id(job.job_id, job.generation)
+            if not claim_create(ctx, job, ext):  # another state of the account sent it
+                return
+            job = ctx.record(job, Submitting(ext, ctx.wall()))
+            tg.start_soon(self._guarded, self.create, job)
+        else:
+            job = ctx.record(job, Leased(ctx.wall()))
+            reason = job.last_error or "its create's answer was lost"
+            tg.start_soon(self._guarded, self._settle, job, reason)
+        ctx.active.add(job.job_id)
 
     def _fits_budget(self, job: JobRecord) -> bool:
         """Whether the job's highest price fits in what the budget has left; stops the run's
@@ -119,10 +141,19 @@ class Feeder:
                 await ctx.wake_feed.wait()
             ctx.wake_feed = anyio.Event()
 
-    async def _sleep_until_work(self) -> None:
+    def _due_pending(self, now: float, cursor: int) -> list[JobRecord]:
+        """Pending jobs due now after `cursor`; a worker claims them (as many as it has slots
+        free), so that no other worker sends them."""
+        ctx = self.ctx
+        if ctx.store.claims is None:
+            return ctx.store.due_pending(now, FEED_BATCH, cursor)
+        free = max(1, min(FEED_BATCH, ctx.slots.cap - ctx.slots.in_use))
+        return ctx.store.claims.claim_pending(now, free, cursor)
+
+    async def _sleep_until_work(self, at_least: float = 0.0) -> None:
         ctx = self.ctx
         next_at = ctx.store.next_not_before()
-        delay = 1.0 if next_at is None else max(0.01, next_at - ctx.wall())
+        delay = 1.0 if next_at is None else max(0.01, at_least, next_at - ctx.wall())
         with anyio.move_on_after(min(delay, 5.0)):
             await ctx.wake_feed.wait()
         ctx.wake_feed = anyio.Event()
@@ -130,9 +161,12 @@ class Feeder:
     async def _guarded(
         self, step: Callable[..., Awaitable[None]], job: JobRecord, *args: Any
     ) -> None:
-        """Run one job's step; the job is no longer active after it, whatever happens."""
+        """Run one job's step; the job is no longer active after it, whatever happens (another
+        worker taking it over included)."""
         try:
             await step(job, *args)
+        except LeaseLost:
+            self.ctx.let_go(job.job_id)
         finally:
             self.ctx.active.discard(job.job_id)
             self.ctx.wake_feed.set()
@@ -168,7 +202,15 @@ class Feeder:
         if ctx.store.job_of_task(task.task_id) not in (None, job.job_id):
             self.recovery.adopt(job, task, "accepted")  # refuses a task id another job has
             return
-        job = ctx.record(job, Accepted(task.task_id, status, task.created_at))
+        try:
+            job = ctx.record(job, Accepted(task.task_id, status, task.created_at))
+        except LeaseLost:
+            # Paused past its lease while the create was out: the worker that took the job
+            # over finds the task in the ledger instead of sending the create again.
+            if ctx.shared is not None:
+                ctx.shared.accepted_elsewhere(job, task.task_id)
+            ctx.slots.release(finished=False)
+            raise
         ctx.slots.accepted()
         ctx.track(job, task.task_id, status)
 

@@ -13,6 +13,7 @@ import anyio
 
 from batchgen.errors import (
     AccountError,
+    LeaseLost,
     ProviderError,
     ProviderUnreachable,
     TaskNotFound,
@@ -103,12 +104,24 @@ class Poller:
         now = anyio.current_time()
         for t in tracked:
             if isinstance(error, TaskNotFound):
-                self._missing(t, now, f"the provider does not know task {t.task_id}", "lost_task")
+                try:
+                    self._missing(
+                        t, now, f"the provider does not know task {t.task_id}", "lost_task"
+                    )
+                except LeaseLost:
+                    ctx.let_go(t.job_id)
             else:
                 t.next_poll = now + ctx.config.retry.backoff(1, ctx.rng) + 1.0
 
     def apply(self, tracked: Tracked, info: TaskInfo) -> None:
-        """Act on what the provider says of a followed task."""
+        """Act on what the provider says of a followed task (unless another worker holds its
+        job now)."""
+        try:
+            self._apply(tracked, info)
+        except LeaseLost:
+            self.ctx.let_go(tracked.job_id)
+
+    def _apply(self, tracked: Tracked, info: TaskInfo) -> None:
         ctx = self.ctx
         if tracked.job_id not in ctx.tracked:
             return
@@ -198,4 +211,7 @@ class Poller:
                     f"task {tracked.task_id} still not finished after "
                     f"{ctx.config.task_timeout:.0f} s; `batchgen retry` polls it again"
                 )
-                ctx.record(tracked.job_id, Failed(reason, "task_timeout", ctx.wall()))
+                try:
+                    ctx.record(tracked.job_id, Failed(reason, "task_timeout", ctx.wall()))
+                except LeaseLost:
+                    ctx.let_go(tracked.job_id)

@@ -21,12 +21,14 @@ the refusal is recorded: from then on this account is known to refuse reused ids
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Awaitable, Callable
 
 import anyio
 
+from batchgen import output
 from batchgen.download import PART_SUFFIX
-from batchgen.errors import AccountError
+from batchgen.errors import AccountError, LeaseLost, ProviderError
 from batchgen.events import Notice
 from batchgen.output import VIDEOS_DIR
 from batchgen.providers import TaskInfo
@@ -51,17 +53,42 @@ class Recovery:
         self.finder = Finder(ctx.provider, ctx.store, ctx.wall)
         self.resend_at: float | None = None  # wall time an unknown job is next due a resend
 
-    def recover_at_start(self) -> None:
+    def recover_at_start(self) -> bool:
         """Pick up what an earlier run left: tasks in flight, downloads, lost creates (these
-        are due for a look-up at once)."""
+        are due for a look-up at once). True when no other worker is on the run."""
         ctx = self.ctx
+        claims = ctx.store.claims
+        alone = claims is None or len(claims.workers(ctx.wall())) <= 1
+        if alone:  # no other process may be writing a download
+            for part in (ctx.run_dir / VIDEOS_DIR).glob(f"*{PART_SUFFIX}"):
+                part.unlink(missing_ok=True)
+        if claims is not None:  # a worker: only what no live worker holds
+            self.take_over()
+            return alone
         ctx.store.release_leases()
-        for part in (ctx.run_dir / VIDEOS_DIR).glob(f"*{PART_SUFFIX}"):
-            part.unlink(missing_ok=True)
         for job in ctx.store.with_status(JobStatus.SUBMITTED, JobStatus.RUNNING):
             ctx.track(job, job.task_id or "", job.status, since=job.submitted_at, resumed=True)
         for job in ctx.store.with_status(JobStatus.DOWNLOADING):
             ctx.enqueue_download(job.job_id)
+        return True
+
+    def take_over(self) -> None:
+        """A worker's share of what others left: the jobs in flight whose worker stopped
+        renewing its lease, followed, downloaded or looked up (never sent again blindly)."""
+        ctx = self.ctx
+        assert ctx.store.claims is not None
+        jobs = ctx.store.claims.take_over(ctx.wall())
+        for job in jobs:
+            video = output.video_path(ctx.run_dir, job.row_id)
+            for part in video.parent.glob(f"{glob.escape(video.name)}*{PART_SUFFIX}"):
+                part.unlink(missing_ok=True)  # the download of the worker that held it
+            if job.status in (JobStatus.SUBMITTED, JobStatus.RUNNING):
+                ctx.track(job, job.task_id or "", job.status, since=job.submitted_at, resumed=True)
+            elif job.status == JobStatus.DOWNLOADING:
+                ctx.enqueue_download(job.job_id)
+        if jobs:
+            ctx.emit(Notice(f"took over {len(jobs)} job(s) no live worker holds"))
+            ctx.wake_feed.set()
 
     @property
     def refusal_key(self) -> str:
@@ -84,6 +111,8 @@ class Recovery:
         the job must not be sent again (the provider called its id a duplicate, or refused
         a resend it would not say why)."""
         ctx = self.ctx
+        if await self._adopt_from_ledger(job):
+            return
         try:
             found = await self.finder.find(job.job_id, job.current_external_id, job.submitted_at)
         except AccountError as error:
@@ -102,6 +131,20 @@ class Recovery:
         else:
             self._not_found(job, reason, found)
         ctx.slots.release(finished=False)
+
+    async def _adopt_from_ledger(self, job: JobRecord, *, holding: bool = True) -> bool:
+        """The task the account ledger holds for this state's create (recorded by a worker
+        that lost the job as its answer came), adopted as the provider describes it."""
+        ctx = self.ctx
+        task_id = ctx.shared.own_task(job.current_external_id) if ctx.shared else None
+        if task_id is None:
+            return False
+        try:
+            info = await ctx.provider.get(task_id)
+        except ProviderError:
+            return False
+        self.adopt(job, info, "found its task in the account ledger", holding=holding)
+        return True
 
     def _look_again(self, job: JobRecord, found: Found) -> None:
         """Some forms gave no answer to believe: ask again after a back-off (the job stays
@@ -141,24 +184,25 @@ class Recovery:
         for job in list(ctx.store.unknown_in_job_order()):
             if ctx.stopping is not None:
                 return
-            if job.error_kind == SENT_ELSEWHERE and settle_from_ledger(ctx, job):
-                continue
             try:
-                found = await self.finder.find(
-                    job.job_id, job.current_external_id, job.submitted_at
-                )
+                await self._sweep_one(job)
             except AccountError as error:
                 ctx.stop("account", error.describe(), at_once=True)
                 return
-            if found.task is not None:
-                self.adopt(
-                    job,
-                    found.task,
-                    f"found the task of an unknown job ({found.form})",
-                    holding=False,
-                )
-            else:
-                self._resend_when_allowed(job)
+            except LeaseLost:
+                ctx.let_go(job.job_id)  # another worker settles it
+
+    async def _sweep_one(self, job: JobRecord) -> None:
+        if job.error_kind == SENT_ELSEWHERE and settle_from_ledger(self.ctx, job):
+            return
+        if await self._adopt_from_ledger(job, holding=False):
+            return
+        found = await self.finder.find(job.job_id, job.current_external_id, job.submitted_at)
+        if found.task is not None:
+            note = f"found the task of an unknown job ({found.form})"
+            self.adopt(job, found.task, note, holding=False)
+        else:
+            self._resend_when_allowed(job)
 
     async def sweep_while_feeding(self, feeding_done: anyio.Event) -> None:
         """Sweep every `unknown_lookup_every` seconds, and when a resend falls due, until

@@ -30,7 +30,6 @@ def claim_create(ctx: RunContext, job: JobRecord, external_id: str) -> bool:
     if claim.action == Claimed.FOLLOW:
         _follow(ctx, job, external_id, claim)
         return False
-    ctx.slots.release(finished=False)
     if claim.action == Claimed.REUSE_VIDEO:
         _reuse_video(ctx, job, external_id, claim)
     elif claim.action == Claimed.FAILED:
@@ -47,6 +46,7 @@ def claim_create(ctx: RunContext, job: JobRecord, external_id: str) -> bool:
         )
         assert claim.send is not None
         ctx.record(job, SentElsewhere(external_id, claim.send.state_id, reason, ctx.wall()))
+    ctx.slots.release(finished=False)  # after the record: a worker that lost the job gives it once
     return False
 
 

@@ -39,6 +39,7 @@ from batchgen.runner.rebuild import Rebuild
 from batchgen.runner.receiver import CallbackReceiver
 from batchgen.runner.recovery import Recovery
 from batchgen.runner.sharing import SharedAccount
+from batchgen.state.claims import JobClaims
 from batchgen.state.store import Store
 
 COMMIT_INTERVAL = 0.05  # seconds of job updates a crash may lose (each safe to redo)
@@ -81,7 +82,10 @@ class Runner:
         started = time.monotonic()
         calls_before = ctx.provider.calls
         ctx.provider.transport.observer = ctx.observe_exchange
-        ctx.store.db.group_commits()
+        if ctx.store.claims is None:
+            # A worker commits each write at once: a worker paused with a transaction open
+            # would hold the rows it wrote from the others.
+            ctx.store.db.group_commits()
         try:
             if self.receiver is not None:
                 await self.receiver.bind()
@@ -95,6 +99,8 @@ class Runner:
                 if ctx.shared is not None:
                     ctx.shared.started()
                     background.start_soon(self._keep_leases, ctx.shared)
+                if ctx.store.claims is not None:
+                    background.start_soon(self._keep_claims, ctx.store.claims)
                 if self.receiver is not None:
                     background.start_soon(self.receiver.serve, background)
                 await self._stages()
@@ -130,9 +136,10 @@ class Runner:
         feeder = Feeder(ctx, recovery)
         downloader = Downloader(ctx)
         feeding_done, checks_done = anyio.Event(), anyio.Event()
-        recovery.recover_at_start()
+        alone = recovery.recover_at_start()
         if ctx.config.submit:
-            await Rebuild(ctx, poller).from_run_folder()
+            if alone:  # with other workers on the run, its state is not lost
+                await Rebuild(ctx, poller).from_run_folder()
             await recovery.sweep()
         async with ctx.queued, anyio.create_task_group() as stages:
             if ctx.config.submit:
@@ -159,6 +166,12 @@ class Runner:
         while True:
             await anyio.sleep(shared.lease_seconds / 4)
             shared.heartbeat()
+
+    async def _keep_claims(self, claims: JobClaims) -> None:
+        """A worker renews the leases of the jobs it holds, a few times a lease."""
+        while True:
+            await anyio.sleep(claims.ttl / 4)
+            claims.heartbeat()
 
     async def _watch_signals(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED

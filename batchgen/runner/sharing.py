@@ -147,6 +147,26 @@ class SharedAccount:
         action = decide(other, self.state_id, other_alive=self._alive(run), resent=False)
         return Claim(action, other, run)
 
+    def accepted_elsewhere(self, job: JobRecord, task_id: str) -> None:
+        """A create of this state was accepted but its job is another worker's now: the task
+        goes into the ledger, where that worker finds it (`own_task`)."""
+        if job.external_task_id is not None:
+            self.ledger.sent(
+                self.account.fingerprint,
+                self.state_id,
+                external_id=job.external_task_id,
+                task_id=task_id,
+                status="accepted",
+                accepted_at=self.clock(),
+            )
+
+    def own_task(self, external_id: str) -> str | None:
+        """The task the ledger holds for a create of this state, if one is recorded."""
+        send = self.ledger.send(self.account.fingerprint, external_id)
+        if send is None or send.state_id != self.state_id:
+            return None
+        return send.task_id
+
     def _alive(self, run: RunEntry | None) -> bool:
         if run is None or not run.running:
             return False

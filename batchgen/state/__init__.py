@@ -15,6 +15,7 @@ that depends on it (a create, a rename, an index line) is taken.
     spending.py     money aggregates over the jobs
     copy.py         a run's state from one database to another, checked by counts and hashes
     runlock.py      one process per state, and one state per run folder, at a time
+    claims.py       workers of one run on PostgreSQL: job leases, epochs, takeovers
     ledger.py       the account ledger: every create any run on the machine sent, and the runs
     leases.py       an account's slots shared by its runs, leased in the ledger
 """

@@ -79,6 +79,11 @@ class Database(ABC):
         """Run one statement that changes one row and returns it (`... RETURNING`)."""
 
     @abstractmethod
+    def write_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """Run one statement that changes rows and returns them (`... RETURNING`), any
+        number of them (none included)."""
+
+    @abstractmethod
     def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         """Run one statement for each of `rows`; returns how many rows the database changed."""
 

@@ -62,6 +62,7 @@ class SlotLeases:
     def try_take(self) -> bool:
         """Take a slot if the cap and the turns allow (else say this run waits)."""
         with self.db.transaction():
+            self._lock_account()
             self._renew_row()
             cap = self.cap()
             holders = self._holders()
@@ -109,6 +110,7 @@ class SlotLeases:
         """The provider refused a create for lack of slots (1303) while this create's slot was
         held: the account's tasks in flight, less that one, are what it holds."""
         with self.db.transaction():
+            self._lock_account()
             total = sum(h.held for h in self._holders())
             learned = self._learned()
             lowered = max(1, total - 1)
@@ -124,6 +126,12 @@ class SlotLeases:
         total = sum(h.held for h in self._holders())
         if total > learned:
             self._write_learned(total)
+
+    def _lock_account(self) -> None:
+        """One run at a time decides on the account's slots (on SQLite the write transaction
+        is enough; on PostgreSQL the account's row is locked until the commit)."""
+        if self.db.dialect == "postgresql":
+            self.db.one("SELECT 1 FROM accounts WHERE account = ? FOR UPDATE", (self.account,))
 
     def cap(self) -> int | None:
         row = self.db.one(

@@ -155,6 +155,23 @@ MIGRATIONS: Sequence[Migration] = (
     Migration("cash_deduction", "ALTER TABLE jobs ADD COLUMN cash_deduction TEXT;"),
     # The other state whose paid task or video a job took instead of paying again (ledger.py).
     Migration("reused_from", "ALTER TABLE jobs ADD COLUMN reused_from TEXT;"),
+    # Workers of one run on PostgreSQL (claims.py): who holds each job, the fencing epoch of
+    # that hold, until when; and the workers themselves.
+    Migration(
+        "workers",
+        """
+        ALTER TABLE jobs ADD COLUMN owner TEXT;
+        ALTER TABLE jobs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;
+        CREATE TABLE workers (
+            worker TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL
+        );
+        """,
+    ),
 )
 
 # The account ledger (ledger.py, leases.py): one file per user, shared by every run.

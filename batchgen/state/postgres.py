@@ -44,6 +44,7 @@ except ImportError:  # the default install: PostgreSQL is an extra
     ) from None
 
 SCHEMES = ("postgresql://", "postgres://")
+IDLE_IN_TRANSACTION_MS = 30_000
 LOCK_CLASS = 0x62670001  # the first key of batchgen's advisory locks ("bg", 1: a run)
 _MIGRATING = 0x62670002  # the first key of the lock held while a schema is migrated
 MAX_NAME = 63  # PostgreSQL's longest identifier, in bytes
@@ -196,6 +197,11 @@ class PostgresDatabase(Database):
         assert len(rows) == 1, sql
         return rows[0]
 
+    def write_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        with self._mapped():
+            self._begin_grouped()
+            return self._conn.execute(_pg(sql), params).fetchall()
+
     def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         values = list(rows)
         if not values:
@@ -289,7 +295,13 @@ def connect(url: str, purpose: str) -> psycopg.Connection[Row]:
     `purpose` in pg_stat_activity; StateError naming the server (never the password)."""
     try:
         conn = psycopg.connect(
-            url, autocommit=True, application_name=purpose[:MAX_NAME], connect_timeout=10
+            url,
+            autocommit=True,
+            application_name=purpose[:MAX_NAME],
+            connect_timeout=10,
+            # A process paused or cut off inside a transaction must not hold the rows it
+            # locked: after this long the server ends its session (its writes then fail).
+            options=f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
         )
     except psycopg.Error as exc:
         raise StateError(f"cannot connect to {shown_url(url)}: {scrubbed(str(exc), url)}") from None
@@ -324,20 +336,32 @@ def _placeholder(match: re.Match[str]) -> str:
 
 
 @contextlib.contextmanager
-def holding_run(url: str, schema: str, holder: str) -> Iterator[None]:
+def holding_run(url: str, schema: str, holder: str, *, shared: bool = False) -> Iterator[None]:
     """Hold the run's advisory lock while the block runs; StateInUse naming the holder if a
-    live process has it."""
+    live process has it. `shared`: a worker of the run, beside any number of others (a
+    command that needs the run alone is refused while one is there)."""
     conn = connect(url, f"{os.getpid()} {holder}")
+    kind = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
     try:
-        got = conn.execute(
-            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, schema)
-        ).fetchone()
+        got = conn.execute(f"SELECT {kind}(%s, hashtext(%s))", (LOCK_CLASS, schema)).fetchone()
         if not got or not got[0]:
             who = _holder(conn, schema) or "another process"
             raise StateInUse(
                 f"{schema} in {shown_url(url)} is in use by {who}; wait for it to finish or "
                 "stop it, then run this again"
             )
+        yield
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def loading_run(url: str, schema: str) -> Iterator[None]:
+    """One worker at a time loads the manifest into the run (the others wait, then find it
+    loaded)."""
+    conn = connect(url, f"{os.getpid()} batchgen load")
+    try:
+        conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS + 1, schema))
         yield
     finally:
         conn.close()

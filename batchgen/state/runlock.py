@@ -34,12 +34,15 @@ def folder_lock_path(run_dir: Path) -> Path:
 
 
 @contextmanager
-def holding(state: Path, command: str, database: str | None = None) -> Iterator[None]:
-    """Hold the state's lock while the block runs; StateInUse if a live process has it."""
+def holding(
+    state: Path, command: str, database: str | None = None, *, shared: bool = False
+) -> Iterator[None]:
+    """Hold the state's lock while the block runs; StateInUse if a live process has it.
+    `shared` (PostgreSQL only): a worker, beside the run's other workers."""
     if database is not None:
         from batchgen.state.postgres import holding_run
 
-        with holding_run(database, run_schema_of(state), f"batchgen {command}"):
+        with holding_run(database, run_schema_of(state), f"batchgen {command}", shared=shared):
             yield
         return
     with _held(lock_path(state), state, f"batchgen {command}"):
@@ -47,15 +50,30 @@ def holding(state: Path, command: str, database: str | None = None) -> Iterator[
 
 
 @contextmanager
-def holding_folder(run_dir: Path, state: Path, command: str) -> Iterator[None]:
-    """Hold the run folder's lock for `state` while the block runs; StateInUse if a live
-    process has it (with this state or another)."""
-    with _held(folder_lock_path(run_dir), run_dir, f"batchgen {command} with state {state}"):
+def loading(state: Path, database: str | None) -> Iterator[None]:
+    """While a manifest is loaded: on PostgreSQL, one worker at a time (the others wait)."""
+    if database is None:
+        yield
+        return
+    from batchgen.state.postgres import loading_run
+
+    with loading_run(database, run_schema_of(state)):
         yield
 
 
 @contextmanager
-def _held(path: Path, what: Path, holder: str) -> Iterator[None]:
+def holding_folder(
+    run_dir: Path, state: Path, command: str, *, shared: bool = False
+) -> Iterator[None]:
+    """Hold the run folder's lock for `state` while the block runs; StateInUse if a live
+    process has it (with this state or another). `shared`: workers of one run share it."""
+    holder = f"batchgen {command} with state {state}"
+    with _held(folder_lock_path(run_dir), run_dir, holder, shared=shared):
+        yield
+
+
+@contextmanager
+def _held(path: Path, what: Path, holder: str, *, shared: bool = False) -> Iterator[None]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -63,10 +81,11 @@ def _held(path: Path, what: Path, holder: str) -> Iterator[None]:
         raise UsageError(f"cannot create the lock file {path}: {exc.strerror}") from None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StateInUse(_refusal(what, os.pread(fd, 1000, 0))) from None
-        os.ftruncate(fd, 0)
+        if not shared:
+            os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {holder}\n".encode(), 0)
         yield
     finally:

@@ -87,6 +87,11 @@ class SqliteDatabase(Database):
         found: Row = rows[0]
         return found
 
+    def write_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        with self._writing():
+            self._begin_grouped()
+            return self._conn.execute(sql, params).fetchall()
+
     def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         with self._writing():
             before = self._conn.total_changes

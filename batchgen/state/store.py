@@ -16,10 +16,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from batchgen.errors import IllegalTransition, StateError
+from batchgen.errors import IllegalTransition, LeaseLost, StateError
 from batchgen.jobs import JobSpec, canonical_json, external_task_id
 from batchgen.state.changes import Accepted, Change, target_of
 from batchgen.state.checks import VideoChecks
+from batchgen.state.claims import JobClaims
 from batchgen.state.connect import open_state
 from batchgen.state.db import Database
 from batchgen.state.inputs import Inputs
@@ -40,6 +41,7 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.claims: JobClaims | None = None  # this worker's hold on jobs (claims.py), if one
         self.path = db.path
         self.checks = VideoChecks(db)
         self.inputs = Inputs(db)
@@ -96,15 +98,45 @@ class Store:
         added = change.increments()
         assignments = [f"{name} = ?" for name in columns]
         assignments += [f"{name} = {name} + ?" for name in added]
-        returned = self.db.write_returning(
-            f"UPDATE jobs SET {', '.join(assignments)} WHERE job_id = ? RETURNING {JOB_COLUMNS}",
-            [*columns.values(), *added.values(), job_id],
+        where, fence, claim = self._fence(job_id)
+        returned = self.db.write_all(
+            f"UPDATE jobs SET {', '.join(assignments + claim)} WHERE {where} "
+            f"RETURNING {JOB_COLUMNS}, epoch",
+            [*columns.values(), *added.values(), *fence],
         )
-        return old, job_record(returned)
+        if not returned:
+            assert self.claims is not None
+            self.claims.epochs.pop(job_id, None)
+            raise LeaseLost(f"job {job_id} is held by another worker now")
+        if self.claims is not None:
+            self.claims.epochs[job_id] = int(returned[0][-1])
+        return old, job_record(returned[0][:-1])
 
-    def release_leases(self) -> None:
-        """At the start of a run: every job left `submitting` is due for a look-up now."""
-        self.db.write("UPDATE jobs SET not_before = 0 WHERE status = 'submitting'")
+    def _fence(self, job_id: str) -> tuple[str, list[Any], list[str]]:
+        """The WHERE clause of a write to `job_id` (and its parameters), and what it sets
+        besides the change: for a worker (claims.py), fenced by the claim it holds, or
+        claiming the job (one no live worker holds) as it writes."""
+        claims = self.claims
+        if claims is None:
+            return "job_id = ?", [job_id], []
+        epoch = claims.epochs.get(job_id)
+        if epoch is not None:
+            where = "job_id = ? AND owner = ? AND epoch = ?"
+            return where, [job_id, claims.worker, epoch], []
+        now = claims.clock()
+        claim = ["owner = ?", "epoch = epoch + 1", "lease_until = ?"]
+        where = "job_id = ? AND (owner IS NULL OR owner = ? OR lease_until < ?)"
+        return where, [claims.worker, now + claims.ttl, job_id, claims.worker, now], claim
+
+    def release_leases(self, owner: str | None = None) -> None:
+        """At the start of a run: every job left `submitting` (of `owner`, a worker that just
+        took them over) is due for a look-up now."""
+        if owner is None:
+            self.db.write("UPDATE jobs SET not_before = 0 WHERE status = 'submitting'")
+            return
+        self.db.write(
+            "UPDATE jobs SET not_before = 0 WHERE status = 'submitting' AND owner = ?", (owner,)
+        )
 
     def adopt_task(self, job_id: str, task_id: str, created_at: int | None) -> JobStatus:
         """Record a task the user found for an `unknown` (or failed, pending) job; the next
@@ -236,9 +268,14 @@ class Store:
         )
         return [(int(s), str(j), p, b) for s, j, p, b in rows]
 
-    def due_lookups(self, now: float) -> list[JobRecord]:
-        """Jobs left `submitting` (a create whose answer was lost) whose retry time has come."""
-        return list(self._jobs("status = 'submitting' AND not_before <= ? ORDER BY seq", (now,)))
+    def due_lookups(self, now: float, owner: str | None = None) -> list[JobRecord]:
+        """Jobs left `submitting` (a create whose answer was lost) whose retry time has come
+        (of `owner`, for a worker: those it holds)."""
+        if owner is None:
+            where = "status = 'submitting' AND not_before <= ? ORDER BY seq"
+            return list(self._jobs(where, (now,)))
+        where = "status = 'submitting' AND not_before <= ? AND owner = ? ORDER BY seq"
+        return list(self._jobs(where, (now, owner)))
 
     def next_not_before(self) -> float | None:
         """The earliest time a pending job may be tried, or None if nothing is pending."""

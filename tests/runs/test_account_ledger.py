@@ -124,7 +124,7 @@ def account_json(base_url: str, capsys) -> dict:
 def test_a_killed_runs_slots_come_back_after_its_lease(tmp_path, monkeypatch, capsys):
     """A run killed with kill -9 while holding the account's slots holds them until its lease
     expires; then they are free, and a second run on the account finishes."""
-    monkeypatch.setenv("BATCHGEN_SLOT_LEASE", "2")
+    monkeypatch.setenv("BATCHGEN_LEASE", "2")
     manifest = write_manifest(tmp_path, 4)
     other = write_manifest(tmp_path / "other", 3, name="other")
     with simulator(latency=(30.0, 30.0), slots=10) as sim:

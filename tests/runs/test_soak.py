@@ -144,7 +144,7 @@ def test_kills_across_two_runs_sharing_rows_pay_nothing_twice(tmp_path, monkeypa
     killed with kill -9 at seeded moments (either or both) ten times, each folder's unknown
     jobs resolved as a user would, then finished: no row is paid twice across the account,
     every row of both ends with its verified video, and no task paid for lacks its video."""
-    monkeypatch.setenv("BATCHGEN_SLOT_LEASE", "2")
+    monkeypatch.setenv("BATCHGEN_LEASE", "2")
     manifests = overlapping_manifests(tmp_path)
     outs = [tmp_path / "out-one", tmp_path / "out-two"]
     rng = random.Random(20261202)
