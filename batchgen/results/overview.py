@@ -1,5 +1,6 @@
 """What `batchgen status` shows of a run's state: jobs by status, why each failed or unknown job
-is so (and what to do about an unknown one), QA findings, and money spent and committed."""
+is so (and what to do about an unknown one), QA findings, money spent and committed, and the
+workers on the run (who holds how many jobs, their last heartbeat)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from batchgen.money.spent import Money, money_of
 from batchgen.results.qa_summary import QaSummary, summarize
 from batchgen.settings import ProviderName
+from batchgen.state.claims import JobClaims
 from batchgen.state.inputs import SkippedRow
 from batchgen.state.lookups import Sighting
 from batchgen.state.records import JobRecord
@@ -86,6 +88,10 @@ class Overview:
     skipped_total: int = 0  # rows `--skip-invalid` left out, in all
     deadline: Deadline = Deadline(0, None, 0.0)
     run_command: str = "`batchgen run` downloads them"
+    # The workers on the run now (a run kept in PostgreSQL): host, pid, last heartbeat, jobs
+    # held, and seconds since that heartbeat.
+    workers: list[tuple[str, int, float, int]] = field(default_factory=list)
+    now: float = 0.0
 
     def lines(self, advice: Advice) -> Iterator[str]:
         """The text `status` prints."""
@@ -115,6 +121,11 @@ class Overview:
             yield deadline
         yield from self.qa.lines()
         yield self.money.line()
+        for host, pid, beat, held in self.workers:
+            yield (
+                f"worker {host} pid {pid}: {held} job(s) held, last heartbeat "
+                f"{max(0.0, self.now - beat):.0f} s ago"
+            )
 
     def as_json(self, advice: Advice) -> dict[str, Any]:
         """What `status --json` prints: the same, each unknown job with its own advice."""
@@ -137,6 +148,10 @@ class Overview:
             },
             "money": self.money.as_json(),
             "not_downloaded": self.deadline.as_json(),
+            "workers": [
+                {"host": host, "pid": pid, "jobs_held": held, "heartbeat_at": beat}
+                for host, pid, beat, held in self.workers
+            ],
             "skipped_invalid": {
                 "total": self.skipped_total,
                 "rows": [
@@ -158,7 +173,9 @@ def overview_of(
     (Unix seconds) dates the download deadline, `run_command` is what downloads the rest."""
     videos, first_ended = store.awaiting_download()
     ended = None if first_ended is None else first_ended / 1000
-    deadline = Deadline(videos, ended, time.time() if now is None else now)
+    now = time.time() if now is None else now
+    deadline = Deadline(videos, ended, now)
+    workers = [(h, p, b, n) for _, h, p, b, n in JobClaims(store.db).workers(now)]
     unknown = list(islice(store.unknown_in_job_order(), listed))
     return Overview(
         deadline=deadline,
@@ -172,6 +189,8 @@ def overview_of(
         lookups={job.job_id: store.lookups.of(job.job_id) for job in unknown},
         skipped=list(islice(store.inputs.skipped(), listed)),
         skipped_total=store.inputs.skipped_rows(),
+        workers=workers,
+        now=now,
     )
 
 

@@ -5,6 +5,7 @@ runs on one account never exceed its cap together."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -58,9 +59,10 @@ def test_workers_join_one_run_and_share_its_jobs(tmp_path, postgres_url, monkeyp
     assert owners == {None}  # every worker let go of its jobs as it ended
 
 
-def test_a_worker_joins_only_with_the_same_manifest(tmp_path, postgres_url, monkeypatch):
+def test_a_worker_joins_only_with_the_same_manifest(tmp_path, postgres_url, monkeypatch, capsys):
     """While a worker runs a run, another started with a different manifest under the same
-    run name is refused (exit 2), naming the live worker; nothing is sent for it."""
+    run name is refused (exit 2), naming the live worker; nothing is sent for it. `status`
+    shows the live worker and the jobs it holds."""
     monkeypatch.setenv("BATCHGEN_DATABASE_URL", postgres_url)
     manifest = write_manifest(tmp_path, 6)
     other = write_manifest(tmp_path / "other", 6)
@@ -72,6 +74,11 @@ def test_a_worker_joins_only_with_the_same_manifest(tmp_path, postgres_url, monk
             time.sleep(0.05)
         second = worker(other, out, postgres_url, sim.base_url)
         _, err = second.communicate(timeout=60)
+        capsys.readouterr()
+        assert run_cli("status", out / "batch", "--json") == 0
+        workers = json.loads(capsys.readouterr().out)["workers"]
+        assert [w["pid"] for w in workers] == [first.pid]
+        assert workers[0]["jobs_held"] >= 4
         first.send_signal(signal.SIGKILL)
         first.communicate()
         assert sim.stats()["tasks_total"] == 4
@@ -83,16 +90,16 @@ def test_a_worker_joins_only_with_the_same_manifest(tmp_path, postgres_url, monk
 def test_killed_workers_jobs_are_taken_over_and_nothing_is_paid_twice(
     tmp_path, postgres_url, monkeypatch
 ):
-    """Three workers on 120 rows; workers killed with kill -9 at seeded moments and new ones
+    """Three workers on 300 rows; workers killed with kill -9 at seeded moments and new ones
     started in their place: every row ends with one task at the provider and its verified
     video (the jobs a dead worker held taken over once its lease ran out)."""
     monkeypatch.setenv("BATCHGEN_DATABASE_URL", postgres_url)
     monkeypatch.setenv("BATCHGEN_LEASE", "2")
-    rows = 120
+    rows = 300
     manifest = write_manifest(tmp_path, rows)
     out = tmp_path / "shared"
     rng = random.Random(20261202)
-    with simulator(latency=(0.3, 1.0), slots=16, reset_after_accept_rate=0.0) as sim:
+    with simulator(latency=(0.3, 1.0), slots=24) as sim:
         procs = [worker(manifest, out, postgres_url, sim.base_url, "-c", "4") for _ in range(3)]
         for _ in range(6):
             time.sleep(rng.uniform(0.8, 2.0))
