@@ -7,9 +7,9 @@ every expected failure becomes a message and an exit code:
 
 Modules: options (shared options, Settings from flags), running (run, demo, retry, adopt,
 reconcile), results (status, report, verify, export, gallery), ledger (runs, account: the
-account ledger), manifests (validate, plan, schema), simulation (simulate), summary (how a
-run ends), next_steps (commands to paste), readme (the README's table of commands).
-    state,
+account ledger), manifests (validate, plan, schema), state_copy (state copy), simulation
+(simulate), summary (how a run ends), next_steps (commands to paste), readme (the README's
+table of commands).
 """
 
 from __future__ import annotations

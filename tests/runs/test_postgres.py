@@ -32,7 +32,9 @@ def test_a_run_copied_to_postgresql_mid_run_finishes_there_paying_nothing_twice(
     run_dir = out / "batch"
     with simulator(latency=(0.3, 0.8), slots=4) as sim:
         proc = spawn_run(manifest, out, sim.base_url, "-c", "4")
-        time.sleep(2.0)
+        deadline = time.monotonic() + 60
+        while sim.stats()["downloads_completed"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)  # mid-run: some videos in, others to come
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
         before = status_json(capsys, run_dir)
