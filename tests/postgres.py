@@ -36,8 +36,9 @@ def _as_server_user(command: list[str]) -> list[str]:
 
 
 @contextmanager
-def running_server() -> Iterator[str]:
-    """Start a throw-away server; yields the URL of its `postgres` database."""
+def running_server(*settings: str) -> Iterator[str]:
+    """Start a throw-away server (with these `NAME=VALUE` settings too); yields the URL of its
+    `postgres` database."""
     initdb, pg_ctl = binaries() or ("initdb", "pg_ctl")
     folder = Path(tempfile.mkdtemp(prefix="bgpg"))  # short: a socket path has ~100 bytes
     if os.geteuid() == 0:
@@ -50,6 +51,7 @@ def running_server() -> Iterator[str]:
         **quiet,
     )
     options = f"-k {folder} -c listen_addresses='' -F -c max_connections=200"
+    options += "".join(f" -c {setting}" for setting in settings)
     start = [pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
     subprocess.run(_as_server_user(start), **quiet)
     try:

@@ -12,10 +12,12 @@ import click
 from batchgen.cli.options import (
     Finite,
     concurrency_option,
+    database_option,
     json_option,
     manifest_argument,
     output_option,
     prices_option,
+    settings_from,
     state_option,
     url_timeout_option,
 )
@@ -31,7 +33,7 @@ from batchgen.manifest.schema import manifest_json_schema
 from batchgen.money.plan import TO_SEND, build_plan
 from batchgen.money.pricing import load_prices
 from batchgen.progress import counted
-from batchgen.settings import Settings
+from batchgen.state.connect import state_exists
 from batchgen.state.store import Store
 from batchgen.status import IN_FLIGHT, JobStatus
 
@@ -156,6 +158,7 @@ def _refusal(manifest: Path, result: ValidationReport, max_problems: int) -> str
 )
 @prices_option
 @json_option("the plan")
+@database_option
 def plan(
     manifest: Path,
     output: Path,
@@ -164,15 +167,17 @@ def plan(
     generation_seconds: float,
     prices: Path | None,
     as_json: bool,
+    database: str | None,
 ) -> int:
     """Dry run of MANIFEST: jobs by model, tier and duration, low / expected / high cost and
     wall time at --concurrency. Submits nothing. A manifest run before is planned against its
-    state: what is left to send, apart from what is done."""
+    state (its file, or its schema in the --database): what is left to send, apart from what
+    is done."""
     table = load_prices(prices)
+    settings = settings_from(output=output, state=state, database=database)
     resolved = resolve_manifest(_existing(manifest))
     jobs = counted(resolved.iter_jobs(), "planning")
-    state_file = Settings(output=output, state=state).state_path(resolved.name)
-    status_of = _earlier_run(state_file)
+    status_of = _earlier_run(settings.state_path(resolved.name), database)
     summary = build_plan(jobs, concurrency, generation_seconds, table, status_of)
     click.echo(json.dumps(dataclasses.asdict(summary), indent=2) if as_json else summary.render())
     if summary.problems:
@@ -186,11 +191,11 @@ def plan(
 IN_FLIGHT_NAME = "in flight"
 
 
-def _earlier_run(state: Path) -> Callable[[str], str] | None:
+def _earlier_run(state: Path, database: str | None) -> Callable[[str], str] | None:
     """Where each job of an earlier run is, as the plan counts it; None if never run."""
-    if not state.is_file():
+    if not state_exists(state, database):
         return None
-    with Store.open(state) as store:
+    with Store.open(state, database, create=False) as store:
         statuses = store.statuses()
 
     def status_of(job_id: str) -> str:

@@ -30,7 +30,6 @@ from batchgen.results.report import render as render_report
 from batchgen.results.targets import RunTarget, resolve_target
 from batchgen.results.verify import jobs_to_repair, verify_run
 from batchgen.state import runlock
-from batchgen.state.store import Store
 
 
 @click.command(short_help="Counts, failures, unknown jobs, QA and money of a run.")
@@ -176,14 +175,23 @@ def _defaulted(name: str) -> bool:
     is_flag=True,
     help="Write into a folder that holds other files too (none is deleted or replaced).",
 )
+@database_option
 def export(
-    target: Path, runs: Path, fmt: str, out_dir: Path | None, as_json: bool, **options: Any
+    target: Path,
+    runs: Path,
+    fmt: str,
+    out_dir: Path | None,
+    as_json: bool,
+    database: str | None,
+    **options: Any,
 ) -> None:
     """Export a run's finished videos as a dataset, each checked against its sha256. Here
     `-o` is where the export goes (a new folder, or one holding only an earlier export; never
-    the run folder); `--runs` is the folder holding MANIFEST's run."""
-    found = resolve_target(target, runs)
-    result = export_run(found.run_dir, fmt, out_dir, state=found.state_elsewhere, **options)
+    the run folder); `--runs` is the folder holding MANIFEST's run. With --database, the
+    finished jobs are the run's in that database: every worker's."""
+    found = resolve_target(target, runs, database=database)
+    state = found.state_elsewhere
+    result = export_run(found.run_dir, fmt, out_dir, state=state, database=database, **options)
     if as_json:
         click.echo(json.dumps(export_json(result), indent=2))
         return
@@ -217,15 +225,17 @@ def export_json(result: ExportResult) -> dict[str, Any]:
 @target_argument
 @output_option()
 @json_option("where the page is and what it shows")
-def gallery(target: Path, output: Path, as_json: bool) -> None:
+@database_option
+def gallery(target: Path, output: Path, as_json: bool, database: str | None) -> None:
     """Write gallery.html in the run's folder: every job's video, input, parameters, cost,
-    status and QA findings on one page that works offline."""
-    found = resolve_target(target, output)
+    status and QA findings on one page that works offline. With --database, every job of the
+    run in that database, whichever worker did it."""
+    found = resolve_target(target, output, database=database)
     advice = None
-    if found.state.is_file():
-        with Store.open(found.state) as store:
+    if database is not None or found.state.is_file():
+        with found.open_state() as store:
             advice = NextSteps.of_state(found, store).unknown_advice
-    built = build_gallery(found.run_dir, advice=advice)
+    built = build_gallery(found.run_dir, advice=advice, database=database)
     if as_json:
         shown = {"page": str(built.page.resolve()), "cards": built.cards}
         shown |= {"posters": built.posters, "thumbnails": built.thumbnails}

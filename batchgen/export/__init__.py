@@ -8,7 +8,7 @@ The default output folder is RUN/export/<format>/; `-o` names another, never the
 and a folder holding other files than an earlier export's only with `--force` (which then
 deletes and replaces none of them). The modules, in the order an export runs:
 
-    entries.py     index.jsonl read a line at a time, each entry checked
+    entries.py     the finished jobs, from the run's state (file or PostgreSQL) or index.jsonl
     target.py      where an export may write, what an earlier export left there, its record
     videos.py      each video opened once and checked against its size and sha256
     columns.py     the typed, flat columns of an entry: the one schema of every field's type

@@ -3,8 +3,10 @@ index.jsonl, each entry checked and kept with its line number.
 
 The state is current at every moment (a job is `done` once its video is in place), while
 index.jsonl is rewritten from it when a run ends: an export made during a run, or after one was
-killed, reads `finished_entries` and so has every paid video. Both sources stream, so memory
-does not grow with the number of finished jobs.
+killed, reads `finished_entries` and so has every paid video. On a run kept in PostgreSQL
+(`database`) the state is the run's schema there, which every worker writes: the entries are
+every worker's finished jobs, whatever the index in this run folder holds. Both sources
+stream, so memory does not grow with the number of finished jobs.
 """
 
 from __future__ import annotations
@@ -46,14 +48,28 @@ def index_path(run_dir: Path) -> Path:
     return run_dir / INDEX_NAME
 
 
-def finished_entries(run_dir: Path, state: Path | None = None) -> Iterator[IndexLine]:
-    """The index entries of `run_dir`'s finished jobs in job-id order: from its state (`state`,
-    default RUN/state.sqlite) when that file exists, numbered from 1, else from index.jsonl."""
+def open_run_state(
+    run_dir: Path, state: Path | None = None, database: str | None = None
+) -> Store | None:
+    """The state of the run in `run_dir`, or None when it has none: on `database`, the run's
+    schema there (a StateError if it has none); else the file `state` (default
+    RUN/state.sqlite) when it exists."""
+    if database is not None:
+        return Store.open(run_dir / STATE_NAME, database, create=False)
     path = state if state is not None else run_dir / STATE_NAME
-    if not path.is_file():
+    return Store.open(path) if path.is_file() else None
+
+
+def finished_entries(
+    run_dir: Path, state: Path | None = None, database: str | None = None
+) -> Iterator[IndexLine]:
+    """The index entries of `run_dir`'s finished jobs in job-id order: from its state (see
+    `open_run_state`) when there is one, numbered from 1, else from index.jsonl."""
+    store = open_run_state(run_dir, state, database)
+    if store is None:
         yield from read_lines(run_dir)
         return
-    with Store.open(path) as store:
+    with store:
         for number, (job, check) in enumerate(store.checks.done_with_checks(), start=1):
             entry = index_entry(job, None if check is None else check.as_json())
             yield IndexLine(number, entry)

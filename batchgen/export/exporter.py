@@ -1,12 +1,12 @@
 """`export_run`: stream a run's index into one format's writer, then publish the result.
 
-Two passes over the run's finished jobs (entries.py: its state where there is one, else
-index.jsonl), each one entry at a time: the first finds the columns and any missing video, the
-second writes. Where the format copies the videos, each is checked against its recorded size
-and sha256 as it is read (videos.py): one that is not the paid video, or is reached through a
-symbolic link, stops the export (exit 1) or, with `skip_missing`, is left out like a missing
-one. Everything is written under `<out>/.staging/` and moved into place only when complete, so
-a failed export leaves the previous one as it was.
+Two passes over the run's finished jobs (entries.py: its state where there is one, in its file
+or its PostgreSQL database, else index.jsonl), each one entry at a time: the first finds the
+columns and any missing video, the second writes. Where the format copies the videos, each is
+checked against its recorded size and sha256 as it is read (videos.py): one that is not the
+paid video, or is reached through a symbolic link, stops the export (exit 1) or, with
+`skip_missing`, is left out like a missing one. Everything is written under `<out>/.staging/`
+and moved into place only when complete, so a failed export leaves the previous one as it was.
 
 The output folder is claimed first (target.py): a folder this export creates, or one holding
 only an earlier export's files, never the run folder; with `force`, one holding other files
@@ -34,15 +34,13 @@ from batchgen.export.base import Sample, Writer, sample_key
 from batchgen.export.card import Provenance
 from batchgen.export.columns import Columns, ColumnScan, qa_codes
 from batchgen.export.csv_table import CsvWriter
-from batchgen.export.entries import IndexLine, finished_entries
+from batchgen.export.entries import IndexLine, finished_entries, open_run_state
 from batchgen.export.hf import HfWriter
 from batchgen.export.inputs import InputFiles
 from batchgen.export.target import EXPORT_DIR, Target, claim, refuse_collisions
 from batchgen.export.videos import open_checked, open_inside
 from batchgen.export.webdataset import WebDatasetWriter
-from batchgen.output import STATE_NAME
 from batchgen.progress import counted
-from batchgen.state.store import Store
 
 FORMATS: dict[str, type[Writer]] = {w.name: w for w in (HfWriter, CsvWriter, WebDatasetWriter)}
 
@@ -76,27 +74,30 @@ def export_run(
     skip_missing: bool = False,
     exclude_flagged: bool = False,
     state: Path | None = None,
+    database: str | None = None,
     force: bool = False,
 ) -> ExportResult:
-    """Export the finished videos of `run_dir` (as its state, default RUN/state.sqlite, or
-    else its index.jsonl lists them) as `fmt` into `out_dir` (default RUN/export/<fmt>/),
-    replacing an earlier export there; without the videos QA flagged if `exclude_flagged`;
-    beside files no export wrote if `force`. Raises UnknownFormat, UsageError (bad shard size,
-    a destination refused), IndexInvalid, or MissingVideo and VideoMismatch unless
-    `skip_missing`."""
+    """Export the finished videos of `run_dir` (as its state lists them: the file `state`,
+    default RUN/state.sqlite, or the run's schema in the PostgreSQL `database`; else as its
+    index.jsonl does) as `fmt` into `out_dir` (default RUN/export/<fmt>/), replacing an
+    earlier export there; without the videos QA flagged if `exclude_flagged`; beside files no
+    export wrote if `force`. Raises UnknownFormat, UsageError (bad shard size, a destination
+    refused), IndexInvalid, StateError (no such run in `database`), or MissingVideo and
+    VideoMismatch unless `skip_missing`."""
+    where = _StateOf(run_dir, state, database)
     writer_class = writer_for(fmt)
     if shard_size < 1:
         raise UsageError(f"shard size must be at least 1, not {shard_size}")
     out = out_dir if out_dir is not None else run_dir / EXPORT_DIR / fmt
-    scan = _scan(run_dir, state, exclude_flagged)
+    scan = _scan(where, exclude_flagged)
     if scan.missing and not skip_missing:
         raise MissingVideo([(line.row_id, line.video) for line in scan.missing])
     target = claim(out, run_dir, force=force)
     provenance = Provenance.of_run(run_dir)
-    provenance.provider = _provider(run_dir, state)
+    provenance.provider = _provider(where)
     provenance.skipped_missing, provenance.excluded_flagged = len(scan.missing), len(scan.excluded)
     left_out = {line.job_id for line in (*scan.missing, *scan.excluded)}
-    feed = _Feed(run_dir, state, scan.columns, left_out, provenance, skip_missing)
+    feed = _Feed(where, scan.columns, left_out, provenance, skip_missing)
     writer = writer_class(target.staging, scan.columns, shard_size)
     try:
         with feed.inputs:
@@ -114,12 +115,24 @@ def export_run(
     )
 
 
-def _provider(run_dir: Path, state: Path | None) -> str | None:
+@dataclass(frozen=True, slots=True)
+class _StateOf:
+    """Where the run in `run_dir` keeps its state (see entries.open_run_state)."""
+
+    run_dir: Path
+    state: Path | None
+    database: str | None
+
+    def entries(self) -> Iterator[IndexLine]:
+        return finished_entries(self.run_dir, self.state, self.database)
+
+
+def _provider(where: _StateOf) -> str | None:
     """The provider the run's state names, if there is a state."""
-    path = state if state is not None else run_dir / STATE_NAME
-    if not path.is_file():
+    store = open_run_state(where.run_dir, where.state, where.database)
+    if store is None:
         return None
-    with Store.open(path) as store:
+    with store:
         return store.get_meta("provider")
 
 
@@ -129,15 +142,15 @@ def writer_for(fmt: str) -> type[Writer]:
     return FORMATS[fmt]
 
 
-def _scan(run_dir: Path, state: Path | None, exclude_flagged: bool) -> _Scan:
+def _scan(where: _StateOf, exclude_flagged: bool) -> _Scan:
     columns = ColumnScan()
     missing, excluded = [], []
-    for line in finished_entries(run_dir, state):
+    for line in where.entries():
         if exclude_flagged and qa_codes(line.entry):
             excluded.append(line)
             continue
         columns.add(line.entry)
-        if not (run_dir / line.video).is_file():
+        if not (where.run_dir / line.video).is_file():
             missing.append(line)
     return _Scan(columns.columns(), missing, excluded)
 
@@ -149,19 +162,18 @@ class _Feed:
 
     def __init__(
         self,
-        run_dir: Path,
-        state: Path | None,
+        where: _StateOf,
         columns: Columns,
         skip: set[str],
         provenance: Provenance,
         skip_mismatched: bool = False,
     ) -> None:
-        self.run_dir = run_dir
-        self.state = state
+        self.run_dir = where.run_dir
+        self.where = where
         self.columns = columns
         self.skip = skip
         self.provenance = provenance
-        self.inputs = InputFiles(run_dir, state)
+        self.inputs = InputFiles(where.run_dir, where.state, where.database)
         self.skip_mismatched = skip_mismatched
         self.mismatched: list[str] = []
         self.current: Sample | None = None
@@ -176,7 +188,7 @@ class _Feed:
             raise MissingVideo([(row, str(exc.filename))]) from None
 
     def _samples(self) -> Iterator[Sample]:
-        for line in counted(finished_entries(self.run_dir, self.state), "exporting"):
+        for line in counted(self.where.entries(), "exporting"):
             if line.job_id in self.skip:
                 continue
             try:

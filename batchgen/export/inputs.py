@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.download import file_sha256
+from batchgen.export.entries import open_run_state
 from batchgen.jobs import SHA_PREFIX, is_content_ref
-from batchgen.output import STATE_NAME, kept_input
+from batchgen.output import kept_input
 from batchgen.state.store import Store
 
 IMAGE_FIELDS = ("image", "image_tail", "static_mask")  # one image each
@@ -54,9 +55,13 @@ def input_refs(request: Mapping[str, Any]) -> dict[str, str]:
 class InputFiles:
     """Finds the file of each input image of a run; open it as a context manager."""
 
-    def __init__(self, run_dir: Path, state: Path | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, state: Path | None = None, database: str | None = None
+    ) -> None:
         self.run_dir = run_dir
-        self.state = state if state is not None else run_dir / STATE_NAME
+        self.state = state
+        self.database = database
+        self._opened = False
         self._found: dict[str, Path | None] = {}
         self._held = ExitStack()
         self._store: Store | None = None
@@ -95,8 +100,11 @@ class InputFiles:
         return source if SHA_PREFIX + file_sha256(source) == ref else None
 
     def _open_store(self) -> Store | None:
-        if self._store is None and self.state.is_file():
-            self._store = self._held.enter_context(Store.open(self.state))
+        """The run's state (see entries.open_run_state), opened on first use."""
+        if not self._opened:
+            self._opened = True
+            store = open_run_state(self.run_dir, self.state, self.database)
+            self._store = None if store is None else self._held.enter_context(store)
         return self._store
 
 

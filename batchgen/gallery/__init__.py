@@ -1,6 +1,6 @@
 """`batchgen gallery RUN`: one static page to look at a whole run before training on it.
 
-cards    one card per job, from the state (or index.jsonl)
+cards    one card per job, from the state (its file or PostgreSQL) or index.jsonl
 assets   poster frames and input thumbnails under RUN/gallery/
 page     the HTML: inline CSS and JS, relative links, filters, lazy loading
 build    `build_gallery(run_dir)` ties them together

@@ -1,5 +1,6 @@
-"""`build_gallery`: the run folder's `gallery.html` and its pictures, from the state (or, in a
-folder without one, index.jsonl)."""
+"""`build_gallery`: the run folder's `gallery.html` and its pictures, from the state (its file,
+or the run's schema in a PostgreSQL database, which every worker writes) or, in a folder
+without one, index.jsonl."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchgen.export.entries import open_run_state
 from batchgen.gallery.assets import (
     Job,
     SourceOf,
@@ -20,7 +22,6 @@ from batchgen.gallery.assets import (
 from batchgen.gallery.cards import Card, cards_of_index, cards_of_state
 from batchgen.gallery.page import Advice, Pictures, render_page
 from batchgen.money.pricing import load_prices
-from batchgen.output import STATE_NAME
 from batchgen.state.store import Store
 
 PAGE_NAME = "gallery.html"
@@ -37,13 +38,17 @@ class Gallery:
 
 
 def build_gallery(
-    run_dir: Path, workers: int | None = None, advice: Advice | None = None
+    run_dir: Path,
+    workers: int | None = None,
+    advice: Advice | None = None,
+    database: str | None = None,
 ) -> Gallery:
-    """Write `run_dir/gallery.html` (and `run_dir/gallery/`) for every job of the run, making
-    the pictures that are not there yet; `advice(row)` is what an unknown job's card says to
-    do. Raises IndexInvalid for a folder with neither a state nor an index, StateError for an
-    unreadable state."""
-    cards, sources = _cards(run_dir)
+    """Write `run_dir/gallery.html` (and `run_dir/gallery/`) for every job of the run (as its
+    state, RUN/state.sqlite or the run's schema in the PostgreSQL `database`, holds them),
+    making the pictures that are not there yet; `advice(row)` is what an unknown job's card
+    says to do. Raises IndexInvalid for a folder with neither a state nor an index, StateError
+    for an unreadable state or a run `database` does not hold."""
+    cards, sources = _cards(run_dir, database)
     pictures = _pictures(run_dir, cards, sources, workers)
     page = run_dir / PAGE_NAME
     part = page.with_name(page.name + ".part")
@@ -53,13 +58,13 @@ def build_gallery(
     return Gallery(page, len(cards), len(pictures.posters), len(pictures.thumbnails))
 
 
-def _cards(run_dir: Path) -> tuple[list[Card], dict[str, str]]:
+def _cards(run_dir: Path, database: str | None) -> tuple[list[Card], dict[str, str]]:
     """The cards, and the local file of each input image that has one."""
     prices = load_prices()
-    state = run_dir / STATE_NAME
-    if not state.is_file():
+    store = open_run_state(run_dir, database=database)
+    if store is None:
         return list(cards_of_index(run_dir, prices)), {}
-    with Store.open(state) as store:
+    with store:
         cards = list(cards_of_state(store, prices))
         return cards, _sources(cards, _image_source(store))
 

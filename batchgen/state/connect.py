@@ -43,6 +43,17 @@ def open_state(path: Path, database: str | None = None, *, create: bool = True) 
     return PostgresDatabase.open(database, run_schema_of(path), path=path, create=create)
 
 
+def state_exists(path: Path, database: str | None = None) -> bool:
+    """Whether a run's state is there, without making it: the file `path`, or on `database`
+    the schema of the run whose folder `path` is in (a StateError if the server cannot be
+    reached)."""
+    if database is None:
+        return path.is_file()
+    from batchgen.state.postgres import schema_exists
+
+    return schema_exists(database, run_schema_of(path))
+
+
 def run_schema_of(path: Path) -> str:
     """The PostgreSQL schema of the run whose state would be the file `path`."""
     from batchgen.state.postgres import run_schema

@@ -309,6 +309,18 @@ def connect(url: str, purpose: str) -> psycopg.Connection[Row]:
     return conn
 
 
+def schema_exists(url: str, schema: str) -> bool:
+    """Whether the database `url` holds `schema` (StateError if it cannot be reached)."""
+    conn = connect(url, "batchgen")
+    try:
+        found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        return found.fetchone() is not None
+    except psycopg.Error as exc:
+        raise StateError(f"cannot read {shown_url(url)}: {scrubbed(str(exc), url)}") from None
+    finally:
+        conn.close()
+
+
 class _NumberLoader(Loader):
     """`numeric` (what sum() of integers gives) as an int when whole, else a float, as SQLite
     gives them."""

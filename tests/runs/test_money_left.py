@@ -7,6 +7,7 @@ import json
 
 import yaml
 
+from batchgen.state.connect import state_exists
 from tests.conftest import run_cli, write_manifest
 
 
@@ -16,11 +17,17 @@ def add_row(manifest, row_id: str) -> None:
     manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def test_plan_after_a_run_shows_done_apart_from_what_is_left_to_send(tmp_path, sim, capsys):
-    """4 rows done and 1 added: `plan` says 1 to send and 4 done, and its cost and wall time
+def test_plan_after_a_run_shows_done_apart_from_what_is_left_to_send(
+    tmp_path, sim, capsys, database
+):
+    """Before any run, `plan` says all 4 to send and makes no state; 4 rows done and 1 added:
+    it says 1 to send and 4 done (read from the run's database), and its cost and wall time
     are those of the one job; with nothing left, the wall time is nothing."""
     manifest = write_manifest(tmp_path, 4)
     out = tmp_path / "out"
+    assert run_cli("plan", manifest, "-o", out, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["to_send"] == 4
+    assert not state_exists(out / "batch" / "state.sqlite", database)
     assert run_cli("run", manifest, "-o", out, base_url=sim.base_url) == 0
     capsys.readouterr()
     assert run_cli("plan", manifest, "-o", out, "--json") == 0
