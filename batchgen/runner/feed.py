@@ -71,11 +71,12 @@ class Feeder:
                 cursor = -1
                 idle = not ctx.active and ctx.store.next_not_before() is None
                 if claims is not None:
-                    if now >= next_takeover:
-                        self.recovery.take_over()
+                    elsewhere = claims.in_flight_elsewhere(now)
+                    if now >= next_takeover or (idle and not elsewhere):
+                        self.recovery.take_over()  # (before ending: leases just run out)
                         next_takeover = now + claims.ttl / 3
                     # Others' jobs are taken over should their worker die: stay till they end.
-                    idle = idle and not ctx.tracked and not claims.in_flight_elsewhere(now)
+                    idle = idle and not ctx.tracked and not elsewhere
                 # A task refused by moderation may yet come back to be sent again.
                 regenerating = ctx.config.retry_moderation > 0 and bool(ctx.tracked)
                 if idle and self.recovery.resend_at is None and not regenerating:

@@ -89,13 +89,30 @@ class JobClaims:
         return self._claim(pick, (after_seq, now, self.worker, now, limit))
 
     def take_over(self, now: float) -> list[JobRecord]:
-        """Claim the jobs in flight whose holder's lease has run out (or that none holds);
-        those left `submitting` are due for a look-up at once."""
+        """Claim the jobs in flight whose holder's lease has run out (or that none holds, or
+        whose holder was a process of this machine that is gone); those left `submitting` are
+        due for a look-up at once."""
+        self._reap_local(now)
         pick = (
             f"SELECT job_id FROM jobs WHERE status IN {IN_FLIGHT} "
             f"AND (owner IS NULL OR (owner != ? AND lease_until < ?)){self._skip}"
         )
         return self._claim(pick, (self.worker, now))
+
+    def _reap_local(self, now: float) -> None:
+        """Workers of this machine whose process is gone (killed) hold nothing any more: no
+        need to wait for their leases to run out."""
+        host = socket.gethostname()
+        gone = [
+            worker
+            for worker, where, pid, _, _ in self.workers(now)
+            if where == host and worker != self.worker and not _alive(pid)
+        ]
+        for worker in gone:
+            with self.db.transaction():
+                self.db.write("UPDATE jobs SET lease_until = 0 WHERE owner = ?", (worker,))
+                self.db.write("DELETE FROM workers WHERE worker = ?", (worker,))
+            self.db.commit()
 
     def _claim(self, pick: str, params: tuple[object, ...]) -> list[JobRecord]:
         now = self.clock()
@@ -134,3 +151,13 @@ class JobClaims:
             (now - self.ttl,),
         )
         return [(str(w), str(h), int(p), float(b), int(n)) for w, h, p, b, n in rows]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -79,10 +79,10 @@ def test_runs_of_different_manifests_share_the_accounts_cap(tmp_path):
     """Two runs of different manifests, each asking for 4 slots, on an account capped at 4:
     never more than 4 tasks in flight at the provider, both finish, and both had tasks in
     flight while the other did (neither waited for the other to end)."""
-    one = write_manifest(tmp_path / "one", 12, name="one")
-    two = write_manifest(tmp_path / "two", 12, name="two")
+    one = write_manifest(tmp_path / "one", 24, name="one")
+    two = write_manifest(tmp_path / "two", 24, name="two")
     two.write_text(two.read_text().replace("slow pan", "fast zoom"))  # other rows
-    with simulator(latency=(0.4, 0.8), slots=10) as sim:
+    with simulator(latency=(1.0, 1.5), slots=10) as sim:
         flags = ["--base-url", sim.base_url, "--api-key", "sk-test"]
         assert run_cli("account", "--slots", "4", *flags) == 0
         procs = [
@@ -94,7 +94,7 @@ def test_runs_of_different_manifests_share_the_accounts_cap(tmp_path):
             assert proc.returncode == 0, err.decode()
         stats = sim.stats(with_tasks=True)
     assert stats["max_active"] <= 4
-    assert stats["tasks_total"] == 24
+    assert stats["tasks_total"] == 48
     spans = stats["task_spans"]
     runs_of = {}
     for ext, tasks in stats["tasks_by_external_id"].items():

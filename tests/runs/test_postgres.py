@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
@@ -99,28 +101,35 @@ def test_a_copy_that_reads_back_different_is_refused_and_leaves_nothing(
 
 
 @pytest.mark.slow
-def test_a_second_run_of_the_same_run_elsewhere_is_refused_naming_the_first(
+def test_a_second_run_joins_and_a_command_needing_the_run_alone_is_refused(
     tmp_path, postgres_url, monkeypatch
 ):
-    """Two output folders, one database, one run name: the second process exits 2 naming the
-    first's pid (the run's advisory lock), and the first finishes."""
+    """One database, one run name: a second `run` joins the first as a worker (each row
+    still paid once), while `retry`, which needs the run alone, exits 2 naming a worker."""
     monkeypatch.setenv("BATCHGEN_DATABASE_URL", postgres_url)
     manifest = write_manifest(tmp_path, 6)
-    state = tmp_path / "a" / "batch" / "state.sqlite"
+    out = tmp_path / "out"
+    state = out / "batch" / "state.sqlite"
     with simulator(latency=(1.0, 1.5), slots=2) as sim:
-        first = spawn_run(manifest, tmp_path / "a", sim.base_url)
+        first = spawn_run(manifest, out, sim.base_url)
         deadline = time.monotonic() + 20
         while runlock.holder(state, postgres_url) is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        second = spawn_run(manifest, tmp_path / "b", sim.base_url)
+        retry = subprocess.run(
+            [sys.executable, "-m", "batchgen", "retry", str(manifest), "-o", str(out), "--failed"],
+            capture_output=True,
+            timeout=60,
+        )
+        second = spawn_run(manifest, out, sim.base_url)
         _, second_err = second.communicate(timeout=60)
         _, first_err = first.communicate(timeout=60)
         accepted = sim.stats()["submissions_per_external_id"]
-    assert second.returncode == 2, second_err.decode()
-    assert f"pid {first.pid} (batchgen run)" in second_err.decode()
+    assert retry.returncode == 2, retry.stderr.decode()
+    assert "(batchgen run)" in retry.stderr.decode()
+    assert second.returncode == 0, second_err.decode()
     assert first.returncode == 0, first_err.decode()
     assert len(accepted) == 6 and set(accepted.values()) == {1}
-    assert len(read_index(tmp_path / "a" / "batch")) == 6
+    assert len(read_index(out / "batch")) == 6
 
 
 @pytest.mark.parametrize("command", ["status", "run"])
