@@ -17,6 +17,10 @@ from batchgen.status import JobStatus
 LEASE_SECONDS = 86400.0 * 365
 
 
+# What a change that gives a job its task clears: the last error, and any wait.
+CLEARED: dict[str, Any] = {"last_error": None, "error_kind": None, "not_before": 0}
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """Base of every change. `durable`: committed with a full sync before `apply` returns;
@@ -86,13 +90,7 @@ class Accepted(Change):
     commit_now: ClassVar[bool] = True
 
     def columns(self) -> dict[str, Any]:
-        return {
-            "task_id": self.task_id,
-            "task_created_at": self.created_at,
-            "last_error": None,
-            "error_kind": None,
-            "not_before": 0,
-        }
+        return {"task_id": self.task_id, "task_created_at": self.created_at, **CLEARED}
 
     def detail(self) -> str:
         return self.note
@@ -131,9 +129,7 @@ class Recovered(Change):
             "task_updated_at": self.updated_at,
             "unit_deduction": self.units,
             "video_duration": self.duration,
-            "last_error": None,
-            "error_kind": None,
-            "not_before": 0,
+            **CLEARED,
         }
         if self.video is not None:
             columns.update(
@@ -170,9 +166,7 @@ class Reused(Change):
             "reused_from": self.source,
             "submitted_at": self.at,
             "video_url": self.video_url,
-            "last_error": None,
-            "error_kind": None,
-            "not_before": 0,
+            **CLEARED,
             **(self.facts or {}),
         }
 
