@@ -209,6 +209,15 @@ def _execute_logged(
     multiple=True,
     help="Retry this job (row id or job id); repeatable.",
 )
+@click.option(
+    "--regenerate",
+    "regenerate_ids",
+    metavar="ROW",
+    multiple=True,
+    help="Ask for a new generation of this done (or failed) job, paid again, under a new "
+    "external id: the account ledger does not reuse the earlier video for it, which is kept "
+    "as videos/<job id>.mp4; repeatable.",
+)
 @click.option("--yes", is_flag=True, help="Do not ask before sending unknown jobs again.")
 @database_option
 def retry(
@@ -217,23 +226,32 @@ def retry(
     all_failed: bool,
     all_unknown: bool,
     job_ids: tuple[str, ...],
+    regenerate_ids: tuple[str, ...],
     yes: bool,
     database: str | None,
 ) -> None:
     """Put failed (or unknown) jobs of a run back to pending; the next `run` sends them. A
-    failed job whose paid task is still at the provider is followed again instead."""
-    if not (all_failed or all_unknown or job_ids):
-        raise click.UsageError("say which jobs: --failed, --unknown, or --job ID (repeatable)")
+    failed job whose paid task is still at the provider is followed again instead. With
+    --regenerate, a done job is generated anew."""
+    if not (all_failed or all_unknown or job_ids or regenerate_ids):
+        raise click.UsageError(
+            "say which jobs: --failed, --unknown, --job ID or --regenerate ROW (repeatable)"
+        )
     found = resolve_target(target, output, database=database)
     state = found.existing_state()
     with runlock.holding(state, "retry", database), found.open_state() as store:
+        regenerated = store.regenerate(store.resolve_job_ids(regenerate_ids))
         chosen = store.resolve_job_ids(job_ids) if job_ids else None
         for reason in nothing_to_retry(store, chosen or []):
             click.echo(reason)
         failed = store.reset_for_retry(chosen) if all_failed or job_ids else 0
         unknown = _resend_unknown(store, chosen, yes) if all_unknown or job_ids else 0
         steps = NextSteps.of_state(found, store)
-    click.echo(f"{failed + unknown} job(s) will be tried again by the next {steps.run()}")
+    if regenerate_ids:
+        click.echo(f"{regenerated} job(s) will be generated anew (and paid) by the next run")
+    click.echo(
+        f"{failed + unknown + regenerated} job(s) will be tried again by the next {steps.run()}"
+    )
 
 
 SHOWN_EVIDENCE = 10  # unknown jobs whose evidence retry --unknown shows before asking

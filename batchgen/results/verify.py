@@ -23,6 +23,7 @@ Memory grows only with the set of known file names (for `extra`), never with who
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
@@ -141,8 +142,29 @@ def verify_run(
             extra = [issue for issue in extra if PurePosixPath(issue.path).name not in landing]
         elif store is not None:
             extra = _without_unrecorded(report, store, extra)
+        if store is not None:
+            extra = _without_earlier_generations(run_dir, store, extra)
     report.extra = extra
     return report
+
+
+def _without_earlier_generations(run_dir: Path, store: Store, extra: list[Issue]) -> list[Issue]:
+    """The extras less the earlier videos of jobs generated anew (`retry --regenerate`), kept
+    as videos/<job id>.mp4 beside the sidecar that vouches for them (its sha256 checked)."""
+    kept: set[str] = set()
+    for issue in extra:
+        name = PurePosixPath(issue.path).name
+        stem = name.split(".", 1)[0]
+        if not name.endswith(".mp4") or store.get(stem) is None:
+            continue
+        sidecar = (run_dir / issue.path).with_suffix(".json")
+        try:
+            vouched = json.loads(sidecar.read_text())["sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if vouched == file_sha256(run_dir / issue.path):
+            kept |= {issue.path, str(PurePosixPath(issue.path).with_suffix(".json"))}
+    return [issue for issue in extra if issue.path not in kept]
 
 
 def _without_unrecorded(report: VerifyReport, store: Store, extra: list[Issue]) -> list[Issue]:

@@ -39,6 +39,7 @@ from batchgen.runner.context import RunContext
 from batchgen.runner.lookup import read_list
 from batchgen.runner.poll import Poller
 from batchgen.state.changes import Recovered, WatermarkSaved
+from batchgen.state.store import REGENERATE
 from batchgen.status import JobStatus
 
 QUERIES = 8  # tasks asked about at once
@@ -179,6 +180,8 @@ class Rebuild:
             return []
         wanted: list[tuple[str, list[str]]] = []
         for job in ctx.store.with_status(JobStatus.PENDING):
+            if job.error_kind == REGENERATE:
+                continue  # its earlier video is not what the user asked for
             sidecars = [f"{job.row_id}.json", f"{job.job_id}.json"]
             present = [name for name in sidecars if name in names]
             if present or job.job_id in index:

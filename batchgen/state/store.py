@@ -35,6 +35,9 @@ DoneVideo = tuple[int, str, str | None, int | None]  # seq, job id, video path, 
 FOLLOW_AGAIN = ("task_timeout", "no_video", "not_a_video", "download")
 
 
+REGENERATE = "regenerate"  # the error kind of a job the user asked to generate anew
+
+
 class Store:
     """Every job of one run and its status. Open with `Store.open(path)` (SQLite) or
     `Store.open(path, database)` (the run's schema in PostgreSQL)."""
@@ -185,6 +188,23 @@ class Store:
                 params,
             )
         return repoll + resubmit
+
+    def regenerate(self, job_ids: Sequence[str]) -> int:
+        """Put done or failed jobs back to pending under a fresh external_task_id generation,
+        for a new (paid) generation; a done job's earlier video is kept aside when the new one
+        lands (its sidecar vouches for it: output.keep_paid_file)."""
+        if not job_ids:
+            return 0
+        where, params = _chosen("status IN ('done', 'failed')", job_ids)
+        with self.db.transaction():
+            return self.db.write(
+                "UPDATE jobs SET status = 'pending', generation = generation + 1, "
+                "external_task_id = NULL, task_id = NULL, video_url = NULL, attempts = 0, "
+                "not_before = 0, last_error = 'a new generation asked for (retry "
+                f"--regenerate)', error_kind = '{REGENERATE}', reused_from = NULL, "
+                f"task_created_at = NULL, task_updated_at = NULL WHERE {where}",
+                params,
+            )
 
     # -- loading jobs -----------------------------------------------------------------------
 

@@ -237,3 +237,29 @@ def test_a_state_made_before_the_ledger_is_recorded_when_first_opened(tmp_path, 
         assert run_cli("run", manifest, "-o", tmp_path / "b", base_url=sim.base_url) == 0
         assert sim.stats()["tasks_total"] == 4 and not paid_twice(sim)
     assert all(e["reused_from"] for e in read_index(tmp_path / "b" / "batch"))
+
+
+def test_a_new_generation_of_a_reused_row_is_asked_for_with_regenerate(tmp_path, capsys):
+    """A row the second folder took from the first is generated anew, and paid once more, only
+    when the user asks (`retry --regenerate ROW`); the earlier video is kept, and the first
+    folder's file is untouched."""
+    manifest = write_manifest(tmp_path, 3)
+    with simulator(latency=(0.1, 0.2), slots=4) as sim:
+        assert run_cli("run", manifest, "-o", tmp_path / "a", base_url=sim.base_url) == 0
+        assert run_cli("run", manifest, "-o", tmp_path / "b", base_url=sim.base_url) == 0
+        assert sim.stats()["tasks_total"] == 3
+        first = {e["row_id"]: e for e in read_index(tmp_path / "b" / "batch")}["clip-001"]
+        capsys.readouterr()
+        assert run_cli("retry", tmp_path / "b" / "batch", "--regenerate", "clip-001") == 0
+        assert "1 job(s) will be generated anew" in capsys.readouterr().out
+        assert run_cli("run", manifest, "-o", tmp_path / "b", base_url=sim.base_url) == 0
+        stats = sim.stats()
+    assert stats["tasks_total"] == 4 and not paid_twice(sim)
+    again = {e["row_id"]: e for e in read_index(tmp_path / "b" / "batch")}["clip-001"]
+    assert again["reused_from"] is None and again["task_id"] != first["task_id"]
+    assert again["sha256"] != first["sha256"]
+    kept = tmp_path / "b" / "batch" / "videos" / f"{first['job_id']}.mp4"
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == first["sha256"]
+    original = tmp_path / "a" / "batch" / first["video"]
+    assert hashlib.sha256(original.read_bytes()).hexdigest() == first["sha256"]
+    assert run_cli("verify", tmp_path / "b" / "batch") == 0
