@@ -15,9 +15,8 @@ statements of one BEGIN ... COMMIT count once). Both include BEGIN, COMMIT and S
 
 Every configuration has a fresh simulator, a fresh database (SQLite: a fresh ledger file) and
 a fresh output folder: the account ledger reuses the videos of rows an earlier run of the
-account paid for, so nothing may carry over. Until several `run`s on one PostgreSQL run join
-it as workers, the second and later are refused (exit 2, the run's advisory lock): the bench
-says so and gives the figures of the worker that ran.
+account paid for, so nothing may carry over. Every `run` on one PostgreSQL run joins it as a
+worker; one refused (exit 2) is reported as such, with the figures of the workers that ran.
 """
 
 from __future__ import annotations
