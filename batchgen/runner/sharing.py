@@ -232,7 +232,13 @@ def _ledger_fields(
 def _video_fields(job: JobRecord, run_dir: Path) -> dict[str, object]:
     path = str((run_dir / job.output_path).resolve()) if job.output_path else None
     facts = json.dumps({name: getattr(job, name) for name in TASK_FACTS})
-    return {"status": "done", "video_sha256": job.sha256, "video_path": path, "facts": facts}
+    return {
+        "status": "done",
+        "task_id": job.task_id,  # (a task adopted by hand reaches the ledger here)
+        "video_sha256": job.sha256,
+        "video_path": path,
+        "facts": facts,
+    }
 
 
 # What the provider said of a finished task, carried to a state that reuses its video.

@@ -292,7 +292,8 @@ class Ledger:
         not fail, priced from the table when each was claimed."""
         row = self.db.one(
             "SELECT coalesce(sum(cost_usd), 0), count(*) FROM sends WHERE account = ? "
-            "AND task_id IS NOT NULL AND status != 'failed' AND coalesce(accepted_at, 0) >= ?",
+            "AND task_id IS NOT NULL AND status != 'failed' "
+            "AND coalesce(accepted_at, sent_at) >= ?",
             (account, since),
         )
         assert row is not None
