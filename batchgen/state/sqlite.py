@@ -8,6 +8,8 @@ transaction never fails half-way on a lock another connection took meanwhile.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -40,8 +42,9 @@ class SqliteDatabase(Database):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
             db = cls(conn, path)
-            _adopt_numbered(db, migrations)
-            migrate(db, migrations)
+            with _migrating(path):
+                _adopt_numbered(db, migrations)
+                migrate(db, migrations)
         except sqlite3.DatabaseError as exc:
             raise StateError(f"cannot open state file {path}: {exc}") from None
         return db
@@ -170,6 +173,18 @@ class _Transaction:
             self._conn.execute("COMMIT")
         elif self._conn.in_transaction:  # (a failed write may have rolled it back already)
             self._conn.execute("ROLLBACK")
+
+
+@contextlib.contextmanager
+def _migrating(path: Path) -> Iterator[None]:
+    """Hold the file's migration lock (a `flock`, apart from SQLite's own locks): two processes
+    opening a new file at once (the account ledger, which every run shares) build it once."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _adopt_numbered(db: SqliteDatabase, migrations: Sequence[Migration]) -> None:

@@ -66,8 +66,8 @@ def test_a_second_run_of_the_same_rows_at_the_same_time_follows_the_first(tmp_pa
     manifest = write_manifest(tmp_path, 12)
     with simulator(latency=(0.5, 1.0), slots=8) as sim:
         procs = [spawn_run(manifest, tmp_path / name, sim.base_url) for name in ("a", "b")]
-        for proc in procs:
-            _, err = proc.communicate(timeout=120)
+        ended = [(proc, proc.communicate(timeout=120)[1]) for proc in procs]
+        for proc, err in ended:  # (all ended first: none left running on a failure)
             assert proc.returncode == 0, err.decode()
         assert sim.stats()["tasks_total"] == 12 and not paid_twice(sim)
     for name in ("a", "b"):
@@ -89,8 +89,8 @@ def test_runs_of_different_manifests_share_the_accounts_cap(tmp_path):
             spawn_run(manifest, tmp_path / "out", sim.base_url, "-c", "4")
             for manifest in (one, two)
         ]
-        for proc in procs:
-            _, err = proc.communicate(timeout=120)
+        ended = [(proc, proc.communicate(timeout=120)[1]) for proc in procs]
+        for proc, err in ended:  # (all ended first: none left running on a failure)
             assert proc.returncode == 0, err.decode()
         stats = sim.stats(with_tasks=True)
     assert stats["max_active"] <= 4
@@ -263,3 +263,22 @@ def test_a_new_generation_of_a_reused_row_is_asked_for_with_regenerate(tmp_path,
     original = tmp_path / "a" / "batch" / first["video"]
     assert hashlib.sha256(original.read_bytes()).hexdigest() == first["sha256"]
     assert run_cli("verify", tmp_path / "b" / "batch") == 0
+
+
+def test_runs_opening_a_new_ledger_at_once_all_get_it(tmp_path):
+    """Eight processes opening a ledger that does not exist yet, at the same instant: each
+    opens it (one builds it, the others wait for it), none fails."""
+    path = tmp_path / "fresh" / "ledger.sqlite"
+    code = (
+        "import sys, time; from pathlib import Path; from batchgen.state.ledger import Ledger; "
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); "
+        "Ledger.open(Path(sys.argv[1])).close()"
+    )
+    start = str(time.time() + 1.5)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(path), start], stderr=subprocess.PIPE)
+        for _ in range(8)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()

@@ -47,8 +47,8 @@ def test_workers_join_one_run_and_share_its_jobs(tmp_path, postgres_url, monkeyp
     out = tmp_path / "shared"
     with simulator(latency=(0.3, 0.6), slots=12) as sim:
         procs = [worker(manifest, out, postgres_url, sim.base_url, "-c", "4") for _ in range(3)]
-        for proc in procs:
-            _, err = proc.communicate(timeout=120)
+        ended = [(proc, proc.communicate(timeout=120)[1]) for proc in procs]
+        for proc, err in ended:  # (all ended first: none left running on a failure)
             assert proc.returncode == 0, err.decode()
         stats = sim.stats()
     assert stats["tasks_total"] == 30 and not paid_twice(stats)
@@ -166,8 +166,8 @@ def test_two_runs_on_one_account_share_its_cap_across_workers(tmp_path, postgres
         procs = [
             worker(m, out, postgres_url, sim.base_url, "-c", "4") for m in (one, two, one, two)
         ]
-        for proc in procs:
-            _, err = proc.communicate(timeout=120)
+        ended = [(proc, proc.communicate(timeout=120)[1]) for proc in procs]
+        for proc, err in ended:  # (all ended first: none left running on a failure)
             assert proc.returncode == 0, err.decode()
         stats = sim.stats()
     assert stats["max_active"] <= 6
