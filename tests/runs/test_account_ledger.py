@@ -127,7 +127,7 @@ def test_a_killed_runs_slots_come_back_after_its_lease(tmp_path, monkeypatch, ca
     monkeypatch.setenv("BATCHGEN_LEASE", "2")
     manifest = write_manifest(tmp_path, 4)
     other = write_manifest(tmp_path / "other", 3, name="other")
-    with simulator(latency=(30.0, 30.0), slots=10) as sim:
+    with simulator(latency=(8.0, 8.0), slots=10) as sim:
         assert (
             run_cli("account", "--slots", "4", "--base-url", sim.base_url, "--api-key", "sk-test")
             == 0
