@@ -23,7 +23,7 @@ from batchgen.manifest.resolve import ResolvedManifest, ResolveOptions, resolve_
 from batchgen.money.pricing import Key, check_max_cost, cost_of, job_key, load_prices
 from batchgen.settings import Settings
 from batchgen.state import runlock
-from batchgen.state.claims import JobClaims
+from batchgen.state.claims import live_workers
 from batchgen.state.store import Store
 
 MAX_PROBLEMS = 200
@@ -138,7 +138,7 @@ def _check_owner(store: Store, run_name: str) -> None:
 
 def _check_same_manifest(store: Store, path: Path, settings: Settings) -> None:
     """A worker joins a run its live workers run only with the manifest they loaded."""
-    live = JobClaims(store.db).workers(time.time())
+    live = live_workers(store.db, time.time())
     if not live:
         return
     options = {"inline_urls": settings.inline_urls, "skip_invalid": settings.skip_invalid}

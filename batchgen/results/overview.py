@@ -14,7 +14,7 @@ from typing import Any
 from batchgen.money.spent import Money, money_of
 from batchgen.results.qa_summary import QaSummary, summarize
 from batchgen.settings import ProviderName
-from batchgen.state.claims import JobClaims
+from batchgen.state.claims import live_workers
 from batchgen.state.inputs import SkippedRow
 from batchgen.state.lookups import Sighting
 from batchgen.state.records import JobRecord
@@ -175,7 +175,7 @@ def overview_of(
     ended = None if first_ended is None else first_ended / 1000
     now = time.time() if now is None else now
     deadline = Deadline(videos, ended, now)
-    workers = [(h, p, b, n) for _, h, p, b, n in JobClaims(store.db).workers(now)]
+    workers = [(h, p, b, n) for _, h, p, b, n in live_workers(store.db, now)]
     unknown = list(islice(store.unknown_in_job_order(), listed))
     return Overview(
         deadline=deadline,

@@ -177,14 +177,13 @@ class SharedAccount:
         ext = job.external_task_id
         if ext is None or job.reused_from is not None:
             return
-        fields = _ledger_fields(job, change, run_dir, self.clock())
-        if fields is None:
-            return
         account = self.account.fingerprint
-        if fields == _RELEASED:
-            self.ledger.release(account, ext, self.state_id)
+        if isinstance(change, Retrying) and job.task_id is None:
+            self.ledger.release(account, ext, self.state_id)  # the create was not carried out
             return
-        self.ledger.sent(account, self.state_id, external_id=ext, **fields)
+        fields = _ledger_fields(job, change, run_dir, self.clock())
+        if fields is not None:
+            self.ledger.sent(account, self.state_id, external_id=ext, **fields)
 
     def held_elsewhere(self, external_ids: Iterable[str]) -> int:
         """How many of `external_ids` other states of the account have sent."""
@@ -204,14 +203,10 @@ class SharedAccount:
         self.ledger.run_ended(self.state_id, counts, spent_usd)
 
 
-_RELEASED: dict[str, object] = {"released": True}
-
-
 def _ledger_fields(
     job: JobRecord, change: Change, run_dir: Path, now: float
 ) -> dict[str, object] | None:
-    """The ledger's columns a change of an own send sets (None: nothing to copy;
-    `_RELEASED`: the create was not carried out, the claim is let go)."""
+    """The ledger's columns a change of an own send sets (None: nothing to copy)."""
     if isinstance(change, Accepted | Recovered):
         fields: dict[str, object] = {"task_id": job.task_id, "status": "accepted"}
         fields["accepted_at"] = now
@@ -224,8 +219,6 @@ def _ledger_fields(
         return {"status": "failed", "note": change.reason}
     if isinstance(change, Unknown):
         return {"status": "unknown", "note": change.reason}
-    if isinstance(change, Retrying) and job.task_id is None:
-        return _RELEASED
     return None
 
 

@@ -143,14 +143,22 @@ class JobClaims:
 
     def workers(self, now: float) -> list[tuple[str, str, int, float, int]]:
         """(worker, host, pid, last heartbeat, jobs held) of every worker seen alive."""
-        rows = self.db.all(
-            "SELECT w.worker, w.host, w.pid, w.heartbeat_at, "
-            "(SELECT count(*) FROM jobs j WHERE j.owner = w.worker "
-            f"AND j.status IN ('pending', {IN_FLIGHT[1:-1]})) "
-            "FROM workers w WHERE w.heartbeat_at >= ? ORDER BY w.worker",
-            (now - self.ttl,),
-        )
-        return [(str(w), str(h), int(p), float(b), int(n)) for w, h, p, b, n in rows]
+        return live_workers(self.db, now, self.ttl)
+
+
+def live_workers(
+    db: Database, now: float, ttl: float = DEFAULT_JOB_LEASE
+) -> list[tuple[str, str, int, float, int]]:
+    """(worker, host, pid, last heartbeat, jobs held) of every worker of the run whose
+    heartbeat is younger than `ttl`."""
+    rows = db.all(
+        "SELECT w.worker, w.host, w.pid, w.heartbeat_at, "
+        "(SELECT count(*) FROM jobs j WHERE j.owner = w.worker "
+        f"AND j.status IN ('pending', {IN_FLIGHT[1:-1]})) "
+        "FROM workers w WHERE w.heartbeat_at >= ? ORDER BY w.worker",
+        (now - ttl,),
+    )
+    return [(str(w), str(h), int(p), float(b), int(n)) for w, h, p, b, n in rows]
 
 
 def _alive(pid: int) -> bool:

@@ -97,10 +97,6 @@ class Ledger:
         found = ledger_path() if target is None else target
         return cls(open_database(found, schema=LEDGER_SCHEMA, migrations=LEDGER_MIGRATIONS))
 
-    @property
-    def path(self) -> Path:
-        return self.db.path
-
     def close(self) -> None:
         self.db.close()
 
