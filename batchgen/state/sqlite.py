@@ -37,12 +37,12 @@ class SqliteDatabase(Database):
         except OSError as exc:
             raise StateError(f"cannot create the folder {path.parent}: {exc.strerror}") from None
         try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            db = cls(conn, path)
-            with _migrating(path):
+            with _migrating(path):  # (the switch to WAL too: it is not retried when busy)
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA busy_timeout=5000")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                db = cls(conn, path)
                 _adopt_numbered(db, migrations)
                 migrate(db, migrations)
         except sqlite3.DatabaseError as exc:
@@ -179,7 +179,7 @@ class _Transaction:
 def _migrating(path: Path) -> Iterator[None]:
     """Hold the file's migration lock (a `flock`, apart from SQLite's own locks): two processes
     opening a new file at once (the account ledger, which every run shares) build it once."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # an empty file is a new database
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
