@@ -177,9 +177,12 @@ class _Transaction:
 
 @contextlib.contextmanager
 def _migrating(path: Path) -> Iterator[None]:
-    """Hold the file's migration lock (a `flock`, apart from SQLite's own locks): two processes
-    opening a new file at once (the account ledger, which every run shares) build it once."""
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # an empty file is a new database
+    """Hold the migration lock of the file's folder (a `flock` on the folder, apart from
+    SQLite's own locks): two processes opening a new file at once (the account ledger, which
+    every run shares) build it once. Never a descriptor of the database file itself: closing
+    one drops every POSIX lock the process holds on it, SQLite's included, and another process
+    then takes itself for the last one and deletes the log this one is writing."""
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -282,3 +282,30 @@ def test_runs_opening_a_new_ledger_at_once_all_get_it(tmp_path):
     for proc in procs:
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err.decode()
+
+
+def test_a_run_opening_the_ledger_leaves_the_others_log_alone(tmp_path):
+    """A second process that opens and closes the ledger while a run has it open leaves that
+    run's write-ahead log in place: what the run writes after is there for the next opener
+    (the second process used to take itself for the last user and delete the log, which
+    corrupted the shared ledger)."""
+    from batchgen.state.ledger import Ledger
+
+    path = tmp_path / "ledger.sqlite"
+    first = Ledger.open(path)
+    first.note_account("acct", "cometapi", "http://127.0.0.1:9")
+    first.set_slots("acct", 3)
+    opener = "import sys; from pathlib import Path; from batchgen.state.ledger import Ledger; "
+    subprocess.run(
+        [sys.executable, "-c", opener + "Ledger.open(Path(sys.argv[1])).close()", str(path)],
+        check=True,
+        timeout=60,
+    )
+    assert Path(f"{path}-wal").exists()
+    first.set_slots("acct", 7)  # written after the other process came and went
+    read = opener + "print(Ledger.open(Path(sys.argv[1])).accounts()[0][3])"
+    seen = subprocess.run(
+        [sys.executable, "-c", read, str(path)], check=True, capture_output=True, timeout=60
+    )
+    first.close()
+    assert seen.stdout.decode().strip() == "7"
