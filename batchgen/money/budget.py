@@ -120,8 +120,10 @@ class Budget:
     def left(self) -> float:
         return self.limit - self.tally.spent - self.tally.committed
 
-    def fits(self, request: Mapping[str, Any]) -> bool:
-        return self.tally.reserve(request) <= self.left + 1e-9
+    def fits(self, request: Mapping[str, Any], committed: float = 0.0) -> bool:
+        """Whether a job fits, with `committed` more dollars promised to creates that leave
+        with it (not yet in the tally)."""
+        return self.tally.reserve(request) + committed <= self.left + 1e-9
 
     def stop_message(self) -> str:
         tally = self.tally

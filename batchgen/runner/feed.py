@@ -37,8 +37,16 @@ from batchgen.providers import TaskInfo
 from batchgen.runner.context import RunContext
 from batchgen.runner.policy import Action, Decision
 from batchgen.runner.recovery import DUPLICATE, RESENT, Recovery
-from batchgen.runner.reuse import claim_create
-from batchgen.state.changes import Accepted, Failed, Leased, Retrying, Submitting, Waiting
+from batchgen.runner.reuse import claim_creates
+from batchgen.state.changes import (
+    Accepted,
+    Change,
+    Failed,
+    Leased,
+    Retrying,
+    Submitting,
+    Waiting,
+)
 from batchgen.state.records import JobRecord
 from batchgen.status import JobStatus, status_of_task
 
@@ -81,56 +89,105 @@ class Feeder:
                 regenerating = ctx.config.retry_moderation > 0 and bool(ctx.tracked)
                 if idle and self.recovery.resend_at is None and not regenerating:
                     break
+                ctx.slots.trim()
                 await self._sleep_until_work(at_least=0.0 if claims is None else WORKER_IDLE)
         finally:
             done.set()
             ctx.wake_poll.set()
 
     async def _dispatch(self, batch: list[JobRecord], tg: TaskGroup, cursor: int) -> int:
+        """Start the jobs of `batch` in order as slots come free: each group of jobs whose
+        slots are free at once shares one synced commit of its write-ahead records."""
         ctx = self.ctx
-        for job in batch:
+        start = 0
+        while start < len(batch) and ctx.stopping is None:
             await ctx.slots.acquire()
             await self._wait_out_throttling()
             if ctx.stopping is not None:
                 ctx.slots.release(finished=False)
                 break
-            if job.status == JobStatus.PENDING and not self._fits_budget(job):
-                ctx.slots.release(finished=False)
-                break
-            if job.status == JobStatus.PENDING:
-                cursor = max(cursor, job.seq)
-            try:
-                self._start(job, tg)
-            except LeaseLost:
-                ctx.slots.release(finished=False)
-                ctx.let_go(job.job_id)
+            more = ctx.slots.take_free(len(batch) - start - 1)
+            group = batch[start : start + 1 + more]
+            start += len(group)
+            cursor = await self._start(group, tg, cursor)
         return cursor
 
-    def _start(self, job: JobRecord, tg: TaskGroup) -> None:
-        """Start a job holding a slot: its create, or the look-up of its lost one."""
+    async def _start(self, group: list[JobRecord], tg: TaskGroup, cursor: int) -> int:
+        """Start jobs each holding a slot: their creates, or the look-ups of lost ones. The
+        creates are claimed in the ledger and recorded `submitting`, one commit each for the
+        group, and leave once both are synced (off the event loop, which goes on meanwhile:
+        the slots freed while a group syncs make the next group). Returns the feed's
+        cursor."""
         ctx = self.ctx
-        refused = ctx.refused_models.get(str(job.request.get("model_name")))
-        if job.status == JobStatus.PENDING and refused is not None:
-            ctx.record(job, Failed(refused, "model_refused", ctx.wall()))
-            ctx.slots.release(finished=False)
-            return
-        if job.status == JobStatus.PENDING:
-            ext = external_task_id(job.job_id, job.generation)
-            if not claim_create(ctx, job, ext):  # another state of the account sent it
-                return
-            job = ctx.record(job, Submitting(ext, ctx.wall()))
+        creates: list[tuple[JobRecord, str]] = []
+        committed = 0.0  # what the group's creates may cost, before they are recorded
+        for n, job in enumerate(group):
+            if job.status != JobStatus.PENDING:
+                self._look_up(job, tg)
+                continue
+            refused = ctx.refused_models.get(str(job.request.get("model_name")))
+            if refused is not None:
+                if self._record_or_let_go(job, Failed(refused, "model_refused", ctx.wall())):
+                    ctx.slots.release(finished=False)
+                continue
+            if not self._fits_budget(job, committed):
+                for _ in group[n:]:
+                    ctx.slots.release(finished=False)
+                break
+            if ctx.budget is not None:
+                committed += ctx.budget.tally.reserve(job.request)
+            cursor = max(cursor, job.seq)
+            creates.append((job, external_task_id(job.job_id, job.generation)))
+        mine = claim_creates(ctx, creates)  # (those another state of the account sent: not)
+        submitting = []
+        with ctx.store.durably(synced=False):
+            for job in mine:
+                ext = external_task_id(job.job_id, job.generation)
+                recorded = self._record_or_let_go(job, Submitting(ext, ctx.wall()))
+                if recorded is not None:
+                    submitting.append(recorded)
+                    ctx.active.add(job.job_id)
+        if creates:
+            await self._synced()
+        for job in submitting:  # (each record survives a power cut now)
             tg.start_soon(self._guarded, self.create, job)
-        else:
-            job = ctx.record(job, Leased(ctx.wall()))
-            reason = job.last_error or "its create's answer was lost"
-            tg.start_soon(self._guarded, self._settle, job, reason)
-        ctx.active.add(job.job_id)
+        return cursor
 
-    def _fits_budget(self, job: JobRecord) -> bool:
-        """Whether the job's highest price fits in what the budget has left; stops the run's
-        submissions if not."""
+    async def _synced(self) -> None:
+        """The ledger's claims and the state's records of this group survive a power cut
+        (both files synced at once, in worker threads); an interrupt waits for it."""
+        ctx = self.ctx
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as syncs:
+                syncs.start_soon(anyio.to_thread.run_sync, ctx.store.sync)
+                if ctx.shared is not None:
+                    syncs.start_soon(anyio.to_thread.run_sync, ctx.shared.ledger.sync)
+
+    def _look_up(self, job: JobRecord, tg: TaskGroup) -> None:
+        """Start the look-up of a job whose create's answer was lost, in the slot it holds."""
+        job_now = self._record_or_let_go(job, Leased(self.ctx.wall()))
+        if job_now is None:
+            return
+        reason = job_now.last_error or "its create's answer was lost"
+        tg.start_soon(self._guarded, self._settle, job_now, reason)
+        self.ctx.active.add(job_now.job_id)
+
+    def _record_or_let_go(self, job: JobRecord, change: Change) -> JobRecord | None:
+        """`record`, or None, the job's slot given back and the job let go, when another
+        worker holds the job now."""
+        try:
+            return self.ctx.record(job, change)
+        except LeaseLost:
+            self.ctx.slots.release(finished=False)
+            self.ctx.let_go(job.job_id)
+            return None
+
+    def _fits_budget(self, job: JobRecord, committed: float = 0.0) -> bool:
+        """Whether the job's highest price fits in what the budget has left (less what
+        `committed` to the creates of its group before it); stops the run's submissions if
+        not."""
         budget = self.ctx.budget
-        if budget is None or budget.fits(job.request):
+        if budget is None or budget.fits(job.request, committed):
             return True
         self.ctx.stop("budget", budget.stop_message())
         return False

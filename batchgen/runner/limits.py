@@ -48,6 +48,22 @@ class SlotLimiter:
             self.in_use -= 1
             raise
 
+    def take_free(self, most: int) -> int:
+        """Take up to `most` more slots that are free now, without waiting: the slots of
+        creates that leave together. How many were taken."""
+        free = min(most, self.cap - self.in_use)
+        if free <= 0:
+            return 0
+        if self.shared is not None:
+            free = self.shared.take(free)
+        self.in_use += free
+        return free
+
+    def trim(self) -> None:
+        """Nothing more to create for now: the account's slots this run kept go back."""
+        if self.shared is not None:
+            self.shared.trim()
+
     def adopt(self) -> None:
         """Count a task the provider already holds (found on resume), even past the cap."""
         self.in_use += 1

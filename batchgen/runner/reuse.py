@@ -4,7 +4,10 @@ the ledger first, and followed, reused, waited for or pointed at instead of paid
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from batchgen.download import local_video_url
+from batchgen.errors import LeaseLost
 from batchgen.events import Notice
 from batchgen.money.pricing import price_of
 from batchgen.runner.context import RunContext
@@ -16,20 +19,38 @@ from batchgen.status import JobStatus
 SENT_ELSEWHERE = "sent_elsewhere"  # the error kind of a job unknown because another state sent it
 
 
-def claim_create(ctx: RunContext, job: JobRecord, external_id: str) -> bool:
-    """Claim `external_id` for this run before its create leaves: True when it is this run's
-    to send. Otherwise the job is taken where the ledger says, and the slot the feed took for
-    it is given back (kept, for a task it now follows)."""
+def claim_creates(ctx: RunContext, creates: Sequence[tuple[JobRecord, str]]) -> list[JobRecord]:
+    """Claim in the ledger, in one commit, the external ids of creates about to leave
+    together; returns the jobs that are this run's to send. The claims survive a power cut
+    once the ledger's `sync()` returns, which the feed awaits before they leave. Each other
+    job is taken where the ledger says, and the slot the feed took for it is given back (kept,
+    for a task it now follows)."""
+    if not creates:
+        return []
     if ctx.shared is None:
-        return True
-    claim = ctx.shared.claim(job, external_id, price_of(job.request).usd)
-    if claim.action in (Claimed.SEND, Claimed.TAKE_OVER):
-        if claim.action == Claimed.TAKE_OVER:
-            ctx.emit(Notice(f"{job.row_id}: sent again as asked; {claim.where()} sent it first"))
-        return True
+        return [job for job, _ in creates]
+    priced = [(job, ext, price_of(job.request).usd) for job, ext in creates]
+    claims = ctx.shared.claim_all(priced, synced=False)
+    mine = []
+    for (job, ext), claim in zip(creates, claims, strict=True):
+        if claim.action in (Claimed.SEND, Claimed.TAKE_OVER):
+            if claim.action == Claimed.TAKE_OVER:
+                said = f"{job.row_id}: sent again as asked; {claim.where()} sent it first"
+                ctx.emit(Notice(said))
+            mine.append(job)
+        else:
+            try:
+                _taken_elsewhere(ctx, job, ext, claim)
+            except LeaseLost:
+                ctx.slots.release(finished=False)
+                ctx.let_go(job.job_id)
+    return mine
+
+
+def _taken_elsewhere(ctx: RunContext, job: JobRecord, external_id: str, claim: Claim) -> None:
     if claim.action == Claimed.FOLLOW:
         _follow(ctx, job, external_id, claim)
-        return False
+        return
     if claim.action == Claimed.REUSE_VIDEO:
         _reuse_video(ctx, job, external_id, claim)
     elif claim.action == Claimed.FAILED:
@@ -47,7 +68,6 @@ def claim_create(ctx: RunContext, job: JobRecord, external_id: str) -> bool:
         assert claim.send is not None
         ctx.record(job, SentElsewhere(external_id, claim.send.state_id, reason, ctx.wall()))
     ctx.slots.release(finished=False)  # after the record: a worker that lost the job gives it once
-    return False
 
 
 def settle_from_ledger(ctx: RunContext, job: JobRecord) -> bool:

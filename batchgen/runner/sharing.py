@@ -22,7 +22,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,8 +125,22 @@ class SharedAccount:
     def claim(self, job: JobRecord, external_id: str, cost_usd: float | None) -> Claim:
         """Claim `external_id` for this state before its create leaves (synced), or say why it
         is not sent from here."""
+        return self.claim_all([(job, external_id, cost_usd)])[0]
+
+    def claim_all(
+        self, creates: Sequence[tuple[JobRecord, str, float | None]], *, synced: bool = True
+    ) -> list[Claim]:
+        """`claim` for creates about to leave together: one synced commit for them all
+        (`synced` False: see Ledger.claim_all)."""
         account = self.account.fingerprint
-        other = self.ledger.claim(account, external_id, self.state_id, job.job_id, cost_usd)
+        claims = [(ext, job.job_id, cost) for job, ext, cost in creates]
+        others = self.ledger.claim_all(account, self.state_id, claims, synced=synced)
+        return [
+            self._claimed(job, ext, other)
+            for (job, ext, _), other in zip(creates, others, strict=True)
+        ]
+
+    def _claimed(self, job: JobRecord, external_id: str, other: Send | None) -> Claim:
         if other is None:
             return Claim(Claimed.SEND)
         run = self.ledger.run(other.state_id)
@@ -134,6 +148,7 @@ class SharedAccount:
             other, self.state_id, other_alive=self._alive(run), resent=job.error_kind == "resent"
         )
         if action == Claimed.TAKE_OVER:
+            account = self.account.fingerprint
             self.ledger.take_over(account, external_id, self.state_id, job.job_id)
         return Claim(action, other, run)
 

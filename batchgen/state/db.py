@@ -36,6 +36,7 @@ class Database(ABC):
         self.path = path  #: the SQLite file, or on PostgreSQL the file the run would have had
         self.shown = shown  #: how messages name the state (never with a password)
         self._grouped = False
+        self._durable = False  # inside `durably()`: a nested one joins it
 
     @abstractmethod
     def close(self) -> None:
@@ -93,9 +94,16 @@ class Database(ABC):
         outer)."""
 
     @abstractmethod
-    def durably(self) -> contextlib.AbstractContextManager[None]:
+    def durably(self, *, synced: bool = True) -> contextlib.AbstractContextManager[None]:
         """A transaction whose commit survives a power cut; any grouped updates before it are
-        committed first."""
+        committed first. One opened inside another joins it: the outer commit syncs both (the
+        write-ahead records of creates leaving together share one synced commit). `synced`
+        False: the commit survives a killed process at once and a power cut once `sync()`
+        returns, which the caller awaits (off its event loop) before it acts on the write."""
+
+    @abstractmethod
+    def sync(self) -> None:
+        """Make every commit made so far survive a power cut (see `durably`)."""
 
     @abstractmethod
     def script(self, sql: str) -> None:

@@ -1,13 +1,18 @@
 """An account's slots shared by every run on the machine, leased in the ledger.
 
-Each run holding or wanting slots of an account is a holder: how many tasks it has in flight
-at the provider (`held`), whether it waits for one (`wanting`), and until when its lease
-lasts (`expires_at`, renewed by its heartbeat). A killed run stops renewing, and its slots
-come back once its lease has expired. The cap is what the user set (`batchgen account
---slots`), else what 1303s taught (lowered on a refusal; raised as creates hold, and one at a
-time when it held a run back and tasks then ended cleanly), else none.
+Each run holding or wanting slots of an account is a holder: how many slots it holds
+(`held`), whether it waits for one (`wanting`), and until when its lease lasts (`expires_at`,
+renewed by its heartbeat). A killed run stops renewing, and its slots come back once its lease
+has expired. The cap is what the user set (`batchgen account --slots`), else what 1303s taught
+(lowered on a refusal; raised as creates hold, and one at a time when it held a run back and
+tasks then ended cleanly), else none.
 Runs sharing a cap take turns: while another holder waits, a run takes a slot only below its
 fair share (the cap over the holders, rounded up).
+A run's held slots are its tasks in flight and, while it is the account's only run and within
+the cap, the slots its ended tasks left for its next creates: a slot goes back to the ledger
+as its task ends only when another run is there (or the cap fell), so that the one run of an
+account takes and gives back its slots without a transaction a task. What is held never
+exceeds the cap.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from batchgen.state.db import Database
 
@@ -29,7 +34,7 @@ class Holder:
     holder: str  #: the run process's id
     state_id: str  #: the state it runs
     share: int  #: its --concurrency
-    held: int  #: its tasks in flight at the provider
+    held: int  #: the slots it holds: its tasks in flight, and those kept for its next creates
     wanting: bool  #: it waits for a slot
     expires_at: float  #: when its lease ends unless renewed
 
@@ -55,45 +60,82 @@ class SlotLeases:
         self.share = share
         self.ttl = ttl
         self.clock = clock
-        self.held = 0
+        self.held = 0  # slots held in the ledger
+        self.using = 0  # of which tasks in flight (or creates about to leave)
         self._clean = 0
         self._pressed = False  # the learned cap refused this run a slot since it last rose
 
     def try_take(self) -> bool:
         """Take a slot if the cap and the turns allow (else say this run waits)."""
+        return self.take(1, waiting=True) == 1
+
+    def take(self, wanted: int, *, waiting: bool = False) -> int:
+        """Take up to `wanted` slots the cap and the turns allow; how many were taken. Slots
+        this run kept are taken first, without a transaction. `waiting`: a run short of its
+        slots says it waits (the others then give theirs back as their tasks end)."""
+        kept = min(wanted, self.held - self.using)
+        self.using += kept
+        if kept == wanted:
+            return kept
         with self.db.transaction():
             self._lock_account()
             self._renew_row()
             cap = self.cap()
             holders = self._holders()
-            if not _may_take(self.holder, holders, cap):
-                self._pressed = self._pressed or sum(h.held for h in holders) >= (cap or 0)
-                self._set(wanting=1)
-                return False
-            self.held += 1
-            self._set(wanting=0)
-            return True
+            granted = _grantable(self.holder, holders, cap, wanted - kept)
+            short = kept + granted < wanted
+            if short and cap is not None and sum(h.held for h in holders) + granted >= cap:
+                self._pressed = True
+            self.held += granted
+            self.using += granted
+            self._set(wanting=int(short) if waiting or not short else None)
+        return kept + granted
 
     def adopt(self) -> None:
         """Count a task the provider already holds for this run (found on resume)."""
+        self.using += 1
+        if self.using <= self.held:
+            return
         with self.db.transaction():
             self._renew_row()
             self.held += 1
             self._set()
 
     def give_back(self, *, finished: bool = True) -> None:
-        """A task ended (`finished`) or a slot was not used. A learned cap that held this run
-        back is tried one higher after as many clean ends as it has slots."""
-        with self.db.transaction():
-            self._renew_row()
-            self.held = max(0, self.held - 1)
-            self._set()
-            if finished and self._pressed:
-                self._clean += 1
-                learned = self._learned()
-                if learned is not None and self._clean >= learned:
-                    self._clean, self._pressed = 0, False
+        """A task ended (`finished`) or a slot was not used. The slot is kept for this run's
+        next create while it is the account's only run and within the cap; else it goes back.
+        A learned cap that held this run back is tried one higher after as many clean ends as
+        it has slots."""
+        self.using = max(0, self.using - 1)
+        if finished and self._pressed:
+            self._clean += 1
+            learned = self._learned()
+            if learned is not None and self._clean >= learned:
+                self._clean, self._pressed = 0, False
+                with self.db.transaction():
                     self._write_learned(learned + 1)
+        if self.held > self.using and not self._may_keep():
+            self.trim()
+
+    def trim(self) -> None:
+        """Give back the slots this run kept beyond its tasks in flight."""
+        if self.held <= self.using:
+            return
+        with self.db.transaction():
+            self.held = self.using
+            self._renew_row()
+
+    def _may_keep(self) -> bool:
+        """Whether this run is the account's only live one and holds no more than the cap."""
+        row = self.db.one(
+            "SELECT (SELECT coalesce(slots, learned_slots) FROM accounts WHERE account = ?), "
+            "(SELECT count(*) FROM holders WHERE account = ? AND holder <> ? "
+            "AND expires_at >= ?)",
+            (self.account, self.account, self.holder, self.clock()),
+        )
+        assert row is not None
+        cap, others = row
+        return int(others) == 0 and (cap is None or self.held <= int(cap))
 
     def renew(self) -> None:
         """The heartbeat: the lease lasts another `ttl` seconds."""
@@ -104,13 +146,15 @@ class SlotLeases:
         self.db.write(
             "DELETE FROM holders WHERE account = ? AND holder = ?", (self.account, self.holder)
         )
-        self.held = 0
+        self.held = self.using = 0
 
     def throttled(self) -> None:
         """The provider refused a create for lack of slots (1303) while this create's slot was
         held: the account's tasks in flight, less that one, are what it holds."""
         with self.db.transaction():
             self._lock_account()
+            self.held = self.using  # (what it kept is not in flight)
+            self._renew_row()
             total = sum(h.held for h in self._holders())
             learned = self._learned()
             lowered = max(1, total - 1)
@@ -123,7 +167,8 @@ class SlotLeases:
         learned = self._learned()
         if learned is None:
             return
-        total = sum(h.held for h in self._holders())
+        others = sum(h.held for h in self._holders() if h.holder != self.holder)
+        total = others + self.using
         if total > learned:
             self._write_learned(total)
 
@@ -185,6 +230,19 @@ def holders_of(db: Database, account: str, now: float) -> list[Holder]:
         Holder(str(h), str(s), int(share), int(n), bool(w), float(e))
         for h, s, share, n, w, e in rows
     ]
+
+
+def _grantable(me: str, holders: list[Holder], cap: int | None, wanted: int) -> int:
+    """How many of `wanted` more slots `me` may take, one after another."""
+    granted = 0
+    while granted < wanted:
+        now = [h if h.holder != me else replace(h, held=h.held + granted) for h in holders]
+        if not any(h.holder == me for h in holders):
+            now.append(Holder(me, "", 0, granted, False, 0.0))
+        if not _may_take(me, now, cap):
+            break
+        granted += 1
+    return granted
 
 
 def _may_take(me: str, holders: list[Holder], cap: int | None) -> bool:

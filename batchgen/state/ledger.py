@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,25 +183,56 @@ class Ledger:
     ) -> Send | None:
         """Claim a create before it leaves, synced: None when it is this state's to send (new,
         or claimed by this state before), else the other state's claim, left as it is."""
+        return self.claim_all(account, state_id, [(external_id, job_id, cost_usd)])[0]
+
+    def claim_all(
+        self,
+        account: str,
+        state_id: str,
+        creates: Sequence[tuple[str, str, float | None]],
+        *,
+        synced: bool = True,
+    ) -> list[Send | None]:
+        """`claim` for each (external id, job id, cost) of creates about to leave together,
+        in one synced commit; in their order. `synced` False: synced by `sync()` (see
+        Database.durably), which the caller awaits before the creates leave."""
         now = self.clock()
-        with self.db.durably():
+        found: list[Send | None] = []
+        with self.db.durably(synced=synced):
+            for external_id, job_id, cost_usd in creates:
+                found.append(self._claim(account, external_id, state_id, job_id, cost_usd, now))
+        return found
+
+    def _claim(
+        self,
+        account: str,
+        external_id: str,
+        state_id: str,
+        job_id: str,
+        cost_usd: float | None,
+        now: float,
+    ) -> Send | None:
+        self.db.write(
+            "INSERT INTO sends (account, external_id, state_id, job_id, status, sent_at, "
+            "updated_at, cost_usd) VALUES (?, ?, ?, ?, 'submitting', ?, ?, ?) "
+            "ON CONFLICT (account, external_id) DO NOTHING",
+            (account, external_id, state_id, job_id, now, now, cost_usd),
+        )
+        found = self.send(account, external_id)
+        assert found is not None
+        if found.state_id != state_id:
+            return found
+        if found.status != "submitting":
             self.db.write(
-                "INSERT INTO sends (account, external_id, state_id, job_id, status, sent_at, "
-                "updated_at, cost_usd) VALUES (?, ?, ?, ?, 'submitting', ?, ?, ?) "
-                "ON CONFLICT (account, external_id) DO NOTHING",
-                (account, external_id, state_id, job_id, now, now, cost_usd),
+                "UPDATE sends SET status = 'submitting', updated_at = ? "
+                "WHERE account = ? AND external_id = ?",
+                (now, account, external_id),
             )
-            found = self.send(account, external_id)
-            assert found is not None
-            if found.state_id != state_id:
-                return found
-            if found.status != "submitting":
-                self.db.write(
-                    "UPDATE sends SET status = 'submitting', updated_at = ? "
-                    "WHERE account = ? AND external_id = ?",
-                    (now, account, external_id),
-                )
         return None
+
+    def sync(self) -> None:
+        """Every claim so far survives a power cut once this returns."""
+        self.db.sync()
 
     def take_over(self, account: str, external_id: str, state_id: str, job_id: str) -> None:
         """The user chose to send again a create another state sent (`retry --unknown` there

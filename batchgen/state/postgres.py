@@ -229,11 +229,22 @@ class PostgresDatabase(Database):
                 self._conn.execute("COMMIT")
 
     @contextlib.contextmanager
-    def durably(self) -> Iterator[None]:
-        self.commit()
-        with self.transaction():
-            self.write("SET LOCAL synchronous_commit TO on")
+    def durably(self, *, synced: bool = True) -> Iterator[None]:
+        # (Always synced here: the server's own group commit shares the flush among sessions.)
+        if self._durable:  # (one synced commit for every write-ahead record of a group)
             yield
+            return
+        self.commit()
+        self._durable = True
+        try:
+            with self.transaction():
+                self.write("SET LOCAL synchronous_commit TO on")
+                yield
+        finally:
+            self._durable = False
+
+    def sync(self) -> None:
+        pass  # (every durable commit was flushed by the server as it committed)
 
     def script(self, sql: str) -> None:
         with self._mapped():

@@ -107,14 +107,36 @@ class SqliteDatabase(Database):
             yield
 
     @contextlib.contextmanager
-    def durably(self) -> Iterator[None]:
+    def durably(self, *, synced: bool = True) -> Iterator[None]:
+        if self._durable:  # (one synced commit for every write-ahead record of a group)
+            yield
+            return
         self.commit()
-        self._conn.execute("PRAGMA synchronous=FULL")
+        if synced:
+            self._conn.execute("PRAGMA synchronous=FULL")
+        self._durable = True
         try:
             with self.transaction():
                 yield
         finally:
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._durable = False
+            if synced:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+
+    def sync(self) -> None:
+        # In WAL mode a commit is the frames appended to the -wal file: syncing that file is
+        # what `synchronous=FULL` does at each commit (a checkpoint syncs the database file
+        # itself before it lets the log be reused).
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            return  # (nothing written since the last checkpoint that removed it)
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot sync the state {self.path}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
 
     def script(self, sql: str) -> None:
         self._conn.executescript(f"BEGIN; {sql}; COMMIT;")

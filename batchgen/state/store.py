@@ -76,6 +76,16 @@ class Store:
         """Writes made inside are committed together, or not at all if the block raises."""
         return self.db.transaction()
 
+    def durably(self, *, synced: bool = True) -> AbstractContextManager[None]:
+        """The changes applied inside share one synced commit, made as the block ends: the
+        write-ahead records of creates that leave together (each `durable` change applied
+        alone is synced on its own). `synced` False: synced by `sync()` (Database.durably)."""
+        return self.db.durably(synced=synced)
+
+    def sync(self) -> None:
+        """Every commit so far survives a power cut once this returns."""
+        self.db.sync()
+
     # -- changes ----------------------------------------------------------------------------
 
     def apply(self, job_id: str, change: Change) -> tuple[JobStatus, JobRecord]:

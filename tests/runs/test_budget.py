@@ -10,17 +10,18 @@ import pytest
 from tests.conftest import run_cli, simulator, write_manifest
 
 
-@pytest.mark.parametrize("profile", ["cometapi", "kling"])
+@pytest.mark.parametrize(("profile", "slots"), [("cometapi", 4), ("kling", 4), ("cometapi", 16)])
 def test_a_budget_worth_ten_jobs_submits_ten_then_resumes_with_more(
-    tmp_path, capsys, profile, database
+    tmp_path, capsys, profile, slots, database
 ):
     """20 jobs, a budget for 10: at most 10 creates, exit 3 naming the budget; a larger
-    budget finishes the rest, each job paid once."""
+    budget finishes the rest, each job paid once. With 16 slots the first creates leave
+    together, more of them than the budget allows."""
     manifest = write_manifest(tmp_path, 20)
     out = tmp_path / "out"
     price = 1.32 if profile == "cometapi" else 10 * 0.14
-    with simulator(profile=profile, slots=4) as sim:
-        args = ("run", manifest, "-o", out, "-c", "4")
+    with simulator(profile=profile, slots=slots) as sim:
+        args = ("run", manifest, "-o", out, "-c", str(slots))
         budget = f"{10 * price:.2f}"
         code = run_cli(*args, "--budget", budget, base_url=sim.base_url, profile=profile)
         err = capsys.readouterr().err

@@ -12,7 +12,7 @@ import pytest
 from batchgen.providers.account import account_of
 from batchgen.providers.auth import BearerKey, KlingJwt
 from batchgen.runner.sharing import Claimed, decide
-from batchgen.state.leases import SlotLeases
+from batchgen.state.leases import SlotLeases, holders_of
 from batchgen.state.ledger import Ledger, Send, ledger_path
 
 
@@ -218,3 +218,50 @@ def test_a_learned_cap_rises_only_when_it_held_a_run_back(ledger):
     a.give_back()
     a.give_back()
     assert a.cap() == 3
+
+
+def test_a_run_alone_keeps_its_slots_for_its_next_creates(ledger):
+    """The account's only run takes and gives back its slots without a transaction a task;
+    once another run comes, a slot goes back as its task ends, and the other run gets it."""
+    ledger.set_slots("acct", 4)
+    a, b = leases(ledger, "a"), leases(ledger, "b")
+    assert a.take(4) == 4
+    statements: list[str] = []
+    ledger.db._conn.set_trace_callback(statements.append)
+    for _ in range(3):
+        a.give_back()
+        assert a.try_take()
+    assert not any(s.startswith(("BEGIN", "INSERT", "UPDATE", "DELETE")) for s in statements)
+    ledger.db._conn.set_trace_callback(None)
+    a.give_back()
+    assert (a.held, a.using) == (4, 3)  # kept: nobody else is there
+    assert not b.try_take()  # the cap is held, b waits
+    a.give_back()
+    assert (a.held, a.using) == (2, 2)  # b is there now: what a kept goes back
+    assert b.try_take()
+    assert a.held + b.held <= 4
+
+
+def test_kept_slots_never_exceed_a_cap_lowered_meanwhile(ledger):
+    """A run keeping slots under no cap gives back what exceeds one set meanwhile."""
+    a = leases(ledger, "a")
+    assert a.take(4) == 4
+    ledger.set_slots("acct", 2)
+    a.give_back()
+    assert a.held == a.using == 3
+    assert not a.try_take()
+
+
+def test_slots_taken_together_respect_the_cap_and_the_turns(ledger):
+    """`take(n)` grants what one-by-one takes would: up to the cap, and to a fair share while
+    another run waits; an opportunistic take does not say the run waits."""
+    ledger.set_slots("acct", 6)
+    a, b = leases(ledger, "a"), leases(ledger, "b")
+    assert a.take(10) == 6
+    assert b.take(3) == 0
+    assert not any(h.wanting for h in holders_of(ledger.db, "acct", ledger.clock()))
+    assert not b.try_take()  # now b waits
+    for _ in range(3):
+        a.give_back()
+    assert a.take(3) == 0  # a is at its share (3) while b waits
+    assert b.take(3) == 3

@@ -95,6 +95,24 @@ def test_writes_are_committed_immediately(tmp_path):
     assert row == ("submitting", "bg-x")
 
 
+def test_the_write_ahead_records_of_a_group_are_committed_together(store):
+    """Creates leaving together share one commit of their `submitting` records: all are
+    there once it ends (and `sync` makes them survive a power cut), none if it fails."""
+    store.add_jobs([spec(n) for n in range(4)])
+    with store.durably(synced=False):
+        for n in range(2):
+            store.apply(spec(n).job_id, Submitting(f"bg-{n}", 1.0))
+    store.sync()
+    with pytest.raises(StateError), store.durably(synced=False):
+        store.apply(spec(2).job_id, Submitting("bg-2", 1.0))
+        store.apply("no-such-job", Submitting("bg-x", 1.0))
+    assert [store.get(spec(n).job_id).status for n in range(3)] == [
+        JobStatus.SUBMITTING,
+        JobStatus.SUBMITTING,
+        JobStatus.PENDING,
+    ]
+
+
 def test_state_file_uses_wal(tmp_path):
     """The state is in WAL mode so readers (status) never block the run."""
     with Store.open(tmp_path / "s.sqlite") as store:
