@@ -20,7 +20,11 @@ Everything is measured from the simulator's task spans (created, ends), on its c
                  `slots` − Σ the earliest n − slots ends) / (n − slots), whatever the order
     calls/job    API requests the simulator routed (creates, queries, anything else) / jobs
 
-Run: .venv/bin/python bench/poll_shapes.py [SHAPE ...]   (all shapes by default)
+and `demo`: the packaged demo (6 jobs on 4 slots, 1–3 s, `batchgen demo`'s settings): API
+calls per job of its first wave (the first `slots` tasks: their create and their queries),
+with the simulator's range known (as `batchgen demo` runs it) beside the table's start.
+
+Run: .venv/bin/python bench/poll_shapes.py [SHAPE ...]   (all shapes and the demo by default)
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from common import figure, free_port, run_settings, simulator_process, stats, wr
 from fixed_poller import request_bodies, run_fixed_poller
 
 import batchgen
+from batchgen.demo import DEMO_MANIFEST, DEMO_SEED, demo_settings
 
 SEED, POLL_INTERVAL = 7, 0.5
 
@@ -198,12 +203,42 @@ def report_calls(shape: Shape, ours: SlotUse, base: SlotUse) -> str:
     return target
 
 
+DEMO_LATENCY, DEMO_SLOTS = (1.0, 3.0), 4
+
+
+def demo_first_wave(folder: Path, *, known: bool) -> tuple[float, float]:
+    """(calls per job of the demo's first wave, of the whole demo run)."""
+    config = {"seed": DEMO_SEED, "profile": "cometapi", "latency": DEMO_LATENCY}
+    with simulator_process(**config, slots=DEMO_SLOTS) as url:
+        settings = demo_settings(
+            url, folder, "cometapi", DEMO_SLOTS, DEMO_LATENCY if known else None
+        ).model_copy(update={"progress": "off"})
+        assert batchgen.run(DEMO_MANIFEST, settings).exit_code == 0
+        s = stats(url, tasks=True)
+    first = sorted(s["task_spans"], key=lambda task: s["task_spans"][task][0])[:DEMO_SLOTS]
+    queries = s["queries_by_task"]
+    wave = sum(1 + queries.get(task, 0) for task in first) / len(first)
+    return wave, s["requests_total"] / len(s["task_spans"])
+
+
+def report_demo() -> None:
+    print(f"demo: the packaged demo, {DEMO_SLOTS} slots, 1–3 s (load {os.getloadavg()[0]:.1f})")
+    with tempfile.TemporaryDirectory() as ours, tempfile.TemporaryDirectory() as table:
+        wave, run = demo_first_wave(Path(ours), known=True)
+        base_wave, base_run = demo_first_wave(Path(table), known=False)
+    figure("  first wave, API calls per job", wave, "<= 4", f"{base_wave:.2f} (table's start)")
+    figure("  whole demo, API calls per job", run, "-", f"{base_run:.2f}")
+
+
 def main(names: list[str]) -> None:
-    unknown = sorted(set(names) - set(SHAPES))
+    unknown = sorted(set(names) - set(SHAPES) - {"demo"})
     if unknown:
         raise SystemExit(f"unknown shape {', '.join(unknown)}; shapes: {', '.join(SHAPES)}")
     print(f"batchgen beside a {POLL_INTERVAL:g} s per-task poller; simulator cometapi, seed {SEED}")
-    for name in names or list(SHAPES):
+    for name in names or [*SHAPES, "demo"]:
+        if name == "demo":
+            report_demo()
+            continue
         shape = SHAPES[name]
         load = os.getloadavg()[0]
         print(f"{shape.describe()} (load {load:.1f} on {os.cpu_count()} cores)", flush=True)

@@ -204,10 +204,12 @@ class PollSchedule:
 
     def covered(self, age: float, kind: Kind = ANY_KIND) -> bool:
         """While the schedule climbs (nothing ended yet): a sibling of `kind` was found running
-        at `age` or older, so a poll of this task now would most likely say the same."""
+        at `age` or older (within half a climbing step: their polls are due together, and
+        answered one after the other), so a poll of this task now would most likely say the
+        same."""
         if not self._climbing(age, kind):
             return False
-        return self._running.get(kind, -1.0) >= age
+        return self._running.get(kind, -1.0) >= age * (1 - self.config.growth / 2)
 
     def expected(self, kind: Kind = ANY_KIND) -> float:
         """The mean generation time seen of `kind`, else the middle of its expected range."""
