@@ -41,8 +41,16 @@ def demo_simulator(
         raise UsageError(str(exc)) from None
 
 
-def demo_settings(base_url: str, output: Path, provider: ProviderName, slots: int) -> Settings:
-    """The settings of a demo run against the simulator at `base_url`, using all its slots."""
+def demo_settings(
+    base_url: str,
+    output: Path,
+    provider: ProviderName,
+    slots: int,
+    latency: tuple[float, float] | None = None,
+) -> Settings:
+    """The settings of a demo run against the simulator at `base_url`, using all its slots;
+    its polls start from the simulator's `latency`, known here, not from the table of real
+    generation times (minutes, where the simulator takes seconds)."""
     credentials = (
         {
             "access_key": SecretStr(SIMULATOR_ACCESS_KEY),
@@ -52,5 +60,10 @@ def demo_settings(base_url: str, output: Path, provider: ProviderName, slots: in
         else {"api_key": SecretStr(SIMULATOR_API_KEY)}
     )
     return Settings(
-        output=output, provider=provider, base_url=base_url, concurrency=slots, **credentials
+        output=output,
+        provider=provider,
+        base_url=base_url,
+        concurrency=slots,
+        known_generation=latency,
+        **credentials,
     )

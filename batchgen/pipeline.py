@@ -26,6 +26,7 @@ from batchgen.providers import Auth, Provider, auth_for, connect
 from batchgen.providers.account import Account, account_of
 from batchgen.runner import RunConfig, Runner, RunOutcome
 from batchgen.runner.config import Listen
+from batchgen.runner.generation_times import Typical
 from batchgen.runner.limits import RateLimiter
 from batchgen.runner.policy import PollConfig
 from batchgen.runner.sharing import SharedAccount, register
@@ -90,6 +91,7 @@ async def provider_clients(settings: Settings) -> AsyncIterator[tuple[Provider, 
 def run_config(settings: Settings, **tuning: Any) -> RunConfig:
     """The runner's configuration from the settings; `tuning` overrides RunConfig fields."""
     listening: dict[str, Any] = {}
+    poll = poll_config(settings)
     if settings.callback_url and settings.listen:
         host, port = listen_address(settings.listen)
         secret = _secret(settings.callback_secret)
@@ -97,7 +99,7 @@ def run_config(settings: Settings, **tuning: Any) -> RunConfig:
             "callback_url": settings.callback_url,
             "listen": Listen(host, port, callback_path(settings.callback_url), secret),
             # Polling stays as the safety net, at a slower pace.
-            "poll": PollConfig(backup_after=CALLBACK_BACKUP_AFTER),
+            "poll": dataclasses.replace(poll, backup_after=CALLBACK_BACKUP_AFTER),
         }
     return RunConfig(
         concurrency=settings.concurrency,
@@ -107,8 +109,18 @@ def run_config(settings: Settings, **tuning: Any) -> RunConfig:
         download_workers=settings.download_workers,
         max_video_bytes=int(settings.max_video_mb * 2**20),
         seed=settings.seed,
-        **{**listening, **tuning},
+        **{"poll": poll, **listening, **tuning},
     )
+
+
+def poll_config(settings: Settings) -> PollConfig:
+    """The poll schedule's start: the table of typical generation times, or the range the
+    settings know every generation takes (then believed from the first poll: no climb)."""
+    if settings.known_generation is None:
+        return PollConfig()
+    low, high = settings.known_generation
+    known = Typical(low, high, "known: the settings' generation time range")
+    return PollConfig(expected=lambda kind: known, hedge=False)
 
 
 def account(settings: Settings) -> Account:

@@ -51,6 +51,9 @@ class Settings(BaseModel):
     callback_url: str | None = None  # sent with every create (needs `listen`)
     listen: str | None = None  # HOST:PORT of the callback receiver (needs `callback_url`)
     callback_secret: SecretStr | None = None  # where the provider signs its callbacks
+    # Seconds (min, max) every generation is known to take (the demo's simulator), in place of
+    # the table of typical times (runner/generation_times.py).
+    known_generation: tuple[float, float] | None = None
 
     @model_validator(mode="after")
     def _callbacks_in_pairs(self) -> Settings:

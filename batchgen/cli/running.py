@@ -125,7 +125,7 @@ def demo(
     profile: ProviderName = "kling" if provider == "kling" else "cometapi"
     with running_simulator(demo_simulator(profile, latency, slots)) as sim:
         click.echo(f"simulator listening on {sim.base_url}", err=True)
-        settings = demo_settings(sim.base_url, output, profile, slots)
+        settings = demo_settings(sim.base_url, output, profile, slots, latency)
         return run_manifest(manifest or DEMO_MANIFEST, settings)
 
 

@@ -2,6 +2,7 @@
 
 config.py        how a run behaves (RunConfig, Listen) and how it ended (RunOutcome)
 policy.py        what to do after a provider error; when to poll a task (pure)
+generation_times.py  how long a generation typically takes, by model, mode and duration
 limits.py        the slots a run may hold, and requests per minute
 gate.py          when the next create may leave: throttles and pauses after failures
 reachability.py  whether the provider can be reached at all (pure)

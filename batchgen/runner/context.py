@@ -20,6 +20,7 @@ from batchgen.money.budget import Budget
 from batchgen.providers import Provider
 from batchgen.runner.config import RunConfig
 from batchgen.runner.gate import CreateGate
+from batchgen.runner.generation_times import ANY_KIND, Kind, kind_of
 from batchgen.runner.limits import SlotLimiter
 from batchgen.runner.policy import PollSchedule
 from batchgen.runner.reachability import Reachability
@@ -45,6 +46,7 @@ class Tracked:
     running_seen: float = 0.0  # seconds after submission of the last poll that found it unfinished
     polled_running: bool = False  # a poll has found it unfinished
     missing_since: float | None = None  # first "not found" / "done without a video" seen
+    kind: Kind = ANY_KIND  # what its generation time depends on (generation_times.py)
 
 
 class RunContext:
@@ -155,8 +157,9 @@ class RunContext:
         started = now - max(0.0, self.wall() - since) if since else now
         if resumed:
             self.slots.adopt()
-        first_poll = now if resumed else started + self.schedule.first_delay()
-        tracked = Tracked(job.job_id, job.row_id, task_id, started, first_poll, status)
+        kind = kind_of(job.request)
+        first_poll = now if resumed else started + self.schedule.first_delay(kind)
+        tracked = Tracked(job.job_id, job.row_id, task_id, started, first_poll, status, kind=kind)
         self.tracked[job.job_id] = tracked
         self.wake_poll.set()
         return tracked

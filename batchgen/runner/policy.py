@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -23,6 +24,7 @@ from batchgen.errors import (
     RetryableError,
     ThrottledError,
 )
+from batchgen.runner.generation_times import ANY_KIND, Kind, Typical, typical
 
 
 class Action(StrEnum):
@@ -101,8 +103,16 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PollConfig:
-    first_poll: float = 0.5  # before any task has finished: the first poll, this long in
-    growth: float = 0.2  # then every this share of the time waited (also past the slowest seen)
+    # Before a task of a kind has ended, its first polls go across the range the table gives
+    # for its kind (generation_times.py): `prior_polls` of them, evenly to the range's end.
+    expected: Callable[[Kind], Typical] = typical
+    prior_polls: int = 3
+    # The table may be far off (a relay, a simulator): until a task has ended, polls also climb
+    # from `first_poll` by `growth` to that range, one task of each kind asking for its siblings.
+    # False where the range is known (the demo's simulator).
+    hedge: bool = True
+    first_poll: float = 0.5
+    growth: float = 0.2  # also past the slowest time seen: every this share of the time waited
     # A slot may idle this share of a generation, on average, before the run learns it ended:
     # polls are spaced 2 * idle_target * the mean generation time between the fastest and the
     # slowest generation seen. 5 % keeps slots 95 % busy at about 6 polls a task.
@@ -115,87 +125,166 @@ class PollConfig:
     backup_after: float | None = None
 
 
-class PollSchedule:
-    """When to next ask about a task, from the generation times seen so far.
+class _Seen:
+    """The generation times seen of one kind, the last `window` of them, sorted too."""
 
-    Before any task has finished: a first poll after `first_poll` seconds, then polls spaced a
-    `growth` share of the time waited (a 200 s generation costs about thirty polls, and is
-    seen within 20 % of its end). Once times are known: the first poll one spacing after the
-    fastest time seen (at the slowest, where that is sooner), then evenly spaced polls up to
-    the slowest, then growing intervals.
-    Even spacing is close to the best idle-versus-calls trade-off for the spreads seen so far
-    (a numeric model put it about 12 % more idle than a hazard-shaped schedule at the same
-    number of queries). With callbacks (`backup_after`) polls wait for the slowest time seen.
+    def __init__(self, window: int) -> None:
+        self.times: deque[float] = deque(maxlen=window)
+        self.sorted: list[float] = []
+
+    def add(self, seconds: float) -> None:
+        if len(self.times) == self.times.maxlen:
+            del self.sorted[bisect.bisect_left(self.sorted, self.times[0])]
+        self.times.append(seconds)
+        bisect.insort(self.sorted, seconds)
+
+
+class PollSchedule:
+    """When to next ask about a task, from its kind (model, mode, duration) and the generation
+    times seen so far. Pure: times in, delays out, no clock.
+
+    Times seen of the task's kind: the first poll one spacing after the fastest time seen (at
+    the slowest, where that is sooner), then evenly spaced polls up to the slowest, then growing
+    intervals. Even spacing is close to the best idle-versus-calls trade-off for the spreads
+    seen so far (a numeric model put it about 12 % more idle than a hazard-shaped schedule at
+    the same number of queries).
+    None seen of its kind: the table's range for it (scaled by how the kinds seen compare with
+    their ranges, once any has been seen), `prior_polls` polls across it, then growing
+    intervals; with `hedge`, while nothing has ended at all, polls climb from `first_poll` by
+    `growth` up to that range, and a task is not asked about at an age where a sibling of its
+    kind was already found running (`covered`): one task asks for all.
+    With callbacks (`backup_after`) polls wait for the slowest time expected.
     """
 
     def __init__(self, config: PollConfig | None = None, window: int = 200) -> None:
         self.config = config or PollConfig()
-        self._window: deque[float] = deque(maxlen=window)
-        self._sorted: list[float] = []
+        self._window = window
+        self._seen: dict[Kind, _Seen] = {}
+        self._ratios = _Seen(window)  # time seen / middle of its kind's range, every kind
+        self._running: dict[Kind, float] = {}  # oldest age found running, kinds none ended of
         self.provider_clock_trusted = False
 
-    def learn(self, last_running: float | None, seen_done: float, provider: float | None) -> float:
+    def learn(
+        self,
+        last_running: float | None,
+        seen_done: float,
+        provider: float | None,
+        kind: Kind = ANY_KIND,
+    ) -> float:
         """Learn from a task seen done (see `generation_seconds`); returns how long it took."""
         if provides_a_trustworthy_clock(last_running, seen_done, provider):
             self.provider_clock_trusted = True
+        gap = self.spacing(kind)
+        if kind not in self._seen:  # the polls before it climbed, at most one spacing apart
+            gap = min(gap, max(self.config.min_interval, self.config.growth * seen_done))
         took = generation_seconds(
             last_running,
             seen_done,
             provider,
-            self.spacing,
+            gap,
             provider_clock_trusted=self.provider_clock_trusted,
         )
-        self.observe(took)
+        self.observe(took, kind)
         return took
 
-    def observe(self, generation_seconds: float) -> None:
-        if len(self._window) == self._window.maxlen:
-            del self._sorted[bisect.bisect_left(self._sorted, self._window[0])]
-        self._window.append(generation_seconds)
-        bisect.insort(self._sorted, generation_seconds)
+    def observe(self, generation_seconds: float, kind: Kind = ANY_KIND) -> None:
+        self._seen.setdefault(kind, _Seen(self._window)).add(generation_seconds)
+        low, high = self._table(kind)
+        self._ratios.add(generation_seconds / ((low + high) / 2))
+        self._running.pop(kind, None)
 
-    @property
-    def expected(self) -> float:
-        """The mean generation time seen (the first poll's delay before any was seen)."""
-        if not self._sorted:
-            return self.config.first_poll
-        return sum(self._sorted) / len(self._sorted)
+    def knows(self, kind: Kind) -> bool:
+        """Whether a task of this kind has been seen to end."""
+        return kind in self._seen
 
-    def first_delay(self) -> float:
+    def seen_running(self, age: float, kind: Kind = ANY_KIND) -> None:
+        """A task of `kind` was found unfinished `age` s after its submission."""
+        if kind not in self._seen:
+            self._running[kind] = max(age, self._running.get(kind, 0.0))
+
+    def covered(self, age: float, kind: Kind = ANY_KIND) -> bool:
+        """While the schedule climbs (nothing ended yet): a sibling of `kind` was found running
+        at `age` or older (within half a climbing step: their polls are due together, and
+        answered one after the other), so a poll of this task now would most likely say the
+        same."""
+        if not self._climbing(age, kind):
+            return False
+        return self._running.get(kind, -1.0) >= age * (1 - self.config.growth / 2)
+
+    def expected(self, kind: Kind = ANY_KIND) -> float:
+        """The mean generation time seen of `kind`, else the middle of its expected range."""
+        seen = self._seen.get(kind)
+        if seen is not None:
+            return sum(seen.sorted) / len(seen.sorted)
+        low, high = self._range(kind)
+        return (low + high) / 2
+
+    def first_delay(self, kind: Kind = ANY_KIND) -> float:
         c = self.config
         if c.fixed_interval is not None:
             return c.fixed_interval
-        if not self._sorted:
-            return c.first_poll
+        if self._climbing(0.0, kind):
+            return min(c.first_poll, self._first_poll_at(kind))
         if c.backup_after is not None:
-            return max(c.min_interval, c.backup_after * self._sorted[-1])
-        return max(c.min_interval, self._first_poll_at())
+            return max(c.min_interval, c.backup_after * self._bounds(kind)[1])
+        return max(c.min_interval, self._first_poll_at(kind))
 
-    def next_delay(self, waited: float) -> float:
+    def next_delay(self, waited: float, kind: Kind = ANY_KIND) -> float:
         """Delay after a poll that found the task still running, `waited` s after submission."""
         c = self.config
         if c.fixed_interval is not None:
             return c.fixed_interval
         growing = min(c.max_interval, max(c.min_interval, c.growth * waited))
-        if not self._sorted or c.backup_after is not None:
+        first = self._first_poll_at(kind)
+        if self._climbing(waited, kind):
+            return min(growing, max(c.min_interval, first - waited))
+        if c.backup_after is not None:
             return growing
-        fastest, slowest = self._sorted[0], self._sorted[-1]
-        if waited < fastest:
-            return max(c.min_interval, self._first_poll_at() - waited)
-        return self.spacing if waited < slowest else max(self.spacing, growing)
+        _, slowest = self._bounds(kind)
+        if waited < first:
+            return max(c.min_interval, first - waited)
+        return self.spacing(kind) if waited < slowest else max(self.spacing(kind), growing)
 
-    def _first_poll_at(self) -> float:
-        """One spacing after the fastest time seen, or at the slowest where that comes first:
-        times are counted from the create's answer, which comes after the provider started the
-        task, so tasks no slower than any seen have all ended by then (one poll, no idle
-        spacing, where every generation takes the same time)."""
-        return min(self._sorted[0] + self.spacing, self._sorted[-1])
-
-    @property
-    def spacing(self) -> float:
+    def spacing(self, kind: Kind = ANY_KIND) -> float:
         """The time between two polls of a task while it may end."""
         c = self.config
-        return min(c.max_interval, max(c.min_interval, 2 * c.idle_target * self.expected))
+        if kind not in self._seen:
+            low, high = self._range(kind)
+            return max(c.min_interval, (high - low) / max(1, c.prior_polls))
+        return min(c.max_interval, max(c.min_interval, 2 * c.idle_target * self.expected(kind)))
+
+    def _first_poll_at(self, kind: Kind) -> float:
+        """Times seen: one spacing after the fastest, or at the slowest where that comes first
+        (times are counted from the create's answer, which comes after the provider started the
+        task, so tasks no slower than any seen have all ended by then: one poll, no idle
+        spacing, where every generation takes the same time). Else one spacing into the
+        expected range."""
+        fastest, slowest = self._bounds(kind)
+        return min(fastest + self.spacing(kind), slowest)
+
+    def _bounds(self, kind: Kind) -> tuple[float, float]:
+        """The fastest and slowest time seen of `kind`, else its expected range."""
+        seen = self._seen.get(kind)
+        return (seen.sorted[0], seen.sorted[-1]) if seen is not None else self._range(kind)
+
+    def _range(self, kind: Kind) -> tuple[float, float]:
+        """The table's range for `kind`, scaled by the median of time seen / range middle."""
+        low, high = self._table(kind)
+        if not self._ratios.sorted:
+            return low, high
+        ratio = self._ratios.sorted[len(self._ratios.sorted) // 2]
+        return low * ratio, high * ratio
+
+    def _table(self, kind: Kind) -> tuple[float, float]:
+        expected = self.config.expected(kind)
+        return expected.low, expected.high
+
+    def _climbing(self, age: float, kind: Kind) -> bool:
+        """Hedging, nothing of any kind ended yet, and `age` short of the expected range."""
+        c = self.config
+        if not c.hedge or self._ratios.sorted:
+            return False
+        return age < self._first_poll_at(kind)
 
 
 def generation_seconds(

@@ -43,13 +43,22 @@ class Poller:
         ctx = self.ctx
         while ctx.tracked or ctx.active or not feeding_done.is_set() or not checks_done.is_set():
             now = anyio.current_time()
-            due = [t for t in ctx.tracked.values() if t.next_poll <= now]
+            due = [t for t in ctx.tracked.values() if t.next_poll <= now and self._asks(t, now)]
             if due:
                 await self.poll(due)
                 self._check_timeouts()
             else:
                 await self._sleep_until_due(now)
         ctx.queue.close()
+
+    def _asks(self, tracked: Tracked, now: float) -> bool:
+        """Whether a due task is asked about now: not while a sibling found running at its age
+        answers for it (PollSchedule.covered); its next poll then moves on."""
+        age = now - tracked.started
+        if not self.ctx.schedule.covered(age, tracked.kind):
+            return True
+        tracked.next_poll = now + self.ctx.schedule.next_delay(age, tracked.kind)
+        return False
 
     async def _sleep_until_due(self, now: float) -> None:
         ctx = self.ctx
@@ -142,7 +151,8 @@ class Poller:
                 tracked.status = status
             tracked.running_seen = now - tracked.started
             tracked.polled_running = True
-            tracked.next_poll = now + ctx.schedule.next_delay(tracked.running_seen)
+            ctx.schedule.seen_running(tracked.running_seen, tracked.kind)
+            tracked.next_poll = now + ctx.schedule.next_delay(tracked.running_seen, tracked.kind)
 
     def _failed(self, job_id: str, info: TaskInfo) -> None:
         """A task the provider failed: a generation that failed, a refusal by moderation
@@ -176,8 +186,11 @@ class Poller:
         if info.created_at and info.updated_at:
             provider = (info.updated_at - info.created_at) / 1000
         seen = tracked.running_seen if tracked.polled_running else None
-        took = ctx.schedule.learn(seen, now - tracked.started, provider)
+        first_of_kind = not ctx.schedule.knows(tracked.kind)
+        took = ctx.schedule.learn(seen, now - tracked.started, provider, tracked.kind)
         ctx.untrack(tracked, finished=True, busy=took)
+        if first_of_kind:
+            self._bring_forward(now)
         generated = Generated(
             info.video_url,
             info.video_duration,
@@ -188,6 +201,14 @@ class Poller:
         )
         ctx.record(tracked.job_id, generated)
         ctx.enqueue_download(tracked.job_id)
+
+    def _bring_forward(self, now: float) -> None:
+        """A kind's first end was seen: every task is asked about by the schedule as it now is,
+        where that is sooner than its poll set before (the siblings that a climbing first task
+        answered for, the kinds whose expected range the new time rescaled)."""
+        schedule = self.ctx.schedule
+        for t in self.ctx.tracked.values():
+            t.next_poll = min(t.next_poll, max(now, t.started + schedule.first_delay(t.kind)))
 
     def _missing(self, tracked: Tracked, now: float, reason: str, kind: str) -> None:
         """The task is not (yet) where it should be: ask again, then give up after the grace."""

@@ -34,8 +34,9 @@ submissions_per_external_id {external_task_id: accepted creates}, callbacks_sent
 2xx), callbacks_failed, callbacks_dropped, callbacks_skipped (not loopback), tasks_total,
 active, max_active, busy_seconds (generation time of the tasks that have ended), slots,
 video_renders, process_cpu_seconds; and with `stats(with_tasks=True)` or `?tasks=1`,
-task_spans {task_id: [created, finishes]} in Unix seconds and tasks_by_external_id
-{external_task_id: [task ids, oldest first]} (the provider's dashboard).
+task_spans {task_id: [created, finishes]} in Unix seconds, tasks_by_external_id
+{external_task_id: [task ids, oldest first]} (the provider's dashboard) and queries_by_task
+{task_id: queries by its task id}.
 """
 
 from batchgen.simulator.app import KlingSimulator

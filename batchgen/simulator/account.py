@@ -88,6 +88,7 @@ class Account:
         self._faults_injected: Counter[str] = Counter()
         self._auth_refusals: Counter[int] = Counter()
         self._submissions: Counter[str] = Counter()
+        self._queries_by_task: Counter[str] = Counter()
         self._recent: deque[float] = deque()
         self._lock = threading.Lock()
 
@@ -196,6 +197,7 @@ class Account:
             if with_tasks:
                 snapshot["task_spans"] = {t: [c, f] for t, c, f in self.book.spans()}
                 snapshot["tasks_by_external_id"] = self.book.external_ids()
+                snapshot["queries_by_task"] = dict(self._queries_by_task)
             return snapshot
 
     def _gate(self, authorization: str, now: float) -> Answer | None:
@@ -299,6 +301,8 @@ class Account:
         """The task with this task id (or, where look-ups are in the path, external id)."""
         task = self.book.tasks.get(key)
         self._counts["queries"] += task is not None
+        if task is not None:
+            self._queries_by_task[key] += 1
         if task is None and self.lookup_form == "path":
             self._counts["external_lookups"] += 1
             return self._one(self.book.by_external(key), key, origin, now, echo=True)

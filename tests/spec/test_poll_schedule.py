@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from batchgen.runner.generation_times import Kind, Typical, kind_of, typical
 from batchgen.runner.policy import PollConfig, PollSchedule, generation_seconds
 
 
@@ -132,3 +133,78 @@ def test_a_stamping_relay_never_earns_trust():
     schedule = PollSchedule()
     run(times, schedule, stamped=True)
     assert not schedule.provider_clock_trusted
+
+
+PRO_5S = ("kling-v2-5-turbo", "pro", "5")
+PRO_10S = ("kling-v2-5-turbo", "pro", "10")
+
+
+def test_the_table_gives_a_range_and_its_source_for_every_kind():
+    """A 5 s pro clip is expected in 100–250 s (kling-api.md E27), a 10 s one twice that."""
+    assert (typical(PRO_5S).low, typical(PRO_5S).high) == (100.0, 250.0)
+    assert "E27" in typical(PRO_5S).source
+    assert (typical(PRO_10S).low, typical(PRO_10S).high) == (200.0, 500.0)
+    assert "inferred" in typical(PRO_10S).source
+    assert kind_of({"model_name": "kling-v3", "duration": "5"}) == ("kling-v3", "", "5")
+
+
+def test_a_kind_never_seen_is_polled_across_its_expected_range():
+    """Trusted range 100–250 s, three polls: at 150, 200 and 250 s, then growing."""
+    schedule = PollSchedule(PollConfig(hedge=False, expected=lambda kind: typical(PRO_5S)))
+    at, polls = schedule.first_delay(PRO_5S), []
+    while at < 320:
+        polls.append(at)
+        at += schedule.next_delay(at, PRO_5S)
+    assert polls == pytest.approx([150.0, 200.0, 250.0, 300.0])
+
+
+def test_a_table_far_too_slow_costs_the_first_task_a_few_polls():
+    """The table says minutes, tasks take 1 s: the climb from 0.5 s sees the first within 20 %
+    of its end; once learned, the next tasks are seen within two polls."""
+    schedule = PollSchedule()
+    polls, late, running = follow_kind(schedule, 1.0, PRO_5S)
+    assert polls <= 5 and late <= 0.2
+    schedule.learn(running, 1.0 + late, 1.0, PRO_5S)
+    polls, late, _ = follow_kind(schedule, 1.0, PRO_5S)
+    assert polls <= 2 and late <= 0.15
+
+
+def test_one_task_asks_for_its_siblings_until_a_first_one_ends():
+    """While climbing, a task is not asked about at an age a sibling was found running at."""
+    schedule = PollSchedule()
+    schedule.seen_running(1.2, PRO_5S)
+    assert schedule.covered(1.0, PRO_5S) and schedule.covered(1.2, PRO_5S)
+    assert schedule.covered(1.3, PRO_5S)  # within half a step: due at the same time
+    assert not schedule.covered(1.4, PRO_5S)
+    assert not schedule.covered(1.0, PRO_10S)
+    schedule.observe(1.5, PRO_5S)
+    assert not schedule.covered(1.0, PRO_5S)
+
+
+def test_a_kind_not_seen_yet_is_expected_as_the_kinds_seen_compare_with_the_table():
+    """5 s clips end at 1.75 s, a hundredth of their range's middle: 10 s clips are expected
+    in 2–5 s, and their first poll comes at 3 s."""
+    schedule = PollSchedule()
+    schedule.observe(1.75, PRO_5S)
+    assert schedule.expected(PRO_10S) == pytest.approx(3.5)
+    assert schedule.first_delay(PRO_10S) == pytest.approx(3.0)
+
+
+def test_the_demos_known_range_sees_a_first_wave_at_about_two_polls_a_task():
+    """Generations of 1–3 s, a range known beforehand: three polls across it, two on average."""
+    schedule = PollSchedule(PollConfig(hedge=False, expected=lambda kind: Typical(1, 3, "demo")))
+    rng = random.Random(11)
+    polls = [follow_kind(schedule, rng.uniform(1.0, 3.0), PRO_5S)[0] for _ in range(400)]
+    assert sum(polls) / len(polls) <= 2.2
+
+
+def follow_kind(
+    schedule: PollSchedule, generation: float, kind: Kind
+) -> tuple[int, float, float | None]:
+    """(polls, seconds between the end and the poll that saw it, last running poll)."""
+    at, polls, running = schedule.first_delay(kind), 1, None
+    while at < generation:
+        running = at
+        at += schedule.next_delay(at, kind)
+        polls += 1
+    return polls, at - generation, running
