@@ -114,8 +114,8 @@ class RunContext:
         ledger, for a create of this state's), tell the budget and the listeners the status it
         really left (when it moved), and return the job as it now is. `detail` overrides what
         the change says of itself."""
-        job_id = job if isinstance(job, str) else job.job_id
-        old, new = self.store.apply(job_id, change)
+        job_id, held = (job, None) if isinstance(job, str) else (job.job_id, job.status)
+        old, new = self.store.apply(job_id, change, held)
         if self.shared is not None:
             self.shared.recorded(new, change, self.run_dir)
         self.touched.add(job_id)

@@ -88,35 +88,44 @@ class Store:
 
     # -- changes ----------------------------------------------------------------------------
 
-    def apply(self, job_id: str, change: Change) -> tuple[JobStatus, JobRecord]:
+    def apply(
+        self, job_id: str, change: Change, status: JobStatus | None = None
+    ) -> tuple[JobStatus, JobRecord]:
         """Write `change` to the job; returns the status it had and the job as it now is.
-        IllegalTransition if the transition table does not allow the move."""
+        IllegalTransition if the transition table does not allow the move. `status`: the
+        status the caller holds for the job (then not read first: the write is made only if
+        the job still has it, else it is made from the status it has)."""
         if change.durable:
             with self.db.durably():
-                return self._apply(job_id, change)
-        moved = self._apply(job_id, change)
+                return self._apply(job_id, change, status)
+        moved = self._apply(job_id, change, status)
         if change.commit_now:
             self.db.commit()
         return moved
 
-    def _apply(self, job_id: str, change: Change) -> tuple[JobStatus, JobRecord]:
-        row = self.db.one("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
-        if row is None:
-            raise StateError(f"unknown job {job_id}")
-        old = JobStatus(row[0])
+    def _apply(
+        self, job_id: str, change: Change, status: JobStatus | None
+    ) -> tuple[JobStatus, JobRecord]:
+        old = status if status is not None else self._status(job_id)
         new = target_of(change, old)
         if not can_move(old, new, taken_back=change.taken_back):
+            if status is not None:  # (what the caller held may be behind the state)
+                return self._apply(job_id, change, None)
             raise IllegalTransition(f"job {job_id}: {old} -> {new} is not allowed")
         columns = {"status": new.value, **change.columns()}
         added = change.increments()
         assignments = [f"{name} = ?" for name in columns]
         assignments += [f"{name} = {name} + ?" for name in added]
         where, fence, claim = self._fence(job_id)
+        if status is not None:
+            where, fence = f"{where} AND status = ?", [*fence, old.value]
         returned = self.db.write_all(
             f"UPDATE jobs SET {', '.join(assignments + claim)} WHERE {where} "
             f"RETURNING {JOB_COLUMNS}, epoch",
             [*columns.values(), *added.values(), *fence],
         )
+        if not returned and status is not None and self._status(job_id) != old:
+            return self._apply(job_id, change, None)  # it moved meanwhile: from where it is
         if not returned:
             assert self.claims is not None
             self.claims.epochs.pop(job_id, None)
@@ -124,6 +133,12 @@ class Store:
         if self.claims is not None:
             self.claims.epochs[job_id] = int(returned[0][-1])
         return old, job_record(returned[0][:-1])
+
+    def _status(self, job_id: str) -> JobStatus:
+        row = self.db.one("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
+        if row is None:
+            raise StateError(f"unknown job {job_id}")
+        return JobStatus(row[0])
 
     def _fence(self, job_id: str) -> tuple[str, list[Any], list[str]]:
         """The WHERE clause of a write to `job_id` (and its parameters), and what it sets
