@@ -6,12 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import SecretStr
-
 from batchgen.errors import UsageError
-from batchgen.settings import ProviderName, Settings
 
 if TYPE_CHECKING:
+    from batchgen.settings import ProviderName, Settings
     from batchgen.simulator import SimulatorConfig
 
 DEMO_MANIFEST = Path(__file__).parent / "data" / "demo" / "demo.yaml"
@@ -51,6 +49,10 @@ def demo_settings(
     """The settings of a demo run against the simulator at `base_url`, using all its slots;
     its polls start from the simulator's `latency`, known here, not from the table of real
     generation times (minutes, where the simulator takes seconds)."""
+    from pydantic import SecretStr
+
+    from batchgen.settings import Settings  # loaded here: `status` reads DEMO_MANIFEST only
+
     credentials = (
         {
             "access_key": SecretStr(SIMULATOR_ACCESS_KEY),

@@ -40,7 +40,6 @@ from batchgen.state.records import CheckRecord, JobRecord
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
 
-STATE_NAME = "state.sqlite"
 INDEX_NAME = "index.jsonl"
 FAILED_NAME = "failed.jsonl"
 VIDEOS_DIR = "videos"

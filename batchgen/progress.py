@@ -14,13 +14,14 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import IO, Literal, TypeVar
-
-from tqdm import tqdm
+from typing import IO, TYPE_CHECKING, Literal, TypeVar
 
 from batchgen.events import Event, Heartbeat, JobChanged, Listener, Notice, RunFinished, RunStarted
 from batchgen.interrupts import reader_gone
 from batchgen.status import IN_FLIGHT, JobStatus
+
+if TYPE_CHECKING:
+    from tqdm import tqdm  # loaded where a bar is drawn: `status` and --help draw none
 
 T = TypeVar("T")
 Mode = Literal["auto", "bar", "plain", "json", "off", "quiet"]
@@ -34,6 +35,8 @@ GREEN, YELLOW, RED, RESET = "\033[32m", "\033[33m", "\033[31m", "\033[0m"
 
 def counted(items: Iterable[T], desc: str) -> Iterator[T]:
     """`items`, with a counter on stderr while they are consumed (when stderr is a terminal)."""
+    from tqdm import tqdm
+
     with tqdm(
         items, desc=desc, unit=" jobs", disable=None, file=sys.stderr, mininterval=0.5
     ) as bar:
@@ -218,6 +221,8 @@ class BarProgress:
     def _show(self, event: Event) -> None:
         self.tally.apply(event)
         if isinstance(event, RunStarted):
+            from tqdm import tqdm
+
             # bar_line fits the line to the terminal; tqdm is told it has room to spare, so
             # that it never cuts it again counting colour codes as columns.
             self.bar = tqdm(

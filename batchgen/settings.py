@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from batchgen.output import STATE_NAME
 from batchgen.progress import Mode
 from batchgen.providers import PROFILES, Profile
+from batchgen.state.connect import STATE_NAME, database_url
 
 ProviderName = Literal["cometapi", "kling"]
 
@@ -105,17 +105,6 @@ class Settings(BaseModel):
 
 
 MAX_URL = 2000
-DATABASE_SCHEMES = ("postgresql://", "postgres://")
-
-
-def database_url(url: str) -> str:
-    """`url` if it names a PostgreSQL database; ValueError otherwise (its password unshown)."""
-    if not url.startswith(DATABASE_SCHEMES):
-        scheme = url.partition("://")[0] if "://" in url else url[:20]
-        raise ValueError(
-            f"--database must be a postgresql:// URL (a state file is --state), not {scheme!r}..."
-        )
-    return url
 
 
 def http_url(url: str, flag: str) -> None:

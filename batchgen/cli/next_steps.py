@@ -6,13 +6,16 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batchgen.cli.options import DEFAULT_OUTPUT
 from batchgen.demo import DEMO_MANIFEST
 from batchgen.results.overview import provider_of
 from batchgen.results.targets import RunTarget
-from batchgen.settings import Settings
 from batchgen.state.store import Store
+
+if TYPE_CHECKING:
+    from batchgen.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

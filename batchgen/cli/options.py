@@ -1,5 +1,5 @@
 """The options and arguments several commands share, each defined once, and the Settings made
-from them."""
+from them (pydantic's model, loaded by the commands that make one: `status` does not)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import click
-from pydantic import SecretStr, ValidationError
 
 from batchgen.progress import MODES
-from batchgen.settings import Settings, database_url
+from batchgen.state.connect import database_url
+
+if TYPE_CHECKING:
+    from batchgen.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -296,6 +298,10 @@ settle_options = compose(
 
 def settings_from(**flags: Any) -> Settings:
     """Settings from the flags of a command (secrets wrapped so that they never show)."""
+    from pydantic import SecretStr, ValidationError
+
+    from batchgen.settings import Settings
+
     secrets = {name: flags.pop(name, None) for name in SECRET_FLAGS}
     hidden = {name: SecretStr(value) for name, value in secrets.items() if value}
     try:

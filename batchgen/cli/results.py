@@ -1,5 +1,5 @@
 """The commands that look at a run's results, each given the run as MANIFEST, RUN or STATE:
-status, report, verify, export, gallery."""
+report, verify, export, gallery (status has a module of its own: status.py)."""
 
 from __future__ import annotations
 
@@ -24,36 +24,11 @@ from batchgen.cli.summary import FetchedAgain, run_summary
 from batchgen.errors import EXIT_JOBS_FAILED, EXIT_OK
 from batchgen.export import ExportResult, export_run
 from batchgen.gallery import build_gallery
-from batchgen.results.overview import overview_of
 from batchgen.results.report import build_report, load_report
 from batchgen.results.report import render as render_report
 from batchgen.results.targets import RunTarget, resolve_target
 from batchgen.results.verify import jobs_to_repair, verify_run
 from batchgen.state import runlock
-
-
-@click.command(short_help="Counts, failures, unknown jobs, QA and money of a run.")
-@target_argument
-@output_option()
-@click.option(
-    "--limit",
-    type=click.IntRange(min=0),
-    default=20,
-    show_default=True,
-    help="Failed, unknown and flagged jobs to list.",
-)
-@json_option("the status")
-@database_option
-def status(target: Path, output: Path, limit: int, as_json: bool, database: str | None) -> None:
-    """Counts by status, why each failed or unknown job is so (and what to do about an unknown
-    one), QA findings, and the money spent and committed."""
-    found = resolve_target(target, output, database=database)
-    with found.open_state() as store:
-        steps = NextSteps.of_state(found, store)
-        view = overview_of(store, limit, run_command=steps.run())
-        advice = steps.unknown_advice
-    shown = json.dumps(view.as_json(advice), indent=2) if as_json else "\n".join(view.lines(advice))
-    click.echo(shown)
 
 
 @click.command(short_help="A run's counts, failures, cost, money, time and slot use.")

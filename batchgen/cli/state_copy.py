@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 
 from batchgen.errors import UsageError
-from batchgen.output import STATE_NAME
-from batchgen.settings import DATABASE_SCHEMES
 from batchgen.state import runlock
+from batchgen.state.connect import DATABASE_SCHEMES, STATE_NAME
 from batchgen.state.copy import copy_state
 from batchgen.state.store import Store
 

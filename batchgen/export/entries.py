@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from batchgen.errors import IndexInvalid
-from batchgen.output import INDEX_NAME, STATE_NAME, index_entry
+from batchgen.output import INDEX_NAME, index_entry
+from batchgen.state.connect import STATE_NAME
 from batchgen.state.store import Store
 
 REQUIRED_KEYS = ("job_id", "row_id", "video")

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from batchgen.errors import UsageError
-from batchgen.output import INDEX_NAME, STATE_NAME
+from batchgen.output import INDEX_NAME
+from batchgen.state.connect import STATE_NAME
 
 RECORD_NAME = ".batchgen-export.json"
 STAGING = ".staging"

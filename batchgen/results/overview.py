@@ -9,17 +9,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchgen.money.spent import Money, money_of
 from batchgen.results.qa_summary import QaSummary, summarize
-from batchgen.settings import ProviderName
 from batchgen.state.claims import live_workers
 from batchgen.state.inputs import SkippedRow
 from batchgen.state.lookups import Sighting
 from batchgen.state.records import JobRecord
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
+
+if TYPE_CHECKING:
+    from batchgen.settings import ProviderName
 
 Advice = Callable[[str | None], str]  # row id (None: every one) → what to do about unknown jobs
 KEPT_DAYS = 30  # Kling clears a task's results this long after it ends

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchgen.errors import UsageError
-from batchgen.load import open_manifest
-from batchgen.output import STATE_NAME
-from batchgen.settings import Settings
+from batchgen.state.connect import STATE_NAME
 from batchgen.state.store import Store
 
 STATE_SUFFIXES = (".sqlite", ".db")
@@ -76,6 +74,15 @@ def resolve_target(
     elif target.suffix in STATE_SUFFIXES:
         found = RunTarget(target.parent, target)
     else:
-        name = open_manifest(target, Settings(output=output)).name
+        name = _run_name(target, output)
         found = RunTarget(output / name, output / name / STATE_NAME, target)
     return found if state is None else RunTarget(found.run_dir, state, found.manifest)
+
+
+def _run_name(manifest: Path, output: Path) -> str:
+    """The name of `manifest`'s run, as the manifest says (the manifest's modules load only
+    here: a run named by its folder, as a big run's `status` is, never needs them)."""
+    from batchgen.load import open_manifest
+    from batchgen.settings import Settings
+
+    return open_manifest(manifest, Settings(output=output)).name

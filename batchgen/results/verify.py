@@ -34,9 +34,10 @@ from typing import Any
 from batchgen.download import PART_SUFFIX, REJECTED_SUFFIX, file_sha256
 from batchgen.errors import IndexInvalid, NothingToVerify, UsageError
 from batchgen.export.entries import IndexLine, index_path, is_inside, read_lines
-from batchgen.output import INDEX_NAME, STATE_NAME, VIDEOS_DIR
+from batchgen.output import INDEX_NAME, VIDEOS_DIR
 from batchgen.progress import counted
 from batchgen.state import runlock
+from batchgen.state.connect import STATE_NAME
 from batchgen.state.records import JobRecord
 from batchgen.state.store import Store
 from batchgen.status import JobStatus

@@ -11,8 +11,11 @@ from batchgen.jobs import canonical_json
 from batchgen.state.db import Database
 from batchgen.state.records import CURRENT, JOB_COLUMNS, CheckRecord, JobRecord, job_record
 
-# Jobs joined to the check of their current video, and the manifest's done jobs.
-_CHECKED = "FROM jobs JOIN video_checks c ON c.job_id = jobs.job_id AND c.sha256 = jobs.sha256"
+# Checks joined to the jobs whose current video they are of, read from the checks (CROSS JOIN
+# keeps SQLite to that order: a run that checked few videos is not read through all its done
+# jobs); and the manifest's done jobs.
+_CHECKED = "FROM video_checks c CROSS JOIN jobs"
+_OF_CURRENT = "c.job_id = jobs.job_id AND c.sha256 = jobs.sha256"
 _DONE = "status = 'done' AND seq >= 0"
 
 
@@ -50,22 +53,22 @@ class VideoChecks:
         and the number of each finding's code."""
         found = self._db.one(
             "SELECT count(*), coalesce(sum(CASE WHEN c.findings != '[]' THEN 1 ELSE 0 END), 0) "
-            f"{_CHECKED} WHERE {_DONE}"
+            f"{_CHECKED} WHERE {_OF_CURRENT} AND {_DONE}"
         )
         assert found is not None
         checked, flagged = found
         codes = self._db.rows(
             f"SELECT {self._db.json_text('f.value', 'code')}, count(*) {_CHECKED} CROSS JOIN "
-            f"{self._db.json_elements('c.findings', 'f')} WHERE {_DONE} AND c.findings != '[]' "
-            "GROUP BY 1 ORDER BY 2 DESC, 1"
+            f"{self._db.json_elements('c.findings', 'f')} WHERE {_OF_CURRENT} AND {_DONE} "
+            "AND c.findings != '[]' GROUP BY 1 ORDER BY 2 DESC, 1"
         )
         return int(checked), int(flagged), {str(code): int(n) for code, n in codes}
 
     def flagged(self, limit: int) -> list[tuple[str, str, list[dict[str, Any]]]]:
         """(row id, job id, findings) of the first `limit` flagged done jobs, manifest order."""
         rows = self._db.all(
-            f"SELECT jobs.row_id, jobs.job_id, c.findings {_CHECKED} WHERE {_DONE} "
-            "AND c.findings != '[]' ORDER BY seq LIMIT ?",
+            f"SELECT jobs.row_id, jobs.job_id, c.findings {_CHECKED} WHERE {_OF_CURRENT} "
+            f"AND {_DONE} AND c.findings != '[]' ORDER BY seq LIMIT ?",
             (limit,),
         )
         return [(str(row), str(job), json.loads(found)) for row, job, found in rows]

@@ -15,6 +15,19 @@ from batchgen.state.db import Database
 from batchgen.state.migrations import MIGRATIONS, Migration
 from batchgen.state.sqlite import SqliteDatabase
 
+STATE_NAME = "state.sqlite"  # a run's state file, in its run folder
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def database_url(url: str) -> str:
+    """`url` if it names a PostgreSQL database; ValueError otherwise (its password unshown)."""
+    if not url.startswith(DATABASE_SCHEMES):
+        scheme = url.partition("://")[0] if "://" in url else url[:20]
+        raise ValueError(
+            f"--database must be a postgresql:// URL (a state file is --state), not {scheme!r}..."
+        )
+    return url
+
 
 def open_database(
     target: Path | str,

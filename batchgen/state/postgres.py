@@ -94,6 +94,7 @@ class PostgresDatabase(Database):
     """A connection to one schema of a PostgreSQL database. Open with `open`."""
 
     dialect = "postgresql"
+    keeps_counts = False
 
     def __init__(self, conn: psycopg.Connection[Row], url: str, schema: str, path: Path) -> None:
         super().__init__(path, f"{schema} in {shown_url(url)}")

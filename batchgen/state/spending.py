@@ -22,11 +22,16 @@ class Spending:
     def priced_groups(self) -> Iterator[PricedGroup]:
         """(status, pricing fields, jobs, units charged, jobs that reported units) for every
         combination of status and the fields a job is priced by, over the whole state."""
-        cursor = self._db.rows(
+        query = (
             f"SELECT status, price_key, count(*), {self._units()}, count(unit_deduction) "
             "FROM jobs WHERE reused_from IS NULL GROUP BY 1, 2"
         )
-        for status, key, jobs, units, reported in cursor:
+        if self._db.keeps_counts:  # the same, as triggers keep it (migrations.py)
+            query = (
+                "SELECT status, nullif(price_key, ''), sum(jobs), sum(units), sum(reported) "
+                "FROM job_counts WHERE paid = 1 GROUP BY 1, 2 HAVING sum(jobs) > 0"
+            )
+        for status, key, jobs, units, reported in self._db.rows(query):
             yield str(status), pricing_fields(key), int(jobs), float(units), int(reported)
 
     def done_pricing_fields(self) -> Iterator[tuple[dict[str, Any], int]]:

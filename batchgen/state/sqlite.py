@@ -24,6 +24,7 @@ class SqliteDatabase(Database):
     """One state file's connection. Open with `SqliteDatabase.open(path)`."""
 
     dialect = "sqlite"
+    keeps_counts = True
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         super().__init__(path, str(path))
@@ -97,9 +98,7 @@ class SqliteDatabase(Database):
 
     def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         with self._writing():
-            before = self._conn.total_changes
-            self._conn.executemany(sql, rows)
-            return self._conn.total_changes - before
+            return int(self._conn.executemany(sql, rows).rowcount)  # triggers' rows not counted
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
