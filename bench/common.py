@@ -21,6 +21,9 @@ from pydantic import SecretStr
 
 from batchgen.settings import Settings
 
+# A bench's runs (its child processes too) keep their account ledger apart from the user's.
+os.environ["BATCHGEN_LEDGER"] = str(Path(tempfile.mkdtemp(prefix="bench-")) / "ledger.sqlite")
+
 
 def free_port() -> int:
     with socket.socket() as s:

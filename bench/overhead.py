@@ -9,13 +9,12 @@ loopback allow on this machine, and the CPU the network client alone costs a job
                    has them, added) / jobs; and less the bare client's CPU per job: our own
                    overhead, beside the network client's
 
-The run's account ledger is a temporary file (`BATCHGEN_LEDGER`), not the user's."""
+The run's account ledger is a temporary file (common.py), not the user's."""
 
 from __future__ import annotations
 
 import base64
 import importlib.util
-import os
 import resource
 import sys
 import tempfile
@@ -85,7 +84,6 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         simulator_process(latency=(0.0, 0.0), slots=10_000, seed=3, video_bytes=4096) as url,
     ):
-        os.environ["BATCHGEN_LEDGER"] = str(Path(tmp) / "ledger.sqlite")
         manifest = write_csv_manifest(Path(tmp), JOBS)
         settings = run_settings(Path(tmp), url, SLOTS, download_workers=16)
         started, cpu_before = time.monotonic(), cpu_seconds()
