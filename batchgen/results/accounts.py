@@ -63,6 +63,7 @@ def accounts_json(ledger: Ledger, account: str | None = None) -> list[dict[str, 
                 "base_url": base_url,
                 "slots_set": slots,
                 "slots_learned": learned,
+                # (a run alone on the account keeps the slots of its ended tasks: leases.py)
                 "slots_in_use": sum(h.held for h in holders),
                 "holders": [_holder_json(h, names.get(h.state_id)) for h in holders],
                 "spent_today_usd": round(today, 4),
@@ -94,7 +95,7 @@ def account_lines(accounts: list[dict[str, Any]]) -> list[str]:
         how = "set" if found["slots_set"] else "learned from 1303" if cap else "not known yet"
         lines += [
             f"account {found['account'][:12]} ({found['provider']}, {found['base_url']})",
-            f"  slots: cap {cap if cap else '-'} ({how}), {found['slots_in_use']} in use",
+            f"  slots: cap {cap if cap else '-'} ({how}), {found['slots_in_use']} held by runs",
         ]
         for holder in found["holders"]:
             wait = ", waiting for a slot" if holder["waiting"] else ""
