@@ -1,5 +1,6 @@
 """The one call a run makes after each download, before the job is `done`: probe the file and
-judge it (in a worker thread). The download stage records what it found in the state.
+judge it (in a worker process, workers.py). The download stage records what it found in the
+state.
 
 A file whose first bytes are no video's (an HTML page served with status 200, a JSON error)
 never gets here: the download refuses it before it replaces anything (download.NotAVideo).
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import anyio
+from typing import TYPE_CHECKING, Any
 
 from batchgen.media.probe import Probe, probe_video
 from batchgen.media.qa import Expected, Finding, ImageSize, expected_of, findings
+
+if TYPE_CHECKING:
+    from batchgen.media.workers import CheckWorkers
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +42,9 @@ def check_video(path: Path, expected: Expected) -> VideoCheck:
     return VideoCheck(probe, tuple(findings(probe, expected)))
 
 
-async def check_download(request: dict[str, Any], path: Path, image_size: ImageSize) -> VideoCheck:
-    """Check the video just downloaded for a job's `request` at `path`, in a worker thread;
+async def check_download(
+    request: dict[str, Any], path: Path, image_size: ImageSize, workers: CheckWorkers
+) -> VideoCheck:
+    """Check the video just downloaded for a job's `request` at `path`, in one of `workers`;
     `image_size` gives the size of an input image by its ref."""
-    expected = expected_of(request, image_size)
-    return await anyio.to_thread.run_sync(check_video, path, expected)
+    return await workers.check(path, expected_of(request, image_size))
