@@ -5,9 +5,11 @@ checks a video at once.
 check, spawned: nothing of the run's threads is inherited) that a run owns for its length:
 `async with CheckWorkers() as workers: await workers.check(path, expected)`. Leaving the block
 shuts the processes down and waits for them (a check under way is let finish: it is short).
-A worker ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole process group, and the run it
-belongs to drains on the first one, checks included) and exits when its parent is gone, even
-killed: a pool never outlives its run.
+Workers never run the parent's main script (multiprocessing's spawn would import it in each of
+them: a script calling `batchgen.run()` without `if __name__ == "__main__":` would run again
+there). A worker ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole process group, and the
+run it belongs to drains on the first one, checks included) and exits when its parent is gone,
+even killed: a pool never outlives its run.
 
 A worker that dies during a check (the decoder crashed on the file, or the process was killed)
 breaks the pool: a new one is started and the check tried once more; a file that breaks it
@@ -17,11 +19,14 @@ again is flagged undecodable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait
@@ -75,7 +80,9 @@ class CheckWorkers:
         for _ in range(2):
             pool = self._started()
             try:
-                return await asyncio.wrap_future(pool.submit(self.check_fn, path, expected))
+                with _main_script_hidden():  # a submit may spawn a worker
+                    running = pool.submit(self.check_fn, path, expected)
+                return await asyncio.wrap_future(running)
             except BrokenProcessPool:
                 self._replace(pool)
         probe = Probe(error=CRASHED)
@@ -101,6 +108,18 @@ class CheckWorkers:
         if self._pool is broken:
             self._pool = None
             broken.shutdown(wait=False, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """While workers are spawned, `__main__` is a blank module: spawn has no script to import
+    in them."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _start_worker() -> None:

@@ -198,6 +198,38 @@ anyio.run(main)
 """
 
 
+UNGUARDED_SCRIPT = """
+import anyio
+from pathlib import Path
+from batchgen.media import CheckWorkers, Expected
+from tests.spec.test_video_checks import pid_of_checker
+
+print("the script ran", flush=True)
+
+async def main():
+    async with CheckWorkers(2, pid_of_checker) as workers:
+        await workers.check(Path("v.mp4"), Expected())
+        print("checked", flush=True)
+
+anyio.run(main)
+"""
+
+
+def test_a_script_without_a_main_guard_runs_once_however_many_workers_it_starts(tmp_path):
+    """The workers do not import the parent's script: its top level (a `batchgen.run()` call)
+    runs once, in the parent."""
+    script = tmp_path / "my_run.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert done.stdout.splitlines() == ["the script ran", "checked"], done.stderr
+
+
 def test_a_worker_outlives_a_ctrl_c_but_not_its_parent_killed():
     """SIGINT to the worker (a Ctrl-C reaches the whole group) leaves it checking; SIGKILL to
     its parent ends it too, with no pool shutdown."""
