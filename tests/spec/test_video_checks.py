@@ -4,6 +4,7 @@ the right finding, its good ones with none, and a page that is no video never be
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,16 @@ def dies_on_deadly_files(path: Path, expected: Expected) -> VideoCheck:
     return pid_of_checker(path, expected)
 
 
+def meets_another_checker(path: Path, expected: Expected) -> VideoCheck:
+    """A check that leaves its pid in the folder `path` and waits (up to 30 s) to see another
+    check's there; `codec` says how many it saw."""
+    (path / str(os.getpid())).touch()
+    deadline = time.monotonic() + 30
+    while len(list(path.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return VideoCheck(Probe(codec=str(len(list(path.iterdir())))), ())
+
+
 def running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -139,6 +150,23 @@ def test_the_check_runs_in_a_worker_process_that_ends_with_the_block(tmp_path):
     assert [finding.code for finding in checked.findings] == ["frozen"]
     assert checked == check_video(path, Expected(5.0))
     assert os.getpid() not in pids and not any(running(pid) for pid in pids)
+
+
+def test_n_workers_check_n_videos_at_once(tmp_path):
+    """Two checks given to two workers run together, each in its own process."""
+
+    async def check_two() -> list[str | None]:
+        seen: list[str | None] = []
+        workers = CheckWorkers(2, meets_another_checker)
+        async with workers, anyio.create_task_group() as group:
+            for _ in range(2):
+                group.start_soon(seen_by, workers, seen)
+        return seen
+
+    async def seen_by(workers: CheckWorkers, seen: list[str | None]) -> None:
+        seen.append((await workers.check(tmp_path, Expected())).probe.codec)
+
+    assert anyio.run(check_two) == ["2", "2"]
 
 
 def test_a_worker_that_dies_is_replaced_and_a_file_that_kills_it_twice_is_flagged(tmp_path):
