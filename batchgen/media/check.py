@@ -1,6 +1,6 @@
-"""The one call a run makes after each download, before the job is `done`: probe the file and
-judge it (in a worker process, workers.py). The download stage records what it found in the
-state.
+"""What a run asks of each download before the job is `done`: probe the file and judge it, in
+one call (`check_video`; a worker process runs it, workers.py). The download stage records what
+it found in the state.
 
 A file whose first bytes are no video's (an HTML page served with status 200, a JSON error)
 never gets here: the download refuses it before it replaces anything (download.NotAVideo).
@@ -12,13 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from batchgen.media.probe import Probe, probe_video
-from batchgen.media.qa import Expected, Finding, ImageSize, expected_of, findings
-
-if TYPE_CHECKING:
-    from batchgen.media.workers import CheckWorkers
+from batchgen.media.qa import Expected, Finding, findings
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +37,3 @@ def check_video(path: Path, expected: Expected) -> VideoCheck:
     """Probe the video at `path` and judge it against `expected`."""
     probe = probe_video(path)
     return VideoCheck(probe, tuple(findings(probe, expected)))
-
-
-async def check_download(
-    request: dict[str, Any], path: Path, image_size: ImageSize, workers: CheckWorkers
-) -> VideoCheck:
-    """Check the video just downloaded for a job's `request` at `path`, in one of `workers`;
-    `image_size` gives the size of an input image by its ref."""
-    return await workers.check(path, expected_of(request, image_size))

@@ -3,13 +3,14 @@ checks a video at once.
 
 `CheckWorkers` is a pool of one process per core (a `ProcessPoolExecutor`, started at the first
 check, spawned: nothing of the run's threads is inherited) that a run owns for its length:
-`async with CheckWorkers() as workers: await workers.check(path, expected)`. Leaving the block
-shuts the processes down and waits for them (a check under way is let finish: it is short).
-Workers never run the parent's main script (multiprocessing's spawn would import it in each of
-them: a script calling `batchgen.run()` without `if __name__ == "__main__":` would run again
-there). A worker ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole process group, and the
-run it belongs to drains on the first one, checks included) and exits when its parent is gone,
-even killed: a pool never outlives its run.
+`async with CheckWorkers() as workers: await workers.check(path, expected)` (or
+`check_download`, the one call the download stage makes). Leaving the block shuts the processes
+down and waits for them (a check under way is let finish: it is short). Workers never run the
+parent's main script (multiprocessing's spawn would import it in each of them: a script calling
+`batchgen.run()` without `if __name__ == "__main__":` would run again there). A worker ignores
+SIGINT and SIGTERM (a Ctrl-C reaches the whole process group, and the run it belongs to drains
+on the first one, checks included) and exits when its parent is gone, even killed: a pool never
+outlives its run.
 
 A worker that dies during a check (the decoder crashed on the file, or the process was killed)
 breaks the pool: a new one is started and the check tried once more; a file that breaks it
@@ -32,12 +33,13 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import anyio
 
 from batchgen.media.check import VideoCheck, check_video
 from batchgen.media.probe import Probe
-from batchgen.media.qa import Expected, findings
+from batchgen.media.qa import Expected, ImageSize, expected_of, findings
 
 CheckFn = Callable[[Path, Expected], VideoCheck]
 CRASHED = "the decoder's process died reading it, twice"
@@ -73,6 +75,13 @@ class CheckWorkers:
     ) -> None:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.close)
+
+    async def check_download(
+        self, request: dict[str, Any], path: Path, image_size: ImageSize
+    ) -> VideoCheck:
+        """Check the video just downloaded for a job's `request` at `path`; `image_size`
+        gives the size of an input image by its ref."""
+        return await self.check(path, expected_of(request, image_size))
 
     async def check(self, path: Path, expected: Expected) -> VideoCheck:
         """`check_fn(path, expected)` in a worker process; cancelling the wait cancels the

@@ -32,7 +32,7 @@ from batchgen.errors import (
     UrlExpired,
 )
 from batchgen.events import Notice
-from batchgen.media import CheckWorkers, VideoCheck, check_download
+from batchgen.media import CheckWorkers, VideoCheck
 from batchgen.runner.context import RunContext
 from batchgen.state.changes import (
     Advanced,
@@ -152,7 +152,7 @@ class Downloader:
             # The complete, synced part is judged before the lock: videos are checked at once.
             part = part_path(dest, ctx.part_tag)
             image_size = ctx.store.inputs.image_size
-            checks.append(await check_download(job.request, part, image_size, self.checks))
+            checks.append(await self.checks.check_download(job.request, part, image_size))
             await self._installing.acquire()
             holding = True
             await self._keep_earlier_videos(job, relative)
