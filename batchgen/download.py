@@ -1,7 +1,9 @@
 """Downloads that cannot leave a corrupt video behind.
 
-Bytes go to `<name>.part` while being hashed; the length is checked against Content-Length,
-the file is fsynced and renamed over the final name, and the folder is synced. A short read is
+Bytes go to `<name>.part` while being hashed, and the disk is asked to take them as they come
+(not a sync: it leaves the one fsync at the end little to wait for); the length is checked
+against Content-Length, the file is fsynced once and renamed over the final name, and the
+folder is synced. A short read is
 resumed with a Range request where the server allows it. Only then does the caller record
 the job as done. A body larger than `max_bytes` (announced, or as it comes: an endless one)
 is refused as no video of this run and its part removed, so that no resume fills the disk.
@@ -9,6 +11,7 @@ is refused as no video of this run and its part removed, so that no resume fills
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import os
@@ -26,7 +29,9 @@ import httpx
 from batchgen.errors import NotAVideo, RetryableError, UrlExpired
 from batchgen.media.sniff import container_of, describe_other, read_head
 
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # bytes read at a time from a file being hashed
+BATCH = 4 << 20  # bytes received before they are written, in one hand-over to a writer thread
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writing the range out, do not wait
 PART_SUFFIX = ".part"
 # Hashing and writing happen here, beside the event loop; a download has one batch in flight.
 _WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="batchgen-write")
@@ -193,10 +198,11 @@ async def _fetch_into(
 
 
 class _Sink:
-    """Writes and hashes in a worker thread, a batch at a time, while the next batch arrives
-    (one batch in flight). Every byte given to `write` is stored, even when the block exits
-    with an error (a resumed download starts where the file ends); a write that fails (a full
-    disk) raises its OSError here."""
+    """Writes and hashes in a worker thread, a batch of BATCH bytes at a time, while the next
+    batch arrives (one batch in flight); the chunks are handed over as they came, not joined.
+    Every byte given to `write` is stored, even when the block exits with an error (a resumed
+    download starts where the file ends); a write that fails (a full disk) raises its OSError
+    here."""
 
     def __init__(self, out: BinaryIO, digest: hashlib._Hash) -> None:
         self.out = out
@@ -211,7 +217,7 @@ class _Sink:
     async def write(self, chunk: bytes) -> None:
         self._batch.append(chunk)
         self._size += len(chunk)
-        if self._size >= CHUNK:
+        if self._size >= BATCH:
             await self._flush()
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -222,10 +228,9 @@ class _Sink:
     async def _flush(self) -> None:
         if not self._batch:
             return
-        data = b"".join(self._batch)
-        self._batch, self._size = [], 0
+        batch, self._batch, self._size = self._batch, [], 0
         await self._written()
-        self._writing = _WRITERS.submit(self._store, data)
+        self._writing = _WRITERS.submit(self._store, batch)
 
     async def _written(self) -> None:
         """Wait for the batch in flight; its error, if any, is raised here."""
@@ -233,9 +238,37 @@ class _Sink:
         if pending is not None:
             await anyio.to_thread.run_sync(pending.result)
 
-    def _store(self, data: bytes) -> None:
-        self.out.write(data)
-        self.digest.update(data)
+    def _store(self, batch: list[bytes]) -> None:
+        start = self.out.tell()
+        self.out.writelines(batch)
+        self.out.flush()
+        _start_writeback(self.out.fileno(), start, self.out.tell() - start)
+        for chunk in batch:
+            self.digest.update(chunk)
+
+
+def _writeback_call() -> Callable[[int, int, int], None] | None:
+    """Linux's sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE), else None."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+
+    def start(fd: int, offset: int, length: int) -> None:
+        call(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # a hint: its failure changes nothing
+
+    return start
+
+
+_WRITEBACK = _writeback_call()
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Have the disk take the bytes just written while the next ones arrive, so that the one
+    fsync at the end has little left to wait for. Not a sync: nothing is promised until it."""
+    if _WRITEBACK is not None:
+        _WRITEBACK(fd, offset, length)
 
 
 def _refuse_size(size: int, max_bytes: int | None) -> None:

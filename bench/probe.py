@@ -1,17 +1,25 @@
-"""Probe + QA cost per video as a share of its download's time, in the same process.
+"""Probe + QA cost per video: CPU, share of its download's time, and throughput over cores.
 
 Three videos: the simulator's own (256 px, 8 fps, 5 s), and a 720p and a 1080p 24 fps 5 s
-H.264 clip made here with the bitrate of real generations (~5 and ~13 MB). Each is downloaded
-over loopback with batchgen's downloader (stream to .part, sha256, fsync, rename) and then
-checked as the runner checks it (`check_video`: PyAV decode of every frame, 16 sampled
-thumbnails, the QA rules), median of TRIES each. Loopback is the fastest a download can be,
-so the share printed is the most the probe can cost; the break-even rate is the download speed
-(per worker) below which the probe takes less time than the download.
+H.264 clip made here with the bitrate of real generations (~5 and ~13 MB; libx264 `veryfast`,
+so B-frames and one keyframe). Each is downloaded over loopback with batchgen's downloader
+(stream to .part, sha256, fsync, rename) and then checked as the runner checks it
+(`check_video`: the I/P frames decoded, 16 sampled thumbnails, the QA rules), median of TRIES
+each. Loopback is the fastest a download can be, so the share printed is the most the probe
+can cost; the break-even rate is the download speed (per worker) below which the probe takes
+less time than the download.
+
+CPU: the process's CPU time for one check, beside the same probe decoding every frame (what
+the probe did before B-frames were skipped), measured here in the same run. Throughput: 4 × N
+checks of the 1080p clip through `CheckWorkers` with 1 and with N = os.cpu_count() worker
+processes (each pool warmed first), clips per second as a ratio.
 """
 
 from __future__ import annotations
 
 import base64
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -22,13 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import anyio
 import av
 import httpx
 from common import figure, free_port, simulator_process, write_csv_manifest
 from PIL import Image
 
 from batchgen.download import download
-from batchgen.media import Expected, check_video
+from batchgen.media import CheckWorkers, Expected, check_video, findings, probe_video
 from batchgen.pipeline import run_async
 
 TRIES = 5
@@ -66,13 +75,20 @@ def simulator_video_url(url: str, image: Path) -> str:
             time.sleep(0.05)
 
 
-def median_seconds(action: Callable[[], object]) -> float:
+def median_seconds(
+    action: Callable[[], object], clock: Callable[[], float] = time.perf_counter
+) -> float:
     times = []
     for _ in range(TRIES):
-        started = time.perf_counter()
+        started = clock()
         action()
-        times.append(time.perf_counter() - started)
+        times.append(clock() - started)
     return statistics.median(times)
+
+
+def every_frame_check(path: Path, expected: Expected) -> None:
+    """The check as it was: the probe decoding every frame, then the QA rules."""
+    findings(probe_video(path, every_frame=True), expected)
 
 
 def timed_download(url: str, dest: Path) -> float:
@@ -88,12 +104,64 @@ def measure(name: str, url: str, dest: Path, aspect: float) -> None:
     expected = Expected(duration_s=5.0, aspect=aspect)
     probe = median_seconds(lambda: check_video(dest, expected))
     check = check_video(dest, expected)
-    assert check.probe.decoded == check.probe.frames > 0 and not check.findings, check
+    found = check.probe
+    assert found.decoded + found.skipped == found.frames > 0 and not check.findings, check
     size = dest.stat().st_size / MB
     baseline = f"download {fetch * 1000:.1f} ms ({size:.2f} MB over loopback)"
     figure(f"{name}: probe + QA, share of download time", probe / fetch, "-", baseline)
     figure("  probe + QA per video", probe * 1000, "-", unit=" ms")
     figure("  break-even download speed per worker", size / probe, "-", unit=" MB/s")
+    cpu = median_seconds(lambda: check_video(dest, expected), time.process_time)
+    before = median_seconds(lambda: every_frame_check(dest, expected), time.process_time)
+    every = f"every frame decoded {before * 1000:.0f} ms"
+    figure("  probe + QA CPU per video", cpu * 1000, "<= 150 (1080p)", every, " ms")
+    figure("  ratio of CPU to every frame decoded", cpu / before, "<= 0.21 (150/705)")
+
+
+def throughput(path: Path, expected: Expected, processes: int) -> tuple[float, float]:
+    """Clips checked per second by `processes` worker processes, 4 per process in flight, and
+    the cores the workers kept busy meanwhile (their CPU time over the wall time: on a machine
+    others share, fewer than `processes`)."""
+
+    async def check_all() -> tuple[float, float]:
+        async with CheckWorkers(processes) as workers:
+            async with anyio.create_task_group() as group:  # warm: every worker started
+                for _ in range(processes):
+                    group.start_soon(workers.check, path, expected)
+            started, cpu = time.perf_counter(), children_cpu()
+            async with anyio.create_task_group() as group:
+                for _ in range(4 * processes):
+                    group.start_soon(workers.check, path, expected)
+            wall = time.perf_counter() - started
+        # The workers' CPU is counted once they are reaped (the block's end), their start-up
+        # (an interpreter and PyAV's import, a fraction of a check) included; the warm-up
+        # checks are taken out as one check's CPU per process.
+        busy = children_cpu() - cpu - processes * check_cpu(path, expected)
+        return 4 * processes / wall, busy / wall
+
+    return run_async(check_all)
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def check_cpu(path: Path, expected: Expected) -> float:
+    started = time.process_time()
+    check_video(path, expected)
+    return time.process_time() - started
+
+
+def scaling(path: Path) -> None:
+    expected = Expected(duration_s=5.0, aspect=16 / 9)
+    cores = os.cpu_count() or 1
+    (one, one_busy), (many, many_busy) = (throughput(path, expected, n) for n in (1, cores))
+    baseline = f"{one:.2f} clips/s with 1 process"
+    figure(f"1080p checks/s, {cores} worker processes", many, "-", baseline)
+    figure(f"  ratio {cores} processes / 1", many / one, f"~{cores}")
+    busy = f"{one_busy:.2f} with 1 process"
+    figure(f"  cores the {cores} workers kept busy", many_busy, f"~{cores}", busy)
 
 
 def main() -> None:
@@ -118,6 +186,7 @@ def main() -> None:
             for name in ("720p", "1080p"):
                 clip = f"http://127.0.0.1:{port}/{name}.mp4"
                 measure(f"{name} 24 fps, 5 s", clip, folder / f"{name}.mp4", 16 / 9)
+            scaling(folder / "1080p.mp4")
         finally:
             server.terminate()
             server.wait(timeout=10)

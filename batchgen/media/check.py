@@ -1,5 +1,6 @@
-"""The one call a run makes after each download, before the job is `done`: probe the file and
-judge it (in a worker thread). The download stage records what it found in the state.
+"""What a run asks of each download before the job is `done`: probe the file and judge it, in
+one call (`check_video`; a worker process runs it, workers.py). The download stage records what
+it found in the state.
 
 A file whose first bytes are no video's (an HTML page served with status 200, a JSON error)
 never gets here: the download refuses it before it replaces anything (download.NotAVideo).
@@ -13,10 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from batchgen.media.probe import Probe, probe_video
-from batchgen.media.qa import Expected, Finding, ImageSize, expected_of, findings
+from batchgen.media.qa import Expected, Finding, findings
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +37,3 @@ def check_video(path: Path, expected: Expected) -> VideoCheck:
     """Probe the video at `path` and judge it against `expected`."""
     probe = probe_video(path)
     return VideoCheck(probe, tuple(findings(probe, expected)))
-
-
-async def check_download(request: dict[str, Any], path: Path, image_size: ImageSize) -> VideoCheck:
-    """Check the video just downloaded for a job's `request` at `path`, in a worker thread;
-    `image_size` gives the size of an input image by its ref."""
-    expected = expected_of(request, image_size)
-    return await anyio.to_thread.run_sync(check_video, path, expected)

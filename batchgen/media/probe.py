@@ -1,10 +1,22 @@
 """What a video file is, read with PyAV: container, codec, size, rate, frames, length, audio, and
 statistics of a bounded sample of its frames. Facts only; qa.py judges them.
 
-Every packet of the video stream is decoded, because a frame that does not decode is itself a
-finding, but at most SAMPLES frames, evenly spaced, are converted (each to a SAMPLE_SIZE grey
-thumbnail) for the black and frozen checks, so a probe costs about one decode of the video.
-Meant for a worker thread: PyAV releases the GIL while it decodes.
+Every packet of the video stream is read and counted, but only the frames other frames are
+predicted from are decoded: keyframes and P-frames. B-frames (bidirectionally predicted; in
+H.264 as encoders write it no I or P frame refers to one) are skipped by the decoder, which
+costs a third to a half of a full decode. What that no longer checks, and why it is enough:
+
+- an error inside a B-frame alone is not seen. Damage to a file (a cut, a garbled range, bad
+  bytes from the network) spans a run of bytes, and I/P frames are interleaved with the
+  B-frames all through the file, so it reaches decoded frames too; when any frame fails to
+  decode, the whole file is decoded again, every frame, to say how many do not (`every_frame`);
+- black and frozen pictures are judged on at most SAMPLES frames, evenly spaced in time, as
+  before: they are now taken among the I/P frames (a P-frame every few frames), which cover
+  the clip as evenly; each is converted to a SAMPLE_SIZE grey thumbnail.
+
+A frame that needs its references cannot be decoded alone, so a frame late in a clip with a
+single keyframe still costs the decode of every I/P frame before it: the saving is the B-frames.
+Meant for a worker process (workers.py); one decoding thread per probe, one probe per core.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ class Probe:
     fps: float | None = None
     frames: int = 0  # video frames (packets) in the file
     decoded: int = 0  # of those, frames that decoded
+    skipped: int = 0  # of those, B-frames not decoded: no frame is predicted from them
     duration_s: float | None = None
     has_audio: bool = False
     audio_codec: str | None = None
@@ -64,18 +77,26 @@ class Probe:
         return values
 
 
-def probe_video(path: Path) -> Probe:
-    """Open, read and decode the video at `path`. Never raises for what the file holds: a file
-    PyAV cannot open gives a Probe with `error` set and no codec."""
+def probe_video(path: Path, *, every_frame: bool = False) -> Probe:
+    """Open, read and decode the video at `path`: its I/P frames, or with `every_frame` all of
+    them (as it also does when any frame fails to decode). Never raises for what the file
+    holds: a file PyAV cannot open gives a Probe with `error` set and no codec."""
+    probe = _open(path, every_frame)
+    if probe.error is not None and probe.decoded + probe.skipped > 0 and not every_frame:
+        return _open(path, every_frame=True)
+    return probe
+
+
+def _open(path: Path, every_frame: bool) -> Probe:
     container_name = container_of(read_head(str(path)))
     try:
         with av.open(str(path)) as container:
-            return _probe(container, container_name)
+            return _probe(container, container_name, every_frame)
     except av.error.FFmpegError as exc:
         return Probe(container=container_name, error=f"cannot be opened: {exc}")
 
 
-def _probe(container: Any, container_name: str | None) -> Probe:
+def _probe(container: Any, container_name: str | None, every_frame: bool) -> Probe:
     name = container_name or str(container.format.name).split(",")[0]
     audio = container.streams.audio[0] if container.streams.audio else None
     facts: dict[str, Any] = {
@@ -94,15 +115,26 @@ def _probe(container: Any, container_name: str | None) -> Probe:
         fps=fps,
         duration_s=_duration(container, stream),
     )
-    decoding = _Decoding(_sample_step(stream, fps, facts["duration_s"]))
+    _decode_on_one_thread(stream, every_frame)
+    decoding = _Decoding(_sample_step(stream, fps, facts["duration_s"]), fps)
     decoding.run(container, stream)
     return Probe(
         **facts,
         frames=decoding.packets,
         decoded=decoding.decoded,
+        skipped=0 if every_frame else decoding.skipped(),
         stats=decoding.stats(),
         error=decoding.error,
     )
+
+
+def _decode_on_one_thread(stream: Any, every_frame: bool) -> None:
+    """One decoding thread (the worker processes use the other cores); B-frames skipped unless
+    `every_frame`."""
+    context = stream.codec_context
+    context.thread_type, context.thread_count = "NONE", 1
+    if not every_frame:
+        context.skip_frame = "BIDIR"
 
 
 def _duration(container: Any, stream: Any) -> float | None:
@@ -114,22 +146,26 @@ def _duration(container: Any, stream: Any) -> float | None:
 
 
 def _sample_step(stream: Any, fps: float | None, duration: float | None) -> int:
-    """Every how many decoded frames to take a sample, so that about SAMPLES are taken."""
+    """Every how many frames of the clip to take a sample, so that about SAMPLES are taken."""
     expected = stream.frames or (round(fps * duration) if fps and duration else 0)
     return max(1, math.ceil(expected / SAMPLES))
 
 
 class _Decoding:
-    """One pass over a video stream: counts packets and decoded frames, keeps thumbnails of
-    every `step`-th frame (at most SAMPLES), and remembers the first error."""
+    """One pass over a video stream: counts packets and decoded frames, keeps thumbnails of the
+    first decoded frame at or past every `step`-th frame of the clip (at most SAMPLES), and
+    remembers the first error."""
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, fps: float | None) -> None:
         self.step = step
+        self.fps = fps
         self.packets = 0
         self.decoded = 0
         self.bad_packets = 0
         self.samples: list[Image.Image] = []
         self.error: str | None = None
+        self._next_sample = 0  # the index in the clip of the frame the next sample is due at
+        self._start: float | None = None
         self._reformatter = VideoReformatter()  # one scaler for every sample: made once
 
     def run(self, container: Any, stream: Any) -> None:
@@ -143,6 +179,9 @@ class _Decoding:
         if self.bad_packets and self.error is None:
             self.error = f"{self.bad_packets} of {self.packets} frames do not decode"
 
+    def skipped(self) -> int:
+        return max(0, self.packets - self.decoded - self.bad_packets)
+
     def _decode(self, packet: Any) -> list[Any]:
         try:
             return list(packet.decode())
@@ -151,9 +190,21 @@ class _Decoding:
             return []
 
     def _count(self, frame: Any) -> None:
-        if self.decoded % self.step == 0 and len(self.samples) < SAMPLES:
+        index = self._index(frame)
+        if index >= self._next_sample and len(self.samples) < SAMPLES:
             self.samples.append(_thumbnail(frame, self._reformatter))
+            self._next_sample = (index // self.step + 1) * self.step
         self.decoded += 1
+
+    def _index(self, frame: Any) -> int:
+        """The frame's place in the clip, from its time (B-frames skipped leave gaps in the
+        count of decoded frames), else from that count."""
+        time: float | None = frame.time
+        if time is None or not self.fps:
+            return self.decoded
+        if self._start is None:
+            self._start = time
+        return round((time - self._start) * self.fps)
 
     def stats(self) -> FrameStats:
         if not self.samples:

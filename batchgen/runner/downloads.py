@@ -1,10 +1,10 @@
 """The download stage: finished tasks' videos into the run folder, and `done`.
 
-Each video streams to `.part`, is checked to be a video (a page served in its place is kept
-as `.rejected` and the job stays `downloading`, to be fetched again from a fresh URL), synced,
-renamed to `videos/<row id>.mp4`, probed and judged (media/), and given its sidecar; only then
-is the job `done`. A row edited since its
-earlier job was paid for keeps its id, so the earlier video is moved aside first, to
+Each video streams to `.part`, is checked to be a video (a page served in its place is kept as
+`.rejected` and the job stays `downloading`, to be fetched again from a fresh URL), synced,
+probed and judged (media/, in worker processes: several videos at once), renamed to
+`videos/<row id>.mp4`, and given its sidecar; only then is the job `done`. A row edited since
+its earlier job was paid for keeps its id, so the earlier video is moved aside first, to
 `videos/<job id>.mp4` (hard link, then the state, then the new file over the old name), and so
 is a paid video the state does not know that its sidecar vouches for (output.keep_paid_file):
 no paid video is ever overwritten. Done jobs whose file went missing are downloaded again.
@@ -19,7 +19,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from batchgen import output
-from batchgen.download import Downloaded, copy_verified, download
+from batchgen.download import Downloaded, copy_verified, download, part_path
 from batchgen.errors import (
     AccountError,
     LeaseLost,
@@ -32,7 +32,7 @@ from batchgen.errors import (
     UrlExpired,
 )
 from batchgen.events import Notice
-from batchgen.media import check_download
+from batchgen.media import CheckWorkers, VideoCheck
 from batchgen.runner.context import RunContext
 from batchgen.state.changes import (
     Advanced,
@@ -55,6 +55,7 @@ class Downloader:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self._installing = anyio.Lock()  # one rename into videos/ at a time
+        self.checks = CheckWorkers()  # the probe + QA, off the loop; the run enters and leaves it
 
     async def worker(self, jobs: MemoryObjectReceiveStream[str]) -> None:
         async with jobs:
@@ -144,9 +145,14 @@ class Downloader:
         relative = dest.relative_to(ctx.run_dir).as_posix()
 
         holding = False
+        checks: list[VideoCheck] = []
 
         async def make_room(new_sha256: str) -> None:
             nonlocal holding
+            # The complete, synced part is judged before the lock: videos are checked at once.
+            part = part_path(dest, ctx.part_tag)
+            image_size = ctx.store.inputs.image_size
+            checks.append(await self.checks.check_download(job.request, part, image_size))
             await self._installing.acquire()
             holding = True
             await self._keep_earlier_videos(job, relative)
@@ -159,7 +165,7 @@ class Downloader:
         try:
             local = job.reused_from is not None and url.startswith("file:")
             result = await self._download(url, dest, make_room, local=local)
-            check = await check_download(job.request, dest, ctx.store.inputs.image_size)
+            (check,) = checks
             ctx.store.checks.record(
                 job.job_id, result.sha256, check.probe.as_json(), check.findings_json()
             )

@@ -141,7 +141,7 @@ class Runner:
             if alone:  # with other workers on the run, its state is not lost
                 await Rebuild(ctx, poller).from_run_folder()
             await recovery.sweep()
-        async with ctx.queued, anyio.create_task_group() as stages:
+        async with ctx.queued, downloader.checks, anyio.create_task_group() as stages:
             if ctx.config.submit:
                 stages.start_soon(recovery.sweep_while_feeding, feeding_done)
             for _ in range(ctx.config.download_workers):

@@ -85,3 +85,40 @@ def test_downloads_cut_short_are_resumed_to_the_exact_bytes(tmp_path, image):
             assert dest.read_bytes() == expected
             assert result.sha256 == hashlib.sha256(expected).hexdigest()
         assert sim.stats()["faults"]["truncate"] > 0
+
+
+class _StalledBody(httpx.AsyncByteStream):
+    """A body that sends `sent` bytes of a larger video, then waits forever."""
+
+    def __init__(self, sent: int) -> None:
+        self.sent = sent
+
+    async def __aiter__(self):
+        yield b"\x00\x00\x00\x20ftypisom" + bytes(self.sent - 12)
+        await anyio.sleep_forever()
+
+
+def test_a_download_cut_by_an_interrupt_leaves_the_earlier_file_and_no_part(tmp_path):
+    """Cancelled with bytes written (Ctrl-C, a deadline), nothing replaces what `dest` held and
+    no `.part` stays behind."""
+    dest = tmp_path / "v.mp4"
+    dest.write_bytes(b"the earlier video")
+    body = _StalledBody(9 * 2**20)  # past a batch: some bytes are on disk when it stalls
+
+    def stalled(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-length": str(2**30)}, stream=body)
+
+    async def go() -> None:
+        transport = httpx.MockTransport(stalled)
+        async with (
+            httpx.AsyncClient(transport=transport) as client,
+            anyio.create_task_group() as group,
+        ):
+            group.start_soon(download, client, "http://cdn.test/v.mp4", dest)
+            while not any(p.stat().st_size for p in tmp_path.glob(f"*{PART_SUFFIX}")):
+                await anyio.sleep(0.01)
+            group.cancel_scope.cancel()
+
+    anyio.run(go)
+    assert dest.read_bytes() == b"the earlier video"
+    assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]

@@ -6,6 +6,11 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,7 @@ from batchgen.settings import Settings
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
 from tests.conftest import read_index, run_cli, simulator, write_manifest
+from tests.spec.test_video_checks import running
 
 CODE_OF_DEFECT = {
     "black": "black_frames",
@@ -173,3 +179,76 @@ def test_an_html_page_served_with_200_never_becomes_done(tmp_path):
 
 
 # -- the rules, on probes ----------------------------------------------------------------------
+
+
+# -- the worker processes' lives -------------------------------------------------------------------
+
+CHECKING_PARENT = """
+import sys, anyio
+from pathlib import Path
+from batchgen.media import CheckWorkers, Expected
+from tests.spec.test_video_checks import pid_of_checker
+
+async def main():
+    async with CheckWorkers(1, pid_of_checker) as workers:
+        for line in sys.stdin:
+            print((await workers.check(Path("v.mp4"), Expected())).probe.codec, flush=True)
+
+anyio.run(main)
+"""
+
+
+UNGUARDED_SCRIPT = """
+import anyio
+from pathlib import Path
+from batchgen.media import CheckWorkers, Expected
+from tests.spec.test_video_checks import pid_of_checker
+
+print("the script ran", flush=True)
+
+async def main():
+    async with CheckWorkers(2, pid_of_checker) as workers:
+        await workers.check(Path("v.mp4"), Expected())
+        print("checked", flush=True)
+
+anyio.run(main)
+"""
+
+
+def test_a_script_without_a_main_guard_runs_once_however_many_workers_it_starts(tmp_path):
+    """The workers do not import the parent's script: its top level (a `batchgen.run()` call)
+    runs once, in the parent."""
+    script = tmp_path / "my_run.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert done.stdout.splitlines() == ["the script ran", "checked"], done.stderr
+
+
+def test_a_worker_outlives_a_ctrl_c_but_not_its_parent_killed():
+    """SIGINT to the worker (a Ctrl-C reaches the whole group) leaves it checking; SIGKILL to
+    its parent ends it too, with no pool shutdown."""
+    with subprocess.Popen(
+        [sys.executable, "-c", CHECKING_PARENT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    ) as parent:
+        assert parent.stdin is not None and parent.stdout is not None
+        pids = []
+        for _ in range(2):
+            parent.stdin.write("check\n")
+            parent.stdin.flush()
+            pids.append(int(parent.stdout.readline()))
+            os.kill(pids[-1], signal.SIGINT)
+        parent.kill()
+    deadline = time.monotonic() + 30
+    while running(pids[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pids[0] == pids[1] != parent.pid and not running(pids[0])

@@ -3,14 +3,29 @@ the right finding, its good ones with none, and a page that is no video never be
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
 from typing import Any
 
+import anyio
+import av
 import pytest
 from PIL import Image
 
-from batchgen.media import Expected, FrameStats, Probe, check_video, findings
+from batchgen.media import (
+    CheckWorkers,
+    Expected,
+    FrameStats,
+    Probe,
+    VideoCheck,
+    check_video,
+    findings,
+    probe_video,
+)
+from batchgen.media.workers import CRASHED
 from batchgen.simulator.footage import Defect
-from batchgen.simulator.video import render_mp4
+from batchgen.simulator.video import garble, render_mp4
 
 # -- the simulator's videos, through a whole run -------------------------------------------------
 
@@ -35,6 +50,137 @@ def test_a_frozen_video_is_flagged_whatever_the_picture(tmp_path, picture):
         path.write_bytes(render_mp4(image, motion=5, defect=defect))
         check = check_video(path, Expected(duration_s=5.0, aspect=1.5))
         assert [finding.code for finding in check.findings] == found
+
+
+# -- clips with B-frames, as real encoders write them ------------------------------------------
+
+
+def b_frame_clip(path: Path, defect: str | None = None, seconds: int = 5, fps: int = 8) -> Path:
+    """An H.264 clip with B-frames (x264 `veryfast`) of a textured picture panning, or black,
+    or still; `garbled` scrambles its media data from 30 % on."""
+    size = (320, 192)
+    texture = Image.effect_noise((80, 48), 80).convert("RGB").resize((480, 288))
+    count = seconds * fps
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "23", "bf": "3"}
+        for i in range(count):
+            x = 0 if defect == "frozen" else i * 160 // count
+            picture = texture.crop((x, x // 2, x + size[0], x // 2 + size[1]))
+            if defect == "black":
+                picture = Image.new("RGB", size)
+            container.mux(stream.encode(av.VideoFrame.from_image(picture)))
+        container.mux(stream.encode(None))
+    if defect == "garbled":
+        path.write_bytes(garble(path.read_bytes()))
+    return path
+
+
+def test_a_clean_clip_with_b_frames_is_checked_on_its_i_and_p_frames(tmp_path):
+    """Every frame is counted; the B-frames are skipped, not decoded, and nothing is found."""
+    probe = probe_video(b_frame_clip(tmp_path / "clean.mp4"))
+    assert probe.frames == 40 == probe.decoded + probe.skipped and probe.skipped > 0
+    assert probe.error is None and probe.stats.sampled >= 8
+    assert findings(probe, Expected(duration_s=5.0, aspect=320 / 192)) == []
+
+
+@pytest.mark.parametrize(
+    ("defect", "code"),
+    [("frozen", "frozen"), ("black", "black_frames"), ("garbled", "undecodable")],
+)
+def test_a_defective_clip_with_b_frames_is_still_flagged(tmp_path, defect, code):
+    """Skipping B-frames hides no defect of the clip: still, black and garbled are flagged."""
+    check = check_video(b_frame_clip(tmp_path / f"{defect}.mp4", defect), Expected(5.0))
+    assert [finding.code for finding in check.findings] == [code]
+
+
+def test_a_clip_with_frames_that_do_not_decode_is_decoded_in_full_to_count_them(tmp_path):
+    """Once a frame fails, every frame is decoded: the message counts them all, none skipped."""
+    probe = probe_video(b_frame_clip(tmp_path / "garbled.mp4", "garbled"))
+    assert probe.skipped == 0 and probe.frames == 40 and probe.error is not None
+
+
+# -- the checks in worker processes ----------------------------------------------------------------
+
+
+def pid_of_checker(path: Path, expected: Expected) -> VideoCheck:
+    """A check that says which process ran it (in `codec`)."""
+    return VideoCheck(Probe(codec=str(os.getpid())), ())
+
+
+def dies_on_deadly_files(path: Path, expected: Expected) -> VideoCheck:
+    """A check whose process dies, as when the decoder crashes, on files named `deadly*`."""
+    if path.name.startswith("deadly"):
+        os._exit(1)
+    return pid_of_checker(path, expected)
+
+
+def meets_another_checker(path: Path, expected: Expected) -> VideoCheck:
+    """A check that leaves its pid in the folder `path` and waits (up to 30 s) to see another
+    check's there; `codec` says how many it saw."""
+    (path / str(os.getpid())).touch()
+    deadline = time.monotonic() + 30
+    while len(list(path.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return VideoCheck(Probe(codec=str(len(list(path.iterdir())))), ())
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_check_runs_in_a_worker_process_that_ends_with_the_block(tmp_path):
+    """A real video is judged in a child process as in this one; leaving the block ends it."""
+    path = tmp_path / "frozen.mp4"
+    path.write_bytes(render_mp4(Image.new("RGB", (480, 320), (40, 90, 160)), defect=Defect.FROZEN))
+
+    async def check() -> tuple[VideoCheck, set[int]]:
+        async with CheckWorkers(1) as workers:
+            checked = await workers.check(path, Expected(5.0))
+        async with CheckWorkers(2, pid_of_checker) as workers:
+            pids = {int((await workers.check(path, Expected())).probe.codec or 0) for _ in "ab"}
+        return checked, pids
+
+    checked, pids = anyio.run(check)
+    assert [finding.code for finding in checked.findings] == ["frozen"]
+    assert checked == check_video(path, Expected(5.0))
+    assert os.getpid() not in pids and not any(running(pid) for pid in pids)
+
+
+def test_n_workers_check_n_videos_at_once(tmp_path):
+    """Two checks given to two workers run together, each in its own process."""
+
+    async def check_two() -> list[str | None]:
+        seen: list[str | None] = []
+        workers = CheckWorkers(2, meets_another_checker)
+        async with workers, anyio.create_task_group() as group:
+            for _ in range(2):
+                group.start_soon(seen_by, workers, seen)
+        return seen
+
+    async def seen_by(workers: CheckWorkers, seen: list[str | None]) -> None:
+        seen.append((await workers.check(tmp_path, Expected())).probe.codec)
+
+    assert anyio.run(check_two) == ["2", "2"]
+
+
+def test_a_worker_that_dies_is_replaced_and_a_file_that_kills_it_twice_is_flagged(tmp_path):
+    """The check is tried once more in a new process; a file that kills that one too is
+    undecodable, and the next file is checked as usual."""
+    deadly, fine = tmp_path / "deadly.mp4", tmp_path / "fine.mp4"
+
+    async def check() -> tuple[VideoCheck, VideoCheck]:
+        async with CheckWorkers(2, dies_on_deadly_files) as workers:
+            return await workers.check(deadly, Expected()), await workers.check(fine, Expected())
+
+    flagged, after = anyio.run(check)
+    assert [finding.message for finding in flagged.findings] == [CRASHED]
+    assert flagged.findings[0].code == "undecodable" and after.findings == ()
 
 
 # -- the rules, on probes ----------------------------------------------------------------------
