@@ -54,7 +54,7 @@ MISSING = "video missing or changed; downloading again"
 class Downloader:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
-        self._installing = anyio.Lock()  # one rename into videos/ at a time
+        self._installing = _Installing()  # one job at a time installs a given video path
         self.checks = CheckWorkers()  # the probe + QA, off the loop; the run enters and leaves it
 
     async def worker(self, jobs: MemoryObjectReceiveStream[str]) -> None:
@@ -153,7 +153,7 @@ class Downloader:
             part = part_path(dest, ctx.part_tag)
             image_size = ctx.store.inputs.image_size
             checks.append(await self.checks.check_download(job.request, part, image_size))
-            await self._installing.acquire()
+            await self._installing.acquire(relative)
             holding = True
             await self._keep_earlier_videos(job, relative)
             kept = await anyio.to_thread.run_sync(
@@ -177,7 +177,7 @@ class Downloader:
             ctx.record(job, Done(relative, result.sha256, result.size, ctx.wall()))
         finally:
             if holding:
-                self._installing.release()
+                self._installing.release(relative)
 
     async def _download(
         self,
@@ -255,3 +255,32 @@ def _videos_not_intact(run_dir: Path, done: list[DoneVideo]) -> list[str]:
         if not intact:
             gone.append(job_id)
     return gone
+
+
+class _Installing:
+    """A lock for each video path being installed: a job holds its path from making room for
+    its video (the earlier video, or a paid file the state does not know, moved aside) to its
+    `done`, so that a file and the state agree; jobs of other paths go on meanwhile."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[anyio.Lock, int]] = {}  # path → its lock, jobs at it
+
+    async def acquire(self, path: str) -> None:
+        lock, jobs = self._held.get(path, (anyio.Lock(), 0))
+        self._held[path] = (lock, jobs + 1)
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._leave(path)
+            raise
+
+    def release(self, path: str) -> None:
+        self._held[path][0].release()
+        self._leave(path)
+
+    def _leave(self, path: str) -> None:
+        lock, jobs = self._held[path]
+        if jobs == 1:
+            del self._held[path]
+        else:
+            self._held[path] = (lock, jobs - 1)
