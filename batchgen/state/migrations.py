@@ -224,6 +224,12 @@ MIGRATIONS: Sequence[Migration] = (
         ),
         postgres="",
     ),
+    # Each download asks which done jobs hold the path its video goes to (an edited row's
+    # earlier video is moved aside first): found by the path, not by reading every done job.
+    Migration(
+        "jobs_by_output_path",
+        "CREATE INDEX jobs_by_output_path ON jobs (output_path) WHERE output_path IS NOT NULL",
+    ),
 )
 
 # The account ledger (ledger.py, leases.py): one file per user, shared by every run.

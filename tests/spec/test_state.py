@@ -113,6 +113,33 @@ def test_the_write_ahead_records_of_a_group_are_committed_together(store):
     ]
 
 
+def test_the_queries_each_job_makes_do_not_grow_with_the_run(tmp_path):
+    """What a run asks of the state for each job (its record, the job of a task, who holds a
+    video path, each change) costs the same with 2,000 done jobs as with 20: a million-row
+    run pays per job what a small one does (counted in SQLite's own steps, not in time)."""
+
+    def steps_per_job(done: int) -> int:
+        with Store.open(tmp_path / f"{done}.sqlite") as store:
+            store.add_jobs([spec(n) for n in range(done + 1)])
+            store.db.write(
+                "UPDATE jobs SET status = 'done', output_path = 'videos/' || row_id || '.mp4', "
+                "task_id = 'task-' || row_id WHERE row_id != 'row-0'"
+            )
+            job = spec(0).job_id
+            counted = [0]
+            store.db._conn.set_progress_handler(lambda: counted.__setitem__(0, counted[0] + 1), 100)
+            store.apply(job, Submitting("bg-0", 1.0), JobStatus.PENDING)
+            store.apply(job, Accepted("task-0", JobStatus.SUBMITTED, None))
+            store.get(job)
+            store.job_of_task("task-0")
+            store.done_at_path("videos/row-0.mp4")
+            store.db._conn.set_progress_handler(None, 0)
+            return counted[0]
+
+    small, large = steps_per_job(20), steps_per_job(2000)
+    assert large <= small + 5, (small, large)
+
+
 def test_state_file_uses_wal(tmp_path):
     """The state is in WAL mode so readers (status) never block the run."""
     with Store.open(tmp_path / "s.sqlite") as store:
