@@ -376,7 +376,7 @@ def holding_run(url: str, schema: str, holder: str, *, shared: bool = False) -> 
             )
         yield
     finally:
-        conn.close()
+        _let_go(conn)
 
 
 @contextlib.contextmanager
@@ -388,7 +388,16 @@ def loading_run(url: str, schema: str) -> Iterator[None]:
         conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS + 1, schema))
         yield
     finally:
-        conn.close()
+        _let_go(conn)
+
+
+def _let_go(conn: psycopg.Connection[Row]) -> None:
+    """Release the session's advisory locks before closing it: the server ends a closed
+    session a moment later, and the next command (the same user's, at once) would find the
+    run still held."""
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("SELECT pg_advisory_unlock_all()")
+    conn.close()
 
 
 def run_holder(url: str, schema: str) -> str | None:
