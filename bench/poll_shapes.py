@@ -8,6 +8,8 @@
     short      60 jobs on 3 slots, 0.3 s
     callbacks  as narrow, batchgen with --callback-url/--listen (the poller has no receiver)
     callbacks-wide  as wide, the same
+    callbacks-signed  as callbacks, signed (Kling's Standard Webhooks, with a secret): a signed
+               success is acted on without a query; CometAPI's callbacks are unsigned
 
 Everything is measured from the simulator's task spans (created, ends), on its clock:
 
@@ -42,11 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import figure, free_port, run_settings, simulator_process, stats, write_csv_manifest
 from fixed_poller import request_bodies, run_fixed_poller
+from pydantic import SecretStr
 
 import batchgen
 from batchgen.demo import DEMO_MANIFEST, DEMO_SEED, demo_settings
 
 SEED, POLL_INTERVAL = 7, 0.5
+CALLBACK_SECRET = "bench-secret"
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class Shape:
     slots: int = 8
     simulator: dict[str, Any] = field(default_factory=dict)
     callbacks: bool = False  # batchgen listens for the simulator's callbacks
+    signed: bool = False  # ... signed with a secret both know
     targets: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -64,6 +69,7 @@ class Shape:
         times = f"{low:g} s" if low == high else f"{low:g}–{high:g} s"
         extra = ", updated_at = query time" if self.simulator else ""
         extra += ", batchgen with callbacks" if self.callbacks else ""
+        extra += " (signed)" if self.signed else ""
         return f"{self.name}: {self.jobs} jobs on {self.slots} slots, {times}{extra}"
 
 
@@ -76,6 +82,7 @@ SHAPES = {
         Shape("short", (0.3, 0.3), jobs=60, slots=3),
         Shape("callbacks", (0.9, 1.1), callbacks=True, targets={"util": ">= 0.95, poller + 0.03"}),
         Shape("callbacks-wide", (2.0, 5.0), callbacks=True),
+        Shape("callbacks-signed", (0.9, 1.1), callbacks=True, signed=True),
     )
 }
 FLOOR = 2.0  # API calls per job without a list endpoint: its create and one query
@@ -138,6 +145,8 @@ def run_batchgen(shape: Shape, folder: Path) -> SlotUse:
         if shape.callbacks:
             port = free_port()
             extra = {"callback_url": f"http://127.0.0.1:{port}/cb", "listen": f"127.0.0.1:{port}"}
+        if shape.signed:
+            extra["callback_secret"] = SecretStr(CALLBACK_SECRET)
         settings = run_settings(folder, url, shape.slots, **extra)
         started = time.monotonic()
         outcome = batchgen.run(manifest, settings)
@@ -165,6 +174,7 @@ def simulator_config(shape: Shape) -> dict[str, Any]:
         "latency": shape.latency,
         "slots": shape.slots,
         **shape.simulator,
+        **({"callback_secret": CALLBACK_SECRET} if shape.signed else {}),
     }
 
 

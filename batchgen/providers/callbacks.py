@@ -5,8 +5,9 @@ Kling's legacy callback is the task object itself (kling-api.md §11, §17 E25);
 wraps it in `{code, message, data}` (§15.6): both are read. Where the provider signs its
 callbacks (§17 E22: Standard Webhooks headers `webhook-id`, `webhook-timestamp`,
 `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`), a secret given to the run
-makes a missing or wrong signature a refusal. A callback is a hint, never the truth: the run
-asks the provider about the task before acting on it.
+makes a missing or wrong signature a refusal. An unsigned callback is a hint, never the truth:
+the run asks the provider about the task before acting on it; a verified one saying the task
+succeeded with its video is the provider's own word (runner/receiver.py).
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ class Tracked:
     running_seen: float = 0.0  # seconds after submission of the last poll that found it unfinished
     polled_running: bool = False  # a poll has found it unfinished
     missing_since: float | None = None  # first "not found" / "done without a video" seen
+    confirming: bool = False  # a query a callback asked for is under way (Poller.confirm)
     kind: Kind = ANY_KIND  # what its generation time depends on (generation_times.py)
 
 

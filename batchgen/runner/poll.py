@@ -2,12 +2,16 @@
 
 Due tasks are asked about by the task list where the provider has one (one call for many),
 else one query each. What the provider says is applied by `apply`, which the other stages use
-too (an adopted task, a callback). A task the provider does not find, or calls finished
-without a video URL, is given `not_found_grace` seconds before its job is failed: a relay's
-own store can lag behind the task.
+too (an adopted task, a callback). A callback that says a task ended is confirmed by a query
+sent at once, outside the schedule (`confirm`), unless it is signed and says the task succeeded
+with its video. A task the provider does not find, or calls finished without a video URL, is
+given `not_found_grace` seconds before its job is failed: a relay's own store can lag behind
+the task.
 """
 
 from __future__ import annotations
+
+import math
 
 import anyio
 
@@ -94,6 +98,26 @@ class Poller:
             if info is not None:
                 self.apply(tracked, info)
         return [t for t in due if t.task_id not in by_id and t.job_id in ctx.tracked]
+
+    async def confirm(self, tracked: Tracked) -> None:
+        """A callback says the task ended: ask the provider now (once, however often the
+        callback comes; the poll loop leaves the task alone meanwhile) and act on its answer."""
+        if tracked.confirming:
+            return
+        tracked.confirming, tracked.next_poll = True, math.inf
+        try:
+            await self._poll_one(tracked)
+        finally:
+            tracked.confirming = False
+            if tracked.next_poll == math.inf:  # (an answer that moved nothing on)
+                tracked.next_poll = anyio.current_time()
+            self.ctx.wake_poll.set()
+
+    def succeeded_by_callback(self, tracked: Tracked, info: TaskInfo) -> None:
+        """A signed callback, the provider's own word, says the task succeeded with its video:
+        acted on as a query's answer would be (the slot freed, the download queued)."""
+        self.apply(tracked, info)
+        self.ctx.wake_poll.set()
 
     async def _poll_one(self, tracked: Tracked) -> None:
         try:

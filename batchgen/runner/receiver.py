@@ -1,11 +1,15 @@
 """The callback receiver: a small HTTP/1.1 server on the run's own event loop (anyio + h11),
 listening only when `--listen` asks, for the provider's POSTs to `--callback-url`'s path.
 
-A callback names a task; one the run follows (by task id, or by external id) is polled at
-once, so its end is acted on in the time of one query rather than at the next scheduled poll
-(one the run already finished is acknowledged).
+A callback that says a task the run follows (by task id, or by external id) has ended is acted
+on at once, in a task of its own: when it is signed (a secret is set, so every callback the
+receiver accepts was verified) and says the task succeeded with a video URL, the job is done
+now, as a query's answer would make it (its slot freed, its download queued); anything else
+(unsigned, failed, no video) is confirmed by a query sent at once, and the answer acted on.
+An unsigned callback is never believed alone (kling-api.md §11, §18.2 (8)): it only moves a
+query forward. One about a task the run already finished is acknowledged.
 Anything else (another path, a body that is not a task, an unknown task, a bad signature) is
-refused with a 4xx and counted; nothing a callback says is believed without the provider.
+refused with a 4xx and counted.
 
 Nothing a network sends can end the run: a request h11 cannot parse (a TLS hello, no Host, a
 bad Content-Length or chunk, a client gone mid-body) is answered 400 where it can be, else
@@ -28,9 +32,11 @@ from anyio.streams.stapled import MultiListener
 
 from batchgen.errors import CallbackRefused, UsageError
 from batchgen.events import Notice
+from batchgen.providers import TaskInfo
 from batchgen.providers.callbacks import parse_callback, verify_signature
 from batchgen.runner.config import Listen
 from batchgen.runner.context import RunContext, Tracked
+from batchgen.runner.poll import Poller
 from batchgen.settings import EVERY_INTERFACE
 
 REQUEST_TIMEOUT = 10.0
@@ -49,9 +55,11 @@ DROPPED = (
 
 
 class CallbackReceiver:
-    def __init__(self, ctx: RunContext, listen: Listen) -> None:
+    def __init__(self, ctx: RunContext, listen: Listen, poller: Poller) -> None:
         self.ctx = ctx
         self.listen = listen
+        self.poller = poller
+        self._group: TaskGroup | None = None  # where the ends callbacks report are acted on
         self.counts: Counter[str] = Counter()
         self._listener: MultiListener[SocketStream]
         self._open: dict[int, anyio.CancelScope] = {}  # connections by arrival, oldest first
@@ -72,6 +80,7 @@ class CallbackReceiver:
 
     async def serve(self, group: TaskGroup) -> None:
         """Answer callbacks until `group` is cancelled (the end of the run)."""
+        self._group = group
         async with self._listener, anyio.create_task_group() as accepting:
             for listener in self._listener.listeners:
                 assert isinstance(listener, SocketListener)
@@ -152,9 +161,19 @@ class CallbackReceiver:
             return refused.status, str(refused)
         self.counts["accepted"] += 1
         if tracked is not None and task.terminal:
-            tracked.next_poll = anyio.current_time()
-            self.ctx.wake_poll.set()
+            self._ended(tracked, task)
         return 200, "ok"
+
+    def _ended(self, tracked: Tracked, task: TaskInfo) -> None:
+        """Act on a followed task's end: a signed success with its video at once, anything
+        else once a query sent now confirms it."""
+        if self.listen.secret is not None and task.succeeded and task.video_url:
+            self.counts["acted on: signed success"] += 1
+            self.poller.succeeded_by_callback(tracked, task)
+            return
+        assert self._group is not None  # (set by `serve`, which received the callback)
+        self.counts["acted on: confirmed by a query"] += 1
+        self._group.start_soon(self.poller.confirm, tracked)
 
     def _tracked(self, task_id: str, external_id: str | None) -> Tracked | None:
         ctx = self.ctx

@@ -75,7 +75,8 @@ class Runner:
             shared,
         )
         listen = self.ctx.config.listen
-        self.receiver = CallbackReceiver(self.ctx, listen) if listen is not None else None
+        self.poller = Poller(self.ctx)
+        self.receiver = None if listen is None else CallbackReceiver(self.ctx, listen, self.poller)
 
     async def run(self) -> RunOutcome:
         ctx = self.ctx
@@ -131,7 +132,7 @@ class Runner:
 
     async def _stages(self) -> None:
         ctx = self.ctx
-        poller = Poller(ctx)
+        poller = self.poller
         recovery = Recovery(ctx, poller)
         feeder = Feeder(ctx, recovery)
         downloader = Downloader(ctx)

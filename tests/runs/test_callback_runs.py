@@ -53,6 +53,32 @@ def test_signed_callbacks_are_accepted_and_every_job_ends(tmp_path):
     assert not [key for key in outcome.callbacks if key.startswith("refused")]
 
 
+def test_a_signed_success_frees_its_slot_and_queues_its_download_without_a_query(tmp_path):
+    """Queries answer "not found" for ten minutes (a lagging relay: polling alone would fail
+    every job after the run's 60 s grace); signed callbacks alone end every job, their slots
+    refilled and their videos downloaded."""
+    manifest = write_manifest(tmp_path, 6)
+    with simulator(slots=2, callback_secret="s3cret", not_found_grace=600.0) as sim:
+        chosen = settings(tmp_path, sim.base_url, "s3cret").model_copy(update={"concurrency": 2})
+        outcome = batchgen.run(manifest, chosen)
+    assert outcome.exit_code == 0 and len(read_index(tmp_path / "out" / "batch")) == 6
+    assert outcome.callbacks["acted on: signed success"] == 6
+
+
+def test_an_unsigned_callback_is_confirmed_by_a_query_before_its_job_ends(tmp_path):
+    """Unsigned callbacks (CometAPI's) only move a query forward: every task was asked
+    about before its job was done."""
+    manifest = write_manifest(tmp_path, 6)
+    with simulator(slots=2) as sim:
+        chosen = settings(tmp_path, sim.base_url).model_copy(update={"concurrency": 2})
+        outcome = batchgen.run(manifest, chosen)
+        stats = sim.stats(with_tasks=True)
+    assert outcome.exit_code == 0 and len(read_index(tmp_path / "out" / "batch")) == 6
+    assert outcome.callbacks["acted on: confirmed by a query"] > 0
+    assert "acted on: signed success" not in outcome.callbacks
+    assert all(stats["queries_by_task"].get(task, 0) >= 1 for task in stats["task_spans"])
+
+
 def test_callbacks_with_a_bad_signature_are_refused_and_polling_finishes(tmp_path):
     """Signed with another secret: every callback refused (401) and counted; the run still
     ends with every video, found by polling."""
