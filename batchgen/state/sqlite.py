@@ -125,13 +125,14 @@ class SqliteDatabase(Database):
     def sync(self) -> None:
         # In WAL mode a commit is the frames appended to the -wal file: syncing that file is
         # what `synchronous=FULL` does at each commit (a checkpoint syncs the database file
-        # itself before it lets the log be reused).
+        # itself before it lets the log be reused). fdatasync, as SQLite's own sync: the data
+        # and the size it needs to be read back, not the times.
         try:
             fd = os.open(f"{self.path}-wal", os.O_RDONLY)
         except FileNotFoundError:
             return  # (nothing written since the last checkpoint that removed it)
         try:
-            os.fsync(fd)
+            os.fdatasync(fd)
         except OSError as exc:
             raise StorageError(f"cannot sync the state {self.path}: {exc.strerror}") from None
         finally:
