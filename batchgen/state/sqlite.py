@@ -57,14 +57,22 @@ class SqliteDatabase(Database):
     # -- reading ----------------------------------------------------------------------------
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        row: Row | None = self._conn.execute(sql, params).fetchone()
+        with self._intact():
+            row: Row | None = self._conn.execute(sql, params).fetchone()
         return row
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:
-        return iter(self._conn.execute(sql, params))
+        with self._intact():
+            cursor = self._conn.execute(sql, params)
+        return self._rows_of(cursor)
+
+    def _rows_of(self, cursor: sqlite3.Cursor) -> Iterator[Row]:
+        with self._intact():
+            yield from cursor
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return self._conn.execute(sql, params).fetchall()
+        with self._intact():
+            return self._conn.execute(sql, params).fetchall()
 
     def integrity_ok(self) -> bool:
         return bool(self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
@@ -155,7 +163,8 @@ class SqliteDatabase(Database):
         """A write that finds the disk full (or the file too large) is a StorageError; one
         refused otherwise (read-only, locked) a StateError."""
         try:
-            yield
+            with self._intact():
+                yield
         except sqlite3.OperationalError as exc:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
@@ -164,6 +173,19 @@ class SqliteDatabase(Database):
             raise StateError(
                 f"cannot write the state {self.path}: {exc} (is it, or its folder, read-only, "
                 "or held by another program?)"
+            ) from None
+
+    @contextlib.contextmanager
+    def _intact(self) -> Iterator[None]:
+        """A file SQLite finds damaged (or no database at all) is a StateError naming it."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:
+                raise  # (locked, read-only, full, a constraint: each said where it is met)
+            raise StateError(
+                f"the file {self.path} is damaged ({exc}); keep a copy of it, move it aside, "
+                f"and see what `sqlite3 {self.path} .recover` can save of it"
             ) from None
 
     # -- the SQL that differs -----------------------------------------------------------------

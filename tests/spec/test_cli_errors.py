@@ -48,3 +48,23 @@ def test_an_unexpected_error_is_not_hidden(monkeypatch):
     monkeypatch.setattr(cli, "main", raising(group))
     with pytest.raises(ExceptionGroup):
         run_cli("status", ".")
+
+
+def test_a_damaged_ledger_is_named_with_what_to_do_not_a_traceback(tmp_path, monkeypatch, capsys):
+    """A ledger file SQLite finds malformed (as two runs of an older batchgen could leave it)
+    ends `batchgen account` with exit 2 and one message naming the file and what to do."""
+    from batchgen.state.ledger import Ledger
+
+    path = tmp_path / "ledger.sqlite"
+    with Ledger.open(path) as ledger:
+        for n in range(200):
+            ledger.note_account(f"acct-{n:03d}", "cometapi", "http://127.0.0.1:9")
+    data = bytearray(path.read_bytes())
+    page = 4096
+    data[2 * page : 4 * page] = b"\xa5" * (2 * page)  # pages of the accounts table
+    path.write_bytes(bytes(data))
+    monkeypatch.setenv("BATCHGEN_LEDGER", str(path))
+    assert run_cli("account") == 2
+    err = capsys.readouterr().err
+    assert f"the file {path} is damaged" in err and ".recover" in err
+    assert "Traceback" not in err
