@@ -68,7 +68,10 @@ class SqliteDatabase(Database):
 
     def _rows_of(self, cursor: sqlite3.Cursor) -> Iterator[Row]:
         with self._intact():
-            yield from cursor
+            # (not `yield from`: closing this would close the cursor too, after the
+            # connection, where a caller stopped reading early)
+            for row in cursor:  # noqa: UP028
+                yield row
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._intact():
