@@ -14,6 +14,7 @@ not hammered with one create per pending job.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -237,6 +238,9 @@ class Feeder:
     async def create(self, job: JobRecord) -> None:
         """Send the create of a `submitting` job holding a slot, and act on the answer."""
         ctx = self.ctx
+        # Look-ups of a lost answer count from when the create left, not from its record
+        # (committed before its group's sync): a task-list scan begun in between is too old.
+        job = dataclasses.replace(job, submitted_at=ctx.wall())
         try:
             body = resolve_body(job.request, ctx.payload, job.current_external_id)
             if ctx.config.callback_url:

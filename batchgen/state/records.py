@@ -45,7 +45,7 @@ class JobRecord:
     output_path: str | None  #: its video, relative to the run folder, once done
     sha256: str | None  #: of its video
     bytes: int | None  #: of its video
-    submitted_at: float | None  #: wall time its create was committed
+    submitted_at: float | None  #: wall time its create was committed (in a run: sent)
     finished_at: float | None  #: wall time it reached done, failed or unknown
     task_created_at: int | None  #: the provider's created_at of its task (ms)
     task_updated_at: int | None  #: the provider's updated_at of its task (ms)
