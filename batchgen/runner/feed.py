@@ -142,13 +142,12 @@ class Feeder:
         mine = claim_creates(ctx, creates)  # (those another state of the account sent: not)
         submitting = []
         with ctx.store.durably(synced=False):
-            for job in mine:
-                ext = external_task_id(job.job_id, job.generation)
+            for job, ext in mine:
                 recorded = self._record_or_let_go(job, Submitting(ext, ctx.wall()))
                 if recorded is not None:
                     submitting.append(recorded)
                     ctx.active.add(job.job_id)
-        if creates:
+        if submitting:
             await self._synced()
         for job in submitting:  # (each record survives a power cut now)
             tg.start_soon(self._guarded, self.create, job)

@@ -19,25 +19,27 @@ from batchgen.status import JobStatus
 SENT_ELSEWHERE = "sent_elsewhere"  # the error kind of a job unknown because another state sent it
 
 
-def claim_creates(ctx: RunContext, creates: Sequence[tuple[JobRecord, str]]) -> list[JobRecord]:
+def claim_creates(
+    ctx: RunContext, creates: Sequence[tuple[JobRecord, str]]
+) -> list[tuple[JobRecord, str]]:
     """Claim in the ledger, in one commit, the external ids of creates about to leave
-    together; returns the jobs that are this run's to send. The claims survive a power cut
-    once the ledger's `sync()` returns, which the feed awaits before they leave. Each other
-    job is taken where the ledger says, and the slot the feed took for it is given back (kept,
-    for a task it now follows)."""
+    together; returns those (job, external id) that are this run's to send. The claims
+    survive a power cut once the ledger's `sync()` returns, which the feed awaits before they
+    leave. Each other job is taken where the ledger says, and the slot the feed took for it is
+    given back (kept, for a task it now follows)."""
     if not creates:
         return []
     if ctx.shared is None:
-        return [job for job, _ in creates]
+        return list(creates)
     priced = [(job, ext, price_of(job.request).usd) for job, ext in creates]
     claims = ctx.shared.claim_all(priced, synced=False)
-    mine = []
+    mine: list[tuple[JobRecord, str]] = []
     for (job, ext), claim in zip(creates, claims, strict=True):
         if claim.action in (Claimed.SEND, Claimed.TAKE_OVER):
             if claim.action == Claimed.TAKE_OVER:
                 said = f"{job.row_id}: sent again as asked; {claim.where()} sent it first"
                 ctx.emit(Notice(said))
-            mine.append(job)
+            mine.append((job, ext))
         else:
             try:
                 _taken_elsewhere(ctx, job, ext, claim)
