@@ -237,16 +237,16 @@ class Feeder:
     async def create(self, job: JobRecord) -> None:
         """Send the create of a `submitting` job holding a slot, and act on the answer."""
         ctx = self.ctx
-        # Look-ups of a lost answer count from when the create left, not from its record
-        # (committed before its group's sync): a task-list scan begun in between is too old.
-        job = dataclasses.replace(job, submitted_at=ctx.wall())
         try:
             body = resolve_body(job.request, ctx.payload, job.current_external_id)
             if ctx.config.callback_url:
                 body["callback_url"] = ctx.config.callback_url
             task = await ctx.provider.create(body)
         except ProviderError as error:
-            await self._create_failed(job, error)
+            # Look-ups of a lost answer count from when the failure came back, not from the
+            # record (committed before its group's sync): a task-list scan begun before then
+            # may have been answered before the provider made the task.
+            await self._create_failed(dataclasses.replace(job, submitted_at=ctx.wall()), error)
             return
         except BatchgenError as error:
             ctx.record(job, Failed(str(error), "input", ctx.wall()))
