@@ -44,6 +44,7 @@ Resend = Callable[[JobRecord], Awaitable[None]]
 DUPLICATE = "duplicate_external_id"
 RESENT = "resent"  # error_kind of a job sent again under the id it was sent with before
 SWEEP_TICK = 0.5  # seconds between checks whether unknown jobs are due a look-up
+LOOKING_AGAIN = "; looking it up again: "  # joins a create's answer to the look-ups so far
 
 
 class Recovery:
@@ -111,6 +112,7 @@ class Recovery:
         the job must not be sent again (the provider called its id a duplicate, or refused
         a resend it would not say why)."""
         ctx = self.ctx
+        reason = reason.split(LOOKING_AGAIN)[0]  # what the create was answered, not look-ups
         if await self._adopt_from_ledger(job):
             return
         try:
@@ -124,7 +126,7 @@ class Recovery:
             self.adopt(job, found.task, f"found the task of a lost create ({found.form})")
             return
         if found.unanswered and job.attempts + 1 < ctx.config.retry.max_attempts:
-            self._look_again(job, found)
+            self._look_again(job, reason, found)
         elif resend is not None and job.error_kind != DUPLICATE and self.refuses_reused_ids():
             await resend(job)
             return
@@ -146,14 +148,15 @@ class Recovery:
         self.adopt(job, info, "found its task in the account ledger", holding=holding)
         return True
 
-    def _look_again(self, job: JobRecord, found: Found) -> None:
+    def _look_again(self, job: JobRecord, reason: str, found: Found) -> None:
         """Some forms gave no answer to believe: ask again after a back-off (the job stays
-        `submitting`, due for a look-up)."""
+        `submitting`, due for a look-up). What the create was answered stays at the head of
+        the job's error, the evidence an `unknown` shows."""
         ctx = self.ctx
         delay = ctx.config.retry.backoff(job.attempts + 1, ctx.rng)
         said = "; ".join(s.line() for s in found.sightings)
         kind = DUPLICATE if job.error_kind == DUPLICATE else "lookup"
-        ctx.record(job, Waiting(ctx.wall() + delay, f"looking it up again: {said}", kind))
+        ctx.record(job, Waiting(ctx.wall() + delay, f"{reason}{LOOKING_AGAIN}{said}", kind))
 
     def adopt(self, job: JobRecord, task: TaskInfo, note: str, *, holding: bool = True) -> None:
         """Follow a task the provider already has instead of paying for a new one; `holding`:

@@ -21,6 +21,7 @@ import pytest
 
 from batchgen.jobs import external_task_id
 from batchgen.load import prepare
+from batchgen.runner.recovery import LOOKING_AGAIN
 from batchgen.settings import Settings
 from batchgen.state.changes import Failed, Submitting
 from batchgen.state.store import Store
@@ -140,8 +141,12 @@ LOSES_ANSWERS = {
     "answers slower than the client waits",
 }
 # Where the task was never made: the task list (Kling) cannot find it, and "not found" licenses
-# no resend (kling-api.md §18.2 (2)), so the job waits for the user on either provider.
+# no resend (kling-api.md §18.2 (2)), so the job waits for the user on either provider. Kling's
+# 5002 "internal timeout" on a create says it may have gone on (§6); the simulator's 5xx never
+# makes the task, so a create that meets a 5002 (one 5xx in three, as requests happen to arrive)
+# waits for the user too.
 NEVER_MADE = {"reset before accept"}
+MAY_NEVER_BE_MADE = {"5xx in both envelopes"}
 
 
 # The faults that meet the state's hardest paths (lost answers, resends, downloads again) run
@@ -154,6 +159,47 @@ FAULT_CASES = [
     for name in FAULTS
     if db == "sqlite" or name in ON_POSTGRES
 ]
+
+
+def unknown_jobs_errors(run_dir: Path) -> list[str]:
+    """The evidence each unknown job of the run shows (its error, as `status` and `report` do)."""
+    with open_state(run_dir) as store:
+        return [job.last_error or "" for job in store.unknown_in_job_order()]
+
+
+def test_an_unknown_job_leads_with_what_its_create_was_answered(tmp_path):
+    """Kling answers the create 5002 (internal timeout: it may have gone on) and every look-up
+    5xx, so they are asked again; once the look-ups answer and none finds the task, the job is
+    unknown, sent once, and its evidence starts with the create's answer, not the look-ups'."""
+    manifest = write_manifest(tmp_path, 1)
+    out = tmp_path / "out"
+    # Seed 3: the first request the simulator answers 5xx gets 5002 (its other 5xx are 5000
+    # and 5001, after which a create is known not to have been carried out and is sent again).
+    with simulator(profile="kling", seed=3, error_rate=1.0) as sim:
+        proc = spawn_run(manifest, out, sim.base_url, "--request-timeout", "1", profile="kling")
+        deadline = time.monotonic() + 60
+        while not any(LOOKING_AGAIN in e for e in submitting_errors(out / manifest.stem)):
+            assert proc.poll() is None and time.monotonic() < deadline, "no look-up went unanswered"
+            time.sleep(0.05)
+        sim.reconfigure(error_rate=0.0)
+        _, err = proc.communicate(timeout=60)
+        stats = sim.stats()
+    assert proc.returncode == 1, err.decode()
+    (evidence,) = unknown_jobs_errors(out / manifest.stem)
+    assert evidence.startswith("code 5002, HTTP 504: internal timeout; looked up: "), evidence
+    assert LOOKING_AGAIN not in evidence and "path: not found" in evidence, evidence
+    assert stats["creates_received"] == 1 and stats["creates_accepted"] == 0
+
+
+def submitting_errors(run_dir: Path) -> list[str]:
+    if not (run_dir / "state.sqlite").exists():
+        return []
+    with sqlite3.connect(run_dir / "state.sqlite") as db:
+        try:
+            rows = db.execute("SELECT last_error FROM jobs WHERE status = 'submitting'").fetchall()
+        except sqlite3.OperationalError:
+            return []  # the run is still making its state
+    return [error or "" for (error,) in rows]
 
 
 @pytest.mark.slow
@@ -171,8 +217,13 @@ def test_every_fault_ends_with_every_video_and_nothing_paid_twice(
         flags = ("-c", "6", "--seed", "1", "--request-timeout", "1")
         first = run_cli("run", manifest, "-o", out, *flags, base_url=sim.base_url, profile=profile)
         paid_once(sim.stats())
+        unknown_errors = unknown_jobs_errors(out / manifest.stem)
         if resolve_unknown(sim, manifest, out, profile):
-            assert first == 1 and name in (LOSES_ANSWERS if profile == "cometapi" else NEVER_MADE)
+            assert first == 1, unknown_errors
+            if profile == "kling" and name in MAY_NEVER_BE_MADE:
+                assert all("5002" in error for error in unknown_errors), unknown_errors
+            else:
+                assert name in (LOSES_ANSWERS if profile == "cometapi" else NEVER_MADE)
             finish(manifest, out, sim, profile)
         else:
             assert first == 0
