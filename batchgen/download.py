@@ -51,6 +51,16 @@ class Downloaded:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class InstallSteps:
+    """Blocking steps a caller has done in the thread call that renames a checked video into
+    place, so that they cost the event loop no hop of their own: `before` (given the new
+    video's sha256) just before the rename, `after` once the rename is durable."""
+
+    before: Callable[[str], None] | None = None
+    after: Callable[[Downloaded], None] | None = None
+
+
 def part_path(path: Path, tag: str = "") -> Path:
     """Where `path` is written before it is complete; `tag` (a worker's own, when several
     processes of one run may fetch the same video) keeps their bytes apart."""
@@ -64,16 +74,17 @@ async def download(
     *,
     resume_tries: int = 3,
     make_room: Callable[[str], Awaitable[None]] | None = None,
+    steps: InstallSteps | None = None,
     max_bytes: int | None = None,
     deadline: float | None = None,
     tag: str = "",
 ) -> Downloaded:
     """Fetch `url` into `dest` atomically. `make_room` runs once the complete file is synced
-    and before it replaces `dest` (to keep whatever `dest` held), given its sha256. Raises
-    UrlExpired, RetryableError (also when the bytes are not all there within `deadline`
-    seconds, however they trickle), or NotAVideo when the bytes are no video: they never
-    replace `dest`, and are kept at `<dest>.rejected` to be looked at (a body past `max_bytes`
-    is not kept)."""
+    and before it replaces `dest` (to keep whatever `dest` held), given its sha256; `steps`
+    run in the rename's own thread call, around it. Raises UrlExpired, RetryableError (also
+    when the bytes are not all there within `deadline` seconds, however they trickle), or
+    NotAVideo when the bytes are no video: they never replace `dest`, and are kept at
+    `<dest>.rejected` to be looked at (a body past `max_bytes` is not kept)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest, tag)
     sink = _Sink(part)
@@ -83,15 +94,15 @@ async def download(
         if timer.cancelled_caught:
             raise RetryableError(f"download not complete after {deadline:g} s")
         await sink.finish(dest)
-        sha256 = sink.digest.hexdigest()
+        done = Downloaded(dest, sink.digest.hexdigest(), sink.size)
         if make_room is not None:
-            await make_room(sha256)
-        await anyio.to_thread.run_sync(_install, part, dest)
+            await make_room(done.sha256)
+        await anyio.to_thread.run_sync(_install_with, part, done, steps)
     except BaseException:
         await sink.aclose()
         part.unlink(missing_ok=True)
         raise
-    return Downloaded(dest, sha256, sink.size)
+    return done
 
 
 def local_video_url(path: str, sha256: str) -> str:
@@ -104,31 +115,35 @@ async def copy_verified(
     dest: Path,
     make_room: Callable[[str], Awaitable[None]] | None = None,
     tag: str = "",
+    steps: InstallSteps | None = None,
 ) -> Downloaded:
     """Take the video a `local_video_url` names into `dest` as a download would: hard-linked
     (copied and synced across file systems) to `<dest>.part`, its sha256 checked against the
-    one the URL carries, then renamed into place. UrlExpired when the file is gone or is no
-    longer those bytes (the task's own URL is asked for instead)."""
+    one the URL carries, then renamed into place (`steps` around the rename, as `download`'s).
+    UrlExpired when the file is gone or is no longer those bytes (the task's own URL is asked
+    for instead)."""
     location, _, digest = url.partition("#sha256=")
     source = Path(urlsplit(location).path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest, tag)
     try:
-        await anyio.to_thread.run_sync(_link_or_copy, source, part)
-        found = await anyio.to_thread.run_sync(file_sha256, part)
+        found, size = await anyio.to_thread.run_sync(_linked_with_digest, source, part)
         if found != digest:
             raise UrlExpired(f"the video at {source} is no longer the one its run recorded")
+        done = Downloaded(dest, found, size)
         if make_room is not None:
             await make_room(found)
-        await anyio.to_thread.run_sync(_install, part, dest)
+        await anyio.to_thread.run_sync(_install_with, part, done, steps)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    return Downloaded(dest, found, part_size(dest))
+    return done
 
 
-def part_size(path: Path) -> int:
-    return path.stat().st_size
+def _linked_with_digest(source: Path, part: Path) -> tuple[str, int]:
+    """`source` linked (or copied) to `part`; the part's sha256 and size."""
+    _link_or_copy(source, part)
+    return file_sha256(part), part.stat().st_size
 
 
 def _link_or_copy(source: Path, part: Path) -> None:
@@ -350,6 +365,14 @@ def _refuse_other_files(part: Path, dest: Path, size: int) -> None:
 def _sync_file(out: BinaryIO) -> None:
     out.flush()
     os.fsync(out.fileno())
+
+
+def _install_with(part: Path, done: Downloaded, steps: InstallSteps | None) -> None:
+    if steps is not None and steps.before is not None:
+        steps.before(done.sha256)
+    _install(part, done.path)
+    if steps is not None and steps.after is not None:
+        steps.after(done)
 
 
 def _install(part: Path, dest: Path) -> None:
