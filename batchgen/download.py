@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import anyio
@@ -51,6 +51,16 @@ class Downloaded:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class InstallSteps:
+    """Blocking steps a caller has done in the thread call that renames a checked video into
+    place, so that they cost the event loop no hop of their own: `before` (given the new
+    video's sha256) just before the rename, `after` once the rename is durable."""
+
+    before: Callable[[str], None] | None = None
+    after: Callable[[Downloaded], None] | None = None
+
+
 def part_path(path: Path, tag: str = "") -> Path:
     """Where `path` is written before it is complete; `tag` (a worker's own, when several
     processes of one run may fetch the same video) keeps their bytes apart."""
@@ -64,49 +74,35 @@ async def download(
     *,
     resume_tries: int = 3,
     make_room: Callable[[str], Awaitable[None]] | None = None,
+    steps: InstallSteps | None = None,
     max_bytes: int | None = None,
     deadline: float | None = None,
     tag: str = "",
 ) -> Downloaded:
     """Fetch `url` into `dest` atomically. `make_room` runs once the complete file is synced
-    and before it replaces `dest` (to keep whatever `dest` held), given its sha256. Raises
-    UrlExpired, RetryableError (also when the bytes are not all there within `deadline`
-    seconds, however they trickle), or NotAVideo when the bytes are no video: they never
-    replace `dest`, and are kept at `<dest>.rejected` to be looked at (a body past `max_bytes`
-    is not kept)."""
+    and before it replaces `dest` (to keep whatever `dest` held), given its sha256; `steps`
+    run in the rename's own thread call, around it. Raises UrlExpired, RetryableError (also
+    when the bytes are not all there within `deadline` seconds, however they trickle), or
+    NotAVideo when the bytes are no video: they never replace `dest`, and are kept at
+    `<dest>.rejected` to be looked at (a body past `max_bytes` is not kept)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest, tag)
-    digest = hashlib.sha256()
-    written = 0
-    expected: int | None = None
+    sink = _Sink(part)
     try:
-        # Creating a file can wait on the journal behind other downloads' fsyncs: not on the loop.
-        with await anyio.to_thread.run_sync(open, part, "w+b") as out:
-            with anyio.move_on_after(math.inf if deadline is None else deadline) as timer:
-                for _ in range(resume_tries + 1):
-                    try:
-                        expected, written = await _fetch_into(
-                            http, url, out, digest, written, expected, max_bytes
-                        )
-                    except _ShortRead as short:
-                        written = short.written
-                        if not short.resumable:
-                            raise RetryableError(short.message) from None
-                        continue
-                    break
-                else:
-                    raise RetryableError(f"download still short after {resume_tries} resumes")
-            if timer.cancelled_caught:
-                raise RetryableError(f"download not complete after {deadline:g} s")
-            await anyio.to_thread.run_sync(_sync_file, out)
-        await anyio.to_thread.run_sync(_refuse_other_files, part, dest, written)
+        with anyio.move_on_after(math.inf if deadline is None else deadline) as timer:
+            await _fetch_resuming(http, url, sink, resume_tries, max_bytes)
+        if timer.cancelled_caught:
+            raise RetryableError(f"download not complete after {deadline:g} s")
+        await sink.finish(dest)
+        done = Downloaded(dest, sink.digest.hexdigest(), sink.size)
         if make_room is not None:
-            await make_room(digest.hexdigest())
-        await anyio.to_thread.run_sync(_install, part, dest)
+            await make_room(done.sha256)
+        await anyio.to_thread.run_sync(_install_with, part, done, steps)
     except BaseException:
+        await sink.aclose()
         part.unlink(missing_ok=True)
         raise
-    return Downloaded(dest, digest.hexdigest(), written)
+    return done
 
 
 def local_video_url(path: str, sha256: str) -> str:
@@ -119,31 +115,35 @@ async def copy_verified(
     dest: Path,
     make_room: Callable[[str], Awaitable[None]] | None = None,
     tag: str = "",
+    steps: InstallSteps | None = None,
 ) -> Downloaded:
     """Take the video a `local_video_url` names into `dest` as a download would: hard-linked
     (copied and synced across file systems) to `<dest>.part`, its sha256 checked against the
-    one the URL carries, then renamed into place. UrlExpired when the file is gone or is no
-    longer those bytes (the task's own URL is asked for instead)."""
+    one the URL carries, then renamed into place (`steps` around the rename, as `download`'s).
+    UrlExpired when the file is gone or is no longer those bytes (the task's own URL is asked
+    for instead)."""
     location, _, digest = url.partition("#sha256=")
     source = Path(urlsplit(location).path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest, tag)
     try:
-        await anyio.to_thread.run_sync(_link_or_copy, source, part)
-        found = await anyio.to_thread.run_sync(file_sha256, part)
+        found, size = await anyio.to_thread.run_sync(_linked_with_digest, source, part)
         if found != digest:
             raise UrlExpired(f"the video at {source} is no longer the one its run recorded")
+        done = Downloaded(dest, found, size)
         if make_room is not None:
             await make_room(found)
-        await anyio.to_thread.run_sync(_install, part, dest)
+        await anyio.to_thread.run_sync(_install_with, part, done, steps)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    return Downloaded(dest, found, part_size(dest))
+    return done
 
 
-def part_size(path: Path) -> int:
-    return path.stat().st_size
+def _linked_with_digest(source: Path, part: Path) -> tuple[str, int]:
+    """`source` linked (or copied) to `part`; the part's sha256 and size."""
+    _link_or_copy(source, part)
+    return file_sha256(part), part.stat().st_size
 
 
 def _link_or_copy(source: Path, part: Path) -> None:
@@ -162,89 +162,144 @@ def _link_or_copy(source: Path, part: Path) -> None:
 
 
 class _ShortRead(Exception):
-    def __init__(self, message: str, written: int, resumable: bool) -> None:
+    def __init__(self, message: str, resumable: bool) -> None:
         super().__init__(message)
         self.message = message
-        self.written = written
         self.resumable = resumable
+
+
+async def _fetch_resuming(
+    http: httpx.AsyncClient,
+    url: str,
+    sink: _Sink,
+    resume_tries: int,
+    max_bytes: int | None,
+) -> None:
+    """The whole body of `url` into `sink`, a short read resumed with a Range request from
+    where its bytes end, up to `resume_tries` times."""
+    expected: int | None = None
+    for _ in range(resume_tries + 1):
+        try:
+            expected = await _fetch_into(http, url, sink, expected, max_bytes)
+        except _ShortRead as short:
+            if not short.resumable:
+                raise RetryableError(short.message) from None
+            continue
+        return
+    raise RetryableError(f"download still short after {resume_tries} resumes")
 
 
 async def _fetch_into(
     http: httpx.AsyncClient,
     url: str,
-    out: BinaryIO,
-    digest: hashlib._Hash,
-    offset: int,
+    sink: _Sink,
     expected: int | None,
     max_bytes: int | None = None,
-) -> tuple[int | None, int]:
+) -> int | None:
+    """The rest of the body (from `sink.size` on) into `sink`; its whole length, if known."""
+    offset = sink.size
     headers = {"Range": f"bytes={offset}-"} if offset else {}
-    written = offset
     try:
-        async with http.stream("GET", url, headers=headers) as response, _Sink(out, digest) as sink:
+        async with http.stream("GET", url, headers=headers) as response:
             _check_status(response, offset)
             if expected is None:
                 expected = _content_length(response)
             _refuse_size(expected or 0, max_bytes)
             async for chunk in response.aiter_raw():
-                _refuse_size(written + len(chunk), max_bytes)
+                _refuse_size(sink.size + len(chunk), max_bytes)
                 await sink.write(chunk)
-                written += len(chunk)
     except httpx.HTTPError as exc:
-        raise _ShortRead(f"download interrupted ({type(exc).__name__})", written, True) from None
-    if expected is not None and written != expected:
-        raise _ShortRead(f"download short: {written} of {expected} bytes", written, True)
-    return expected, written
+        raise _ShortRead(f"download interrupted ({type(exc).__name__})", True) from None
+    if expected is not None and sink.size != expected:
+        raise _ShortRead(f"download short: {sink.size} of {expected} bytes", True)
+    return expected
 
 
 class _Sink:
-    """Writes and hashes in a worker thread, a batch of BATCH bytes at a time, while the next
-    batch arrives (one batch in flight); the chunks are handed over as they came, not joined.
-    Every byte given to `write` is stored, even when the block exits with an error (a resumed
-    download starts where the file ends); a write that fails (a full disk) raises its OSError
-    here."""
+    """The `.part` a download's bytes go to, hashed as they are written. Bytes are held until
+    BATCH of them have come, then written and hashed in a worker thread while the next batch
+    arrives (one batch in flight; the file is created by the first), the chunks handed over as
+    they came, not joined. `finish` writes the rest, fsyncs and closes the file and looks at
+    its first bytes, in one thread call: a body smaller than BATCH (most videos) costs the
+    event loop that one hop. Every byte given to `write` is kept for the file (a resumed
+    download goes on from the last of them); a write that fails (a full disk) raises its
+    OSError in `write` or `finish`."""
 
-    def __init__(self, out: BinaryIO, digest: hashlib._Hash) -> None:
-        self.out = out
-        self.digest = digest
+    def __init__(self, part: Path) -> None:
+        self.part = part
+        self.digest = hashlib.sha256()
+        self.size = 0  # bytes given to `write`
+        self._out: BinaryIO | None = None
         self._batch: list[bytes] = []
-        self._size = 0
-        self._writing: Future[None] | None = None
-
-    async def __aenter__(self) -> _Sink:
-        return self
+        self._batched = 0
+        self._writing: Future[BinaryIO] | None = None
 
     async def write(self, chunk: bytes) -> None:
         self._batch.append(chunk)
-        self._size += len(chunk)
-        if self._size >= BATCH:
-            await self._flush()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        with anyio.CancelScope(shield=True):
-            await self._flush()
+        self._batched += len(chunk)
+        self.size += len(chunk)
+        if self._batched >= BATCH:
             await self._written()
+            self._writing = _WRITERS.submit(self._store, self._taken())
 
-    async def _flush(self) -> None:
-        if not self._batch:
-            return
-        batch, self._batch, self._size = self._batch, [], 0
-        await self._written()
-        self._writing = _WRITERS.submit(self._store, batch)
+    async def finish(self, dest: Path) -> None:
+        """Every byte in the file, synced; NotAVideo (the file kept at `<dest>.rejected`)
+        unless its first bytes are a video's."""
+        await anyio.to_thread.run_sync(self._finish, self._taken(), dest)
+
+    async def aclose(self) -> None:
+        """After an error: the batch in flight let finish, and the file closed."""
+        if self._writing is not None or self._out is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._close)
 
     async def _written(self) -> None:
-        """Wait for the batch in flight; its error, if any, is raised here."""
+        """Wait for the batch in flight (off the loop unless it is done); its error is raised
+        here."""
+        pending, self._writing = self._writing, None
+        if pending is not None and not pending.done():
+            await anyio.to_thread.run_sync(pending.result)
+        elif pending is not None:
+            pending.result()
+
+    def _taken(self) -> list[bytes]:
+        batch, self._batch, self._batched = self._batch, [], 0
+        return batch
+
+    def _finish(self, batch: list[bytes], dest: Path) -> None:
+        self._wait_writing()
+        out = self._store(batch)
+        _sync_file(out)
+        self._close()
+        _refuse_other_files(self.part, dest, self.size)
+
+    def _close(self) -> None:
+        try:
+            self._wait_writing()
+        finally:
+            out, self._out = self._out, None
+            if out is not None:
+                out.close()
+
+    def _wait_writing(self) -> None:
         pending, self._writing = self._writing, None
         if pending is not None:
-            await anyio.to_thread.run_sync(pending.result)
+            pending.result()
 
-    def _store(self, batch: list[bytes]) -> None:
-        start = self.out.tell()
-        self.out.writelines(batch)
-        self.out.flush()
-        _start_writeback(self.out.fileno(), start, self.out.tell() - start)
+    def _store(self, batch: list[bytes]) -> BinaryIO:
+        out = self._out or self._create()
+        start = out.tell()
+        out.writelines(batch)
+        out.flush()
+        _start_writeback(out.fileno(), start, out.tell() - start)
         for chunk in batch:
             self.digest.update(chunk)
+        return out
+
+    def _create(self) -> BinaryIO:
+        # Creating a file can wait on the journal behind other downloads' fsyncs: not on the loop.
+        self._out = open(self.part, "w+b")  # noqa: SIM115 (closed by `_close`, or on an error)
+        return self._out
 
 
 def _writeback_call() -> Callable[[int, int, int], None] | None:
@@ -284,9 +339,9 @@ def _check_status(response: httpx.Response, offset: int) -> None:
     if status in (403, 404, 410):
         raise UrlExpired(f"video URL answered HTTP {status}", http_status=status)
     if offset and status != 206:
-        raise _ShortRead("the server does not resume downloads (no Range support)", 0, False)
+        raise _ShortRead("the server does not resume downloads (no Range support)", False)
     if status >= 400 or (not offset and status != 200):
-        raise _ShortRead(f"video URL answered HTTP {status}", offset, False)
+        raise _ShortRead(f"video URL answered HTTP {status}", False)
 
 
 def _content_length(response: httpx.Response) -> int | None:
@@ -310,6 +365,14 @@ def _refuse_other_files(part: Path, dest: Path, size: int) -> None:
 def _sync_file(out: BinaryIO) -> None:
     out.flush()
     os.fsync(out.fileno())
+
+
+def _install_with(part: Path, done: Downloaded, steps: InstallSteps | None) -> None:
+    if steps is not None and steps.before is not None:
+        steps.before(done.sha256)
+    _install(part, done.path)
+    if steps is not None and steps.after is not None:
+        steps.after(done)
 
 
 def _install(part: Path, dest: Path) -> None:

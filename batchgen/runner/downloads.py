@@ -19,7 +19,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from batchgen import output
-from batchgen.download import Downloaded, copy_verified, download, part_path
+from batchgen.download import Downloaded, InstallSteps, copy_verified, download, part_path
 from batchgen.errors import (
     AccountError,
     LeaseLost,
@@ -143,40 +143,33 @@ class Downloader:
             else output.video_path(ctx.run_dir, job.row_id)
         )
         relative = dest.relative_to(ctx.run_dir).as_posix()
-
-        holding = False
-        checks: list[VideoCheck] = []
+        install = _Install(job, ctx.run_dir, relative)
 
         async def make_room(new_sha256: str) -> None:
-            nonlocal holding
             # The complete, synced part is judged before the lock: videos are checked at once.
             part = part_path(dest, ctx.part_tag)
             image_size = ctx.store.inputs.image_size
-            checks.append(await self.checks.check_download(job.request, part, image_size))
+            install.check = await self.checks.check_download(job.request, part, image_size)
             await self._installing.acquire(relative)
-            holding = True
+            install.holding = True
             await self._keep_earlier_videos(job, relative)
-            kept = await anyio.to_thread.run_sync(
-                output.keep_paid_file, ctx.run_dir, relative, new_sha256
-            )
-            if kept is not None:
-                ctx.emit(Notice(f"{job.row_id}: kept the paid video found at {relative} as {kept}"))
 
         try:
             local = job.reused_from is not None and url.startswith("file:")
-            result = await self._download(url, dest, make_room, local=local)
-            (check,) = checks
+            result = await self._download(url, dest, make_room, install.steps(), local=local)
+            if install.kept is not None:
+                kept = f"{job.row_id}: kept the paid video found at {relative} as {install.kept}"
+                ctx.emit(Notice(kept))
+            check = install.checked()
             ctx.store.checks.record(
                 job.job_id, result.sha256, check.probe.as_json(), check.findings_json()
             )
-            job = await self._fetch_watermarked(job, dest)
-            entry = output.sidecar(job, relative, result.sha256, result.size, check.as_json())
-            await anyio.to_thread.run_sync(
-                output.write_json_atomic, dest.with_suffix(".json"), entry
-            )
+            if job.watermark_url:  # the sidecar names the copy: it is written once that is there
+                job = await self._fetch_watermarked(job, dest)
+                await anyio.to_thread.run_sync(install.write_sidecar, result, job)
             ctx.record(job, Done(relative, result.sha256, result.size, ctx.wall()))
         finally:
-            if holding:
+            if install.holding:
                 self._installing.release(relative)
 
     async def _download(
@@ -184,6 +177,7 @@ class Downloader:
         url: str,
         dest: Path,
         make_room: Callable[[str], Awaitable[None]] | None = None,
+        steps: InstallSteps | None = None,
         *,
         local: bool = False,
     ) -> Downloaded:
@@ -191,13 +185,14 @@ class Downloader:
         another run of the account downloaded, `copy_verified`)."""
         tag = self.ctx.part_tag
         if local:
-            return await copy_verified(url, dest, make_room, tag)
+            return await copy_verified(url, dest, make_room, tag, steps)
         config = self.ctx.config
         return await download(
             self.ctx.downloads,
             url,
             dest,
             make_room=make_room,
+            steps=steps,
             max_bytes=config.max_video_bytes,
             deadline=config.download_deadline,
             tag=tag,
@@ -255,6 +250,42 @@ def _videos_not_intact(run_dir: Path, done: list[DoneVideo]) -> list[str]:
         if not intact:
             gone.append(job_id)
     return gone
+
+
+class _Install:
+    """What installing one job's video takes beside the rename, done in the rename's own
+    thread call (download.InstallSteps): a paid file the state does not know moved aside first
+    (output.keep_paid_file), the sidecar written after, unless a watermarked copy is still to
+    come (it is named in the sidecar, which then waits for it)."""
+
+    def __init__(self, job: JobRecord, run_dir: Path, relative: str) -> None:
+        self.job = job
+        self.run_dir = run_dir
+        self.relative = relative
+        self.check: VideoCheck | None = None  # the QA check of the synced part
+        self.holding = False  # the path's install lock
+        self.kept: str | None = None  # where a paid file found at the path was kept
+
+    def steps(self) -> InstallSteps:
+        after = None if self.job.watermark_url else self._sidecar_of_job
+        return InstallSteps(before=self.keep_paid_file, after=after)
+
+    def checked(self) -> VideoCheck:
+        if self.check is None:
+            raise AssertionError("a video was installed unchecked")
+        return self.check
+
+    def keep_paid_file(self, new_sha256: str) -> None:
+        self.kept = output.keep_paid_file(self.run_dir, self.relative, new_sha256)
+
+    def write_sidecar(self, result: Downloaded, job: JobRecord) -> None:
+        entry = output.sidecar(
+            job, self.relative, result.sha256, result.size, self.checked().as_json()
+        )
+        output.write_json_atomic(result.path.with_suffix(".json"), entry)
+
+    def _sidecar_of_job(self, result: Downloaded) -> None:
+        self.write_sidecar(result, self.job)
 
 
 class _Installing:
