@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
-from batchgen.errors import NotAVideo, RetryableError, UrlExpired
+from batchgen.errors import NotAVideo, RetryableError, UrlExpired, VideoTooLarge
 from batchgen.media.sniff import container_of, describe_other, read_head
 
 CHUNK = 1 << 20  # bytes read at a time from a file being hashed
@@ -328,7 +328,7 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
 
 def _refuse_size(size: int, max_bytes: int | None) -> None:
     if max_bytes is not None and size > max_bytes:
-        raise NotAVideo(
+        raise VideoTooLarge(
             f"the video URL serves more than {max_bytes / 2**20:g} MB, the most a video of this "
             "run may be (--max-video-mb): not kept"
         )

@@ -33,6 +33,7 @@ BatchgenError                 exit 1 unless a subclass says otherwise
     ├── Unsupported           the provider does not offer this call (a list, a look-up)
     ├── UrlExpired            a video URL answered 403/404/410: ask for a fresh one
     ├── NotAVideo             a video URL served something else (an HTML page with 200...)
+    │   └── VideoTooLarge     ... or more than the run's --max-video-mb: it waits for a larger cap
     ├── AccountError          exit 3: credentials, balance, permission, IP whitelist
     └── ProviderUnreachable   exit 3: the API cannot be reached or is not where --base-url says
 """
@@ -266,6 +267,11 @@ class UrlExpired(ProviderError):
 
 class NotAVideo(ProviderError):
     """The URL served something that is not a video (an HTML page with status 200...)."""
+
+
+class VideoTooLarge(NotAVideo):
+    """The URL serves more bytes than a video of this run may have (--max-video-mb): no other
+    URL of the task serves fewer, so the run leaves the job until the cap is raised."""
 
 
 class AccountError(ProviderError):

@@ -30,6 +30,7 @@ from batchgen.errors import (
     TaskNotFound,
     ThrottledError,
     UrlExpired,
+    VideoTooLarge,
 )
 from batchgen.events import Notice
 from batchgen.media import CheckWorkers, VideoCheck
@@ -49,6 +50,7 @@ from batchgen.status import JobStatus
 
 DONE_CHECK_BATCH = 2000
 MISSING = "video missing or changed; downloading again"
+TOO_LARGE = "too_large"  # error kind of a video past --max-video-mb, left for a larger cap
 
 
 class Downloader:
@@ -97,6 +99,12 @@ class Downloader:
                 return
             except UrlExpired:
                 ctx.record(job_id, VideoUrl(None))
+            except VideoTooLarge as error:
+                # Paid, and the same size from any URL of the task: it waits for a run with a
+                # larger --max-video-mb rather than being fetched again in this one.
+                job = ctx.record(job_id, Waiting(0, error.describe(), TOO_LARGE))
+                ctx.emit(Notice(f"{job.row_id}: {error}; raise it and run again", "warning"))
+                return
             except NotAVideo as error:
                 # Paid, and still at the provider: it stays downloading, from a fresh URL.
                 job = ctx.record(job_id, Waiting(0, error.describe(), "not_a_video"))

@@ -155,9 +155,10 @@ def test_a_price_file_that_is_no_file_is_refused_at_once(tmp_path, capsys, speci
 
 
 def test_a_video_larger_than_the_cap_is_refused_and_nothing_of_it_kept(tmp_path, capsys):
-    """Videos of 3 MB under --max-video-mb 1: not kept (no .part, no file past 1 MB), the
-    jobs left to download, exit 1 saying why; without the cap the same command finishes,
-    each job paid once."""
+    """Videos of 3 MB under --max-video-mb 1: not kept (no .part, no file past 1 MB), each
+    fetched once (any URL of the task serves as much: no retry in the run), the jobs left to
+    download, exit 1 saying why; without the cap the same command finishes, each job paid
+    once."""
     manifest = write_manifest(tmp_path, 2)
     out = tmp_path / "out"
     with simulator(video_bytes=3_000_000) as sim:
@@ -165,6 +166,7 @@ def test_a_video_larger_than_the_cap_is_refused_and_nothing_of_it_kept(tmp_path,
         assert run_cli("run", manifest, "-o", out, *cap, base_url=sim.base_url) == 1
         err = capsys.readouterr().err
         files = list((out / "batch").rglob("*"))
+        assert sim.stats()["downloads_started"] == 2
         assert run_cli("run", manifest, "-o", out, base_url=sim.base_url) == 0
         accepted = sim.stats()["submissions_per_external_id"]
     assert "more than 1 MB" in err and "Traceback" not in err
