@@ -97,7 +97,7 @@ async def download(
         done = Downloaded(dest, sink.digest.hexdigest(), sink.size)
         if make_room is not None:
             await make_room(done.sha256)
-        await anyio.to_thread.run_sync(_install_with, part, done, steps)
+        await anyio.to_thread.run_sync(_install, part, done, steps)
     except BaseException:
         await sink.aclose()
         part.unlink(missing_ok=True)
@@ -133,7 +133,7 @@ async def copy_verified(
         done = Downloaded(dest, found, size)
         if make_room is not None:
             await make_room(found)
-        await anyio.to_thread.run_sync(_install_with, part, done, steps)
+        await anyio.to_thread.run_sync(_install, part, done, steps)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -367,20 +367,17 @@ def _sync_file(out: BinaryIO) -> None:
     os.fsync(out.fileno())
 
 
-def _install_with(part: Path, done: Downloaded, steps: InstallSteps | None) -> None:
-    if steps is not None and steps.before is not None:
+def _install(part: Path, done: Downloaded, steps: InstallSteps | None) -> None:
+    """Rename the complete file into place and make the rename durable, `steps` around it; a
+    page an earlier download of it was refused for goes."""
+    steps = steps or InstallSteps()
+    if steps.before is not None:
         steps.before(done.sha256)
-    _install(part, done.path)
-    if steps is not None and steps.after is not None:
+    os.replace(part, done.path)
+    rejected_path(done.path).unlink(missing_ok=True)
+    sync_folder(done.path.parent)
+    if steps.after is not None:
         steps.after(done)
-
-
-def _install(part: Path, dest: Path) -> None:
-    """Rename the complete file into place and make the rename durable; a page an earlier
-    download of it was refused for goes."""
-    os.replace(part, dest)
-    rejected_path(dest).unlink(missing_ok=True)
-    sync_folder(dest.parent)
 
 
 def sync_folder(folder: Path) -> None:

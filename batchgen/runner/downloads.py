@@ -173,7 +173,7 @@ class Downloader:
                 job.job_id, result.sha256, check.probe.as_json(), check.findings_json()
             )
             if job.watermark_url:  # the sidecar names the copy: it is written once that is there
-                job = await self._fetch_watermarked(job, dest)
+                job = await self._fetch_watermarked(job, job.watermark_url, dest)
                 await anyio.to_thread.run_sync(install.write_sidecar, result, job)
             ctx.record(job, Done(relative, result.sha256, result.size, ctx.wall()))
         finally:
@@ -206,13 +206,11 @@ class Downloader:
             tag=tag,
         )
 
-    async def _fetch_watermarked(self, job: JobRecord, dest: Path) -> JobRecord:
-        """The watermarked copy beside the video, where the request asked for one and the
-        provider gave its URL; the job as it then is."""
-        if not job.watermark_url:
-            return job
+    async def _fetch_watermarked(self, job: JobRecord, url: str, dest: Path) -> JobRecord:
+        """The watermarked copy (the provider's `url` for it) beside the video; the job as it
+        then is."""
         copy = output.watermarked_path(dest)
-        await self._download(job.watermark_url, copy)
+        await self._download(url, copy)
         relative = copy.relative_to(self.ctx.run_dir).as_posix()
         return self.ctx.record(job, WatermarkSaved(relative))
 
