@@ -38,6 +38,7 @@ from batchgen.state.leases import DEFAULT_LEASE_SECONDS
 from batchgen.state.ledger import Ledger
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
+from batchgen.wire import download_client
 
 T = TypeVar("T")
 MAX_PROBLEMS = 200
@@ -75,11 +76,8 @@ async def provider_clients(settings: Settings) -> AsyncIterator[tuple[Provider, 
         max_connections=API_CONNECTIONS,
         limiter=limiter,
     )
-    downloads = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.request_timeout * 4, connect=10.0),
-        follow_redirects=True,
-        limits=httpx.Limits(max_connections=settings.download_workers),
-        trust_env=False,
+    downloads = download_client(
+        httpx.Timeout(settings.request_timeout * 4, connect=10.0), settings.download_workers
     )
     async with downloads:
         try:

@@ -26,6 +26,7 @@ import sys, time, anyio, httpx
 from pathlib import Path
 from batchgen import download as module
 from batchgen.pipeline import run_async
+from batchgen.wire import download_client
 
 durable = [0.0]
 def timed(fn):
@@ -39,7 +40,7 @@ def timed(fn):
 module._sync_file, module._install = timed(module._sync_file), timed(module._install)
 
 async def main(url, dest):
-    async with httpx.AsyncClient(timeout=120) as client:
+    async with download_client(httpx.Timeout(120), 1) as client:
         started = time.monotonic()
         result = await module.download(client, url, Path(dest))
         print(time.monotonic() - started, result.size, durable[0])

@@ -39,6 +39,7 @@ from PIL import Image
 from batchgen.download import download
 from batchgen.media import CheckWorkers, Expected, check_video, findings, probe_video
 from batchgen.pipeline import run_async
+from batchgen.wire import download_client
 
 TRIES = 5
 MB = 2**20
@@ -93,7 +94,7 @@ def every_frame_check(path: Path, expected: Expected) -> None:
 
 def timed_download(url: str, dest: Path) -> float:
     async def fetch() -> None:
-        async with httpx.AsyncClient(timeout=120) as client:
+        async with download_client(httpx.Timeout(120), 1) as client:
             await download(client, url, dest)
 
     return median_seconds(lambda: run_async(fetch))

@@ -13,6 +13,7 @@ import pytest
 
 from batchgen.download import PART_SUFFIX, download
 from batchgen.errors import RetryableError, UrlExpired
+from batchgen.wire import download_client
 from tests.conftest import make_images, simulator
 
 
@@ -31,7 +32,7 @@ def video_url(base_url: str, image: bytes) -> str:
 
 def fetch(url: str, dest):
     async def go():
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with download_client(httpx.Timeout(30), 4) as client:
             return await download(client, url, dest)
 
     return anyio.run(go)
@@ -51,6 +52,25 @@ def test_a_large_video_arrives_byte_for_byte_with_its_digest(tmp_path, image):
     assert result.sha256 == hashlib.sha256(expected).hexdigest()
     assert result.size == len(expected) > 5 * 2**20 - 1024
     assert not list((tmp_path / "out").glob(f"*{PART_SUFFIX}"))
+
+
+def test_the_download_client_takes_a_video_off_the_socket_in_pieces_past_64_kib(image):
+    """httpcore alone reads 64 KiB at a time; the download client's reads are wider (wire.py),
+    and the bytes are the same."""
+
+    async def chunks(url: str) -> list[bytes]:
+        async with (
+            download_client(httpx.Timeout(30), 1) as client,
+            client.stream("GET", url) as response,
+        ):
+            return [chunk async for chunk in response.aiter_raw()]
+
+    with simulator(video_bytes=8 * 2**20) as sim:
+        url = video_url(sim.base_url, image)
+        expected = httpx.get(url).content
+        got = anyio.run(chunks, url)
+    assert b"".join(got) == expected
+    assert max(map(len, got)) > 64 * 1024
 
 
 def test_downloads_always_cut_short_give_up_leaving_nothing(tmp_path, image):
