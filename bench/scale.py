@@ -12,6 +12,10 @@ Each step runs the real command in a child process; the simulator runs in anothe
 when the first create arrives. `--keep DIR` builds in DIR (new or empty) and leaves the run
 there; `--status-only DIR` then times the status step alone on that run, as the full bench
 does (the plan and load steps take minutes at 1,000,000 rows).
+
+`--postgres` keeps the run's state in PostgreSQL instead (`--database`, a throw-away server
+of Debian's binaries in a temporary folder, as the tests start it): the same steps, the bare
+count asked of the server by a bare Python process with psycopg.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.postgres: its server
 
 from common import figure, simulator_process, stats, write_csv_manifest
 
@@ -37,6 +42,12 @@ BARE_COUNT = (
     "import sqlite3, sys\n"
     "db = sqlite3.connect(sys.argv[1])\n"
     "print(db.execute('SELECT status, count(*) FROM jobs GROUP BY status').fetchall())\n"
+)
+BARE_PG_COUNT = (
+    "import psycopg, sys\n"
+    "with psycopg.connect(sys.argv[1]) as db:\n"
+    "    print(db.execute('SELECT status, count(*) FROM run_bench.jobs GROUP BY status')"
+    ".fetchall())\n"
 )
 
 
@@ -68,28 +79,41 @@ def until_first_create(args: list[str], cwd: Path, url: str) -> tuple[float, flo
     return first, usage.ru_maxrss / 1024
 
 
-def mark_done_but_last(run_dir: Path, left: int) -> int:
+MARK_DONE = (
+    "UPDATE jobs SET status = 'done', output_path = 'videos/shared.mp4', bytes = 4096, "
+    "sha256 = '' WHERE status = 'pending' AND seq <= {last}"
+)
+
+
+def mark_done_but_last(run_dir: Path, left: int, database: str | None = None) -> int:
     """Make the state look like a run killed near its end: every pending job but the last
     `left` done, its video one shared real file (so the resume's check of done videos passes)."""
     video = run_dir / "videos" / "shared.mp4"
     video.parent.mkdir(parents=True, exist_ok=True)
     video.write_bytes(b"\0" * 4096)
+    if database is not None:
+        import psycopg
+
+        with psycopg.connect(database) as pg:
+            pg.execute("SET search_path TO run_bench")
+            (last,) = pg.execute("SELECT max(seq) FROM jobs").fetchone() or (0,)
+            return pg.execute(MARK_DONE.format(last=int(last) - left)).rowcount
     with sqlite3.connect(run_dir / "state.sqlite") as db:
         (last,) = db.execute("SELECT max(seq) FROM jobs").fetchone()
-        changed = db.execute(
-            "UPDATE jobs SET status = 'done', output_path = 'videos/shared.mp4', bytes = 4096, "
-            "sha256 = '' WHERE status = 'pending' AND seq <= ?",
-            (last - left,),
-        ).rowcount
+        changed = db.execute(MARK_DONE.format(last=int(last) - left)).rowcount
     return int(changed)
 
 
-def status_step(folder: Path) -> tuple[float, float]:
+def status_step(folder: Path, database: str | None = None) -> tuple[float, float]:
     """(wall seconds of `batchgen status` on the run in `folder`, of the bare count)."""
-    status_s, _, code = timed([*BATCHGEN, "status", str(RUN_DIR)], folder)
+    on = [] if database is None else ["--database", database]
+    status_s, _, code = timed([*BATCHGEN, "status", str(RUN_DIR), *on], folder)
     assert code == 0, code
-    state = str(RUN_DIR / "state.sqlite")
-    bare_s, _, code = timed([sys.executable, "-c", BARE_COUNT, state], folder)
+    if database is None:
+        bare = [sys.executable, "-c", BARE_COUNT, str(RUN_DIR / "state.sqlite")]
+    else:
+        bare = [sys.executable, "-c", BARE_PG_COUNT, database]
+    bare_s, _, code = timed(bare, folder)
     assert code == 0, code
     return status_s, bare_s
 
@@ -99,20 +123,23 @@ def status_figure(status_s: float, bare_s: float) -> None:
     print("  (baseline: a bare Python process counting the jobs with one GROUP BY)")
 
 
-def build_and_time(folder: Path, rows: int) -> None:
-    """Every step on a new `rows`-row manifest in `folder`; prints every figure."""
+def build_and_time(folder: Path, rows: int, database: str | None = None) -> None:
+    """Every step on a new `rows`-row manifest in `folder` (the state on `database` if given);
+    prints every figure."""
     manifest = write_csv_manifest(folder, rows)
-    print(f"{rows:,} rows; manifest {manifest.stat().st_size / 2**20:.0f} MB")
+    where = "a state file" if database is None else "PostgreSQL"
+    print(f"{rows:,} rows; manifest {manifest.stat().st_size / 2**20:.0f} MB; state in {where}")
     plan_s, plan_mb, code = timed([*BATCHGEN, "plan", str(manifest)], folder)
     assert code == 0, code
     with simulator_process(latency=(1.0, 1.0), slots=8, seed=4) as url:
         run = [*BATCHGEN, "run", str(manifest), "--base-url", url, "--api-key", "sk-b"]
         run += ["--concurrency", "8", "--no-progress"]
+        run += [] if database is None else ["--database", database]
         load_s, load_mb = until_first_create(run, folder, url)
         resume_s, resume_mb = until_first_create(run, folder, url)
-        done = mark_done_but_last(folder / RUN_DIR, 1000)
+        done = mark_done_but_last(folder / RUN_DIR, 1000, database)
         late_s, late_mb = until_first_create(run, folder, url)
-    status_s, bare_s = status_step(folder)
+    status_s, bare_s = status_step(folder, database)
     figure("plan: wall", plan_s, "< 60", unit=" s")
     figure("plan: peak RSS", plan_mb, "< 500", unit=" MB")
     figure("first run: start to first create", load_s, "-", unit=" s")
@@ -133,8 +160,20 @@ def main() -> None:
     parser.add_argument(
         "--status-only", type=Path, metavar="DIR", help="time status alone on a --keep folder"
     )
+    parser.add_argument(
+        "--postgres", action="store_true", help="the state in a throw-away PostgreSQL server"
+    )
     args = parser.parse_args()
-    if args.status_only:
+    if args.postgres:
+        if args.keep or args.status_only:
+            parser.error("--postgres builds in a temporary folder: no --keep or --status-only")
+        from tests.postgres import MISSING, binaries, new_database, running_server
+
+        if binaries() is None:
+            parser.error(f"--postgres {MISSING}")
+        with running_server() as server, tempfile.TemporaryDirectory() as tmp:
+            build_and_time(Path(tmp), args.rows, new_database(server))
+    elif args.status_only:
         if not (args.status_only / RUN_DIR / "state.sqlite").is_file():
             parser.error(f"{args.status_only} holds no run that --keep left")
         status_figure(*status_step(args.status_only))
