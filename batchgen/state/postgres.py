@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -48,6 +49,7 @@ IDLE_IN_TRANSACTION_MS = 30_000
 LOCK_CLASS = 0x62670001  # the first key of batchgen's advisory locks ("bg", 1: a run)
 _MIGRATING = 0x62670002  # the first key of the lock held while a schema is migrated
 MAX_NAME = 63  # PostgreSQL's longest identifier, in bytes
+ROWS_AT_ONCE = 2000  # rows of a large query (`rows`) fetched from the server at a time
 
 
 def run_schema(run_name: str) -> str:
@@ -101,6 +103,7 @@ class PostgresDatabase(Database):
         self._conn = conn
         self._url = url
         self.schema = schema
+        self._cursor_numbers = itertools.count()
 
     @classmethod
     def open(
@@ -160,7 +163,28 @@ class PostgresDatabase(Database):
             return self._conn.execute(_pg(sql), params).fetchone()
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:
-        return iter(self.all(sql, params))
+        """The rows as they are iterated, ROWS_AT_ONCE fetched at a time: libpq takes a whole
+        result into memory (every done job of a million-row run, for the index), so the query
+        is a server-side cursor instead. Declared here, as SQLite runs its query at the call;
+        WITH HOLD, so that commits made while it is read (or autocommit) leave it open."""
+        name = f"batchgen_rows_{next(self._cursor_numbers)}"
+        cursor: psycopg.ServerCursor[Row] = self._conn.cursor(name, withhold=True)
+        with self._mapped():
+            cursor.execute(_pg(sql), params)
+        return self._fetched(cursor)
+
+    def _fetched(self, cursor: psycopg.ServerCursor[Row]) -> Iterator[Row]:
+        try:
+            while True:
+                with self._mapped():
+                    batch = cursor.fetchmany(ROWS_AT_ONCE)
+                yield from batch
+                if len(batch) < ROWS_AT_ONCE:
+                    return
+        finally:
+            if not self._conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    cursor.close()  # a caller that stopped early: the server's copy goes too
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._mapped():

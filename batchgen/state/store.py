@@ -305,7 +305,7 @@ class Store:
     def due_pending(self, now: float, limit: int, after_seq: int = -1) -> list[JobRecord]:
         """Pending jobs whose retry time has come, in manifest order after `after_seq`."""
         where = "status = 'pending' AND seq > ? AND not_before <= ? ORDER BY seq LIMIT ?"
-        return list(self._jobs(where, (after_seq, now, limit)))
+        return self._job_list(where, (after_seq, now, limit))
 
     def done_videos(self, after_seq: int, limit: int) -> list[DoneVideo]:
         """(seq, job id, video path, bytes) of done jobs of the manifest, in order after
@@ -322,9 +322,9 @@ class Store:
         (of `owner`, for a worker: those it holds)."""
         if owner is None:
             where = "status = 'submitting' AND not_before <= ? ORDER BY seq"
-            return list(self._jobs(where, (now,)))
+            return self._job_list(where, (now,))
         where = "status = 'submitting' AND not_before <= ? AND owner = ? ORDER BY seq"
-        return list(self._jobs(where, (now, owner)))
+        return self._job_list(where, (now, owner))
 
     def next_not_before(self) -> float | None:
         """The earliest time a pending job may be tried, or None if nothing is pending."""
@@ -344,7 +344,8 @@ class Store:
         return None if row is None else str(row[0])
 
     def find_by_external_id(self, external_id: str) -> JobRecord | None:
-        return next(self._jobs("external_task_id = ?", (external_id,)), None)
+        found = self._job_list("external_task_id = ? LIMIT 1", (external_id,))
+        return found[0] if found else None
 
     def resolve_job_ids(self, names: Sequence[str]) -> list[str]:
         """Job ids for names that are job ids or row ids; unknown names are a StateError."""
@@ -414,7 +415,7 @@ class Store:
 
     def done_at_path(self, output_path: str) -> list[JobRecord]:
         """Done jobs whose video is recorded at `output_path`."""
-        return list(self._jobs("status = 'done' AND output_path = ?", (output_path,)))
+        return self._job_list("status = 'done' AND output_path = ?", (output_path,))
 
     def unknown_in_job_order(self) -> Iterator[JobRecord]:
         """Jobs whose create may have been accepted (any manifest), by job id."""
@@ -445,8 +446,14 @@ class Store:
         return self.db.integrity_ok()
 
     def _jobs(self, where: str, params: Sequence[Any] = ()) -> Iterator[JobRecord]:
+        """The jobs as they are read: for queries that may cover every job."""
         cursor = self.db.rows(f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where}", params)
         return (job_record(row) for row in cursor)
+
+    def _job_list(self, where: str, params: Sequence[Any] = ()) -> list[JobRecord]:
+        """The jobs of a query that finds a few, in one round trip."""
+        rows = self.db.all(f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where}", params)
+        return [job_record(row) for row in rows]
 
 
 def _chosen(where: str, job_ids: Sequence[str] | None) -> tuple[str, list[Any]]:

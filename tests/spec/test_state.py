@@ -316,3 +316,28 @@ def test_both_databases_read_the_same_rows_for_the_same_statements(tmp_path, pos
         expected = filled(lite)
     with Store.open(tmp_path / "a" / "state.sqlite", postgres_url) as pg:
         assert filled(pg) == expected
+
+
+def test_postgres_reads_a_large_query_a_page_at_a_time_across_commits(tmp_path, postgres_url):
+    """A query over every job (the index, the export, verify) comes from the server a page at a
+    time, not whole into memory: read on while jobs change and commit, it gives every row of
+    the moment it was asked; one stopped early leaves no cursor open on the server."""
+    from batchgen.state import postgres
+
+    jobs = [spec(n) for n in range(postgres.ROWS_AT_ONCE * 2 + 7)]
+    with Store.open(tmp_path / "r" / "state.sqlite", postgres_url) as store:
+        store.add_jobs(jobs)
+        store.db.commit()
+        read = []
+        for n, job in enumerate(store.with_status(JobStatus.PENDING)):
+            read.append(job.job_id)
+            if n % 1000 == 0:  # a change, committed, between two pages
+                store.apply(job.job_id, Submitting(f"bg-{n}", 1.0))
+                store.db.commit()
+        assert read == [j.job_id for j in jobs]
+        cursors = "SELECT count(*) FROM pg_cursors"
+        reading = store.with_status(JobStatus.PENDING, JobStatus.SUBMITTING)
+        assert next(reading).job_id == jobs[0].job_id
+        assert store.db.one(cursors) == (1,)
+        del reading
+        assert store.db.one(cursors) == (0,)
