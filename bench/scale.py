@@ -83,11 +83,18 @@ MARK_DONE = (
     "UPDATE jobs SET status = 'done', output_path = 'videos/shared.mp4', bytes = 4096, "
     "sha256 = '' WHERE status = 'pending' AND seq <= {last}"
 )
+# Every done video of a real run has its check (probe + QA findings): one in 20 flagged here.
+CHECK_DONE = (
+    'INSERT INTO video_checks SELECT job_id, sha256, \'{{"codec": "h264", "frames": 120}}\', '
+    "CASE WHEN seq % 20 = 0 THEN '[{{\"code\": \"frozen\"}}]' ELSE '[]' END FROM jobs "
+    "WHERE status = 'done' AND seq <= {last}"
+)
 
 
 def mark_done_but_last(run_dir: Path, left: int, database: str | None = None) -> int:
     """Make the state look like a run killed near its end: every pending job but the last
-    `left` done, its video one shared real file (so the resume's check of done videos passes)."""
+    `left` done, its video one shared real file (so the resume's check of done videos passes)
+    and checked, as a run records it."""
     video = run_dir / "videos" / "shared.mp4"
     video.parent.mkdir(parents=True, exist_ok=True)
     video.write_bytes(b"\0" * 4096)
@@ -97,10 +104,13 @@ def mark_done_but_last(run_dir: Path, left: int, database: str | None = None) ->
         with psycopg.connect(database) as pg:
             pg.execute("SET search_path TO run_bench")
             (last,) = pg.execute("SELECT max(seq) FROM jobs").fetchone() or (0,)
-            return pg.execute(MARK_DONE.format(last=int(last) - left)).rowcount
+            changed = pg.execute(MARK_DONE.format(last=int(last) - left)).rowcount
+            pg.execute(CHECK_DONE.format(last=int(last) - left))
+            return changed
     with sqlite3.connect(run_dir / "state.sqlite") as db:
         (last,) = db.execute("SELECT max(seq) FROM jobs").fetchone()
         changed = db.execute(MARK_DONE.format(last=int(last) - left)).rowcount
+        db.execute(CHECK_DONE.format(last=int(last) - left))
     return int(changed)
 
 
