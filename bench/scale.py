@@ -84,10 +84,12 @@ MARK_DONE = (
     "sha256 = '' WHERE status = 'pending' AND seq <= {last}"
 )
 # Every done video of a real run has its check (probe + QA findings): one in 20 flagged here.
+FLAGGED = '[{"code": "frozen", "message": "no motion"}]'
 CHECK_DONE = (
     'INSERT INTO video_checks SELECT job_id, sha256, \'{{"codec": "h264", "frames": 120}}\', '
-    "CASE WHEN seq % 20 = 0 THEN '[{{\"code\": \"frozen\"}}]' ELSE '[]' END FROM jobs "
-    "WHERE status = 'done' AND seq <= {last}"
+    "CASE WHEN seq % 20 = 0 THEN '" + FLAGGED.replace("{", "{{").replace("}", "}}") + "' "
+    "ELSE '[]' END FROM jobs WHERE status = 'done' AND seq <= {last} "
+    "ON CONFLICT (job_id) DO NOTHING"
 )
 
 
