@@ -51,6 +51,12 @@ class VideoChecks:
     def counts(self) -> tuple[int, int, dict[str, int]]:
         """Done jobs of the manifest whose video is checked, how many of them are flagged,
         and the number of each finding's code."""
+        if self._db.keeps_counts:  # the same, as triggers keep it (migrations.py)
+            return self._kept_counts()
+        return self.counted()
+
+    def counted(self) -> tuple[int, int, dict[str, int]]:
+        """`counts` counted from the checks and the jobs, whichever the database."""
         found = self._db.one(
             "SELECT count(*), coalesce(sum(CASE WHEN c.findings != '[]' THEN 1 ELSE 0 END), 0) "
             f"{_CHECKED} WHERE {_OF_CURRENT} AND {_DONE}"
@@ -63,6 +69,14 @@ class VideoChecks:
             "AND c.findings != '[]' GROUP BY 1 ORDER BY 2 DESC, 1"
         )
         return int(checked), int(flagged), {str(code): int(n) for code, n in codes}
+
+    def _kept_counts(self) -> tuple[int, int, dict[str, int]]:
+        rows = self._db.all(
+            "SELECT kind, code, jobs FROM check_counts WHERE jobs != 0 ORDER BY jobs DESC, code"
+        )
+        totals = {str(kind): int(n) for kind, code, n in rows if kind != "code"}
+        codes = {str(code): int(n) for kind, code, n in rows if kind == "code"}
+        return totals.get("checked", 0), totals.get("flagged", 0), codes
 
     def flagged(self, limit: int) -> list[tuple[str, str, list[dict[str, Any]]]]:
         """(row id, job id, findings) of the first `limit` flagged done jobs, manifest order."""

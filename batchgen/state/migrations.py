@@ -19,6 +19,27 @@ from dataclasses import dataclass
 from batchgen.state.db import Database
 
 
+def _check_counts(source: str, sign: str, check: str, job: str = "j") -> list[str]:
+    """The statements that add `sign` (1 or -1) to `check_counts` for the checks of `source`
+    that count: the check's columns are `check` (a trigger's `new` or `old`; "" for the table
+    `c`), the job's are `job` (the table `j`, or a trigger's row)."""
+    c = check or "c"
+    counted = (
+        f"{c}.job_id = {job}.job_id AND {c}.sha256 = {job}.sha256 "
+        f"AND {job}.status = 'done' AND {job}.seq >= 0"
+    )
+    upsert = "ON CONFLICT (kind, code) DO UPDATE SET jobs = jobs + excluded.jobs"
+    kinds = f"SELECT {{}}, {sign} FROM {source}{{}} WHERE {counted}{{}} {upsert}"
+    into = "INSERT INTO check_counts (kind, code, jobs) "
+    codes = f", json_each({c}.findings) AS f"
+    code = "'code', coalesce(json_extract(f.value, '$.code'), '')"
+    return [
+        into + kinds.format("'checked', ''", "", ""),
+        into + kinds.format("'flagged', ''", "", f" AND {c}.findings != '[]'"),
+        into + kinds.format(code, codes, f" AND {c}.findings != '[]'"),
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One step of the schema: `name` is recorded once `sql` has run (`postgres` instead of
@@ -229,6 +250,61 @@ MIGRATIONS: Sequence[Migration] = (
     Migration(
         "jobs_by_output_path",
         "CREATE INDEX jobs_by_output_path ON jobs (output_path) WHERE output_path IS NOT NULL",
+    ),
+    # What `status` and `report` say of the checks (the manifest's done videos checked, how
+    # many flagged, how often each finding's code), kept by triggers on the checks and on the
+    # jobs as `job_counts` is: a check counts while its job is done, of the manifest, and its
+    # video is the one checked (the same sha256). SQLite only, as `job_counts`. The flagged
+    # checks are indexed on both: the first of them are listed without reading every check.
+    Migration(
+        "check_counts",
+        """
+        CREATE TABLE check_counts (
+            kind TEXT NOT NULL,  -- 'checked', 'flagged', or 'code': a finding's code
+            code TEXT NOT NULL,
+            jobs INTEGER NOT NULL,
+            PRIMARY KEY (kind, code)
+        );
+        {fill}
+        CREATE TRIGGER check_counts_check_insert AFTER INSERT ON video_checks BEGIN
+            {add_new_check};
+        END;
+        CREATE TRIGGER check_counts_check_delete AFTER DELETE ON video_checks BEGIN
+            {remove_old_check};
+        END;
+        CREATE TRIGGER check_counts_check_update AFTER UPDATE OF sha256, findings, job_id
+            ON video_checks
+        BEGIN
+            {remove_old_check};
+            {add_new_check};
+        END;
+        CREATE TRIGGER check_counts_job_insert AFTER INSERT ON jobs WHEN new.status = 'done'
+        BEGIN
+            {add_new_job};
+        END;
+        CREATE TRIGGER check_counts_job_delete AFTER DELETE ON jobs WHEN old.status = 'done'
+        BEGIN
+            {remove_old_job};
+        END;
+        CREATE TRIGGER check_counts_job_update AFTER UPDATE OF status, seq, sha256 ON jobs
+            WHEN (old.status = 'done' OR new.status = 'done')
+                AND (old.status IS NOT new.status OR (old.seq >= 0) IS NOT (new.seq >= 0)
+                    OR old.sha256 IS NOT new.sha256)
+        BEGIN
+            {remove_old_job};
+            {add_new_job};
+        END;
+        CREATE INDEX video_checks_flagged ON video_checks (job_id) WHERE findings != '[]';
+        """.format(
+            fill=";\n".join(_check_counts("video_checks c CROSS JOIN jobs j", "1", "")) + ";",
+            add_new_check=";\n".join(_check_counts("jobs j", "1", "new")),
+            remove_old_check=";\n".join(_check_counts("jobs j", "-1", "old")),
+            add_new_job=";\n".join(_check_counts("video_checks c", "1", "", "new")),
+            remove_old_job=";\n".join(_check_counts("video_checks c", "-1", "", "old")),
+        ),
+        postgres=(
+            "CREATE INDEX video_checks_flagged ON video_checks (job_id) WHERE findings != '[]'"
+        ),
     ),
 )
 

@@ -341,3 +341,48 @@ def test_postgres_reads_a_large_query_a_page_at_a_time_across_commits(tmp_path, 
         assert store.db.one(cursors) == (1,)
         del reading
         assert store.db.one(cursors) == (0,)
+
+
+_CHECK_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["check", "uncheck", "done", "undone", "video", "edited", "drop"]),
+        st.integers(0, 3),  # which job
+        st.sampled_from(["a" * 64, "b" * 64]),  # which video
+        st.sampled_from(
+            [[], [{"code": "frozen"}], [{"code": "dark"}, {"code": "frozen"}], [{"code": "dark"}]]
+        ),
+    ),
+    max_size=40,
+)
+
+
+@given(_CHECK_OPS)
+def test_the_check_counts_kept_by_triggers_are_those_of_the_checks_and_jobs(ops):
+    """Whatever statements change the checks and the jobs (a video checked, checked again,
+    downloaded again with other bytes, its job done or not, its row edited out of the
+    manifest, the job gone), the counts `status` reads without a join are the join's."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "s.sqlite") as store:
+        jobs = [spec(n) for n in range(4)]
+        store.add_jobs(jobs)
+        for op, n, sha, findings in ops:
+            job = jobs[n].job_id
+            if op == "check":
+                store.checks.record(job, sha, {}, findings)
+            elif op == "uncheck":
+                store.db.write("DELETE FROM video_checks WHERE job_id = ?", (job,))
+            elif op == "done":
+                store.db.write(
+                    "UPDATE jobs SET status = 'done', sha256 = ? WHERE job_id = ?", (sha, job)
+                )
+            elif op == "undone":
+                store.db.write("UPDATE jobs SET status = 'downloading' WHERE job_id = ?", (job,))
+            elif op == "video":
+                store.db.write("UPDATE jobs SET sha256 = ? WHERE job_id = ?", (sha, job))
+            elif op == "edited":
+                store.db.write("UPDATE jobs SET seq = -1 - seq WHERE job_id = ?", (job,))
+            else:
+                store.db.write("DELETE FROM jobs WHERE job_id = ?", (job,))
+            assert store.checks.counts() == store.checks.counted()
