@@ -42,5 +42,5 @@ class QaSummary:
 def summarize(store: Store, listed: int = 0) -> QaSummary:
     """The QA summary of the run in `store`, listing the first `listed` flagged rows."""
     checked, flagged, findings = store.checks.counts()
-    first = store.checks.flagged(listed) if listed else []
+    first = store.checks.flagged(listed, (checked, flagged)) if listed else []
     return QaSummary(checked, flagged, findings, first)

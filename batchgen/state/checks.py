@@ -15,6 +15,7 @@ from batchgen.state.records import CURRENT, JOB_COLUMNS, CheckRecord, JobRecord,
 # keeps SQLite to that order: a run that checked few videos is not read through all its done
 # jobs); and the manifest's done jobs.
 _CHECKED = "FROM video_checks c CROSS JOIN jobs"
+_DONE_JOBS_FIRST = "FROM jobs CROSS JOIN video_checks c"  # the done jobs in order, then checks
 _OF_CURRENT = "c.job_id = jobs.job_id AND c.sha256 = jobs.sha256"
 _DONE = "status = 'done' AND seq >= 0"
 
@@ -78,10 +79,21 @@ class VideoChecks:
         codes = {str(code): int(n) for kind, code, n in rows if kind == "code"}
         return totals.get("checked", 0), totals.get("flagged", 0), codes
 
-    def flagged(self, limit: int) -> list[tuple[str, str, list[dict[str, Any]]]]:
-        """(row id, job id, findings) of the first `limit` flagged done jobs, manifest order."""
+    def flagged(
+        self, limit: int, counts: tuple[int, int] | None = None
+    ) -> list[tuple[str, str, list[dict[str, Any]]]]:
+        """(row id, job id, findings) of the first `limit` flagged done jobs, manifest order.
+        Given `counts` (checked, flagged: `counts()`), where flagged videos are common enough
+        that the first `limit` of them come within fewer done jobs than there are flagged ones,
+        the done jobs are read in manifest order until they have; else every flagged check is
+        read (by its index) and the first of them sorted out."""
+        source = _CHECKED
+        if counts is not None:
+            checked, flagged = counts
+            if flagged and limit * checked < flagged * flagged:
+                source = _DONE_JOBS_FIRST
         rows = self._db.all(
-            f"SELECT jobs.row_id, jobs.job_id, c.findings {_CHECKED} WHERE {_OF_CURRENT} "
+            f"SELECT jobs.row_id, jobs.job_id, c.findings {source} WHERE {_OF_CURRENT} "
             f"AND {_DONE} AND c.findings != '[]' ORDER BY seq LIMIT ?",
             (limit,),
         )

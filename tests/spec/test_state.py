@@ -386,3 +386,22 @@ def test_the_check_counts_kept_by_triggers_are_those_of_the_checks_and_jobs(ops)
             else:
                 store.db.write("DELETE FROM jobs WHERE job_id = ?", (job,))
             assert store.checks.counts() == store.checks.counted()
+
+
+@pytest.mark.parametrize("every", [2, 97])
+def test_the_first_flagged_videos_are_the_same_however_they_are_found(store, every):
+    """Flagged videos common (read through the done jobs in order) or rare (read from the
+    flagged checks): the same first ones, in manifest order."""
+    jobs = [spec(n) for n in range(300)]
+    store.add_jobs(jobs)
+    for n, job in enumerate(jobs):
+        sha = f"{n:064d}"
+        store.db.write(
+            "UPDATE jobs SET status = 'done', sha256 = ? WHERE job_id = ?", (sha, job.job_id)
+        )
+        found = [{"code": "dark", "message": "dark"}] if n % every == 1 else []
+        store.checks.record(job.job_id, sha, {}, found)
+    checked, flagged, _ = store.checks.counts()
+    expected = [jobs[n].job_id for n in range(300) if n % every == 1][:5]
+    assert [job for _, job, _ in store.checks.flagged(5)] == expected
+    assert [job for _, job, _ in store.checks.flagged(5, (checked, flagged))] == expected
