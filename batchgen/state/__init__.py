@@ -3,6 +3,7 @@ that depends on it (a create, a rename, an index line) is taken.
 
     db.py           the database seam: what state/ asks of a connection, on either database
     migrations.py   the schema as named migrations, each applied once, in order, on both
+    kept_counts.py  the counts `status` reads, kept on PostgreSQL without workers waiting
     sqlite.py       the default database: one file in WAL mode, group commit, synced commits
     postgres.py     a PostgreSQL database: one schema per run, psycopg's errors as ours
     connect.py      which database a state is in (a file or a postgresql:// URL), opened

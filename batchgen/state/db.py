@@ -31,10 +31,6 @@ class Database(ABC):
     """One connection to one state (a run's, or any other set of tables on the same seam)."""
 
     dialect: ClassVar[str]  #: "sqlite" or "postgresql"
-    #: whether triggers keep `job_counts` (migrations.py) as the jobs change: on SQLite, where
-    #: one writer at a time pays a few rows' update; on PostgreSQL, many workers would wait
-    #: on those rows for each other, and the counts are taken from the jobs instead.
-    keeps_counts: ClassVar[bool]
 
     def __init__(self, path: Path, shown: str) -> None:
         self.path = path  #: the SQLite file, or on PostgreSQL the file the run would have had

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from batchgen.state import kept_counts
 from batchgen.state.db import Database
 
 
@@ -196,8 +197,8 @@ MIGRATIONS: Sequence[Migration] = (
     # The jobs counted by what `status` and the money show (status, in the manifest or not,
     # price key, paid here or taken from another state), kept by triggers as the jobs change,
     # whichever statement changes them: a few rows to read instead of a million jobs. SQLite
-    # only (Database.keeps_counts): on PostgreSQL many workers write at once, and shared count
-    # rows would make each wait for the others' commits.
+    # only: on PostgreSQL, where many workers write at once, they are kept in rows of each
+    # connection's own (`kept_counts`).
     Migration(
         "status_counts",
         """
@@ -306,6 +307,9 @@ MIGRATIONS: Sequence[Migration] = (
             "CREATE INDEX video_checks_flagged ON video_checks (job_id) WHERE findings != '[]'"
         ),
     ),
+    # The same counts on PostgreSQL, kept in rows of each connection's own so that workers
+    # writing at once never wait for each other (kept_counts.py). SQLite has them already.
+    Migration("kept_counts", "", postgres=kept_counts.MIGRATION),
 )
 
 # The account ledger (ledger.py, leases.py): one file per user, shared by every run.

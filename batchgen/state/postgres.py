@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from batchgen.errors import StateError, StateInUse, StorageError, UsageError
+from batchgen.state import kept_counts
 from batchgen.state.db import Database, Row
 from batchgen.state.migrations import MIGRATIONS, Migration, migrate
 
@@ -48,6 +49,7 @@ SCHEMES = ("postgresql://", "postgres://")
 IDLE_IN_TRANSACTION_MS = 30_000
 LOCK_CLASS = 0x62670001  # the first key of batchgen's advisory locks ("bg", 1: a run)
 _MIGRATING = 0x62670002  # the first key of the lock held while a schema is migrated
+_FOLDING = 0x62670003  # the first key of the lock held while the counts are folded
 MAX_NAME = 63  # PostgreSQL's longest identifier, in bytes
 ROWS_AT_ONCE = 2000  # rows of a large query (`rows`) fetched from the server at a time
 
@@ -96,7 +98,6 @@ class PostgresDatabase(Database):
     """A connection to one schema of a PostgreSQL database. Open with `open`."""
 
     dialect = "postgresql"
-    keeps_counts = False
 
     def __init__(self, conn: psycopg.Connection[Row], url: str, schema: str, path: Path) -> None:
         super().__init__(path, f"{schema} in {shown_url(url)}")
@@ -123,6 +124,8 @@ class PostgresDatabase(Database):
                 db._enter_schema(create)
             with db._migrating():
                 migrate(db, migrations)
+            if any(migration.name == "kept_counts" for migration in migrations):
+                db._fold_counts()
         except BaseException:
             conn.close()
             raise
@@ -149,6 +152,15 @@ class PostgresDatabase(Database):
             yield
         finally:
             self.one("SELECT pg_advisory_unlock(?, hashtext(?))", key)
+
+    def _fold_counts(self) -> None:
+        """The counts kept in rows of connections that have ended folded into one row each
+        (kept_counts.py), unless another process is folding them."""
+        with self.transaction():
+            key = (_FOLDING, self.schema)
+            if self.one("SELECT pg_try_advisory_xact_lock(?, hashtext(?))", key) == (True,):
+                for statement in kept_counts.FOLD:
+                    self.write(statement)
 
     def close(self) -> None:
         try:
@@ -316,8 +328,7 @@ class PostgresDatabase(Database):
     # -- the SQL that differs -----------------------------------------------------------------
 
     def number(self, expr: str) -> str:
-        leading = r"'^\s*([-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?)'"
-        return f"coalesce(substring({expr} from {leading}), '0')::double precision"
+        return kept_counts.leading_number(expr)
 
     def json_text(self, expr: str, key: str) -> str:
         return f"(({expr})::jsonb ->> '{key}')"

@@ -21,17 +21,13 @@ class Spending:
 
     def priced_groups(self) -> Iterator[PricedGroup]:
         """(status, pricing fields, jobs, units charged, jobs that reported units) for every
-        combination of status and the fields a job is priced by, over the whole state."""
+        combination of status and the fields a job is priced by, over the whole state; as
+        the triggers keep them counted (migrations.py)."""
         query = (
-            f"SELECT status, price_key, count(*), {self._units()}, count(unit_deduction) "
-            "FROM jobs WHERE reused_from IS NULL GROUP BY 1, 2"
+            "SELECT status, nullif(price_key, ''), sum(jobs), sum(units), sum(reported) "
+            "FROM job_counts WHERE paid = 1 GROUP BY 1, 2 HAVING sum(jobs) > 0"
         )
-        if self._db.keeps_counts:  # the same, as triggers keep it (migrations.py)
-            query = (
-                "SELECT status, nullif(price_key, ''), sum(jobs), sum(units), sum(reported) "
-                "FROM job_counts WHERE paid = 1 GROUP BY 1, 2 HAVING sum(jobs) > 0"
-            )
-        for status, key, jobs, units, reported in self._db.rows(query):
+        for status, key, jobs, units, reported in self._db.all(query):
             yield str(status), pricing_fields(key), int(jobs), float(units), int(reported)
 
     def done_pricing_fields(self) -> Iterator[tuple[dict[str, Any], int]]:

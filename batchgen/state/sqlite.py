@@ -24,7 +24,6 @@ class SqliteDatabase(Database):
     """One state file's connection. Open with `SqliteDatabase.open(path)`."""
 
     dialect = "sqlite"
-    keeps_counts = True
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         super().__init__(path, str(path))

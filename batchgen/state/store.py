@@ -36,6 +36,10 @@ FOLLOW_AGAIN = ("task_timeout", "no_video", "not_a_video", "download")
 
 
 REGENERATE = "regenerate"  # the error kind of a job the user asked to generate anew
+# Added to the seq of every job of the manifest while a new one is loaded: those it no longer
+# holds are left at or past it. (Not -1 at once: a job that stays would leave the run's
+# counts and come back, a million changes of the kept counts for nothing.)
+_UNSEEN = 1 << 40
 
 
 class Store:
@@ -242,7 +246,7 @@ class Store:
         new = known = 0
         seq = 0
         with self.db.transaction():
-            self.db.write("UPDATE jobs SET seq = -1")
+            self.db.write("UPDATE jobs SET seq = seq + ? WHERE seq >= 0", (_UNSEEN,))
             pending: list[tuple[Any, ...]] = []
             for spec in specs:
                 pending.append(_job_values(spec, seq))
@@ -253,6 +257,7 @@ class Store:
                     pending = []
             n = self._insert_jobs(pending)
             new, known = new + n, known + len(pending) - n
+            self.db.write("UPDATE jobs SET seq = -1 WHERE seq >= ?", (_UNSEEN,))
             self.db.write(
                 "DELETE FROM jobs WHERE seq = -1 AND status = 'pending' "
                 "AND external_task_id IS NULL AND task_id IS NULL"
@@ -283,15 +288,14 @@ class Store:
         return None if row is None else job_record(row)
 
     def counts(self) -> dict[JobStatus, int]:
-        """Number of jobs in each status (every status present, zeros included)."""
+        """Number of jobs in each status (every status present, zeros included): those of
+        the run (see CURRENT), as the triggers keep them counted (migrations.py)."""
         counts = dict.fromkeys(JobStatus, 0)
-        query = f"SELECT status, count(*) FROM jobs WHERE {CURRENT} GROUP BY status"
-        if self.db.keeps_counts:  # the same, as triggers keep it (migrations.py)
-            query = (
-                "SELECT status, sum(jobs) FROM job_counts WHERE listed = 1 "
-                "OR status NOT IN ('pending', 'done', 'failed') GROUP BY status"
-            )
-        for status, n in self.db.rows(query):
+        query = (
+            "SELECT status, sum(jobs) FROM job_counts WHERE listed = 1 "
+            "OR status NOT IN ('pending', 'done', 'failed') GROUP BY status"
+        )
+        for status, n in self.db.all(query):
             counts[JobStatus(status)] = int(n)
         return counts
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import uuid
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchgen.errors import IllegalTransition, StateError
 from batchgen.jobs import external_task_id, job_id_of_external, make_job
 from batchgen.state.changes import Accepted, Advanced, Done, Failed, Recovered, Submitting
+from batchgen.state.records import CURRENT, pricing_fields
 from batchgen.state.store import Store
 from batchgen.status import TRANSITIONS, JobStatus, can_move
 
@@ -343,9 +345,11 @@ def test_postgres_reads_a_large_query_a_page_at_a_time_across_commits(tmp_path, 
         assert store.db.one(cursors) == (0,)
 
 
-_CHECK_OPS = st.lists(
+_COUNTED_OPS = st.lists(
     st.tuples(
-        st.sampled_from(["check", "uncheck", "done", "undone", "video", "edited", "drop"]),
+        st.sampled_from(
+            ["check", "uncheck", "done", "undone", "video", "edited", "drop", "paid", "reopen"]
+        ),
         st.integers(0, 3),  # which job
         st.sampled_from(["a" * 64, "b" * 64]),  # which video
         st.sampled_from(
@@ -356,15 +360,33 @@ _CHECK_OPS = st.lists(
 )
 
 
-@given(_CHECK_OPS)
-def test_the_check_counts_kept_by_triggers_are_those_of_the_checks_and_jobs(ops):
-    """Whatever statements change the checks and the jobs (a video checked, checked again,
-    downloaded again with other bytes, its job done or not, its row edited out of the
-    manifest, the job gone), the counts `status` reads without a join are the join's."""
-    import tempfile
-    from pathlib import Path
+def counted_jobs(store: Store) -> tuple[dict[JobStatus, int], list[str]]:
+    """The run's jobs by status and the state's priced groups, counted from the jobs."""
+    counts = dict.fromkeys(JobStatus, 0)
+    for status, n in store.db.all(f"SELECT status, count(*) FROM jobs WHERE {CURRENT} GROUP BY 1"):
+        counts[JobStatus(status)] = int(n)
+    units = store.db.number("unit_deduction")
+    groups = store.db.all(
+        f"SELECT status, price_key, count(*), coalesce(sum({units}), 0.0), "
+        "count(unit_deduction) FROM jobs WHERE reused_from IS NULL GROUP BY 1, 2"
+    )
+    priced = [(s, pricing_fields(k), int(n), float(u), int(r)) for s, k, n, u, r in groups]
+    return counts, sorted(map(repr, priced))
 
-    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "s.sqlite") as store:
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=_COUNTED_OPS)
+def test_the_counts_kept_by_triggers_are_those_of_the_jobs_and_checks(tmp_path, database, ops):
+    """Whatever statements change the checks and the jobs (a video checked, checked again,
+    downloaded again with other bytes, its job done or not, paid or taken from another state,
+    its row edited out of the manifest, the job gone), and across connections that end (on
+    PostgreSQL each keeps its own rows of the counts, folded when a state is opened), the
+    counts `status` reads without a join or a scan are those the join and the scan give."""
+    place = tmp_path / uuid.uuid4().hex[:12] / "state.sqlite"
+    store = Store.open(place, database)
+    try:
         jobs = [spec(n) for n in range(4)]
         store.add_jobs(jobs)
         for op, n, sha, findings in ops:
@@ -375,7 +397,9 @@ def test_the_check_counts_kept_by_triggers_are_those_of_the_checks_and_jobs(ops)
                 store.db.write("DELETE FROM video_checks WHERE job_id = ?", (job,))
             elif op == "done":
                 store.db.write(
-                    "UPDATE jobs SET status = 'done', sha256 = ? WHERE job_id = ?", (sha, job)
+                    "UPDATE jobs SET status = 'done', sha256 = ?, unit_deduction = ? "
+                    "WHERE job_id = ?",
+                    (sha, f"{len(findings) + 0.5} units", job),
                 )
             elif op == "undone":
                 store.db.write("UPDATE jobs SET status = 'downloading' WHERE job_id = ?", (job,))
@@ -383,9 +407,49 @@ def test_the_check_counts_kept_by_triggers_are_those_of_the_checks_and_jobs(ops)
                 store.db.write("UPDATE jobs SET sha256 = ? WHERE job_id = ?", (sha, job))
             elif op == "edited":
                 store.db.write("UPDATE jobs SET seq = -1 - seq WHERE job_id = ?", (job,))
+            elif op == "paid":
+                store.db.write(
+                    "UPDATE jobs SET reused_from = CASE WHEN reused_from IS NULL THEN 'other' "
+                    "END WHERE job_id = ?",
+                    (job,),
+                )
+            elif op == "reopen":
+                store.close()
+                store = Store.open(place, database)
             else:
                 store.db.write("DELETE FROM jobs WHERE job_id = ?", (job,))
             assert store.checks.counts() == store.checks.counted()
+            counts, priced = counted_jobs(store)
+            assert store.counts() == counts
+            assert sorted(map(repr, store.spending.priced_groups())) == priced
+    finally:
+        store.close()
+
+
+def test_workers_keep_the_counts_on_postgresql_without_waiting_for_each_other(
+    tmp_path, postgres_url
+):
+    """Two workers of one run change jobs at once: neither waits for the other's commit to
+    count its change, each connection's counts are its own rows, and once a connection has
+    ended its rows are folded into one as the state is opened again."""
+    place = tmp_path / "run" / "state.sqlite"
+    jobs = [spec(n) for n in range(2)]
+    with Store.open(place, postgres_url) as first, Store.open(place, postgres_url) as second:
+        first.add_jobs(jobs)
+        first.db.commit()
+        second.db.write("SET lock_timeout = '2s'")
+        move = "UPDATE jobs SET status = 'submitting' WHERE job_id = ?"
+        with first.db.transaction():  # open, uncommitted, while the second worker writes
+            first.db.write(move, (jobs[0].job_id,))
+            with second.db.transaction():
+                second.db.write(move, (jobs[1].job_id,))
+        assert first.counts()[JobStatus.SUBMITTING] == 2
+        rows = "SELECT count(DISTINCT backend) FROM job_counts"
+        assert first.db.one(rows) == (2,)  # the first's (its plan, its change), the second's
+    with Store.open(place, postgres_url) as reopened:
+        assert reopened.db.one(rows) == (1,)
+        assert reopened.counts()[JobStatus.SUBMITTING] == 2
+        assert reopened.counts()[JobStatus.PENDING] == 0
 
 
 @pytest.mark.parametrize("every", [2, 97])
