@@ -55,7 +55,8 @@ class JobClaims:
         self.db.commit()
 
     def heartbeat(self) -> None:
-        """Renew this worker's leases (and say it is alive)."""
+        """Renew this worker's leases (and say it is alive); then fold the kept counts
+        (Database.fold_counts)."""
         now = self.clock()
         with self.db.transaction():
             self.db.write(
@@ -67,6 +68,7 @@ class JobClaims:
                 (now + self.ttl, self.worker),
             )
         self.db.commit()
+        self.db.fold_counts()
 
     def leave(self) -> None:
         """Let go of every job this worker holds (others may take them at once)."""

@@ -113,6 +113,11 @@ class Database(ABC):
     def commit(self) -> None:
         """Commit the open group of writes, if any."""
 
+    @abstractmethod
+    def fold_counts(self) -> None:
+        """Sum the changes of the kept counts recorded so far, where they are recorded apart
+        (PostgreSQL: kept_counts.py); on SQLite the triggers keep the counts themselves."""
+
     # -- group commit -----------------------------------------------------------------------
 
     def group_commits(self) -> None:

@@ -3,14 +3,14 @@
 other.
 
 One shared row per count would be written by every worker's every change, and each would wait
-for the others' commits. So each count is kept in rows per server process (`backend`, the
-connection's `pg_backend_pid()`): a connection only ever adds to its own rows, which no other
-open connection writes, and a count is the sum of its rows. Rows may go below zero (a job
-counted in one connection's rows, moved on by another's); the sums are exact.
-
-A process id is reused only after its connection has ended, so the rows of ended connections
-are folded into `backend` 0 when a state is opened (`FOLD`, under a lock that lets one process
-fold at a time): the rows stay about as many as the connections open at once.
+for the others' commits; and a row changed again and again in one transaction (a million jobs
+loaded, or moved, by one statement) leaves a version per change that the next change must step
+over. So the triggers only append: each change of a job or a check adds a row of what it
+changes to `*_count_changes`, which no other writer touches. `FOLD` sums those rows into the
+`*_counts_folded` tables, which only a fold writes, one process at a time; `job_counts` and
+`check_counts` are views of both, so a count is the sum of its rows, as on SQLite. The state
+is folded as it is opened, after a manifest is loaded, and with each heartbeat of a worker
+(`PostgresDatabase.fold_counts`): the changes to sum stay a few seconds' worth.
 """
 
 from __future__ import annotations
@@ -25,19 +25,16 @@ def leading_number(expr: str) -> str:
     return f"coalesce(substring({expr} from {_LEADING}), '0')::double precision"
 
 
-def _job_delta(row: str, sign: str) -> str:
-    """The statement adding `sign` 1 to the counts of the job `row` (OLD or NEW) is in."""
-    return f"""INSERT INTO job_counts AS k VALUES ({row}.status, ({row}.seq >= 0)::int,
-            coalesce({row}.price_key, ''), ({row}.reused_from IS NULL)::int, pg_backend_pid(),
+def _job_change(row: str, sign: str) -> str:
+    """The statement recording that the job `row` (OLD or NEW) counts `sign` 1 more."""
+    return f"""INSERT INTO job_count_changes VALUES ({row}.status, ({row}.seq >= 0)::int,
+            coalesce({row}.price_key, ''), ({row}.reused_from IS NULL)::int,
             {sign}1, {sign}{leading_number(f"{row}.unit_deduction")},
-            {sign}({row}.unit_deduction IS NOT NULL)::int)
-        ON CONFLICT (status, listed, price_key, paid, backend) DO UPDATE SET
-            jobs = k.jobs + excluded.jobs, units = k.units + excluded.units,
-            reported = k.reported + excluded.reported"""
+            {sign}({row}.unit_deduction IS NOT NULL)::int)"""
 
 
-def _job_check_delta(op: str, row: str, sign: str) -> str:
-    """Unless the trigger is for `op`: add `sign` 1 to the check counts of job `row`'s video
+def _job_check_change(op: str, row: str, sign: str) -> str:
+    """Unless the trigger is for `op`: record `sign` 1 for the check of job `row`'s video,
     when the job is done and listed and its video is checked."""
     return f"""IF TG_OP <> '{op}' AND {row}.status = 'done' AND {row}.seq >= 0 THEN
         SELECT findings INTO checked FROM video_checks
@@ -48,38 +45,56 @@ def _job_check_delta(op: str, row: str, sign: str) -> str:
     END IF;"""
 
 
-def _counted_check(row: str) -> str:
-    return f"""EXISTS (SELECT 1 FROM jobs WHERE job_id = {row}.job_id
-            AND sha256 = {row}.sha256 AND status = 'done' AND seq >= 0)"""
+def _check_change(op: str, row: str, sign: str) -> str:
+    """Unless the trigger is for `op`: record `sign` 1 for the check `row` (OLD or NEW), when
+    its job is done and listed and holds the video checked. (The job found by its key alone:
+    after a bulk change the planner may think few jobs done, and look among those instead.)"""
+    return f"""IF TG_OP <> '{op}' THEN
+        SELECT status = 'done' AND seq >= 0 AND sha256 = {row}.sha256 INTO counted
+            FROM jobs WHERE job_id = {row}.job_id;
+        IF counted THEN
+            PERFORM check_counts_add({row}.findings, {sign}1);
+        END IF;
+    END IF;"""
 
 
-# The migration (migrations.py, `kept_counts`): the tables, filled from what the state holds,
-# and the triggers. Written with SQLite's type names where migrations.py turns them into
-# PostgreSQL's, lowercase where they must stay as they are.
-MIGRATION = f"""
-CREATE TABLE job_counts (
+_JOB_COLUMNS = """
     status TEXT NOT NULL,
     listed INTEGER NOT NULL,
     price_key TEXT NOT NULL,
     paid INTEGER NOT NULL,
-    backend INTEGER NOT NULL,
     jobs INTEGER NOT NULL,
     units REAL NOT NULL,
-    reported INTEGER NOT NULL,
-    PRIMARY KEY (status, listed, price_key, paid, backend)
+    reported INTEGER NOT NULL"""
+_CHECK_COLUMNS = """
+    kind TEXT NOT NULL,  -- 'checked', 'flagged', or 'code': a finding's code
+    code TEXT NOT NULL,
+    jobs INTEGER NOT NULL"""
+_DONE_JOB = "c.job_id = j.job_id AND c.sha256 = j.sha256 AND j.status = 'done' AND j.seq >= 0"
+
+# The migration (migrations.py, `kept_counts`): the tables, filled from what the state holds,
+# the views, and the triggers. Written with SQLite's type names where migrations.py turns them
+# into PostgreSQL's, lowercase where they must stay as they are.
+MIGRATION = f"""
+CREATE TABLE job_counts_folded ({_JOB_COLUMNS},
+    PRIMARY KEY (status, listed, price_key, paid)
 );
-INSERT INTO job_counts
-    SELECT status, (seq >= 0)::int, coalesce(price_key, ''), (reused_from IS NULL)::int, 0,
+CREATE TABLE job_count_changes ({_JOB_COLUMNS}
+);
+CREATE VIEW job_counts AS
+    SELECT * FROM job_counts_folded UNION ALL SELECT * FROM job_count_changes;
+INSERT INTO job_counts_folded
+    SELECT status, (seq >= 0)::int, coalesce(price_key, ''), (reused_from IS NULL)::int,
         count(*), coalesce(sum({leading_number("unit_deduction")}), 0), count(unit_deduction)
     FROM jobs GROUP BY 1, 2, 3, 4;
 
 CREATE FUNCTION job_counts_kept() RETURNS trigger LANGUAGE plpgsql AS $body$
 BEGIN
     IF TG_OP <> 'INSERT' THEN
-        {_job_delta("OLD", "-")};
+        {_job_change("OLD", "-")};
     END IF;
     IF TG_OP <> 'DELETE' THEN
-        {_job_delta("NEW", "")};
+        {_job_change("NEW", "")};
     END IF;
     RETURN NULL;
 END
@@ -95,49 +110,44 @@ CREATE TRIGGER job_counts_update
         OR OLD.unit_deduction IS DISTINCT FROM NEW.unit_deduction)
     EXECUTE FUNCTION job_counts_kept();
 
-CREATE TABLE check_counts (
-    kind TEXT NOT NULL,  -- 'checked', 'flagged', or 'code': a finding's code
-    code TEXT NOT NULL,
-    backend INTEGER NOT NULL,
-    jobs INTEGER NOT NULL,
-    PRIMARY KEY (kind, code, backend)
+CREATE TABLE check_counts_folded ({_CHECK_COLUMNS},
+    PRIMARY KEY (kind, code)
 );
--- Adds `sign` 1 to the counts of a done job's check with these findings (a code as often as
--- the findings name it, as the count of the join does).
-CREATE FUNCTION check_counts_add(checked text, sign bigint) RETURNS void LANGUAGE plpgsql
-AS $body$
-BEGIN
-    INSERT INTO check_counts AS k (kind, code, backend, jobs)
-        SELECT kind, code, pg_backend_pid(), sign * count(*) FROM (
-            SELECT 'checked' AS kind, '' AS code
-            UNION ALL SELECT 'flagged', '' WHERE checked <> '[]'
-            UNION ALL SELECT 'code', coalesce(f.value ->> 'code', '')
-                FROM jsonb_array_elements(
-                    CASE WHEN checked <> '[]' THEN checked::jsonb ELSE '[]' END) AS f(value)
-        ) AS found GROUP BY kind, code
-    ON CONFLICT (kind, code, backend) DO UPDATE SET jobs = k.jobs + excluded.jobs;
-END
-$body$;
-INSERT INTO check_counts
-    SELECT kind, code, 0, sum(n) FROM (
-        SELECT 'checked' AS kind, '' AS code, 1 AS n FROM video_checks c JOIN jobs j
-            ON c.job_id = j.job_id AND c.sha256 = j.sha256 AND j.status = 'done' AND j.seq >= 0
-        UNION ALL SELECT 'flagged', '', 1 FROM video_checks c JOIN jobs j
-            ON c.job_id = j.job_id AND c.sha256 = j.sha256 AND j.status = 'done' AND j.seq >= 0
+CREATE TABLE check_count_changes ({_CHECK_COLUMNS}
+);
+CREATE VIEW check_counts AS
+    SELECT * FROM check_counts_folded UNION ALL SELECT * FROM check_count_changes;
+INSERT INTO check_counts_folded
+    SELECT kind, code, sum(n) FROM (
+        SELECT 'checked' AS kind, '' AS code, 1 AS n
+            FROM video_checks c JOIN jobs j ON {_DONE_JOB}
+        UNION ALL SELECT 'flagged', '', 1 FROM video_checks c JOIN jobs j ON {_DONE_JOB}
             WHERE c.findings <> '[]'
-        UNION ALL SELECT 'code', coalesce(f.value ->> 'code', ''), 1 FROM video_checks c
-            JOIN jobs j
-            ON c.job_id = j.job_id AND c.sha256 = j.sha256 AND j.status = 'done' AND j.seq >= 0
+        UNION ALL SELECT 'code', coalesce(f.value ->> 'code', ''), 1
+            FROM video_checks c JOIN jobs j ON {_DONE_JOB}
             CROSS JOIN jsonb_array_elements(c.findings::jsonb) AS f(value)
             WHERE c.findings <> '[]'
     ) AS found GROUP BY kind, code;
 
+-- Records `sign` 1 for a done job's check with these findings (a code as often as the
+-- findings name it, as the count of the join does).
+CREATE FUNCTION check_counts_add(checked text, sign bigint) RETURNS void LANGUAGE plpgsql
+AS $body$
+BEGIN
+    INSERT INTO check_count_changes
+        SELECT 'checked', '', sign
+        UNION ALL SELECT 'flagged', '', sign WHERE checked <> '[]'
+        UNION ALL SELECT 'code', coalesce(f.value ->> 'code', ''), sign
+            FROM jsonb_array_elements(
+                CASE WHEN checked <> '[]' THEN checked::jsonb ELSE '[]' END) AS f(value);
+END
+$body$;
 CREATE FUNCTION check_counts_of_jobs() RETURNS trigger LANGUAGE plpgsql AS $body$
 DECLARE
     checked text;
 BEGIN
-    {_job_check_delta("INSERT", "OLD", "-")}
-    {_job_check_delta("DELETE", "NEW", "")}
+    {_job_check_change("INSERT", "OLD", "-")}
+    {_job_check_change("DELETE", "NEW", "")}
     RETURN NULL;
 END
 $body$;
@@ -153,13 +163,11 @@ CREATE TRIGGER check_counts_job_update AFTER UPDATE OF status, seq, sha256 ON jo
     EXECUTE FUNCTION check_counts_of_jobs();
 
 CREATE FUNCTION check_counts_of_checks() RETURNS trigger LANGUAGE plpgsql AS $body$
+DECLARE
+    counted boolean;
 BEGIN
-    IF TG_OP <> 'INSERT' AND {_counted_check("OLD")} THEN
-        PERFORM check_counts_add(OLD.findings, -1);
-    END IF;
-    IF TG_OP <> 'DELETE' AND {_counted_check("NEW")} THEN
-        PERFORM check_counts_add(NEW.findings, 1);
-    END IF;
+    {_check_change("INSERT", "OLD", "-")}
+    {_check_change("DELETE", "NEW", "")}
     RETURN NULL;
 END
 $body$;
@@ -169,20 +177,20 @@ CREATE TRIGGER check_counts_check_update AFTER UPDATE OF sha256, findings, job_i
     ON video_checks FOR EACH ROW EXECUTE FUNCTION check_counts_of_checks();
 """
 
-# The rows of connections that have ended, folded into backend 0 (then rows of nothing gone);
-# one transaction, after `pg_try_advisory_xact_lock` said no other process is folding.
-_ENDED = "backend <> 0 AND backend NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)"
+# The changes recorded so far summed into the folded counts (those a concurrent transaction
+# has not committed yet stay for the next fold), then the counts of nothing taken out. One
+# transaction, once `pg_try_advisory_xact_lock` said no other process is folding.
 FOLD = (
-    f"""WITH gone AS (DELETE FROM job_counts WHERE {_ENDED} RETURNING *)
-    INSERT INTO job_counts AS k
-        SELECT status, listed, price_key, paid, 0, sum(jobs), sum(units), sum(reported)
-        FROM gone GROUP BY 1, 2, 3, 4
-    ON CONFLICT (status, listed, price_key, paid, backend) DO UPDATE SET
+    """WITH folded AS (DELETE FROM job_count_changes RETURNING *)
+    INSERT INTO job_counts_folded AS k
+        SELECT status, listed, price_key, paid, sum(jobs), sum(units), sum(reported)
+        FROM folded GROUP BY 1, 2, 3, 4
+    ON CONFLICT (status, listed, price_key, paid) DO UPDATE SET
         jobs = k.jobs + excluded.jobs, units = k.units + excluded.units,
         reported = k.reported + excluded.reported""",
-    "DELETE FROM job_counts WHERE backend = 0 AND jobs = 0 AND reported = 0",
-    f"""WITH gone AS (DELETE FROM check_counts WHERE {_ENDED} RETURNING *)
-    INSERT INTO check_counts AS k SELECT kind, code, 0, sum(jobs) FROM gone GROUP BY 1, 2
-    ON CONFLICT (kind, code, backend) DO UPDATE SET jobs = k.jobs + excluded.jobs""",
-    "DELETE FROM check_counts WHERE backend = 0 AND jobs = 0",
+    "DELETE FROM job_counts_folded WHERE jobs = 0 AND reported = 0",
+    """WITH folded AS (DELETE FROM check_count_changes RETURNING *)
+    INSERT INTO check_counts_folded AS k SELECT kind, code, sum(jobs) FROM folded GROUP BY 1, 2
+    ON CONFLICT (kind, code) DO UPDATE SET jobs = k.jobs + excluded.jobs""",
+    "DELETE FROM check_counts_folded WHERE jobs = 0",
 )

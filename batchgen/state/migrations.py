@@ -197,8 +197,8 @@ MIGRATIONS: Sequence[Migration] = (
     # The jobs counted by what `status` and the money show (status, in the manifest or not,
     # price key, paid here or taken from another state), kept by triggers as the jobs change,
     # whichever statement changes them: a few rows to read instead of a million jobs. SQLite
-    # only: on PostgreSQL, where many workers write at once, they are kept in rows of each
-    # connection's own (`kept_counts`).
+    # only: on PostgreSQL, where many workers write at once, they are kept another way
+    # (`kept_counts`).
     Migration(
         "status_counts",
         """
@@ -307,8 +307,8 @@ MIGRATIONS: Sequence[Migration] = (
             "CREATE INDEX video_checks_flagged ON video_checks (job_id) WHERE findings != '[]'"
         ),
     ),
-    # The same counts on PostgreSQL, kept in rows of each connection's own so that workers
-    # writing at once never wait for each other (kept_counts.py). SQLite has them already.
+    # The same counts on PostgreSQL, where the triggers only append each change for a fold to
+    # sum, so that workers writing at once never wait for each other (kept_counts.py).
     Migration("kept_counts", "", postgres=kept_counts.MIGRATION),
 )
 

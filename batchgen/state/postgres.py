@@ -125,7 +125,7 @@ class PostgresDatabase(Database):
             with db._migrating():
                 migrate(db, migrations)
             if any(migration.name == "kept_counts" for migration in migrations):
-                db._fold_counts()
+                db.fold_counts()
         except BaseException:
             conn.close()
             raise
@@ -153,8 +153,8 @@ class PostgresDatabase(Database):
         finally:
             self.one("SELECT pg_advisory_unlock(?, hashtext(?))", key)
 
-    def _fold_counts(self) -> None:
-        """The counts kept in rows of connections that have ended folded into one row each
+    def fold_counts(self) -> None:
+        """Sum the changes of the counts recorded so far into the folded counts
         (kept_counts.py), unless another process is folding them."""
         with self.transaction():
             key = (_FOLDING, self.schema)

@@ -266,6 +266,7 @@ class Store:
                 "UPDATE jobs SET row_id = row_id || '~' || substr(job_id, 1, 8) "
                 "WHERE seq = -1 AND status NOT IN ('done', 'failed') AND row_id NOT LIKE '%~%'"
             )
+        self.db.fold_counts()
         return new, known
 
     def _insert_jobs(self, values: list[tuple[Any, ...]]) -> int:
