@@ -178,19 +178,29 @@ CREATE TRIGGER check_counts_check_update AFTER UPDATE OF sha256, findings, job_i
 """
 
 # The changes recorded so far summed into the folded counts (those a concurrent transaction
-# has not committed yet stay for the next fold), then the counts of nothing taken out. One
-# transaction, once `pg_try_advisory_xact_lock` said no other process is folding.
+# has not committed yet stay for the next fold), each statement giving how many it folded;
+# then the counts of nothing taken out. One transaction, once `pg_try_advisory_xact_lock` said
+# no other process is folding.
 FOLD = (
-    """WITH folded AS (DELETE FROM job_count_changes RETURNING *)
-    INSERT INTO job_counts_folded AS k
-        SELECT status, listed, price_key, paid, sum(jobs), sum(units), sum(reported)
-        FROM folded GROUP BY 1, 2, 3, 4
-    ON CONFLICT (status, listed, price_key, paid) DO UPDATE SET
-        jobs = k.jobs + excluded.jobs, units = k.units + excluded.units,
-        reported = k.reported + excluded.reported""",
+    """WITH folded AS (DELETE FROM job_count_changes RETURNING *), summed AS (
+        INSERT INTO job_counts_folded AS k
+            SELECT status, listed, price_key, paid, sum(jobs), sum(units), sum(reported)
+            FROM folded GROUP BY 1, 2, 3, 4
+        ON CONFLICT (status, listed, price_key, paid) DO UPDATE SET
+            jobs = k.jobs + excluded.jobs, units = k.units + excluded.units,
+            reported = k.reported + excluded.reported)
+    SELECT count(*) FROM folded""",
+    """WITH folded AS (DELETE FROM check_count_changes RETURNING *), summed AS (
+        INSERT INTO check_counts_folded AS k
+            SELECT kind, code, sum(jobs) FROM folded GROUP BY 1, 2
+        ON CONFLICT (kind, code) DO UPDATE SET jobs = k.jobs + excluded.jobs)
+    SELECT count(*) FROM folded""",
+)
+EMPTIED = (
     "DELETE FROM job_counts_folded WHERE jobs = 0 AND reported = 0",
-    """WITH folded AS (DELETE FROM check_count_changes RETURNING *)
-    INSERT INTO check_counts_folded AS k SELECT kind, code, sum(jobs) FROM folded GROUP BY 1, 2
-    ON CONFLICT (kind, code) DO UPDATE SET jobs = k.jobs + excluded.jobs""",
     "DELETE FROM check_counts_folded WHERE jobs = 0",
 )
+# A fold of more changes than this leaves as many dead rows for every read of the counts to
+# step over until autovacuum comes by (a minute or more): it vacuums the changes at once.
+VACUUM_AFTER = 10_000
+VACUUM = "VACUUM job_count_changes, check_count_changes"

@@ -156,11 +156,16 @@ class PostgresDatabase(Database):
     def fold_counts(self) -> None:
         """Sum the changes of the counts recorded so far into the folded counts
         (kept_counts.py), unless another process is folding them."""
+        folded = 0
         with self.transaction():
             key = (_FOLDING, self.schema)
             if self.one("SELECT pg_try_advisory_xact_lock(?, hashtext(?))", key) == (True,):
-                for statement in kept_counts.FOLD:
+                folded = sum(int(self.write_returning(fold, ())[0]) for fold in kept_counts.FOLD)
+                for statement in kept_counts.EMPTIED:
                     self.write(statement)
+        if folded >= kept_counts.VACUUM_AFTER and not self._in_transaction():
+            with self._mapped():
+                self._conn.execute(kept_counts.VACUUM)
 
     def close(self) -> None:
         try:

@@ -452,6 +452,18 @@ def test_workers_keep_the_counts_on_postgresql_without_waiting_for_each_other(
         assert reopened.counts()[JobStatus.PENDING] == 0
 
 
+def test_a_large_fold_on_postgresql_leaves_no_dead_changes_to_read_past(tmp_path, postgres_url):
+    """Loading many jobs records a change for each, summed as the load ends: the rows the fold
+    took out are vacuumed at once, so the counts read next do not step over them."""
+    from batchgen.state import kept_counts
+
+    with Store.open(tmp_path / "run" / "state.sqlite", postgres_url) as store:
+        store.add_jobs(spec(n) for n in range(kept_counts.VACUUM_AFTER + 10))
+        assert store.db.one("SELECT count(*) FROM job_count_changes") == (0,)
+        assert store.db.one("SELECT pg_relation_size('job_count_changes')") == (0,)
+        assert store.counts()[JobStatus.PENDING] == kept_counts.VACUUM_AFTER + 10
+
+
 @pytest.mark.parametrize("every", [2, 97])
 def test_the_first_flagged_videos_are_the_same_however_they_are_found(store, every):
     """Flagged videos common (read through the done jobs in order) or rare (read from the
