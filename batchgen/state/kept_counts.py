@@ -6,11 +6,13 @@ One shared row per count would be written by every worker's every change, and ea
 for the others' commits; and a row changed again and again in one transaction (a million jobs
 loaded, or moved, by one statement) leaves a version per change that the next change must step
 over. So the triggers only append: each change of a job or a check adds a row of what it
-changes to `*_count_changes`, which no other writer touches. `FOLD` sums those rows into the
-`*_counts_folded` tables, which only a fold writes, one process at a time; `job_counts` and
-`check_counts` are views of both, so a count is the sum of its rows, as on SQLite. The state
-is folded as it is opened, after a manifest is loaded, and with each heartbeat of a worker
-(`PostgresDatabase.fold_counts`): the changes to sum stay a few seconds' worth.
+changes to `*_count_changes`, which no other writer touches (jobs removed in bulk, a row per
+group of the statement's jobs).
+`FOLD` sums those rows into the `*_counts_folded` tables, which only a fold writes, one process
+at a time; `job_counts` and `check_counts` are views of both, so a count is the sum of its
+rows, as on SQLite. The state is folded as it is opened, after a manifest is loaded, and with
+each heartbeat of a worker (`PostgresDatabase.fold_counts`): the changes to sum stay a few
+seconds' worth.
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ def _job_change(row: str, sign: str) -> str:
             coalesce({row}.price_key, ''), ({row}.reused_from IS NULL)::int,
             {sign}1, {sign}{leading_number(f"{row}.unit_deduction")},
             {sign}({row}.unit_deduction IS NOT NULL)::int)"""
+
+
+def _jobs_change(rows: str, sign: str) -> str:
+    """The statement recording that the jobs of the transition table `rows` count `sign` 1
+    more each, one row per group."""
+    return f"""INSERT INTO job_count_changes
+        SELECT status, (seq >= 0)::int, coalesce(price_key, ''), (reused_from IS NULL)::int,
+            {sign}count(*), {sign}coalesce(sum({leading_number("unit_deduction")}), 0),
+            {sign}count(unit_deduction)
+        FROM {rows} GROUP BY 1, 2, 3, 4"""
 
 
 def _job_check_change(op: str, row: str, sign: str) -> str:
@@ -90,17 +102,26 @@ INSERT INTO job_counts_folded
 
 CREATE FUNCTION job_counts_kept() RETURNS trigger LANGUAGE plpgsql AS $body$
 BEGIN
-    IF TG_OP <> 'INSERT' THEN
+    IF TG_OP = 'UPDATE' THEN
         {_job_change("OLD", "-")};
     END IF;
-    IF TG_OP <> 'DELETE' THEN
-        {_job_change("NEW", "")};
-    END IF;
+    {_job_change("NEW", "")};
     RETURN NULL;
 END
 $body$;
-CREATE TRIGGER job_counts_insert AFTER INSERT OR DELETE ON jobs
+-- Jobs removed in bulk (rows dropped from a manifest): one change per group of the
+-- statement's rows, as a transition table gives them, not one per row. (Jobs are added one
+-- statement each, a pipeline of them: a trigger for each row is the cheaper there.)
+CREATE FUNCTION job_counts_removed() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+    {_jobs_change("removed", "-")};
+    RETURN NULL;
+END
+$body$;
+CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs
     FOR EACH ROW EXECUTE FUNCTION job_counts_kept();
+CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS removed
+    FOR EACH STATEMENT EXECUTE FUNCTION job_counts_removed();
 CREATE TRIGGER job_counts_update
     AFTER UPDATE OF status, seq, price_key, reused_from, unit_deduction ON jobs FOR EACH ROW
     WHEN (OLD.status IS DISTINCT FROM NEW.status

@@ -275,10 +275,16 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
             values,
         )
+        # What the manifest says of each job now, written where it differs (a job just added
+        # holds it already: no write, and no trigger).
+        placed = [
+            (job, seq, row, meta, variant, key) for job, seq, row, _, meta, variant, key in values
+        ]
         self.db.write_many(
             "UPDATE jobs SET seq = ?, row_id = ?, metadata = ?, variant = ?, price_key = ? "
-            "WHERE job_id = ?",
-            [(*rest[:2], *rest[3:], job) for job, *rest in values],  # all but the request
+            "WHERE job_id = ? AND (seq != ? OR row_id != ? OR metadata != ? OR variant != ? "
+            "OR coalesce(price_key, '') != coalesce(?, ''))",
+            [(*now, job, *now) for job, *now in placed],
         )
         return inserted
 
