@@ -36,8 +36,8 @@ def _job_change(row: str, sign: str) -> str:
 
 
 def _jobs_change(rows: str, sign: str) -> str:
-    """The statement recording that the jobs of the transition table `rows` count `sign` 1
-    more each, one row per group."""
+    """The statement recording that the jobs of `rows` (a table, or a trigger's transition
+    table) count `sign` 1 more each, one row per group."""
     return f"""INSERT INTO job_count_changes
         SELECT status, (seq >= 0)::int, coalesce(price_key, ''), (reused_from IS NULL)::int,
             {sign}count(*), {sign}coalesce(sum({leading_number("unit_deduction")}), 0),
@@ -82,11 +82,10 @@ _CHECK_COLUMNS = """
     kind TEXT NOT NULL,  -- 'checked', 'flagged', or 'code': a finding's code
     code TEXT NOT NULL,
     jobs INTEGER NOT NULL"""
-_DONE_JOB = "c.job_id = j.job_id AND c.sha256 = j.sha256 AND j.status = 'done' AND j.seq >= 0"
 
-# The migration (migrations.py, `kept_counts`): the tables, filled from what the state holds,
-# the views, and the triggers. Written with SQLite's type names where migrations.py turns them
-# into PostgreSQL's, lowercase where they must stay as they are.
+# The migration (migrations.py, `kept_counts`): the tables and views, the changes of what the
+# state holds already (folded as it is opened), and the triggers. Written with SQLite's type
+# names where migrations.py turns them into PostgreSQL's, lowercase where they must stay so.
 MIGRATION = f"""
 CREATE TABLE job_counts_folded ({_JOB_COLUMNS},
     PRIMARY KEY (status, listed, price_key, paid)
@@ -95,10 +94,7 @@ CREATE TABLE job_count_changes ({_JOB_COLUMNS}
 );
 CREATE VIEW job_counts AS
     SELECT * FROM job_counts_folded UNION ALL SELECT * FROM job_count_changes;
-INSERT INTO job_counts_folded
-    SELECT status, (seq >= 0)::int, coalesce(price_key, ''), (reused_from IS NULL)::int,
-        count(*), coalesce(sum({leading_number("unit_deduction")}), 0), count(unit_deduction)
-    FROM jobs GROUP BY 1, 2, 3, 4;
+{_jobs_change("jobs", "")};  -- the jobs the state holds, summed by the first fold
 
 CREATE FUNCTION job_counts_kept() RETURNS trigger LANGUAGE plpgsql AS $body$
 BEGIN
@@ -138,18 +134,6 @@ CREATE TABLE check_count_changes ({_CHECK_COLUMNS}
 );
 CREATE VIEW check_counts AS
     SELECT * FROM check_counts_folded UNION ALL SELECT * FROM check_count_changes;
-INSERT INTO check_counts_folded
-    SELECT kind, code, sum(n) FROM (
-        SELECT 'checked' AS kind, '' AS code, 1 AS n
-            FROM video_checks c JOIN jobs j ON {_DONE_JOB}
-        UNION ALL SELECT 'flagged', '', 1 FROM video_checks c JOIN jobs j ON {_DONE_JOB}
-            WHERE c.findings <> '[]'
-        UNION ALL SELECT 'code', coalesce(f.value ->> 'code', ''), 1
-            FROM video_checks c JOIN jobs j ON {_DONE_JOB}
-            CROSS JOIN jsonb_array_elements(c.findings::jsonb) AS f(value)
-            WHERE c.findings <> '[]'
-    ) AS found GROUP BY kind, code;
-
 -- Records `sign` 1 for a done job's check with these findings (a code as often as the
 -- findings name it, as the count of the join does).
 CREATE FUNCTION check_counts_add(checked text, sign bigint) RETURNS void LANGUAGE plpgsql
@@ -163,6 +147,9 @@ BEGIN
                 CASE WHEN checked <> '[]' THEN checked::jsonb ELSE '[]' END) AS f(value);
 END
 $body$;
+SELECT check_counts_add(c.findings, 1) FROM video_checks c  -- the checks the state holds
+    JOIN jobs j ON c.job_id = j.job_id AND c.sha256 = j.sha256 AND j.status = 'done'
+        AND j.seq >= 0;
 CREATE FUNCTION check_counts_of_jobs() RETURNS trigger LANGUAGE plpgsql AS $body$
 DECLARE
     checked text;

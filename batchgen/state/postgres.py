@@ -105,6 +105,7 @@ class PostgresDatabase(Database):
         self._url = url
         self.schema = schema
         self._cursor_numbers = itertools.count()
+        self._counted = False  # whether the schema keeps counts (kept_counts.py): a run's does
 
     @classmethod
     def open(
@@ -124,8 +125,8 @@ class PostgresDatabase(Database):
                 db._enter_schema(create)
             with db._migrating():
                 migrate(db, migrations)
-            if any(migration.name == "kept_counts" for migration in migrations):
-                db.fold_counts()
+            db._counted = any(migration.name == "kept_counts" for migration in migrations)
+            db.fold_counts()
         except BaseException:
             conn.close()
             raise
@@ -156,6 +157,8 @@ class PostgresDatabase(Database):
     def fold_counts(self) -> None:
         """Sum the changes of the counts recorded so far into the folded counts
         (kept_counts.py), unless another process is folding them."""
+        if not self._counted:
+            return
         folded = 0
         with self.transaction():
             key = (_FOLDING, self.schema)

@@ -452,6 +452,36 @@ def test_workers_keep_the_counts_on_postgresql_without_waiting_for_each_other(
         assert reopened.counts()[JobStatus.PENDING] == 0
 
 
+def test_a_postgresql_state_made_before_kept_counts_counts_what_it_holds(tmp_path, postgres_url):
+    """A state on PostgreSQL from before the counts were kept there (jobs done, checked and
+    flagged, some paid elsewhere, a row edited out) counts, once opened by this version, what
+    the jobs and checks themselves count."""
+    from batchgen.state.migrations import MIGRATIONS
+    from batchgen.state.postgres import PostgresDatabase, run_schema
+
+    place = tmp_path / "run" / "state.sqlite"
+    before = [m for m in MIGRATIONS if m.name != "kept_counts"]
+    with Store(PostgresDatabase.open(postgres_url, run_schema("run"), migrations=before)) as old:
+        jobs = [spec(n) for n in range(6)]
+        old.add_jobs(jobs)
+        for n, job in enumerate(jobs[:4]):
+            old.db.write(
+                "UPDATE jobs SET status = 'done', sha256 = ?, unit_deduction = '1.5' "
+                "WHERE job_id = ?",
+                (f"{n:064d}", job.job_id),
+            )
+            found = [{"code": "dark"}, {"code": "dark"}] if n % 2 else []
+            old.checks.record(job.job_id, f"{n:064d}", {}, found)
+        old.db.write("UPDATE jobs SET reused_from = 'other' WHERE job_id = ?", (jobs[4].job_id,))
+        old.db.write("UPDATE jobs SET seq = -1 WHERE job_id = ?", (jobs[3].job_id,))
+        old.db.commit()
+    with Store.open(place, postgres_url) as store:
+        assert store.checks.counts() == store.checks.counted() == (3, 1, {"dark": 2})
+        counts, priced = counted_jobs(store)
+        assert store.counts() == counts
+        assert sorted(map(repr, store.spending.priced_groups())) == priced
+
+
 def test_a_large_fold_on_postgresql_leaves_no_dead_changes_to_read_past(tmp_path, postgres_url):
     """Loading many jobs records a change for each, summed as the load ends: the rows the fold
     took out are vacuumed at once, so the counts read next do not step over them."""
