@@ -5,6 +5,7 @@ probe    the facts of a video file, read with PyAV (`probe_video`)
 qa       findings from those facts and the request (`findings`, pure)
 check    a video probed and judged in one call (`check_video`)
 workers  that call in worker processes, one per core, off the event loop (`CheckWorkers`)
+spawning how those processes are started: safe against a parent killed as it starts them
 """
 
 from batchgen.media.check import VideoCheck, check_video

@@ -2,15 +2,15 @@
 checks a video at once.
 
 `CheckWorkers` is a pool of one process per core (a `ProcessPoolExecutor`, started at the first
-check, spawned: nothing of the run's threads is inherited) that a run owns for its length:
-`async with CheckWorkers() as workers: await workers.check(path, expected)` (or
-`check_download`, the one call the download stage makes). Leaving the block shuts the processes
-down and waits for them (a check under way is let finish: it is short). Workers never run the
-parent's main script (multiprocessing's spawn would import it in each of them: a script calling
-`batchgen.run()` without `if __name__ == "__main__":` would run again there). A worker ignores
-SIGINT and SIGTERM (a Ctrl-C reaches the whole process group, and the run it belongs to drains
-on the first one, checks included) and exits when its parent is gone, even killed: a pool never
-outlives its run.
+check, spawned as spawning.py starts them: nothing of the run's threads is inherited) that a
+run owns for its length: `async with CheckWorkers() as workers: await workers.check(path,
+expected)` (or `check_download`, the one call the download stage makes). Leaving the block
+shuts the processes down and waits for them (a check under way is let finish: it is short).
+Workers never run the parent's main script (multiprocessing's spawn would import it in each of
+them: a script calling `batchgen.run()` without `if __name__ == "__main__":` would run again
+there). A worker ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole process group, and the
+run it belongs to drains on the first one, checks included) and exits when its parent is gone,
+even killed: a pool never outlives its run.
 
 A worker that dies during a check (the decoder crashed on the file, or the process was killed)
 breaks the pool: a new one is started and the check tried once more; a file that breaks it
@@ -40,6 +40,7 @@ import anyio
 from batchgen.media.check import VideoCheck, check_video
 from batchgen.media.probe import Probe
 from batchgen.media.qa import Expected, ImageSize, expected_of, findings
+from batchgen.media.spawning import spawn_context
 
 CheckFn = Callable[[Path, Expected], VideoCheck]
 CRASHED = "the decoder's process died reading it, twice"
@@ -107,7 +108,7 @@ class CheckWorkers:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 self.processes,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=spawn_context(),
                 initializer=_start_worker,
             )
         return self._pool

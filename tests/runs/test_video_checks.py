@@ -252,3 +252,49 @@ def test_a_worker_outlives_a_ctrl_c_but_not_its_parent_killed():
     while running(pids[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pids[0] == pids[1] != parent.pid and not running(pids[0])
+
+
+KILLED_AS_IT_SPAWNS = """
+import os, signal, anyio
+from multiprocessing import util
+from pathlib import Path
+from batchgen.media import CheckWorkers, Expected
+from tests.spec.test_video_checks import pid_of_checker
+
+spawn = util.spawnv_passfds
+
+def spawn_then_die(path, args, passfds):
+    pid = spawn(path, args, passfds)
+    if any(b"spawn_main" in os.fsencode(arg) for arg in args):  # a worker, not the tracker
+        print(pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # the worst moment: the worker just started
+    return pid
+
+util.spawnv_passfds = spawn_then_die
+
+async def main():
+    async with CheckWorkers(1, pid_of_checker) as workers:
+        await workers.check(Path("v.mp4"), Expected())
+
+anyio.run(main)
+"""
+
+
+def test_a_parent_killed_as_it_starts_a_worker_leaves_nothing_on_the_terminal():
+    """SIGKILL just after a worker process is started (the moment the standard library has not
+    yet told it what to run): the worker still ends, and neither it nor the resource tracker
+    prints a word: no traceback, no warning about the pool's semaphores."""
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_AS_IT_SPAWNS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert done.returncode == -signal.SIGKILL
+    (worker,) = (int(line) for line in done.stdout.split())
+    deadline = time.monotonic() + 30
+    while running(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(worker)
+    assert done.stderr == ""
