@@ -138,6 +138,28 @@ class _Seen:
         self.times.append(seconds)
         bisect.insort(self.sorted, seconds)
 
+    def replace(self, old: float, new: float) -> None:
+        """`old`, where still in the window, becomes `new` in its place."""
+        try:
+            self.times[self.times.index(old)] = new
+        except ValueError:
+            return
+        del self.sorted[bisect.bisect_left(self.sorted, old)]
+        bisect.insort(self.sorted, new)
+
+
+@dataclass(frozen=True, slots=True)
+class _Doubted:
+    """A time learned while the provider's clock was not yet trusted, with what it came from:
+    learned again once the clock is trusted."""
+
+    kind: Kind
+    took: float
+    last_running: float | None
+    seen_done: float
+    provider: float
+    gap: float
+
 
 class PollSchedule:
     """When to next ask about a task, from its kind (model, mode, duration) and the generation
@@ -163,6 +185,7 @@ class PollSchedule:
         self._ratios = _Seen(window)  # time seen / middle of its kind's range, every kind
         self._running: dict[Kind, float] = {}  # oldest age found running, kinds none ended of
         self.provider_clock_trusted = False
+        self._doubted: deque[_Doubted] = deque(maxlen=window)
 
     def learn(
         self,
@@ -171,9 +194,16 @@ class PollSchedule:
         provider: float | None,
         kind: Kind = ANY_KIND,
     ) -> float:
-        """Learn from a task seen done (see `generation_seconds`); returns how long it took."""
-        if provides_a_trustworthy_clock(last_running, seen_done, provider):
+        """Learn from a task seen done (see `generation_seconds`); returns how long it took.
+        The first time the provider's clock earns trust, the times learned before with a
+        provider figure are learned again as they would be now: a first poll set by a guess
+        made while the figure was doubted (the task's end put 1.5 polls early) would otherwise
+        come before the tasks' ends for as long as the guess stays in the window."""
+        if not self.provider_clock_trusted and provides_a_trustworthy_clock(
+            last_running, seen_done, provider
+        ):
             self.provider_clock_trusted = True
+            self._learn_again()
         gap = self.spacing(kind)
         if kind not in self._seen:  # the polls before it climbed, at most one spacing apart
             gap = min(gap, max(self.config.min_interval, self.config.growth * seen_done))
@@ -185,7 +215,20 @@ class PollSchedule:
             provider_clock_trusted=self.provider_clock_trusted,
         )
         self.observe(took, kind)
+        if provider is not None and not self.provider_clock_trusted:
+            self._doubted.append(_Doubted(kind, took, last_running, seen_done, provider, gap))
         return took
+
+    def _learn_again(self) -> None:
+        while self._doubted:
+            d = self._doubted.popleft()
+            took = generation_seconds(
+                d.last_running, d.seen_done, d.provider, d.gap, provider_clock_trusted=True
+            )
+            if took != d.took and d.kind in self._seen:
+                self._seen[d.kind].replace(d.took, took)
+                middle = sum(self._table(d.kind)) / 2
+                self._ratios.replace(d.took / middle, took / middle)
 
     def observe(self, generation_seconds: float, kind: Kind = ANY_KIND) -> None:
         self._seen.setdefault(kind, _Seen(self._window)).add(generation_seconds)
@@ -318,12 +361,14 @@ def generation_seconds(
 def provides_a_trustworthy_clock(
     last_running: float | None, seen_done: float, provider: float | None
 ) -> bool:
-    """A provider figure strictly inside a span the run saw (running at one poll, done at the
-    next, the figure clear of both) is the task's own time: a clock stamped by our queries
-    cannot land there."""
-    if last_running is None or provider is None:
+    """A provider figure strictly inside a span the run saw (from the last poll that found the
+    task running, or from its create where none did, to the poll that found it done; the
+    figure clear of both ends) is the task's own time: a clock stamped by our queries cannot
+    land there, only at the span's end."""
+    if provider is None:
         return False
-    return last_running < provider <= seen_done - _clear_of(last_running, seen_done)
+    earliest = 0.0 if last_running is None else last_running
+    return earliest < provider <= seen_done - _clear_of(earliest, seen_done)
 
 
 def _clear_of(earliest: float, seen_done: float) -> float:

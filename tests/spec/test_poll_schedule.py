@@ -126,6 +126,37 @@ def test_a_trusted_provider_clock_is_believed_at_the_end_of_the_span():
     assert schedule.learn(None, 2.0, 2.02) == 2.0  # never past what was seen
 
 
+def test_times_guessed_before_the_clock_was_trusted_are_learned_again_once_it_is():
+    """Every task 0.3 s on the provider's clock, ended about 0.29 s after the create's answer
+    on ours (the run's figures of the short shape of bench/poll_shapes.py). The first tasks,
+    seen done by their first poll, are guessed 1.5 polls early while the provider's figure is
+    doubted; once a figure inside a seen span earns trust, those guesses are learned again
+    from their figures, and every later task is seen by one poll at its end, not two."""
+    schedule = PollSchedule()
+    for seen_done in (0.337, 0.343, 0.305, 0.312):  # done at their first poll, figure near it
+        schedule.learn(None, seen_done, 0.3)
+    assert not schedule.provider_clock_trusted
+    assert schedule.first_delay() < 0.29  # the guesses: the first poll comes before the end
+    schedule.learn(0.294, 0.356, 0.3)  # running at one poll, done at the next: the figure inside
+    assert schedule.provider_clock_trusted
+    assert schedule.first_delay() == pytest.approx(0.3)
+    assert follow(schedule, 0.29)[0] == 1
+
+
+def test_a_figure_well_before_the_first_poll_that_saw_the_task_done_earns_trust():
+    """A task found done by its first poll at 0.5 s, the provider saying 0.3 s: a clock stamped
+    by our queries would say about 0.5, so the figure is the task's own; the next tasks are
+    polled at 0.3 s, once."""
+    schedule = PollSchedule()
+    assert schedule.learn(None, 0.505, 0.3) == 0.3
+    assert schedule.provider_clock_trusted
+    assert schedule.first_delay() == pytest.approx(0.3)
+    assert follow(schedule, 0.29)[0] == 1
+    stamped = PollSchedule()
+    stamped.learn(None, 0.505, 0.5)  # at the span's end: what a stamping relay says
+    assert not stamped.provider_clock_trusted
+
+
 def test_a_stamping_relay_never_earns_trust():
     """updated_at = the time of our poll: the figure is at the end of every span, never inside."""
     rng = random.Random(3)
