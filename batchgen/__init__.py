@@ -15,7 +15,7 @@ package's own docstring maps its modules the same way).
     state/          the only SQL: a run's jobs and their lifecycle, durable; db.py is the seam
     load.py         a manifest into a state: validate, load or reuse, lock file, fingerprint
     providers/      the seam to the network: each provider's URLs, auth, answers, callbacks
-    wire.py         the download client: a video's bytes taken off the socket in large reads
+    wire.py         the clients' connections: large reads off the socket, cheap checks of idle ones
     download.py     one video from a URL into place: streamed, sniffed, synced, renamed
     media/          what each downloaded video is, and whether it is what was asked for
     output.py       the run folder: videos named by row, sidecars, index.jsonl, failed.jsonl

@@ -1,5 +1,5 @@
-"""The download client: an httpx client that takes a video's bytes off the socket in large
-pieces.
+"""The clients' connections: httpx clients whose connections take a video's bytes off the
+socket in large pieces and ask cheaply whether an idle connection was closed.
 
 httpcore asks its socket for at most 64 KiB a read. A 100 MB video is then some 1,600 trips
 through the event loop, httpcore, h11 and httpx, each costing far more than moving its bytes:
@@ -8,14 +8,21 @@ read asks for up to READ_BYTES and takes what the socket has (uvloop hands over 
 at a time): the same bytes in a quarter of the trips or fewer. Only reads change; connecting,
 TLS, proxies, redirects, timeouts and errors stay httpx's and httpcore's own.
 
-The reads are widened by wrapping the connection pool's network backend, which httpx's
-transport does not let a caller choose: `download_client` sets it on the pool the transport
-made (`_pool._network_backend`, private to httpx and httpcore). Where a later release moves
-those names, the client keeps the usual 64 KiB reads, and tests/spec/test_wire.py fails.
+Before every request, and after every answer, httpcore's pool asks each idle connection
+whether its server closed it (`is_readable`). anyio answers that by building the stream's whole
+table of attributes, for one of them, the socket: at zero latency that was an eighth of a run's
+CPU. Here the socket is taken once per connection and polled directly, as httpcore does.
+
+Both are done by wrapping the connection pool's network backend, which httpx's transport does
+not let a caller choose: `pooled_transport` sets it on the pool the transport made
+(`_pool._network_backend`, private to httpx and httpcore). Where a later release moves those
+names, the clients keep httpcore's own backend, and tests/spec/test_wire.py fails.
 """
 
 from __future__ import annotations
 
+import select
+import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,13 +35,18 @@ READ_BYTES = 1 << 20  # the most one read asks of a socket
 def download_client(timeout: httpx.Timeout, connections: int) -> httpx.AsyncClient:
     """The client videos are downloaded with: follows redirects, ignores proxy and credential
     settings of the environment (no key is ever sent with it), and reads in large pieces."""
-    transport = httpx.AsyncHTTPTransport(
-        limits=httpx.Limits(max_connections=connections), trust_env=False
-    )
-    widen_reads(transport)
+    transport = pooled_transport(httpx.Limits(max_connections=connections))
     return httpx.AsyncClient(
         timeout=timeout, follow_redirects=True, transport=transport, trust_env=False
     )
+
+
+def pooled_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """A transport with `limits`, ignoring the environment's proxy settings, its connections
+    made by `LargeReads`."""
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    widen_reads(transport)
+    return transport
 
 
 def widen_reads(transport: httpx.AsyncHTTPTransport) -> bool:
@@ -88,6 +100,7 @@ class LargeReadStream(httpcore.AsyncNetworkStream):
 
     def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
         self.stream = stream
+        self._socket: Any = _NOT_YET
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self.stream.read(max(max_bytes, READ_BYTES), timeout)
@@ -108,4 +121,24 @@ class LargeReadStream(httpcore.AsyncNetworkStream):
         return LargeReadStream(upgraded)
 
     def get_extra_info(self, info: str) -> Any:
-        return self.stream.get_extra_info(info)
+        if info != "is_readable":
+            return self.stream.get_extra_info(info)
+        if self._socket is _NOT_YET:
+            self._socket = self.stream.get_extra_info("socket")
+        return _readable(self._socket)
+
+
+_NOT_YET = object()
+
+
+def _readable(sock: socket.socket | None) -> bool:
+    """Whether `sock` has something to read (on an idle connection: its server closed it);
+    True where it is gone. httpcore's own test, which it keeps private."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd == -1:
+        return True
+    if not hasattr(select, "poll"):
+        return bool(select.select([fd], [], [], 0)[0])
+    poll = select.poll()
+    poll.register(fd, select.POLLIN)
+    return bool(poll.poll(0))

@@ -23,6 +23,7 @@ import httpx
 from batchgen.errors import ConnectFailed, OutcomeUnknown, ProviderError, RetryableError
 from batchgen.providers.answers import Answer, RequestKind, read_answer
 from batchgen.providers.auth import Auth
+from batchgen.wire import pooled_transport
 
 REDACTED = "***"
 KEEPALIVE_SECONDS = 5.0  # below any server's idle timeout, so a create never meets a dead socket
@@ -58,13 +59,14 @@ class Transport:
         self.calls = 0
         self.observer: Observer | None = None
         self._limiter = limiter
+        limits = httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=KEEPALIVE_SECONDS,
+        )
         self._http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=KEEPALIVE_SECONDS,
-            ),
+            transport=pooled_transport(limits),
             trust_env=False,
         )
         # Requests wait here rather than in httpcore's pool, whose queue costs CPU per waiter.
