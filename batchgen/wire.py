@@ -11,23 +11,24 @@ TLS, proxies, redirects, timeouts and errors stay httpx's and httpcore's own.
 Before every request, and after every answer, httpcore's pool asks each idle connection
 whether its server closed it (`is_readable`). anyio answers that by building the stream's whole
 table of attributes, for one of them, the socket: at zero latency that was an eighth of a run's
-CPU. Here the socket is taken once per connection and polled directly, as httpcore does.
+CPU. Here the socket is taken once per connection and polled by httpcore's own test.
 
 Both are done by wrapping the connection pool's network backend, which httpx's transport does
 not let a caller choose: `pooled_transport` sets it on the pool the transport made
-(`_pool._network_backend`, private to httpx and httpcore). Where a later release moves those
-names, the clients keep httpcore's own backend, and tests/spec/test_wire.py fails.
+(`_pool._network_backend`, private to httpx and httpcore; so is the test of a socket,
+`httpcore._utils.is_socket_readable`). Where a later release moves the pool's backend, the
+clients keep httpcore's own, and tests/spec/test_wire.py fails.
 """
 
 from __future__ import annotations
 
-import select
-import socket
+import functools
 from collections.abc import Iterable
 from typing import Any
 
 import httpcore
 import httpx
+from httpcore._utils import is_socket_readable
 
 READ_BYTES = 1 << 20  # the most one read asks of a socket
 
@@ -100,7 +101,6 @@ class LargeReadStream(httpcore.AsyncNetworkStream):
 
     def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
         self.stream = stream
-        self._socket: Any = _NOT_YET
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self.stream.read(max(max_bytes, READ_BYTES), timeout)
@@ -123,22 +123,8 @@ class LargeReadStream(httpcore.AsyncNetworkStream):
     def get_extra_info(self, info: str) -> Any:
         if info != "is_readable":
             return self.stream.get_extra_info(info)
-        if self._socket is _NOT_YET:
-            self._socket = self.stream.get_extra_info("socket")
-        return _readable(self._socket)
+        return is_socket_readable(self._socket)
 
-
-_NOT_YET = object()
-
-
-def _readable(sock: socket.socket | None) -> bool:
-    """Whether `sock` has something to read (on an idle connection: its server closed it);
-    True where it is gone. httpcore's own test, which it keeps private."""
-    fd = -1 if sock is None else sock.fileno()
-    if fd == -1:
-        return True
-    if not hasattr(select, "poll"):
-        return bool(select.select([fd], [], [], 0)[0])
-    poll = select.poll()
-    poll.register(fd, select.POLLIN)
-    return bool(poll.poll(0))
+    @functools.cached_property
+    def _socket(self) -> Any:  # a socket.socket, or None
+        return self.stream.get_extra_info("socket")  # the same for the connection's life

@@ -56,15 +56,10 @@ class _FilledFirst(popen_spawn_posix.Popen):
                     pipe.write(rest)
         finally:
             opened = [fd for fd in (parent_r, parent_w) if fd is not None]
-            self.finalizer = util.Finalize(self, _close, (opened,))
+            self.finalizer = util.Finalize(self, util.close_fds, opened)  # type: ignore[attr-defined]
             for fd in (child_r, child_w):
                 if fd is not None:
                     os.close(fd)
-
-
-def _close(fds: list[int]) -> None:
-    for fd in fds:
-        os.close(fd)
 
 
 def _write_what_fits(fd: int, data: memoryview) -> bytes:

@@ -227,13 +227,11 @@ class PollSchedule:
             )
             if took != d.took and d.kind in self._seen:
                 self._seen[d.kind].replace(d.took, took)
-                middle = sum(self._table(d.kind)) / 2
-                self._ratios.replace(d.took / middle, took / middle)
+                self._ratios.replace(d.took / self._middle(d.kind), took / self._middle(d.kind))
 
     def observe(self, generation_seconds: float, kind: Kind = ANY_KIND) -> None:
         self._seen.setdefault(kind, _Seen(self._window)).add(generation_seconds)
-        low, high = self._table(kind)
-        self._ratios.add(generation_seconds / ((low + high) / 2))
+        self._ratios.add(generation_seconds / self._middle(kind))
         self._running.pop(kind, None)
 
     def knows(self, kind: Kind) -> bool:
@@ -317,6 +315,11 @@ class PollSchedule:
             return low, high
         ratio = self._ratios.sorted[len(self._ratios.sorted) // 2]
         return low * ratio, high * ratio
+
+    def _middle(self, kind: Kind) -> float:
+        """The middle of the table's range for `kind`."""
+        low, high = self._table(kind)
+        return (low + high) / 2
 
     def _table(self, kind: Kind) -> tuple[float, float]:
         expected = self.config.expected(kind)
