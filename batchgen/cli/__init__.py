@@ -11,9 +11,10 @@ the account ledger), manifests (validate, plan, schema), state_copy (state copy)
 (simulate), summary (how a run ends), next_steps (commands to paste), readme (the README's
 table of commands).
 
-A command's module is imported when that command is asked for (`--help` asks for them all), so
-that a command pays for its own imports only: `status` of a million jobs answers in a fraction
-of a second, most of which would otherwise go to importing what `run` needs.
+A command's module is imported when that command is asked for (`batchgen --help` lists them
+from `COMMANDS`, importing none), so that a command pays for its own imports only: `status` of a
+million jobs answers in a fraction of a second, most of which would otherwise go to importing
+what `run` needs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
 from importlib import import_module
 from typing import NoReturn
 
@@ -32,40 +34,70 @@ from batchgen.interrupts import terminate_like_interrupt
 
 __all__ = ["cli", "main"]
 
-# Each command, in a day's order, and the module that defines it under the command's name.
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    """Where a command is defined, and its one-line summary: what `batchgen --help` lists
+    without importing the command (the command's own `short_help` is taken from here)."""
+
+    module: str
+    summary: str
+
+
+# Each command, in a day's order.
 COMMANDS = {
-    "run": "batchgen.cli.running",
-    "demo": "batchgen.cli.running",
-    "validate": "batchgen.cli.manifests",
-    "plan": "batchgen.cli.manifests",
-    "status": "batchgen.cli.status",
-    "retry": "batchgen.cli.running",
-    "adopt": "batchgen.cli.running",
-    "reconcile": "batchgen.cli.running",
-    "report": "batchgen.cli.results",
-    "verify": "batchgen.cli.results",
-    "export": "batchgen.cli.results",
-    "gallery": "batchgen.cli.results",
-    "runs": "batchgen.cli.ledger",
-    "account": "batchgen.cli.ledger",
-    "state": "batchgen.cli.state_copy",
-    "schema": "batchgen.cli.manifests",
-    "simulate": "batchgen.cli.simulation",
+    "run": Home("batchgen.cli.running", "Run every job of a manifest; resumes where it stopped."),
+    "demo": Home("batchgen.cli.running", "Run the demo against the built-in simulator."),
+    "validate": Home("batchgen.cli.manifests", "Check every row of a manifest; submits nothing."),
+    "plan": Home("batchgen.cli.manifests", "Dry run: jobs, cost and wall time; submits nothing."),
+    "status": Home("batchgen.cli.status", "Counts, failures, unknown jobs, QA and money of a run."),
+    "retry": Home("batchgen.cli.running", "Put failed or unknown jobs back for the next run."),
+    "adopt": Home(
+        "batchgen.cli.running", "Record a task found at the provider for an unknown job."
+    ),
+    "reconcile": Home("batchgen.cli.running", "Adopt the provider's tasks that the state lost."),
+    "report": Home(
+        "batchgen.cli.results", "A run's counts, failures, cost, money, time and slot use."
+    ),
+    "verify": Home("batchgen.cli.results", "Re-hash every video against the index and the state."),
+    "export": Home(
+        "batchgen.cli.results", "Export a run's videos as a dataset (hf, csv, webdataset)."
+    ),
+    "gallery": Home("batchgen.cli.results", "Write a run's gallery.html: every job on one page."),
+    "runs": Home("batchgen.cli.ledger", "List every run this machine has made."),
+    "account": Home("batchgen.cli.ledger", "Show (or set) an account's slots and spending."),
+    "state": Home(
+        "batchgen.cli.state_copy", "Copy a run's state between SQLite and PostgreSQL (state copy)."
+    ),
+    "schema": Home("batchgen.cli.manifests", "Print the manifest's JSON Schema (for editors)."),
+    "simulate": Home("batchgen.cli.simulation", "Serve the Kling simulator on a loopback port."),
 }
+
+
+def command_summary(name: str) -> str:
+    """The one-line summary of the command `name`, for its `short_help`."""
+    return COMMANDS[name].summary
 
 
 class LazyCommands(MutableMapping[str, click.Command]):
     """Commands by name, in the order given; each is imported from its module (named in
-    `homes`) the first time it is looked up."""
+    `homes`) the first time it is looked up, its summary known before."""
 
-    def __init__(self, homes: dict[str, str]) -> None:
-        self._commands: dict[str, str | click.Command] = dict(homes)
+    def __init__(self, homes: dict[str, Home]) -> None:
+        self._commands: dict[str, Home | click.Command] = dict(homes)
 
     def __getitem__(self, name: str) -> click.Command:
         command = self._commands[name]
-        if isinstance(command, str):
-            command = self._commands[name] = getattr(import_module(command), name)
+        if isinstance(command, Home):
+            command = self._commands[name] = getattr(import_module(command.module), name)
         return command
+
+    def summary(self, name: str) -> str:
+        """The command's one-line summary, without importing it where it is not yet."""
+        command = self._commands[name]
+        if isinstance(command, Home):
+            return command.summary
+        return command.get_short_help_str(limit=1000)
 
     def __setitem__(self, name: str, command: click.Command) -> None:
         self._commands[name] = command
@@ -81,10 +113,18 @@ class LazyCommands(MutableMapping[str, click.Command]):
 
 
 class InOrder(click.Group):
-    """A group that lists its commands in the order they were given (a day's order)."""
+    """A group that lists its commands in the order they were given (a day's order), each
+    with its summary from `COMMANDS`: `batchgen --help` imports none of them."""
+
+    commands: LazyCommands
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, self.commands.summary(name)) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(

@@ -8,13 +8,14 @@ from typing import Any
 import click
 
 from batchgen import pipeline
+from batchgen.cli import command_summary
 from batchgen.cli.options import database_option, json_option, provider_options, settings_from
 from batchgen.errors import UsageError
 from batchgen.results.accounts import account_lines, accounts_json, runs_json, runs_lines
 from batchgen.state.ledger import Ledger, ledger_path
 
 
-@click.command(short_help="List every run this machine has made.")
+@click.command(short_help=command_summary("runs"))
 @json_option("the runs")
 @database_option
 def runs(as_json: bool, database: str | None) -> None:
@@ -29,7 +30,7 @@ def runs(as_json: bool, database: str | None) -> None:
         click.echo("\n".join(runs_lines(found)))
 
 
-@click.command(short_help="Show (or set) an account's slots and spending.")
+@click.command(short_help=command_summary("account"))
 @click.option(
     "--slots",
     type=click.IntRange(0, 10_000),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from batchgen.cli import command_summary
 from batchgen.cli.options import (
     Finite,
     concurrency_option,
@@ -38,7 +39,7 @@ from batchgen.state.store import Store
 from batchgen.status import IN_FLIGHT, JobStatus
 
 
-@click.command(short_help="Check every row of a manifest; submits nothing.")
+@click.command(short_help=command_summary("validate"))
 @manifest_argument
 @click.option(
     "--max-problems",
@@ -144,7 +145,7 @@ def _refusal(manifest: Path, result: ValidationReport, max_problems: int) -> str
     )
 
 
-@click.command(short_help="Dry run: jobs, cost and wall time; submits nothing.")
+@click.command(short_help=command_summary("plan"))
 @manifest_argument
 @output_option()
 @state_option
@@ -208,7 +209,7 @@ def _earlier_run(state: Path, database: str | None) -> Callable[[str], str] | No
     return status_of
 
 
-@click.command(short_help="Print the manifest's JSON Schema (for editors).")
+@click.command(short_help=command_summary("schema"))
 def schema() -> None:
     """Print the JSON Schema of the YAML manifest, for editors that complete and check it."""
     click.echo(json.dumps(manifest_json_schema(), indent=2))

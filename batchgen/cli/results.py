@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from batchgen import pipeline
+from batchgen.cli import command_summary
 from batchgen.cli.next_steps import NextSteps
 from batchgen.cli.options import (
     database_option,
@@ -31,7 +32,7 @@ from batchgen.results.verify import jobs_to_repair, verify_run
 from batchgen.state import runlock
 
 
-@click.command(short_help="A run's counts, failures, cost, money, time and slot use.")
+@click.command(short_help=command_summary("report"))
 @target_argument
 @output_option()
 @json_option("the report")
@@ -48,7 +49,7 @@ def report(target: Path, output: Path, as_json: bool, database: str | None) -> N
     click.echo(json.dumps(current, indent=2) if as_json else render_report(current))
 
 
-@click.command(short_help="Re-hash every video against the index and the state.")
+@click.command(short_help=command_summary("verify"))
 @target_argument
 @output_option()
 @click.option(
@@ -113,7 +114,7 @@ def _defaulted(name: str) -> bool:
     return source is click.core.ParameterSource.DEFAULT
 
 
-@click.command(short_help="Export a run's videos as a dataset (hf, csv, webdataset).")
+@click.command(short_help=command_summary("export"))
 @target_argument
 @output_option("--runs", dest="runs")
 @click.option(
@@ -196,7 +197,7 @@ def export_json(result: ExportResult) -> dict[str, Any]:
     }
 
 
-@click.command(short_help="Write a run's gallery.html: every job on one page.")
+@click.command(short_help=command_summary("gallery"))
 @target_argument
 @output_option()
 @json_option("where the page is and what it shows")

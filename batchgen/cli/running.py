@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from batchgen import load, pipeline
+from batchgen.cli import command_summary
 from batchgen.cli.next_steps import NextSteps
 from batchgen.cli.options import (
     Finite,
@@ -82,7 +83,7 @@ callback_options = compose(
 )
 
 
-@click.command(short_help="Run every job of a manifest; resumes where it stopped.")
+@click.command(short_help=command_summary("run"))
 @manifest_argument
 @run_options
 @money_options
@@ -98,7 +99,7 @@ def run(manifest: Path, **flags: Any) -> int:
     return run_manifest(manifest, settings_from(**flags))
 
 
-@click.command(short_help="Run the demo against the built-in simulator.")
+@click.command(short_help=command_summary("demo"))
 @click.argument("manifest", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @output_option()
 @provider_choice
@@ -192,7 +193,7 @@ def _execute_logged(
         )
 
 
-@click.command(short_help="Put failed or unknown jobs back for the next run.")
+@click.command(short_help=command_summary("retry"))
 @target_argument
 @output_option()
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed job.")
@@ -282,7 +283,7 @@ def _resend_unknown(store: Store, chosen: list[str] | None, yes: bool) -> int:
     return store.reset_unknown(chosen)
 
 
-@click.command(short_help="Record a task found at the provider for an unknown job.")
+@click.command(short_help=command_summary("adopt"))
 @manifest_argument
 @click.option(
     "--job", "job", metavar="ROW", required=True, help="The job (row id or job id) the task is for."
@@ -311,7 +312,7 @@ def adopt(manifest: Path, job: str, task_id: str, **flags: Any) -> None:
     )
 
 
-@click.command(short_help="Adopt the provider's tasks that the state lost.")
+@click.command(short_help=command_summary("reconcile"))
 @manifest_argument
 @settle_options
 def reconcile(manifest: Path, **flags: Any) -> None:

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from batchgen.cli import command_summary
 from batchgen.cli.options import FINITE, latency_option
 from batchgen.errors import UsageError
 
@@ -38,7 +39,7 @@ def video_fault_options(command: F) -> F:
     return command
 
 
-@click.command(short_help="Serve the Kling simulator on a loopback port.")
+@click.command(short_help=command_summary("simulate"))
 @click.option(
     "--host",
     default="127.0.0.1",

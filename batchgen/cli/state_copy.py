@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from batchgen.cli import command_summary
 from batchgen.errors import UsageError
 from batchgen.state import runlock
 from batchgen.state.connect import DATABASE_SCHEMES, STATE_NAME
@@ -16,7 +17,7 @@ from batchgen.state.store import Store
 PLACE = "STATE|RUN|URL"
 
 
-@click.group(short_help="Copy a run's state between SQLite and PostgreSQL (state copy).")
+@click.group(short_help=command_summary("state"))
 def state() -> None:
     """A run's state, wherever it is kept."""
 

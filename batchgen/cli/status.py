@@ -9,13 +9,14 @@ from pathlib import Path
 
 import click
 
+from batchgen.cli import command_summary
 from batchgen.cli.next_steps import NextSteps
 from batchgen.cli.options import database_option, json_option, output_option, target_argument
 from batchgen.results.overview import overview_of
 from batchgen.results.targets import resolve_target
 
 
-@click.command(short_help="Counts, failures, unknown jobs, QA and money of a run.")
+@click.command(short_help=command_summary("status"))
 @target_argument
 @output_option()
 @click.option(
