@@ -154,7 +154,7 @@ def run_manifest(manifest: Path, settings: Settings) -> int:
 def _header(prepared: load.PreparedRun, shared: SharedAccount) -> str:
     """What was loaded, where the state is, and how much of it the account already has."""
     line = f"{prepared.manifest.name}: {_loaded(prepared.loaded)}; state {_state_shown(prepared)}"
-    elsewhere = shared.held_elsewhere(prepared.store.pending_external_ids())
+    elsewhere = shared.held_elsewhere(prepared.store)
     if elsewhere:
         line += (
             f"\n  the account ledger holds {elsewhere} of its jobs from other runs: they are "

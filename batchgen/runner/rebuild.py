@@ -43,6 +43,7 @@ from batchgen.state.store import REGENERATE
 from batchgen.status import JobStatus
 
 QUERIES = 8  # tasks asked about at once
+SIDECAR = ".json"  # videos/<row id>.json, videos/<job id>.json: output.py
 MAX_SIDECAR = 4 << 20  # bytes: a sidecar larger than this is not read
 Answer = TaskInfo | ProviderError
 
@@ -174,15 +175,22 @@ class Rebuild:
         ctx = self.ctx
         names = await anyio.to_thread.run_sync(_names, ctx.run_dir / VIDEOS_DIR)
         counts = ctx.store.counts()
-        fresh = counts[JobStatus.PENDING] == sum(counts.values())
+        pending = counts[JobStatus.PENDING]
+        fresh = pending == sum(counts.values())
         index = await anyio.to_thread.run_sync(_index, ctx.run_dir) if fresh else {}
-        if not names and not index:
+        keys = {name.removesuffix(SIDECAR) for name in names if name.endswith(SIDECAR)}
+        keys.update(index)
+        if not keys:
             return []
+        # The pending jobs these files could name: asked of the database by name while the
+        # names are fewer than the pending jobs (a resume of a large run), else read each.
+        few = len(keys) < pending
+        jobs = ctx.store.pending_named(keys) if few else ctx.store.with_status(JobStatus.PENDING)
         wanted: list[tuple[str, list[str]]] = []
-        for job in ctx.store.with_status(JobStatus.PENDING):
+        for job in jobs:
             if job.error_kind == REGENERATE:
                 continue  # its earlier video is not what the user asked for
-            sidecars = [f"{job.row_id}.json", f"{job.job_id}.json"]
+            sidecars = [f"{job.row_id}{SIDECAR}", f"{job.job_id}{SIDECAR}"]
             present = [name for name in sidecars if name in names]
             if present or job.job_id in index:
                 wanted.append((job.job_id, present))

@@ -22,7 +22,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,9 +200,17 @@ class SharedAccount:
         if fields is not None:
             self.ledger.sent(account, self.state_id, external_id=ext, **fields)
 
-    def held_elsewhere(self, external_ids: Iterable[str]) -> int:
-        """How many of `external_ids` other states of the account have sent."""
-        return self.ledger.held_elsewhere(self.account.fingerprint, self.state_id, external_ids)
+    def held_elsewhere(self, store: Store) -> int:
+        """How many of the pending jobs of `store`'s manifest other states of the account have
+        sent: what the ledger holds of other states asked of the state while it is less than
+        the pending jobs (one run of an account, or a few), else each pending job's external
+        id asked of the ledger."""
+        account = self.account.fingerprint
+        pending = store.counts()[JobStatus.PENDING]
+        others = self.ledger.sent_elsewhere(account, self.state_id, limit=pending)
+        if others is not None:
+            return store.pending_sent_as(others) if others else 0
+        return self.ledger.held_elsewhere(account, self.state_id, store.pending_external_ids())
 
     # -- the run ----------------------------------------------------------------------------
 

@@ -143,6 +143,11 @@ class Database(ABC):
     def json_elements(self, expr: str, alias: str) -> str:
         """A FROM item: one row per element of the JSON array in `expr`, each `alias.value`."""
 
+    @abstractmethod
+    def texts_of(self, param: str) -> str:
+        """A subquery of the strings in the JSON array bound at `param`, for `x IN` it: a
+        list of any length in one parameter, matched by the database."""
+
     # -- meta -------------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:

@@ -301,6 +301,15 @@ class Ledger:
                 rows,
             )
 
+    def sent_elsewhere(self, account: str, state_id: str, limit: int) -> list[str] | None:
+        """The external ids other states of the account have sent, or None where they are
+        more than `limit`."""
+        rows = self.db.all(
+            "SELECT external_id FROM sends WHERE account = ? AND state_id != ? LIMIT ?",
+            (account, state_id, limit + 1),
+        )
+        return None if len(rows) > limit else [str(row[0]) for row in rows]
+
     def held_elsewhere(self, account: str, state_id: str, external_ids: Iterable[str]) -> int:
         """How many of `external_ids` other states of the account have sent."""
         found = 0

@@ -344,6 +344,9 @@ class PostgresDatabase(Database):
     def json_elements(self, expr: str, alias: str) -> str:
         return f"jsonb_array_elements(({expr})::jsonb) AS {alias}(value)"
 
+    def texts_of(self, param: str) -> str:
+        return f"(SELECT jsonb_array_elements_text(({param})::jsonb))"
+
 
 def connect(url: str, purpose: str) -> psycopg.Connection[Row]:
     """A connection in autocommit mode (transactions are begun by hand, as on SQLite), named

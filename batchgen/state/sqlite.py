@@ -204,6 +204,9 @@ class SqliteDatabase(Database):
     def json_elements(self, expr: str, alias: str) -> str:
         return f"json_each({expr}) {alias}"
 
+    def texts_of(self, param: str) -> str:
+        return f"(SELECT value FROM json_each({param}))"
+
 
 class _Transaction:
     def __init__(self, conn: sqlite3.Connection) -> None:

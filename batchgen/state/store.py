@@ -11,13 +11,14 @@ Every write goes through the connection of db.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import json
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from batchgen.errors import IllegalTransition, LeaseLost, StateError
-from batchgen.jobs import JobSpec, canonical_json, external_task_id
+from batchgen.jobs import JobSpec, canonical_json, external_task_id, job_id_of_external
 from batchgen.state.changes import Accepted, Change, target_of
 from batchgen.state.checks import VideoChecks
 from batchgen.state.claims import JobClaims
@@ -313,6 +314,15 @@ class Store:
             f"status IN ({marks}) AND {CURRENT} ORDER BY seq", [s.value for s in statuses]
         )
 
+    def pending_named(self, names: Collection[str]) -> list[JobRecord]:
+        """The run's pending jobs whose job id or row id is one of `names`, in manifest order:
+        matched by the database in one pass over the pending jobs, however many there are,
+        instead of each read here."""
+        among = self.db.texts_of("?")
+        listed = json.dumps(sorted(names))
+        where = f"status = 'pending' AND {CURRENT} AND (job_id IN {among} OR row_id IN {among})"
+        return self._job_list(f"{where} ORDER BY seq", (listed, listed))
+
     def due_pending(self, now: float, limit: int, after_seq: int = -1) -> list[JobRecord]:
         """Pending jobs whose retry time has come, in manifest order after `after_seq`."""
         where = "status = 'pending' AND seq > ? AND not_before <= ? ORDER BY seq LIMIT ?"
@@ -452,6 +462,21 @@ class Store:
             "WHERE status = 'pending' AND seq >= 0"
         )
         return (ext or external_task_id(job_id, gen) for job_id, gen, ext in cursor)
+
+    def pending_sent_as(self, external_ids: Collection[str]) -> int:
+        """How many pending jobs of the manifest would be sent under one of `external_ids`:
+        those the database finds by their recorded external id, or by the job id a new one
+        is made of (`external_task_id`), then compared whole."""
+        job_ids = {found[0] for ext in external_ids if (found := job_id_of_external(ext))}
+        among = self.db.texts_of("?")
+        rows = self.db.all(
+            "SELECT job_id, generation, external_task_id FROM jobs "
+            f"WHERE status = 'pending' AND seq >= 0 AND (external_task_id IN {among} "
+            f"OR job_id IN {among})",
+            (json.dumps(sorted(external_ids)), json.dumps(sorted(job_ids))),
+        )
+        wanted = set(external_ids)
+        return sum((ext or external_task_id(job_id, gen)) in wanted for job_id, gen, ext in rows)
 
     def integrity_ok(self) -> bool:
         return self.db.integrity_ok()
