@@ -142,7 +142,9 @@ Axis = Annotated[float, Field(ge=-10, le=10, allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validators are built when a row is first checked, not at import: a resume of an
+    # unchanged manifest checks none.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class CameraConfig(Strict):
