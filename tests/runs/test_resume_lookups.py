@@ -63,9 +63,7 @@ def test_pending_jobs_are_found_by_the_row_or_job_id_a_file_names(tmp_path, data
         assert store.pending_named(set()) == []
 
 
-def test_jobs_other_runs_sent_are_counted_alike_however_many_the_ledger_holds(
-    tmp_path, database
-):
+def test_jobs_other_runs_sent_are_counted_alike_however_many_the_ledger_holds(tmp_path, database):
     """The ledger's sends of other states asked of the state while they are fewer than the
     pending jobs, each pending job's id asked of the ledger when they are more: the same
     count, a recorded external id included, this state's own sends and other jobs' left out."""
