@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from batchgen.jobs import external_task_id, make_job
 from batchgen.providers.account import account_of
 from batchgen.providers.auth import BearerKey
+from batchgen.runner import sharing
 from batchgen.runner.sharing import SharedAccount
 from batchgen.state.changes import Submitting, Unknown
 from batchgen.state.ledger import Ledger, Send
@@ -63,10 +66,15 @@ def test_pending_jobs_are_found_by_the_row_or_job_id_a_file_names(tmp_path, data
         assert store.pending_named(set()) == []
 
 
-def test_jobs_other_runs_sent_are_counted_alike_however_many_the_ledger_holds(tmp_path, database):
-    """The ledger's sends of other states asked of the state while they are fewer than the
-    pending jobs, each pending job's id asked of the ledger when they are more: the same
-    count, a recorded external id included, this state's own sends and other jobs' left out."""
+@pytest.mark.parametrize("asked_each", [0, sharing.ASKED_EACH])
+def test_jobs_other_runs_sent_are_counted_alike_however_many_the_ledger_holds(
+    tmp_path, database, monkeypatch, asked_each
+):
+    """Each pending job's id asked of the ledger (up to ASKED_EACH pending jobs), or the
+    ledger's sends of other states read and asked of the state while they are fewer than the
+    pending jobs: the same count, a recorded external id included, this state's own sends and
+    other jobs' left out."""
+    monkeypatch.setattr(sharing, "ASKED_EACH", asked_each)
     store = filled_store(tmp_path, database)
     pending = {job.row_id: job for job in store.with_status(JobStatus.PENDING)}
     account = account_of("cometapi", "http://127.0.0.1:1", BearerKey("sk-test"))
