@@ -281,16 +281,22 @@ def _jsonl(entries: Iterable[dict[str, Any]]) -> Iterator[str]:
 
 def _write_lines_atomic(path: Path, lines: Iterable[str], *, shared: bool = False) -> int:
     """Write `lines` to `path` through a temporary file renamed over it; `shared`: a file
-    every worker of a run writes (the index), whose temporary name is the process's own."""
+    every worker of a run writes (the index), whose temporary name is the process's own. An
+    error or an interrupt on the way (a second Ctrl-C while a large index is written) leaves
+    `path` as it was and no temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = f".{os.getpid()}.tmp" if shared else ".tmp"
     tmp = path.with_name(path.name + suffix)
     count = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line + "\n")
-            count += 1
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line + "\n")
+                count += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return count

@@ -14,6 +14,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from batchgen.runner import runner
 from tests.conftest import run_cli, simulator, write_manifest
 
 
@@ -77,3 +78,16 @@ def test_export_during_a_run_and_after_a_kill_has_every_done_video(tmp_path, cap
     capsys.readouterr()
     assert run_cli("verify", run_dir, "--json") == 0
     assert json.loads(capsys.readouterr().out)["ok"] == done
+
+
+def test_a_run_says_so_when_it_writes_a_large_index_as_it_ends(tmp_path, capsys, monkeypatch):
+    """The index is written from the state when a run ends: some seconds for a large run,
+    said on the terminal (from INDEX_NOTICE finished jobs) instead of a silent wait after a
+    Ctrl-C; nothing is said for a small one."""
+    manifest = write_manifest(tmp_path, 4)
+    with simulator(latency=(0.05, 0.1), slots=4) as sim:
+        assert run_cli("run", manifest, "-o", "out", base_url=sim.base_url) == 0
+        assert "writing index.jsonl" not in capsys.readouterr().err
+        monkeypatch.setattr(runner, "INDEX_NOTICE", 4)
+        assert run_cli("run", manifest, "-o", "out", base_url=sim.base_url) == 0
+    assert "writing index.jsonl from the state: 4 finished jobs" in capsys.readouterr().err
