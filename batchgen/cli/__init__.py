@@ -190,7 +190,9 @@ def _expected_exit(exc: BaseException) -> int | None:
         exc.show()
         return exc.exit_code
     if isinstance(exc, click.Abort | KeyboardInterrupt):
-        click.echo("interrupted" if isinstance(exc, KeyboardInterrupt) else "aborted", err=True)
+        # click turns a Ctrl-C into Abort: it is said as what it was
+        ctrl_c = isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt)
+        click.echo("interrupted" if ctrl_c else "aborted", err=True)
         return EXIT_INTERRUPTED
     if isinstance(exc, ManifestInvalid):
         _show_problems(exc)

@@ -56,3 +56,15 @@ def test_schema_is_json_describing_rows(capsys):
 def test_simulate_refuses_impossible_settings(capsys):
     assert run_cli("simulate", "--error-rate", "1.5") == 2
     assert "error_rate must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_a_ctrl_c_in_any_command_is_said_as_interrupted_and_exits_130(capsys, monkeypatch):
+    """click turns a Ctrl-C into its Abort; the user reads what happened, not 'aborted'."""
+    from batchgen.cli import manifests
+
+    def pressed(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(manifests, "manifest_json_schema", pressed)
+    assert run_cli("schema") == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted"
