@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from batchgen import pipeline
 from batchgen.cli import command_summary
 from batchgen.cli.next_steps import NextSteps
 from batchgen.cli.options import (
@@ -88,6 +87,8 @@ def verify(
 
 def _repair(found: RunTarget, job_ids: list[str], **flags: Any) -> None:
     """Download these done jobs' videos again, then say which were."""
+    from batchgen import pipeline  # a run's modules: only for a repair, not for every report
+
     state = found.existing_state()
     if _defaulted("provider"):  # the run's own provider, as its state recorded it
         with found.open_state() as store:

@@ -8,10 +8,16 @@ workers  that call in worker processes, one per core, off the event loop (`Check
 spawning how those processes are started: safe against a parent killed as it starts them
 """
 
-from batchgen.media.check import VideoCheck, check_video
-from batchgen.media.probe import FrameStats, Probe, probe_video
-from batchgen.media.qa import Expected, Finding, expected_of, findings
-from batchgen.media.workers import CheckWorkers
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batchgen.media.check import VideoCheck, check_video
+    from batchgen.media.probe import FrameStats, Probe, probe_video
+    from batchgen.media.qa import Expected, Finding, expected_of, findings
+    from batchgen.media.workers import CheckWorkers
 
 __all__ = [
     "CheckWorkers",
@@ -25,3 +31,28 @@ __all__ = [
     "findings",
     "probe_video",
 ]
+
+# Each name's module: imported when the name is first asked for, so that `media.sniff` (which a
+# download's check of its first bytes needs) does not bring PyAV and Pillow into `report`,
+# `export` or `verify` (about 0.1 s of their start).
+_HOMES = {
+    "CheckWorkers": "workers",
+    "Expected": "qa",
+    "Finding": "qa",
+    "FrameStats": "probe",
+    "Probe": "probe",
+    "VideoCheck": "check",
+    "check_video": "check",
+    "expected_of": "qa",
+    "findings": "qa",
+    "probe_video": "probe",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

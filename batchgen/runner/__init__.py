@@ -19,7 +19,23 @@ downloads.py     finished tasks' videos into the run folder, and `done`
 runner.py        a run: the stages in one task group, the commits, the signals
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from batchgen.runner.config import RunConfig, RunOutcome
-from batchgen.runner.runner import Runner
+
+if TYPE_CHECKING:
+    from batchgen.runner.runner import Runner
 
 __all__ = ["RunConfig", "RunOutcome", "Runner"]
+
+
+def __getattr__(name: str) -> Any:
+    """`Runner`, imported when first asked for: what reads a run's outcome (`report`) does not
+    pay for importing everything a run does (the client, the downloads, PyAV)."""
+    if name != "Runner":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from batchgen.runner.runner import Runner
+
+    return Runner

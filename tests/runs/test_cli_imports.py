@@ -37,3 +37,20 @@ def test_batchgen_help_lists_every_command_without_importing_any():
 def test_status_imports_nothing_a_run_needs():
     loaded = modules_after("import batchgen.cli.status")
     assert sorted(name for name in HEAVY if name in loaded) == []
+
+
+def test_report_verify_export_and_gallery_import_nothing_that_runs_jobs():
+    """Their commands start without the client, the stages and the settings a run needs (a
+    repair imports them when it runs); about 0.25 s less of each start."""
+    loaded = modules_after("import batchgen.cli.results")
+    run_only = ["batchgen.pipeline", "batchgen.runner.runner", "batchgen.runner.downloads"]
+    assert sorted(name for name in [*run_only, "pydantic", "uvicorn"] if name in loaded) == []
+
+
+def test_a_download_checks_its_first_bytes_without_pyav():
+    """`media.sniff` is imported by the downloader; the rest of media (PyAV, Pillow) only
+    when a video is probed."""
+    loaded = modules_after("import batchgen.download")
+    assert sorted(name for name in ["av", "PIL"] if name in loaded) == []
+    loaded = modules_after("from batchgen.media import CheckWorkers")
+    assert "batchgen.media.workers" in loaded
