@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from batchgen import pipeline
 from batchgen.cli import command_summary
 from batchgen.cli.options import database_option, json_option, provider_options, settings_from
 from batchgen.errors import UsageError
@@ -46,6 +45,8 @@ def account(slots: int | None, as_json: bool, database: str | None, **flags: Any
     never the key)."""
     named = None
     if _has_credentials(flags):
+        from batchgen import pipeline  # a run's modules: only to name an account by its keys
+
         named = pipeline.account(settings_from(**flags)).fingerprint
     elif slots is not None:
         raise UsageError(
