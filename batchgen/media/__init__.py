@@ -1,8 +1,9 @@
 """Is each downloaded video the one that was asked for?
 
 sniff    what a file's first bytes say it is
-probe    the facts of a video file, read with PyAV (`probe_video`)
-qa       findings from those facts and the request (`findings`, pure)
+facts    what a video file is, as values (`Probe`): no decoder
+probe    those facts read with PyAV (`probe_video`)
+qa       findings from those facts and the request (`findings`, `VideoCheck`; pure)
 check    a video probed and judged in one call (`check_video`)
 workers  that call in worker processes, one per core, off the event loop (`CheckWorkers`)
 spawning how those processes are started: safe against a parent killed as it starts them
@@ -14,9 +15,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from batchgen.media.check import VideoCheck, check_video
-    from batchgen.media.probe import FrameStats, Probe, probe_video
-    from batchgen.media.qa import Expected, Finding, expected_of, findings
+    from batchgen.media.check import check_video
+    from batchgen.media.facts import FrameStats, Probe
+    from batchgen.media.probe import probe_video
+    from batchgen.media.qa import Expected, Finding, VideoCheck, expected_of, findings
     from batchgen.media.workers import CheckWorkers
 
 __all__ = [
@@ -39,9 +41,9 @@ _HOMES = {
     "CheckWorkers": "workers",
     "Expected": "qa",
     "Finding": "qa",
-    "FrameStats": "probe",
-    "Probe": "probe",
-    "VideoCheck": "check",
+    "FrameStats": "facts",
+    "Probe": "facts",
+    "VideoCheck": "qa",
     "check_video": "check",
     "expected_of": "qa",
     "findings": "qa",

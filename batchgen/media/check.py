@@ -10,27 +10,10 @@ finding, not a refusal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from batchgen.media.probe import Probe, probe_video
-from batchgen.media.qa import Expected, Finding, findings
-
-
-@dataclass(frozen=True, slots=True)
-class VideoCheck:
-    """A video's probe and its QA findings (empty when clean)."""
-
-    probe: Probe
-    findings: tuple[Finding, ...]
-
-    def as_json(self) -> dict[str, Any]:
-        """{"probe": ..., "qa": [...]}, as the index and the sidecars write it."""
-        return {"probe": self.probe.as_json(), "qa": self.findings_json()}
-
-    def findings_json(self) -> list[dict[str, Any]]:
-        return [finding.as_json() for finding in self.findings]
+from batchgen.media.probe import probe_video
+from batchgen.media.qa import Expected, VideoCheck, findings
 
 
 def check_video(path: Path, expected: Expected) -> VideoCheck:

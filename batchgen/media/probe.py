@@ -1,5 +1,6 @@
 """What a video file is, read with PyAV: container, codec, size, rate, frames, length, audio, and
-statistics of a bounded sample of its frames. Facts only; qa.py judges them.
+statistics of a bounded sample of its frames (the `Probe` of facts.py). Facts only; qa.py judges
+them.
 
 Every packet of the video stream is read and counted, but only the frames other frames are
 predicted from are decoded: keyframes and P-frames. B-frames (bidirectionally predicted; in
@@ -22,7 +23,6 @@ Meant for a worker process (workers.py); one decoding thread per probe, one prob
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,51 +30,13 @@ import av
 from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageChops, ImageStat
 
+from batchgen.media.facts import FrameStats, Probe
 from batchgen.media.sniff import container_of, read_head
 
 SAMPLES = 16
 SAMPLE_SIZE = 64  # px, each side of a sampled frame's thumbnail
 BLACK_LEVEL = 24  # luma (0..255) at or under which a pixel counts as black
 BRIGHT_SHARE = 0.02  # a frame is black when fewer than this share of its pixels are brighter
-
-
-@dataclass(frozen=True, slots=True)
-class FrameStats:
-    """What the sampled frames show: how many were sampled, how many are black, and the
-    largest mean luma difference (0..255) between a sampled frame and the first one."""
-
-    sampled: int = 0
-    black: int = 0
-    change: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    """The facts of one video file; `error` says why it could not be read to the end."""
-
-    container: str | None = None
-    codec: str | None = None
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    frames: int = 0  # video frames (packets) in the file
-    decoded: int = 0  # of those, frames that decoded
-    skipped: int = 0  # of those, B-frames not decoded: no frame is predicted from them
-    duration_s: float | None = None
-    has_audio: bool = False
-    audio_codec: str | None = None
-    stats: FrameStats = field(default_factory=FrameStats)
-    error: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """The probe as JSON-ready values, `stats` flattened into `sampled_frames`,
-        `black_frames` and `change`."""
-        values = asdict(self)
-        stats = values.pop("stats")
-        values.update(
-            sampled_frames=stats["sampled"], black_frames=stats["black"], change=stats["change"]
-        )
-        return values
 
 
 def probe_video(path: Path, *, every_frame: bool = False) -> Probe:

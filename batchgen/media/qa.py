@@ -1,5 +1,6 @@
 """Is a downloaded video the one that was asked for? Pure: findings from a Probe and what the
-request asked (`Expected`), each a short code and a message a person can act on.
+request asked (`Expected`), each a short code and a message a person can act on; a video's
+probe with its findings is a `VideoCheck`.
 
     undecodable    the file cannot be opened, or some of its frames do not decode
     duration_off   its length is more than DURATION_TOLERANCE_S from the seconds asked
@@ -20,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batchgen.media.probe import Probe
+from batchgen.media.facts import Probe
 
 # Providers deliver a little more than asked (Kling's "5" comes back as 5.1 s, kling-api.md
 # E16); half a second is the issue's rule, far above that and far below a cut clip.
@@ -134,3 +135,18 @@ def _seconds(duration: Any) -> float | None:
         return float(str(duration))
     except ValueError:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class VideoCheck:
+    """A video's probe and its QA findings (empty when clean)."""
+
+    probe: Probe
+    findings: tuple[Finding, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        """{"probe": ..., "qa": [...]}, as the index and the sidecars write it."""
+        return {"probe": self.probe.as_json(), "qa": self.findings_json()}
+
+    def findings_json(self) -> list[dict[str, Any]]:
+        return [finding.as_json() for finding in self.findings]

@@ -37,9 +37,8 @@ from typing import Any
 
 import anyio
 
-from batchgen.media.check import VideoCheck, check_video
-from batchgen.media.probe import Probe
-from batchgen.media.qa import Expected, ImageSize, expected_of, findings
+from batchgen.media.facts import Probe
+from batchgen.media.qa import Expected, ImageSize, VideoCheck, expected_of, findings
 from batchgen.media.spawning import spawn_context
 
 CheckFn = Callable[[Path, Expected], VideoCheck]
@@ -56,9 +55,9 @@ class CheckWorkers:
     """Checks videos in `processes` worker processes (default: one per core), started at the
     first check; `check_fn` is what a worker runs (`check_video`; tests give another)."""
 
-    def __init__(self, processes: int | None = None, check_fn: CheckFn = check_video) -> None:
+    def __init__(self, processes: int | None = None, check_fn: CheckFn | None = None) -> None:
         self.processes = processes or cores()
-        self.check_fn = check_fn
+        self.check_fn = check_fn or _check_video
         self._pool: ProcessPoolExecutor | None = None
 
     def __repr__(self) -> str:
@@ -118,6 +117,14 @@ class CheckWorkers:
         if self._pool is broken:
             self._pool = None
             broken.shutdown(wait=False, cancel_futures=True)
+
+
+def _check_video(path: Path, expected: Expected) -> VideoCheck:
+    """`check_video`, imported in the worker that runs it: the run's process, which only hands
+    out checks, never loads PyAV."""
+    from batchgen.media.check import check_video
+
+    return check_video(path, expected)
 
 
 @contextlib.contextmanager

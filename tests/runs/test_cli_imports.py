@@ -58,3 +58,10 @@ def test_a_download_checks_its_first_bytes_without_pyav():
     assert sorted(name for name in ["av", "PIL"] if name in loaded) == []
     loaded = modules_after("from batchgen.media import CheckWorkers")
     assert "batchgen.media.workers" in loaded
+
+
+def test_a_run_loads_no_decoder_in_its_own_process():
+    """Only the worker processes decode videos: the run's process hands out the checks and
+    records what they found, without PyAV (about 0.09 s of its start and 17 MB)."""
+    loaded = modules_after("import batchgen.cli.running")
+    assert "av" not in loaded
