@@ -116,8 +116,9 @@ class Rebuild:
         state that has never sent anything, those the provider's task list shows under a
         pending job's external id; how many."""
         counts = self.ctx.store.counts()
-        fresh = counts[JobStatus.PENDING] == sum(counts.values())
-        taken = await self._from_files()
+        pending = counts[JobStatus.PENDING]
+        fresh = pending == sum(counts.values())
+        taken = await self._from_files(pending, fresh)
         return taken + (await self._from_task_list() if fresh else 0)
 
     async def _from_task_list(self) -> int:
@@ -152,8 +153,8 @@ class Rebuild:
             ctx.emit(Notice(f"{taken} task(s) of this run found in the task list: followed"))
         return taken
 
-    async def _from_files(self) -> int:
-        found = await self._evidence()
+    async def _from_files(self, pending: int, fresh: bool) -> int:
+        found = await self._evidence(pending, fresh)
         if not found:
             return 0
         self.ctx.emit(
@@ -169,14 +170,12 @@ class Rebuild:
                 group.start_soon(self._take_back, evidence, limiter, taken)
         return taken[0]
 
-    async def _evidence(self) -> list[Evidence]:
-        """The evidence of every pending job: its row's sidecar, its own (a kept earlier
-        video), and index.jsonl while the state has never sent anything."""
+    async def _evidence(self, pending: int, fresh: bool) -> list[Evidence]:
+        """The evidence of every pending job (`pending` of them): its row's sidecar, its own
+        (a kept earlier video), and index.jsonl while the state has never sent anything
+        (`fresh`)."""
         ctx = self.ctx
         names = await anyio.to_thread.run_sync(_names, ctx.run_dir / VIDEOS_DIR)
-        counts = ctx.store.counts()
-        pending = counts[JobStatus.PENDING]
-        fresh = pending == sum(counts.values())
         index = await anyio.to_thread.run_sync(_index, ctx.run_dir) if fresh else {}
         keys = {name.removesuffix(SIDECAR) for name in names if name.endswith(SIDECAR)}
         keys.update(index)

@@ -117,12 +117,13 @@ class Runner:
             ctx.store.db.end_grouping()
             if ctx.shared is not None:
                 ctx.shared.slots.leave()
-        done = ctx.store.counts()[JobStatus.DONE]
+        ended = ctx.store.counts()
+        done = ended[JobStatus.DONE]
         if done >= INDEX_NOTICE:
             ctx.emit(Notice(f"writing index.jsonl from the state: {done:,} finished jobs"))
         output.write_indexes(ctx.store, ctx.run_dir)
         outcome = RunOutcome(
-            counts=ctx.store.counts(),
+            counts=ended,  # (writing the indexes changes no job)
             wall_seconds=time.monotonic() - started,
             api_calls=ctx.provider.calls - calls_before,
             stopped=ctx.stopping,
