@@ -34,17 +34,33 @@ class JobSpec:
     sample: int = 0
     variant: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # `request` as canonical_json writes it, where make_job has written it already ("": not)
+    request_json: str = field(default="", repr=False, compare=False)
+
+    def request_text(self) -> str:
+        """`request` as canonical JSON (what the state stores)."""
+        return self.request_json or canonical_json(self.request)
 
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no spaces: equal values give equal strings."""
+    if not value and type(value) is dict:
+        return "{}"
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def job_id_for(request: Mapping[str, Any], sample: int = 0) -> str:
-    """The stable id of a request and its sample index."""
-    digest = hashlib.sha256(canonical_json({"request": request, "sample": sample}).encode())
-    return digest.hexdigest()[:JOB_ID_HEX]
+    """The stable id of a request and its sample index: the hash of
+    `canonical_json({"request": request, "sample": sample})`."""
+    return _job_id(canonical_json(request), sample)
+
+
+def _job_id(request_json: str, sample: int) -> str:
+    """`job_id_for` from the request's canonical JSON: the document's text put together from
+    it (its keys sorted, "request" before "sample"), so the request is written once."""
+    sample_json = str(sample) if type(sample) is int else json.dumps(sample)
+    text = f'{{"request":{request_json},"sample":{sample_json}}}'
+    return hashlib.sha256(text.encode()).hexdigest()[:JOB_ID_HEX]
 
 
 def make_job(
@@ -58,8 +74,9 @@ def make_job(
     metadata: Mapping[str, Any] | None = None,
 ) -> JobSpec:
     """A JobSpec whose id is derived from its request."""
+    request_json = canonical_json(request)
     return JobSpec(
-        job_id=job_id_for(request, sample),
+        job_id=_job_id(request_json, sample),
         row_id=row_id,
         request=dict(request),
         source_row=source_row or row_id,
@@ -67,6 +84,7 @@ def make_job(
         sample=sample,
         variant=dict(variant or {}),
         metadata=dict(metadata or {}),
+        request_json=request_json,
     )
 
 

@@ -504,7 +504,7 @@ def _job_values(spec: JobSpec, seq: int) -> tuple[Any, ...]:
         spec.job_id,
         seq,
         spec.row_id,
-        canonical_json(spec.request),
+        spec.request_text(),
         canonical_json(spec.metadata),
         canonical_json(spec.variant),
         price_key(spec.request),

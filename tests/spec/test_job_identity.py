@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from batchgen.jobs import JobSpec, resolve_body
+from batchgen.jobs import JobSpec, canonical_json, job_id_for, make_job, resolve_body
 from batchgen.manifest.resolve import resolve_manifest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests"
@@ -65,3 +67,38 @@ def test_a_model_set_in_the_manifest_is_sent_as_it_is() -> None:
     """resolve_body never replaces a model the row chose."""
     body = resolve_body({"model_name": "kling-v3", "image": "https://x/a.jpg"}, str, "bg-y")
     assert body["model_name"] == "kling-v3"
+
+
+REQUESTS = [
+    {},
+    {"prompt": "a cat", "model_name": "kling-v2-master", "duration": "5"},
+    {"prompt": 'café ☕ «guillemets» \u2028 "quoted" \\ back', "cfg_scale": 0.5},
+    {"image": "sha256:" + "ab" * 32, "camera_control": {"type": "simple", "config": {"zoom": -3}}},
+    {"dynamic_masks": [{"mask": "sha256:00", "trajectories": [{"x": 1, "y": 2}]}], "z": None},
+    {"multi_prompt": [{"index": 1, "prompt": "one", "duration": "2"}], "cfg_scale": 1e-7},
+    {"voice_list": [{"voice_id": "v"}], "sound": "on", "list": [True, False, 1.5, "x"]},
+]
+
+
+@pytest.mark.parametrize("request_", REQUESTS)
+@pytest.mark.parametrize("sample", [0, 1, 7, 123])
+def test_a_job_id_is_the_hash_of_its_request_and_sample_as_one_canonical_document(
+    request_: dict[str, object], sample: int
+) -> None:
+    """The id written from the request's JSON once is the id of the whole document, as ids
+    were always made; the state stores that same JSON."""
+    document = json.dumps(
+        {"request": request_, "sample": sample},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    expected = hashlib.sha256(document.encode()).hexdigest()[:20]
+    job = make_job(request_, "row", sample=sample)
+    assert job.job_id == expected == job_id_for(request_, sample)
+    assert (
+        job.request_text()
+        == canonical_json(request_)
+        == json.dumps(request_, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    )
+    assert JobSpec(job.job_id, "row", request_).request_text() == job.request_text()
