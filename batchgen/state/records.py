@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -108,8 +109,20 @@ def job_record(row: tuple[Any, ...]) -> JobRecord:
 
 def price_key(request: Mapping[str, Any]) -> str:
     """The fields a request is priced by, as SQLite's json_array writes them."""
-    fields = [request.get(name) for name in ("model_name", "mode", "duration", "sound")]
-    return json.dumps([*fields, int(request.get("voice_list") is not None)], separators=(",", ":"))
+    fields = (
+        *(request.get(name) for name in ("model_name", "mode", "duration", "sound")),
+        int(request.get("voice_list") is not None),
+    )
+    try:  # typed: 5, 5.0 and True are equal keys of a dict, and are written apart
+        return _price_key_of(tuple((type(value), value) for value in fields))
+    except TypeError:  # a value no cache can hold (a list): written each time
+        return json.dumps(list(fields), separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _price_key_of(typed: tuple[tuple[type, Any], ...]) -> str:
+    """A manifest's jobs share a few of these: each is written once."""
+    return json.dumps([value for _, value in typed], separators=(",", ":"))
 
 
 def pricing_fields(key: str) -> dict[str, Any]:

@@ -271,11 +271,15 @@ class Store:
         return new, known
 
     def _insert_jobs(self, values: list[tuple[Any, ...]]) -> int:
+        """Add the jobs not in the state, and write what the manifest now says of the others
+        (none in a batch every job of which was new: a first load writes each job once)."""
         inserted = self.db.write_many(
             "INSERT INTO jobs (job_id, seq, row_id, request, metadata, variant, price_key) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
             values,
         )
+        if inserted == len(values):
+            return inserted
         # What the manifest says of each job now, written where it differs (a job just added
         # holds it already: no write, and no trigger).
         placed = [

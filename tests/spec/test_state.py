@@ -37,6 +37,29 @@ def test_jobs_load_once_and_keep_their_state_when_loaded_again(store):
     assert store.get(spec(1).job_id).status == JobStatus.SUBMITTING
 
 
+@pytest.mark.parametrize("batch", [1, 2, 5000])
+def test_a_load_places_known_jobs_where_the_manifest_now_puts_them(store, batch):
+    """Known jobs take the row id, order and metadata of the manifest as loaded again, in
+    batches holding only new jobs, only known ones, or both; a first load places each job
+    as given."""
+    first = [spec(1), spec(2)]
+    assert store.add_jobs(first, batch=batch) == (2, 0)
+    assert [(j.row_id, j.seq) for j in store.with_status(JobStatus.PENDING)] == [
+        ("row-1", 0),
+        ("row-2", 1),
+    ]
+    renamed = make_job(spec(1).request, "renamed", metadata={"take": 2})
+    again = [spec(3), spec(4), spec(2), renamed]
+    assert store.add_jobs(again, batch=batch) == (2, 2)
+    placed = [(j.row_id, j.seq, dict(j.metadata)) for j in store.with_status(JobStatus.PENDING)]
+    assert placed == [
+        ("row-3", 0, {}),
+        ("row-4", 1, {}),
+        ("row-2", 2, {}),
+        ("renamed", 3, {"take": 2}),
+    ]
+
+
 def test_a_removed_row_that_was_never_sent_is_dropped(store):
     """Dropping an unsent row from the manifest removes its job; a sent one is kept."""
     store.add_jobs([spec(1), spec(2), spec(3)])
@@ -212,6 +235,17 @@ def test_a_state_from_before_price_keys_is_priced_as_a_new_one(tmp_path):
     keys = "SELECT price_key FROM jobs ORDER BY job_id"
     with sqlite3.connect(old) as a, sqlite3.connect(tmp_path / "new.sqlite") as b:
         assert a.execute(keys).fetchall() == b.execute(keys).fetchall()
+
+
+def test_price_keys_of_equal_but_different_values_stay_apart():
+    """5, 5.0 and True are one key of a dict; their price keys are written as each is (the
+    keys are remembered once written, by type and value)."""
+    from batchgen.state.records import price_key
+
+    for _ in range(2):
+        written = [price_key({"model_name": "m", "duration": d}) for d in (5, 5.0, True, "5")]
+        assert written == [f'["m",null,{d},null,0]' for d in ("5", "5.0", "true", '"5"')]
+    assert price_key({"duration": [5], "voice_list": []}) == "[null,null,[5],null,1]"
 
 
 def test_a_numbered_state_moves_forward_to_named_migrations_once(tmp_path):
