@@ -109,20 +109,24 @@ def job_record(row: tuple[Any, ...]) -> JobRecord:
 
 def price_key(request: Mapping[str, Any]) -> str:
     """The fields a request is priced by, as SQLite's json_array writes them."""
+    get = request.get
     fields = (
-        *(request.get(name) for name in ("model_name", "mode", "duration", "sound")),
-        int(request.get("voice_list") is not None),
+        get("model_name"),
+        get("mode"),
+        get("duration"),
+        get("sound"),
+        int(get("voice_list") is not None),
     )
     try:  # typed: 5, 5.0 and True are equal keys of a dict, and are written apart
-        return _price_key_of(tuple((type(value), value) for value in fields))
+        return _price_key_of(fields, tuple(map(type, fields)))
     except TypeError:  # a value no cache can hold (a list): written each time
-        return json.dumps(list(fields), separators=(",", ":"))
+        return _price_key_of.__wrapped__(fields, ())
 
 
 @functools.lru_cache(maxsize=1024)
-def _price_key_of(typed: tuple[tuple[type, Any], ...]) -> str:
+def _price_key_of(fields: tuple[Any, ...], types: tuple[type, ...]) -> str:
     """A manifest's jobs share a few of these: each is written once."""
-    return json.dumps([value for _, value in typed], separators=(",", ":"))
+    return json.dumps(list(fields), separators=(",", ":"))
 
 
 def pricing_fields(key: str) -> dict[str, Any]:

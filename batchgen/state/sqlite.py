@@ -20,6 +20,12 @@ from batchgen.state.db import Database, Row
 from batchgen.state.migrations import MIGRATIONS, Migration, migrate, record_sql
 
 
+# The connection's page cache, at most (allocated as used). SQLite's default, 2 MB, holds a
+# small part of a large run's job index: loading 200,000 jobs took 4.4-5.3 s with it, 3.0-3.6 s
+# with this.
+CACHE_KIB = 64 * 1024
+
+
 class SqliteDatabase(Database):
     """One state file's connection. Open with `SqliteDatabase.open(path)`."""
 
@@ -42,6 +48,7 @@ class SqliteDatabase(Database):
                 conn.execute("PRAGMA busy_timeout=5000")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
                 db = cls(conn, path)
                 _adopt_numbered(db, migrations)
                 migrate(db, migrations)
