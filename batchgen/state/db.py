@@ -118,6 +118,11 @@ class Database(ABC):
         """Sum the changes of the kept counts recorded so far, where they are recorded apart
         (PostgreSQL: kept_counts.py); on SQLite the triggers keep the counts themselves."""
 
+    def loading(self) -> contextlib.AbstractContextManager[None]:
+        """While a manifest's jobs are written in one transaction: on SQLite, a page cache
+        large enough for the job index (sqlite.py); a server keeps its own."""
+        return contextlib.nullcontext()
+
     # -- group commit -----------------------------------------------------------------------
 
     def group_commits(self) -> None:

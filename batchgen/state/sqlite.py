@@ -19,11 +19,11 @@ from batchgen.errors import StateError, StorageError
 from batchgen.state.db import Database, Row
 from batchgen.state.migrations import MIGRATIONS, Migration, migrate, record_sql
 
-
-# The connection's page cache, at most (allocated as used). SQLite's default, 2 MB, holds a
-# small part of a large run's job index: loading 200,000 jobs took 4.4-5.3 s with it, 3.0-3.6 s
-# with this.
-CACHE_KIB = 64 * 1024
+# The page cache while jobs are loaded (allocated as used; SQLite's own, 2 MB, the rest of the
+# time). The default holds a small part of a large run's job index, whose pages a load writes
+# in random order (the ids are hashes): 200,000 jobs loaded in 4.4-5.3 s with it, 3.0-3.6 s
+# with this. A resume gains nothing from it and would keep the memory.
+LOADING_CACHE_KIB = 64 * 1024
 
 
 class SqliteDatabase(Database):
@@ -48,7 +48,6 @@ class SqliteDatabase(Database):
                 conn.execute("PRAGMA busy_timeout=5000")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
                 db = cls(conn, path)
                 _adopt_numbered(db, migrations)
                 migrate(db, migrations)
@@ -121,6 +120,15 @@ class SqliteDatabase(Database):
     def transaction(self) -> Iterator[None]:
         with self._writing(), _Transaction(self._conn):
             yield
+
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[None]:
+        (before,) = self._conn.execute("PRAGMA cache_size").fetchone()
+        self._conn.execute(f"PRAGMA cache_size=-{LOADING_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            self._conn.execute(f"PRAGMA cache_size={int(before)}")
 
     @contextlib.contextmanager
     def durably(self, *, synced: bool = True) -> Iterator[None]:

@@ -246,7 +246,7 @@ class Store:
         changes."""
         new = known = 0
         seq = 0
-        with self.db.transaction():
+        with self.db.loading(), self.db.transaction():
             self.db.write("UPDATE jobs SET seq = seq + ? WHERE seq >= 0", (_UNSEEN,))
             pending: list[tuple[Any, ...]] = []
             for spec in specs:

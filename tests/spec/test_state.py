@@ -60,6 +60,26 @@ def test_a_load_places_known_jobs_where_the_manifest_now_puts_them(store, batch)
     ]
 
 
+def test_a_load_widens_the_state_files_page_cache_only_while_it_lasts(tmp_path):
+    """Jobs are written with room for the job index in memory; the run that follows keeps
+    SQLite's own small cache (a resume gains nothing from more, and would hold it)."""
+    from batchgen.state.sqlite import LOADING_CACHE_KIB
+
+    with Store.open(tmp_path / "state.sqlite") as store:
+        cache = "PRAGMA cache_size"
+        (before,) = store.db.one(cache)
+        seen = []
+
+        def specs():
+            for n in range(3):
+                seen.append(store.db.one(cache)[0])
+                yield spec(n)
+
+        store.add_jobs(specs())
+        assert seen == [-LOADING_CACHE_KIB] * 3 and store.db.one(cache) == (before,)
+        assert before > -LOADING_CACHE_KIB  # smaller (a negative size is in KiB)
+
+
 def test_a_removed_row_that_was_never_sent_is_dropped(store):
     """Dropping an unsent row from the manifest removes its job; a sent one is kept."""
     store.add_jobs([spec(1), spec(2), spec(3)])
