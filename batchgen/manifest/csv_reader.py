@@ -41,19 +41,20 @@ def _lines(stream: IO[bytes], path: Path) -> Iterator[str]:
     number = 0
     while raw := stream.readline(MAX_LINE_BYTES + 1):
         number += 1
-        where = f"{path}, line {number}"
         if len(raw) > MAX_LINE_BYTES:
-            raise ManifestUnreadable(f"{where}: longer than {MAX_LINE_BYTES // 1024 // 1024} MB")
+            raise ManifestUnreadable(
+                f"{path}, line {number}: longer than {MAX_LINE_BYTES // 1024 // 1024} MB"
+            )
         try:
             text = (raw.removeprefix(BOM) if number == 1 else raw).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ManifestUnreadable(
-                f"{where}: not UTF-8 text (byte {exc.start + 1}: {exc.reason})"
+                f"{path}, line {number}: not UTF-8 text (byte {exc.start + 1}: {exc.reason})"
             ) from None
         if "\x00" in text:
             column = text.index("\x00") + 1
             raise ManifestUnreadable(
-                f"{where}: a NUL byte at character {column} (binary, or UTF-16?)"
+                f"{path}, line {number}: a NUL byte at character {column} (binary, or UTF-16?)"
             )
         yield text
 

@@ -60,15 +60,12 @@ CameraType = Literal["simple", "down_back", "forward_up", "right_turn_forward", 
 def _seconds(value: Any, low: int, high: int) -> str:
     """Whole seconds from `low` to `high`, written as a number or a string, as the string the
     API wants."""
-    wanted = f'whole seconds from {low} to {high}, e.g. 5 or "5"'
-    if isinstance(value, bool):
-        raise ValueError(wanted)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
-    if not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(wanted)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f'whole seconds from {low} to {high}, e.g. 5 or "5"')
     return str(value)
 
 
