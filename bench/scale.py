@@ -8,6 +8,8 @@
     status    `batchgen status` wall time, process start included (best of 5, bytecode cached
               as an installed package's is); baseline: a bare Python process counting the jobs
               by status with one GROUP BY (what counting costs)
+    index     index.jsonl written from the state with all but 1,000 jobs done, as every run's
+              end writes it; baseline: copying the file it wrote (its bytes alone)
 
 Each step runs the real command in a child process; the simulator runs in another and tells
 when the first create arrives. `--keep DIR` builds in DIR (new or empty) and leaves the run
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -90,9 +93,10 @@ MARK_DONE = (
     "sha256 = '' WHERE status = 'pending' AND seq <= {last}"
 )
 # Every done video of a real run has its check (probe + QA findings): one in 20 flagged here.
-FLAGGED = '[{"code": "frozen", "message": "no motion"}]'
+# As a run stores them: canonical JSON (jobs.canonical_json), which index.jsonl takes as it is.
+FLAGGED = '[{"code":"frozen","message":"no motion"}]'
 CHECK_DONE = (
-    'INSERT INTO video_checks SELECT job_id, sha256, \'{{"codec": "h264", "frames": 120}}\', '
+    'INSERT INTO video_checks SELECT job_id, sha256, \'{{"codec":"h264","frames":120}}\', '
     "CASE WHEN seq % 20 = 0 THEN '" + FLAGGED.replace("{", "{{").replace("}", "}}") + "' "
     "ELSE '[]' END FROM jobs WHERE status = 'done' AND seq <= {last} "
     "ON CONFLICT (job_id) DO NOTHING"
@@ -102,7 +106,7 @@ CHECK_DONE = (
 def mark_done_but_last(run_dir: Path, left: int, database: str | None = None) -> int:
     """Make the state look like a run killed near its end: every pending job but the last
     `left` done, its video one shared real file (so the resume's check of done videos passes)
-    and checked, as a run records it."""
+    and checked, as a run records it (on PostgreSQL, the counts folded as a run folds them)."""
     video = run_dir / "videos" / "shared.mp4"
     video.parent.mkdir(parents=True, exist_ok=True)
     video.write_bytes(b"\0" * 4096)
@@ -114,7 +118,13 @@ def mark_done_but_last(run_dir: Path, left: int, database: str | None = None) ->
             (last,) = pg.execute("SELECT max(seq) FROM jobs").fetchone() or (0,)
             changed = pg.execute(MARK_DONE.format(last=int(last) - left)).rowcount
             pg.execute(CHECK_DONE.format(last=int(last) - left))
-            return changed
+        # A run folds the counts' changes with each heartbeat of its workers (kept_counts.py),
+        # so a run killed near its end leaves a few seconds' worth; these statements left one
+        # per job changed, which opening the state folds, as a heartbeat would have.
+        from batchgen.state.store import Store
+
+        Store.open(run_dir / "state.sqlite", database, create=False).close()
+        return changed
     with sqlite3.connect(run_dir / "state.sqlite") as db:
         (last,) = db.execute("SELECT max(seq) FROM jobs").fetchone()
         changed = db.execute(MARK_DONE.format(last=int(last) - left)).rowcount
@@ -149,6 +159,34 @@ def status_figure(status_s: float, bare_s: float) -> None:
     print("  (baseline: a bare Python process counting the jobs with one GROUP BY)")
 
 
+def index_step(folder: Path, database: str | None = None) -> tuple[float, int, float, float]:
+    """(seconds to write index.jsonl from the state, as a run's end does, lines, MB, seconds to
+    copy that file and sync the copy: what its bytes alone cost to write)."""
+    from batchgen import output
+    from batchgen.state.store import Store
+
+    with (
+        tempfile.TemporaryDirectory(dir=folder) as tmp,
+        Store.open(folder / RUN_DIR / "state.sqlite", database, create=False) as store,
+    ):
+        started = time.monotonic()
+        lines, _ = output.write_indexes(store, Path(tmp))
+        written = time.monotonic() - started
+        index = Path(tmp) / output.INDEX_NAME
+        started = time.monotonic()
+        with open(index, "rb") as source, open(Path(tmp) / "copy", "wb") as copy:
+            shutil.copyfileobj(source, copy, 1 << 20)
+            copy.flush()
+            os.fsync(copy.fileno())
+        return written, lines, index.stat().st_size / 2**20, time.monotonic() - started
+
+
+def index_figure(seconds: float, lines: int, mb: float, copy_s: float) -> None:
+    baseline = f"{copy_s:.2f} s to copy the file"
+    what = f"index.jsonl at a run's end ({lines:,} lines, {mb:.0f} MB)"
+    figure(what, seconds, "-", baseline, " s")
+
+
 def build_and_time(folder: Path, rows: int, database: str | None = None) -> None:
     """Every step on a new `rows`-row manifest in `folder` (the state on `database` if given);
     prints every figure."""
@@ -166,6 +204,7 @@ def build_and_time(folder: Path, rows: int, database: str | None = None) -> None
         done = mark_done_but_last(folder / RUN_DIR, 1000, database)
         late_s, late_mb = until_first_create(run, folder, url)
     status_s, bare_s = status_step(folder, database)
+    index = index_step(folder, database)
     figure("plan: wall", plan_s, "< 60", unit=" s")
     figure("plan: peak RSS", plan_mb, "< 500", unit=" MB")
     figure("first run: start to first create", load_s, "-", unit=" s")
@@ -175,6 +214,7 @@ def build_and_time(folder: Path, rows: int, database: str | None = None) -> None
     figure(f"resume with {done:,} jobs done: to first create", late_s, "< 3", unit=" s")
     figure("  its peak RSS", late_mb, "-", unit=" MB")
     status_figure(status_s, bare_s)
+    index_figure(*index)
 
 
 def main() -> None:
