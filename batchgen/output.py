@@ -24,6 +24,7 @@ that job (a lost state, another state's run).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ from typing import Any
 
 from batchgen.download import file_sha256, sync_folder
 from batchgen.export.columns import Kind, cast, typed_variant
-from batchgen.jobs import SHA_PREFIX
+from batchgen.jobs import SHA_PREFIX, canonical_json
 from batchgen.state.lookups import Sighting
 from batchgen.state.records import CheckRecord, JobRecord
 from batchgen.state.store import Store
@@ -179,10 +180,22 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def index_entry(job: JobRecord, check: Mapping[str, Any] | None = None) -> dict[str, Any]:
+class StoredJson(str):
+    """A value of an index entry as the state stores it: canonical JSON text (jobs.py's
+    `canonical_json`, which every writer of the state uses), written into a line as it is,
+    instead of read and written again."""
+
+    __slots__ = ()
+
+
+def index_entry(
+    job: JobRecord, check: Mapping[str, Any] | None = None, *, as_stored: bool = False
+) -> dict[str, Any]:
     """The index line of a finished job: identity, file, provider facts, the request (as sent),
     and the video's probe and QA findings (`check`, {"probe": ..., "qa": [...]}) if it was
-    checked. Seconds and units are numbers, of the kinds of export/columns.py."""
+    checked. Seconds and units are numbers, of the kinds of export/columns.py. `as_stored`:
+    the request, variant and metadata as JSON text (`StoredJson`), for `index_line`."""
+    variant = _typed_variant_text(job.variant_json) if as_stored else typed_variant(job.variant)
     return {
         "job_id": job.job_id,
         "row_id": job.row_id,
@@ -195,9 +208,9 @@ def index_entry(job: JobRecord, check: Mapping[str, Any] | None = None) -> dict[
         "task_updated_at": job.task_updated_at,
         "final_unit_deduction": cast(job.unit_deduction, Kind.FLOAT),
         "reused_from": job.reused_from,
-        "request": job.request,
-        "variant": typed_variant(job.variant),
-        "metadata": job.metadata,
+        "request": StoredJson(job.request_json) if as_stored else job.request,
+        "variant": variant,
+        "metadata": StoredJson(job.metadata_json) if as_stored else job.metadata,
         "watermark_video": job.watermark_path,
         "probe": None if check is None else check["probe"],
         "qa": None if check is None else check["qa"],
@@ -270,13 +283,44 @@ def write_indexes(store: Store, run_dir: Path) -> tuple[int, int]:
 
 
 def _index_entry(job: JobRecord, check: CheckRecord | None) -> dict[str, Any]:
-    return index_entry(job, None if check is None else check.as_json())
+    stored = None
+    if check is not None:
+        stored = {"probe": StoredJson(check.probe_json), "qa": StoredJson(check.findings_json)}
+    return index_entry(job, stored, as_stored=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _typed_variant_text(variant_json: str) -> StoredJson:
+    """A stored variant as the index writes it (`typed_variant`), as JSON text: most jobs of a
+    run share a few variants ({"sample":0}), each read and written once."""
+    return StoredJson(canonical_json(typed_variant(json.loads(variant_json))))
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+
+def index_line(entry: Mapping[str, Any]) -> str:
+    """`entry` as one line of JSON, its keys sorted, compact, not ASCII-escaped; a
+    `StoredJson` value written as it is (the line is the one its parsed value would make).
+    The other values are written in runs of consecutive keys, one encoder call a run."""
+    parts: list[str] = []
+    plain: dict[str, Any] = {}
+    for key in sorted(entry):
+        value = entry[key]
+        if type(value) is StoredJson:
+            if plain:
+                parts.append(_dumps(plain)[1:-1])
+                plain = {}
+            parts.append(f"{_dumps(key)}:{value}")
+        else:
+            plain[key] = value
+    if plain:
+        parts.append(_dumps(plain)[1:-1])
+    return "{" + ",".join(parts) + "}"
 
 
 def _jsonl(entries: Iterable[dict[str, Any]]) -> Iterator[str]:
-    return (
-        json.dumps(e, sort_keys=True, ensure_ascii=False, separators=(",", ":")) for e in entries
-    )
+    return (index_line(e) for e in entries)
 
 
 def _write_lines_atomic(path: Path, lines: Iterable[str], *, shared: bool = False) -> int:

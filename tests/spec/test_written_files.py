@@ -1,12 +1,21 @@
 """The run folder's files are replaced whole or not at all: an error or an interrupt while
 index.jsonl is written (a second Ctrl-C during a large run's last step) leaves the index as it
-was, and no temporary file beside it."""
+was, and no temporary file beside it; each line of the index is its entry's JSON."""
 
 from __future__ import annotations
 
+import json
+import random
+from typing import Any
+
 import pytest
 
+from batchgen import output
+from batchgen.jobs import make_job
 from batchgen.output import _write_lines_atomic
+from batchgen.state.changes import Accepted, Done, Generated, Submitting
+from batchgen.state.store import Store
+from batchgen.status import JobStatus
 
 
 def lines_then(error: BaseException, count: int):
@@ -31,3 +40,84 @@ def test_an_index_written_whole_replaces_the_old_one(tmp_path):
     assert _write_lines_atomic(index, ['{"line": 0}', '{"line": 1}'], shared=True) == 2
     assert index.read_text(encoding="utf-8") == '{"line": 0}\n{"line": 1}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.jsonl"]
+
+
+# -- index.jsonl's lines --------------------------------------------------------------------------
+
+TEXTS = [
+    "plain",
+    "café",
+    "🎬 emoji",
+    'quote " and \\ back',
+    "line\nbreak\ttab",
+    "\x01\u2028\u00a0",
+    "",
+]
+NUMBERS = [0, 7, -3, 2**53 + 1, 0.1, 1e-07, 1e21, -0.0, 5.0, 2.5e-300]
+
+
+def tricky(rng: random.Random, depth: int = 0) -> Any:
+    """A JSON value of the kinds a manifest's metadata, a request or a probe can hold."""
+    kind = rng.choice(["text", "number", "bool", "none", "list", "dict"] if depth < 2 else ["text"])
+    if kind == "text":
+        return rng.choice(TEXTS) + str(rng.randrange(100))
+    if kind == "number":
+        return rng.choice(NUMBERS)
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "none":
+        return None
+    if kind == "list":
+        return [tricky(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {rng.choice(TEXTS) + str(n): tricky(rng, depth + 1) for n in range(rng.randrange(4))}
+
+
+def test_the_index_is_written_as_its_entries_read_and_written_again(tmp_path, database):
+    """Each line of index.jsonl, written from the state's stored JSON text where it can be, is
+    byte for byte the line of its entry with every value read (sorted keys, compact, not
+    ASCII-escaped), for requests, metadata, variants, probes and findings of every kind of
+    value, checked and unchecked, on both databases."""
+    rng = random.Random(25)
+    specs = [
+        make_job(
+            {"prompt": rng.choice(TEXTS), "image": f"sha256:{n:064x}", "cfg_scale": 0.5,
+             "camera_control": {"type": "simple", "config": {"zoom": rng.choice(NUMBERS)}}},
+            f"row-{n}",
+            metadata={} if n % 5 == 0 else {f"k{i}": tricky(rng) for i in range(4)},
+            variant={"duration": "5", "cfg": rng.choice(NUMBERS), "sample": n % 3},
+        )
+        for n in range(40)
+    ]  # fmt: skip
+    run = tmp_path / "run"
+    with Store.open(run / "state.sqlite", database) as store:
+        store.add_jobs(specs)
+        for n, spec in enumerate(specs):
+            store.apply(spec.job_id, Submitting(f"bg-{spec.job_id}", 1.0))
+            store.apply(spec.job_id, Accepted(f"task-{n}", JobStatus.SUBMITTED, 1000 + n))
+            store.apply(spec.job_id, Generated(None, rng.choice(["5.1", "5", None]), "1", None))
+            if n % 4:
+                probe = {
+                    "codec": "h264",
+                    "fps": rng.choice([24.0, float("nan"), 8]),
+                    **tricky_map(rng),
+                }
+                findings = [{"code": "frozen", "message": rng.choice(TEXTS)}] if n % 3 else []
+                store.checks.record(spec.job_id, f"{n:064x}", probe, findings)
+            store.apply(spec.job_id, Done(f"videos/row-{n}.mp4", f"{n:064x}", n, 2.0))
+        assert output.write_indexes(store, run) == (40, 0)
+        expected = [
+            json.dumps(
+                output.index_entry(job, None if check is None else check.as_json()),
+                sort_keys=True,
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+            for job, check in store.checks.done_with_checks()
+        ]
+    lines = (run / "index.jsonl").read_text(encoding="utf-8").split("\n")[:-1]  # (not at U+2028)
+    assert lines == expected and len(lines) == 40
+    assert sum('"probe":null' in line for line in lines) == 10
+
+
+def tricky_map(rng: random.Random) -> dict[str, Any]:
+    return {f"extra{i}": tricky(rng) for i in range(rng.randrange(3))}
