@@ -14,7 +14,6 @@ not hammered with one create per pending job.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -246,7 +245,7 @@ class Feeder:
             # Look-ups of a lost answer count from when the failure came back, not from the
             # record (committed before its group's sync): a task-list scan begun before then
             # may have been answered before the provider made the task.
-            await self._create_failed(dataclasses.replace(job, submitted_at=ctx.wall()), error)
+            await self._create_failed(job._replace(submitted_at=ctx.wall()), error)
             return
         except BatchgenError as error:
             ctx.record(job, Failed(str(error), "input", ctx.wall()))
