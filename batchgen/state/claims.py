@@ -25,6 +25,9 @@ from batchgen.state.records import JOB_COLUMNS, JobRecord, job_record
 
 DEFAULT_JOB_LEASE = 60.0
 IN_FLIGHT = "('submitting', 'submitted', 'running', 'downloading')"
+# A job a worker may hold: the words of the `jobs_held` index's condition (migrations.py), so
+# that the database reads the held jobs from it instead of every job of the run.
+HELD = f"owner IS NOT NULL AND status IN ('pending', {IN_FLIGHT[1:-1]})"
 
 
 class JobClaims:
@@ -63,8 +66,7 @@ class JobClaims:
                 "UPDATE workers SET heartbeat_at = ? WHERE worker = ?", (now, self.worker)
             )
             self.db.write(
-                "UPDATE jobs SET lease_until = ? WHERE owner = ? "
-                f"AND status IN ('pending', {IN_FLIGHT[1:-1]})",
+                f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND {HELD}",
                 (now + self.ttl, self.worker),
             )
         self.db.commit()
@@ -137,8 +139,7 @@ class JobClaims:
         """Jobs in flight (or pending and held) under another live worker's lease: this worker
         stays to take them over should that worker die."""
         row = self.db.one(
-            f"SELECT count(*) FROM jobs WHERE status IN ('pending', {IN_FLIGHT[1:-1]}) "
-            "AND owner IS NOT NULL AND owner != ? AND lease_until >= ?",
+            f"SELECT count(*) FROM jobs WHERE {HELD} AND owner != ? AND lease_until >= ?",
             (self.worker, now),
         )
         return int(row[0]) if row else 0
@@ -155,8 +156,7 @@ def live_workers(
     heartbeat is younger than `ttl`."""
     rows = db.all(
         "SELECT w.worker, w.host, w.pid, w.heartbeat_at, "
-        "(SELECT count(*) FROM jobs j WHERE j.owner = w.worker "
-        f"AND j.status IN ('pending', {IN_FLIGHT[1:-1]})) "
+        f"(SELECT count(*) FROM jobs WHERE owner = w.worker AND {HELD}) "
         "FROM workers w WHERE w.heartbeat_at >= ? ORDER BY w.worker",
         (now - ttl,),
     )

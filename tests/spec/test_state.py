@@ -565,3 +565,27 @@ def test_the_first_flagged_videos_are_the_same_however_they_are_found(store, eve
     expected = [jobs[n].job_id for n in range(300) if n % every == 1][:5]
     assert [job for _, job, _ in store.checks.flagged(5)] == expected
     assert [job for _, job, _ in store.checks.flagged(5, (checked, flagged))] == expected
+
+
+def test_the_jobs_a_worker_holds_are_read_from_their_index(tmp_path, database):
+    """A heartbeat renews its worker's leases, and a start counts each live worker's jobs,
+    through the index of held jobs, not by reading every job of the run (a second or more at
+    a million jobs on PostgreSQL): the queries' words still match the index's condition."""
+    from batchgen.state.claims import HELD
+
+    queries = [
+        f"UPDATE jobs SET lease_until = 1 WHERE owner = 'w' AND {HELD}",
+        f"SELECT w.worker, (SELECT count(*) FROM jobs WHERE owner = w.worker AND {HELD}) "
+        "FROM workers w",
+    ]
+    with Store.open(tmp_path / "state.sqlite", database) as store:
+        store.add_jobs([spec(n) for n in range(50)])
+        if database is None:
+            plans = [
+                " ".join(str(r[-1]) for r in store.db.all(f"EXPLAIN QUERY PLAN {q}"))
+                for q in queries
+            ]
+        else:
+            store.db.write("SET enable_seqscan = off")  # (a table this small is read whole)
+            plans = [" ".join(str(r[0]) for r in store.db.all(f"EXPLAIN {q}")) for q in queries]
+    assert all("jobs_held" in plan for plan in plans), plans
