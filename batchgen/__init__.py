@@ -36,8 +36,10 @@ when it must already answer SIGTERM) stays light.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Mapping
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from batchgen.errors import BatchgenError, ManifestInvalid, Problem
@@ -67,7 +69,19 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> object:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'batchgen' has no attribute {name!r}")
-    return getattr(import_module(_HOMES[name]), name)
+def lazy_names(package: str, homes: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module `__getattr__` for `package` (PEP 562): each name of `homes` (name -> module)
+    imported from its module when first asked for, and kept in `package` after."""
+
+    def __getattr__(name: str) -> Any:
+        home = homes.get(name)
+        if home is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(import_module(home), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return __getattr__
+
+
+__getattr__ = lazy_names(__name__, _HOMES)

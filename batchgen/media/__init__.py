@@ -11,8 +11,9 @@ spawning how those processes are started: safe against a parent killed as it sta
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from batchgen import lazy_names
 
 if TYPE_CHECKING:
     from batchgen.media.check import check_video
@@ -37,24 +38,18 @@ __all__ = [
 # Each name's module: imported when the name is first asked for, so that `media.sniff` (which a
 # download's check of its first bytes needs) does not bring PyAV and Pillow into `report`,
 # `export` or `verify` (about 0.1 s of their start).
-_HOMES = {
-    "CheckWorkers": "workers",
-    "Expected": "qa",
-    "Finding": "qa",
-    "FrameStats": "facts",
-    "Probe": "facts",
-    "VideoCheck": "qa",
-    "check_video": "check",
-    "expected_of": "qa",
-    "findings": "qa",
-    "probe_video": "probe",
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "CheckWorkers": "batchgen.media.workers",
+        "Expected": "batchgen.media.qa",
+        "Finding": "batchgen.media.qa",
+        "FrameStats": "batchgen.media.facts",
+        "Probe": "batchgen.media.facts",
+        "VideoCheck": "batchgen.media.qa",
+        "check_video": "batchgen.media.check",
+        "expected_of": "batchgen.media.qa",
+        "findings": "batchgen.media.qa",
+        "probe_video": "batchgen.media.probe",
+    },
+)

@@ -21,8 +21,9 @@ runner.py        a run: the stages in one task group, the commits, the signals
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from batchgen import lazy_names
 from batchgen.runner.config import RunConfig, RunOutcome
 
 if TYPE_CHECKING:
@@ -31,11 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["RunConfig", "RunOutcome", "Runner"]
 
 
-def __getattr__(name: str) -> Any:
-    """`Runner`, imported when first asked for: what reads a run's outcome (`report`) does not
-    pay for importing everything a run does (the client, the downloads, PyAV)."""
-    if name != "Runner":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from batchgen.runner.runner import Runner
-
-    return Runner
+# `Runner`, imported when first asked for: what reads a run's outcome (`report`) does not pay
+# for importing everything a run does (the client, the downloads, PyAV).
+__getattr__ = lazy_names(__name__, {"Runner": "batchgen.runner.runner"})
