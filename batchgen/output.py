@@ -26,10 +26,12 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -299,23 +301,45 @@ def _typed_variant_text(variant_json: str) -> StoredJson:
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 
 
+def _float_text(value: float) -> str:
+    """A float as the json module writes it (NaN and the infinities by their JavaScript names)."""
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+# How each kind of value is written, by its exact type (a subclass, say an IntEnum, goes to the
+# json module as a whole value): what the json module writes for it, one C call or none.
+_SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
+    StoredJson: str.__str__,
+    str: encode_basestring,
+    int: int.__repr__,
+    float: _float_text,
+    bool: lambda value: "true" if value else "false",
+    type(None): lambda value: "null",
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _line_keys(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The keys of an entry in the order a line writes them, each with its written prefix
+    (`"key":`): the lines of one key set (every index line) share them."""
+    return tuple((key, _dumps(key) + ":") for key in sorted(keys))
+
+
 def index_line(entry: Mapping[str, Any]) -> str:
     """`entry` as one line of JSON, its keys sorted, compact, not ASCII-escaped; a
     `StoredJson` value written as it is (the line is the one its parsed value would make).
-    The other values are written in runs of consecutive keys, one encoder call a run."""
-    parts: list[str] = []
-    plain: dict[str, Any] = {}
-    for key in sorted(entry):
+    A string, number, bool or None is written by the json module's own function for it, any
+    other value by the json module whole."""
+    text = _SCALAR_TEXT.get
+    parts = []
+    for key, prefix in _line_keys(tuple(entry)):
         value = entry[key]
-        if type(value) is StoredJson:
-            if plain:
-                parts.append(_dumps(plain)[1:-1])
-                plain = {}
-            parts.append(f"{_dumps(key)}:{value}")
-        else:
-            plain[key] = value
-    if plain:
-        parts.append(_dumps(plain)[1:-1])
+        write = text(type(value))
+        parts.append(prefix + (_dumps(value) if write is None else write(value)))
     return "{" + ",".join(parts) + "}"
 
 

@@ -4,6 +4,7 @@ was, and no temporary file beside it; each line of the index is its entry's JSON
 
 from __future__ import annotations
 
+import enum
 import json
 import random
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from batchgen import output
-from batchgen.jobs import make_job
+from batchgen.jobs import canonical_json, make_job
 from batchgen.output import _write_lines_atomic
 from batchgen.state.changes import Accepted, Done, Generated, Submitting
 from batchgen.state.store import Store
@@ -121,3 +122,49 @@ def test_the_index_is_written_as_its_entries_read_and_written_again(tmp_path, da
 
 def tricky_map(rng: random.Random) -> dict[str, Any]:
     return {f"extra{i}": tricky(rng) for i in range(rng.randrange(3))}
+
+
+class Level(enum.IntEnum):
+    HIGH = 2
+
+
+class Seconds(float):
+    pass
+
+
+PLAIN = [
+    *TEXTS,
+    *NUMBERS,
+    True,
+    False,
+    None,
+    float("nan"),
+    float("inf"),
+    -float("inf"),
+    -(2**70),
+    Level.HIGH,
+    Seconds(1.5),
+]
+
+
+def test_a_line_is_its_entry_written_by_the_json_module_for_every_kind_of_value():
+    """`index_line` writes each value by its type's own json function: every scalar kind the
+    json module knows (NaN and the infinities, -0.0, bools apart from ints, huge ints, a
+    subclass of int or float written as the json module writes it), lists and maps, stored
+    JSON text spliced in, in any key order, byte for byte as the json module writes the entry
+    with every value read."""
+    rng = random.Random(2512)
+    for _ in range(400):
+        entry: dict[str, Any] = {}
+        for i in rng.sample(range(30), rng.randrange(1, 12)):
+            key = rng.choice(TEXTS) + str(i)
+            kind = rng.random()
+            if kind < 0.5:
+                entry[key] = rng.choice(PLAIN)
+            elif kind < 0.8:
+                entry[key] = tricky(rng)
+            else:
+                entry[key] = output.StoredJson(canonical_json(tricky(rng)))
+        read = {k: json.loads(v) if type(v) is output.StoredJson else v for k, v in entry.items()}
+        expected = json.dumps(read, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        assert output.index_line(entry) == expected, entry
