@@ -22,12 +22,26 @@ from collections.abc import Callable
 
 from batchgen.state.db import Database
 from batchgen.state.records import JOB_COLUMNS, JobRecord, job_record
+from batchgen.status import JobStatus
 
 DEFAULT_JOB_LEASE = 60.0
 IN_FLIGHT = "('submitting', 'submitted', 'running', 'downloading')"
 # A job a worker may hold: the words of the `jobs_held` index's condition (migrations.py), so
 # that the database reads the held jobs from it instead of every job of the run.
 HELD = f"owner IS NOT NULL AND status IN ('pending', {IN_FLIGHT[1:-1]})"
+# The statuses HELD names: a job is held while it is worked on. A change that moves a job to
+# any other (done, failed, unknown) lets go of it in the same write (store.py), so that a
+# worker's heartbeat and its leaving touch only the jobs it is working on, not every job it
+# ever finished.
+HOLDING = frozenset(
+    {
+        JobStatus.PENDING,
+        JobStatus.SUBMITTING,
+        JobStatus.SUBMITTED,
+        JobStatus.RUNNING,
+        JobStatus.DOWNLOADING,
+    }
+)
 
 
 class JobClaims:
@@ -73,7 +87,8 @@ class JobClaims:
         self.db.fold_counts()
 
     def leave(self) -> None:
-        """Let go of every job this worker holds (others may take them at once)."""
+        """Let go of every job this worker holds (others may take them at once): those it
+        was working on; the ones it finished were let go of as they finished."""
         with self.db.transaction():
             self.db.write(
                 "UPDATE jobs SET owner = NULL, lease_until = 0 WHERE owner = ?", (self.worker,)

@@ -21,7 +21,7 @@ from batchgen.errors import IllegalTransition, LeaseLost, StateError
 from batchgen.jobs import JobSpec, canonical_json, external_task_id, job_id_of_external
 from batchgen.state.changes import Accepted, Change, target_of
 from batchgen.state.checks import VideoChecks
-from batchgen.state.claims import JobClaims
+from batchgen.state.claims import HOLDING, JobClaims
 from batchgen.state.connect import open_state
 from batchgen.state.db import Database
 from batchgen.state.inputs import Inputs
@@ -121,7 +121,8 @@ class Store:
         added = change.increments()
         assignments = [f"{name} = ?" for name in columns]
         assignments += [f"{name} = {name} + ?" for name in added]
-        where, fence, claim = self._fence(job_id)
+        holds = new in HOLDING
+        where, fence, claim = self._fence(job_id, holds)
         if status is not None:
             where, fence = f"{where} AND status = ?", [*fence, old.value]
         returned = self.db.write_all(
@@ -135,8 +136,10 @@ class Store:
             assert self.claims is not None
             self.claims.epochs.pop(job_id, None)
             raise LeaseLost(f"job {job_id} is held by another worker now")
-        if self.claims is not None:
+        if self.claims is not None and holds:
             self.claims.epochs[job_id] = int(returned[0][-1])
+        elif self.claims is not None:
+            self.claims.epochs.pop(job_id, None)
         return old, job_record(returned[0][:-1])
 
     def _status(self, job_id: str) -> JobStatus:
@@ -145,21 +148,26 @@ class Store:
             raise StateError(f"unknown job {job_id}")
         return JobStatus(row[0])
 
-    def _fence(self, job_id: str) -> tuple[str, list[Any], list[str]]:
+    def _fence(self, job_id: str, holds: bool) -> tuple[str, list[Any], list[str]]:
         """The WHERE clause of a write to `job_id` (and its parameters), and what it sets
         besides the change: for a worker (claims.py), fenced by the claim it holds, or
-        claiming the job (one no live worker holds) as it writes."""
+        claiming the job (one no live worker holds) as it writes; unless the job is still
+        held after the write (`holds`), let go of in the same write."""
         claims = self.claims
         if claims is None:
             return "job_id = ?", [job_id], []
+        release = [] if holds else ["owner = NULL", "lease_until = 0"]
         epoch = claims.epochs.get(job_id)
         if epoch is not None:
             where = "job_id = ? AND owner = ? AND epoch = ?"
-            return where, [job_id, claims.worker, epoch], []
+            return where, [job_id, claims.worker, epoch], release
         now = claims.clock()
-        claim = ["owner = ?", "epoch = epoch + 1", "lease_until = ?"]
         where = "job_id = ? AND (owner IS NULL OR owner = ? OR lease_until < ?)"
-        return where, [claims.worker, now + claims.ttl, job_id, claims.worker, now], claim
+        fence = [job_id, claims.worker, now]
+        if not holds:
+            return where, fence, ["epoch = epoch + 1", *release]
+        claim = ["owner = ?", "epoch = epoch + 1", "lease_until = ?"]
+        return where, [claims.worker, now + claims.ttl, *fence], claim
 
     def release_leases(self, owner: str | None = None) -> None:
         """At the start of a run: every job left `submitting` (of `owner`, a worker that just

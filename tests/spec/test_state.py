@@ -589,3 +589,49 @@ def test_the_jobs_a_worker_holds_are_read_from_their_index(tmp_path, database):
             store.db.write("SET enable_seqscan = off")  # (a table this small is read whole)
             plans = [" ".join(str(r[0]) for r in store.db.all(f"EXPLAIN {q}")) for q in queries]
     assert all("jobs_held" in plan for plan in plans), plans
+
+
+def test_a_worker_lets_go_of_a_job_as_it_finishes_it(store):
+    """A worker holds a job while it works on it. The write that finishes it (done, failed,
+    unknown) lets go of it: another worker may write it at once, and the first worker's
+    heartbeat and leaving touch only the jobs still in its hands (leaving used to rewrite
+    every job the worker ever finished: 2.5 s at 200,000 jobs on PostgreSQL)."""
+    from batchgen.errors import LeaseLost
+    from batchgen.state.changes import Unknown, VideoMoved
+    from batchgen.state.claims import HELD, HOLDING, JobClaims
+
+    assert {JobStatus(word) for word in re.findall(r"'(\w+)'", HELD)} == HOLDING
+    ids = [spec(n).job_id for n in range(5)]
+    store.add_jobs([spec(n) for n in range(5)])
+    first = JobClaims(store.db, worker="first")
+    first.join()
+    store.claims = first
+    assert len(first.claim_pending(first.clock(), 5)) == 5
+    for job_id in ids[:4]:
+        store.apply(job_id, Submitting(external_task_id(job_id), 1.0))
+    store.apply(ids[0], Accepted("task-0", JobStatus.DOWNLOADING))
+    store.apply(ids[0], Done("videos/row-0.mp4", "0" * 64, 1, 2.0))
+    store.apply(ids[1], Failed("content policy", "generation_failed", 2.0))
+    store.apply(ids[2], Unknown("no answer", 2.0))
+    held = "SELECT job_id, owner, lease_until > 0 FROM jobs ORDER BY seq"
+    assert store.db.all(held) == [
+        (ids[0], None, False),
+        (ids[1], None, False),
+        (ids[2], None, False),
+        (ids[3], "first", True),  # submitting
+        (ids[4], "first", True),  # pending
+    ]
+    assert set(first.epochs) == {ids[3], ids[4]}
+
+    second = JobClaims(store.db, worker="second")
+    second.join()
+    store.claims = second
+    store.apply(ids[0], VideoMoved("videos/elsewhere.mp4"))  # at once, and let go again
+    with pytest.raises(LeaseLost):
+        store.apply(ids[3], Unknown("no answer", 3.0))
+    assert store.db.one("SELECT owner, output_path FROM jobs WHERE job_id = ?", (ids[0],)) == (
+        None,
+        "videos/elsewhere.mp4",
+    )
+    first.leave()
+    assert {row[0] for row in store.db.all("SELECT owner FROM jobs")} == {None}
