@@ -101,10 +101,13 @@ class CheckRecord:
         return {"probe": self.probe, "qa": self.findings}
 
 
+_STATUS_OF = {status.value: status for status in JobStatus}  # (a third of a record's making)
+
+
 def job_record(row: tuple[Any, ...]) -> JobRecord:
     """A JobRecord from a row of JOB_COLUMNS."""
     values = list(row)
-    values[6] = JobStatus(values[6])
+    values[6] = _STATUS_OF.get(values[6]) or JobStatus(values[6])  # (a bad value: ValueError)
     return JobRecord._make(values)
 
 
