@@ -30,20 +30,25 @@ import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from itertools import chain
 from json.encoder import encode_basestring
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from batchgen.download import file_sha256, sync_folder
 from batchgen.export.columns import Kind, cast, typed_variant
 from batchgen.jobs import SHA_PREFIX, canonical_json
+from batchgen.media.spawning import spawn_context
+from batchgen.media.workers import cores
+from batchgen.state.connect import open_state
 from batchgen.state.lookups import Sighting
 from batchgen.state.records import CheckRecord, JobRecord
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
 
 INDEX_NAME = "index.jsonl"
+INDEX_PART_JOBS = 200_000  # an index is written by a process per core for every this many jobs
 FAILED_NAME = "failed.jsonl"
 VIDEOS_DIR = "videos"
 INPUTS_DIR = "inputs"
@@ -265,13 +270,18 @@ def write_json_atomic(path: Path, value: Any, *, shared: bool = False) -> None:
     _write_lines_atomic(path, [text], shared=shared)
 
 
-def write_indexes(store: Store, run_dir: Path) -> tuple[int, int]:
-    """Rewrite index.jsonl and failed.jsonl from the state; returns (done, failed) counts."""
-    done = _write_lines_atomic(
-        run_dir / INDEX_NAME,
-        _jsonl(_index_entry(*pair) for pair in store.checks.done_with_checks()),
-        shared=True,
-    )
+def write_indexes(store: Store, run_dir: Path, parts: int | None = None) -> tuple[int, int]:
+    """Rewrite index.jsonl and failed.jsonl from the state; returns (done, failed) counts.
+    A large index is written in `parts` (default: one per core for every INDEX_PART_JOBS
+    finished jobs) by as many processes, see `_write_index_in_parts`."""
+    index = run_dir / INDEX_NAME
+    if parts is None:
+        parts = min(cores(), store.counts()[JobStatus.DONE] // INDEX_PART_JOBS)
+    if parts > 1:
+        store.db.commit()  # (the other processes read the state as this one wrote it)
+        done = _write_index_in_parts(store.db.location(), index, parts)
+    else:
+        done = _write_lines_atomic(index, _index_lines(store), shared=True)
     unknown = (
         failure_entry(job, store.lookups.of(job.job_id)) for job in store.unknown_in_job_order()
     )
@@ -282,6 +292,77 @@ def write_indexes(store: Store, run_dir: Path) -> tuple[int, int]:
         shared=True,
     )
     return done, failed
+
+
+def _index_lines(store: Store, start: str | None = None, stop: str | None = None) -> Iterator[str]:
+    return _jsonl(_index_entry(*pair) for pair in store.checks.done_with_checks(start, stop))
+
+
+def _write_index_in_parts(location: tuple[Path, str | None], index: Path, parts: int) -> int:
+    """index.jsonl written by `parts` processes, each the lines of one range of job ids (ids
+    are hex digests, so the ranges hold about as many jobs each; any id falls in one range):
+    this process the first, straight into the new index, and worker processes the others,
+    each into a file of its own, which are then appended in order, so the file is the one a
+    single pass would write. The lines of each range are read from the state as it is when
+    that range is read (on PostgreSQL other workers may still be finishing jobs meanwhile).
+    As `_write_lines_atomic`: the index replaced whole, or left as it was with no temporary
+    file (a killed process aside)."""
+    bounds = [f"{(n << 16) // parts:04x}" for n in range(1, parts)]
+    ranges = list(zip([None, *bounds], [*bounds, None], strict=True))
+    tmp = index.with_name(f"{index.name}.{os.getpid()}.tmp")
+    pieces = [index.with_name(f"{index.name}.{os.getpid()}.{n}.tmp") for n in range(1, parts)]
+    try:
+        with ProcessPoolExecutor(parts - 1, mp_context=spawn_context()) as pool:
+            written = [
+                pool.submit(_write_index_range, location, start, stop, piece)
+                for (start, stop), piece in zip(ranges[1:], pieces, strict=True)
+            ]
+            try:
+                count = _write_index_range(location, *ranges[0], tmp)
+                with open(tmp, "ab") as out:
+                    for piece, done in zip(pieces, written, strict=True):
+                        count += done.result()
+                        _append(out, piece)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+        os.replace(tmp, index)
+    except BaseException:
+        for path in (tmp, *pieces):
+            path.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _write_index_range(
+    location: tuple[Path, str | None], start: str | None, stop: str | None, path: Path
+) -> int:
+    """The index lines of the done jobs with ids in [start, stop) into `path` (not synced:
+    the file they end in is); how many. Run by `_write_index_in_parts`'s processes."""
+    with (
+        Store(open_state(*location, create=False)) as store,
+        open(path, "w", encoding="utf-8") as f,
+    ):
+        count = 0
+        for line in _index_lines(store, start, stop):
+            f.write(line + "\n")
+            count += 1
+    return count
+
+
+def _append(out: BinaryIO, piece: Path) -> None:
+    """`piece`'s bytes at the end of `out`, copied by the kernel where it can."""
+    with open(piece, "rb") as source:
+        try:
+            while os.copy_file_range(source.fileno(), out.fileno(), 1 << 30):
+                pass
+        except OSError:  # (a file system that cannot: copied through this process)
+            source.seek(0)
+            out.seek(0, os.SEEK_END)
+            shutil.copyfileobj(source, out, 1 << 20)
+    piece.unlink()
 
 
 def _index_entry(job: JobRecord, check: CheckRecord | None) -> dict[str, Any]:

@@ -41,9 +41,17 @@ class VideoChecks:
             (job_id, sha256, canonical_json(probe), canonical_json(findings)),
         )
 
-    def done_with_checks(self) -> Iterator[tuple[JobRecord, CheckRecord | None]]:
-        """The manifest's done jobs in job-id order, each with its video's check."""
-        return self._with_checks(_DONE, "job_id")
+    def done_with_checks(
+        self, start: str | None = None, stop: str | None = None
+    ) -> Iterator[tuple[JobRecord, CheckRecord | None]]:
+        """The manifest's done jobs in job-id order, each with its video's check; those whose
+        id is from `start` on and before `stop`, where given."""
+        where, params = _DONE, []
+        if start is not None:
+            where, params = f"{where} AND job_id >= ?", [start]
+        if stop is not None:
+            where, params = f"{where} AND job_id < ?", [*params, stop]
+        return self._with_checks(where, "job_id", params)
 
     def jobs_with_checks(self) -> Iterator[tuple[JobRecord, CheckRecord | None]]:
         """Every job of the run (see CURRENT) in manifest order, each with its video's check."""
@@ -98,13 +106,14 @@ class VideoChecks:
         return [(str(row), str(job), json.loads(found)) for row, job, found in rows]
 
     def _with_checks(
-        self, where: str, order: str
+        self, where: str, order: str, params: Sequence[Any] = ()
     ) -> Iterator[tuple[JobRecord, CheckRecord | None]]:
         cursor = self._db.rows(
             f"SELECT {JOB_COLUMNS}, c_probe, c_findings FROM jobs LEFT JOIN ("
             "SELECT job_id AS c_job, sha256 AS c_sha, probe AS c_probe, findings AS c_findings "
             f"FROM video_checks) AS c ON c_job = job_id AND c_sha = sha256 WHERE {where} "
-            f"ORDER BY {order}"
+            f"ORDER BY {order}",
+            params,
         )
         for row in cursor:
             check = None if row[-2] is None else CheckRecord(row[-2], row[-1])

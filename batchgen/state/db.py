@@ -42,6 +42,11 @@ class Database(ABC):
     def close(self) -> None:
         """Commit what is grouped, then close the connection."""
 
+    def location(self) -> tuple[Path, str | None]:
+        """What another process opens this state with (connect.open_state): the state's
+        path, and on PostgreSQL the database's URL."""
+        return self.path, None
+
     # -- reading ----------------------------------------------------------------------------
 
     @abstractmethod

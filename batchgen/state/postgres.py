@@ -107,6 +107,9 @@ class PostgresDatabase(Database):
         self._cursor_numbers = itertools.count()
         self._counted = False  # whether the schema keeps counts (kept_counts.py): a run's does
 
+    def location(self) -> tuple[Path, str | None]:
+        return self.path, self._url
+
     @classmethod
     def open(
         cls,

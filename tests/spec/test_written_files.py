@@ -7,14 +7,18 @@ from __future__ import annotations
 import enum
 import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from batchgen import output
+from batchgen.errors import StateError
 from batchgen.jobs import canonical_json, make_job
 from batchgen.output import _write_lines_atomic
-from batchgen.state.changes import Accepted, Done, Generated, Submitting
+from batchgen.state.changes import Accepted, Done, Generated, Submitting, WatermarkSaved
 from batchgen.state.store import Store
 from batchgen.status import JobStatus
 
@@ -73,11 +77,10 @@ def tricky(rng: random.Random, depth: int = 0) -> Any:
     return {rng.choice(TEXTS) + str(n): tricky(rng, depth + 1) for n in range(rng.randrange(4))}
 
 
-def test_the_index_is_written_as_its_entries_read_and_written_again(tmp_path, database):
-    """Each line of index.jsonl, written from the state's stored JSON text where it can be, is
-    byte for byte the line of its entry with every value read (sorted keys, compact, not
-    ASCII-escaped), for requests, metadata, variants, probes and findings of every kind of
-    value, checked and unchecked, on both databases."""
+@contextmanager
+def tricky_run(tmp_path: Path, database: str | None) -> Iterator[tuple[Path, Store]]:
+    """A run folder and its state: 40 done jobs whose requests, metadata, variants, probes and
+    findings hold values of every kind, 30 of them checked."""
     rng = random.Random(25)
     specs = [
         make_job(
@@ -105,6 +108,15 @@ def test_the_index_is_written_as_its_entries_read_and_written_again(tmp_path, da
                 findings = [{"code": "frozen", "message": rng.choice(TEXTS)}] if n % 3 else []
                 store.checks.record(spec.job_id, f"{n:064x}", probe, findings)
             store.apply(spec.job_id, Done(f"videos/row-{n}.mp4", f"{n:064x}", n, 2.0))
+        yield run, store
+
+
+def test_the_index_is_written_as_its_entries_read_and_written_again(tmp_path, database):
+    """Each line of index.jsonl, written from the state's stored JSON text where it can be, is
+    byte for byte the line of its entry with every value read (sorted keys, compact, not
+    ASCII-escaped), for requests, metadata, variants, probes and findings of every kind of
+    value, checked and unchecked, on both databases."""
+    with tricky_run(tmp_path, database) as (run, store):
         assert output.write_indexes(store, run) == (40, 0)
         expected = [
             json.dumps(
@@ -118,6 +130,41 @@ def test_the_index_is_written_as_its_entries_read_and_written_again(tmp_path, da
     lines = (run / "index.jsonl").read_text(encoding="utf-8").split("\n")[:-1]  # (not at U+2028)
     assert lines == expected and len(lines) == 40
     assert sum('"probe":null' in line for line in lines) == 10
+
+
+def test_an_index_written_in_parts_by_several_processes_is_the_one_written_whole(
+    tmp_path, database
+):
+    """A large index is written by a process per core, each a range of job ids, the ranges
+    appended in order: the same file, byte for byte, as one process writes, on both
+    databases, with nothing left beside it; lines the state holds but has not committed are
+    in it."""
+    with tricky_run(tmp_path, database) as (run, store):
+        assert output.write_indexes(store, run, parts=1) == (40, 0)
+        whole = (run / "index.jsonl").read_bytes()
+        ids = [json.loads(line)["job_id"] for line in whole.decode().split("\n")[:-1]]
+        assert {job_id < "5555" for job_id in ids} == {True, False}  # (3 ranges: 5555, aaaa)
+        assert {job_id < "aaaa" for job_id in ids} == {True, False}
+        assert output.write_indexes(store, run, parts=3) == (40, 0)
+        assert (run / "index.jsonl").read_bytes() == whole
+        store.db.group_commits()
+        store.apply(next(store.checks.done_with_checks())[0].job_id, WatermarkSaved("w.mp4"))
+        assert output.write_indexes(store, run, parts=2) == (40, 0)
+        assert b'"watermark_video":"w.mp4"' in (run / "index.jsonl").read_bytes()
+    assert sorted(p.name for p in run.iterdir() if "index" in p.name) == ["index.jsonl"]
+
+
+def test_an_index_whose_parts_cannot_be_written_leaves_the_old_one_and_no_temporary_file(
+    tmp_path,
+):
+    index = tmp_path / "index.jsonl"
+    index.write_text('{"line": "old"}\n', encoding="utf-8")
+    unreadable = (tmp_path / "a folder, not a state", None)
+    unreadable[0].mkdir()
+    with pytest.raises(StateError):
+        output._write_index_in_parts(unreadable, index, 3)
+    assert index.read_text(encoding="utf-8") == '{"line": "old"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a folder, not a state", "index.jsonl"]
 
 
 def tricky_map(rng: random.Random) -> dict[str, Any]:
