@@ -93,6 +93,18 @@ class Database(ABC):
     def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         """Run one statement for each of `rows`; returns how many rows the database changed."""
 
+    def insert_new(
+        self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+    ) -> int:
+        """Insert those of `rows` (values of `columns`) whose `key` column `table` does not
+        hold yet (the first of any two with one key); returns how many were inserted."""
+        marks = ", ".join("?" for _ in columns)
+        return self.write_many(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+            f"ON CONFLICT ({key}) DO NOTHING",
+            rows,
+        )
+
     @abstractmethod
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         """Group writes into one commit, or none if the block raises (nested ones join the

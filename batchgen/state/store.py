@@ -281,11 +281,7 @@ class Store:
     def _insert_jobs(self, values: list[tuple[Any, ...]]) -> int:
         """Add the jobs not in the state, and write what the manifest now says of the others
         (none in a batch every job of which was new: a first load writes each job once)."""
-        inserted = self.db.write_many(
-            "INSERT INTO jobs (job_id, seq, row_id, request, metadata, variant, price_key) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
-            values,
-        )
+        inserted = self.db.insert_new("jobs", _LOADED_COLUMNS, "job_id", values)
         if inserted == len(values):
             return inserted
         # What the manifest says of each job now, written where it differs (a job just added
@@ -509,6 +505,10 @@ def _chosen(where: str, job_ids: Sequence[str] | None) -> tuple[str, list[Any]]:
     if job_ids is None:
         return where, []
     return f"{where} AND job_id IN ({','.join('?' * len(job_ids))})", list(job_ids)
+
+
+# What a manifest says of a job (`_job_values`), as the state's columns.
+_LOADED_COLUMNS = ("job_id", "seq", "row_id", "request", "metadata", "variant", "price_key")
 
 
 def _job_values(spec: JobSpec, seq: int) -> tuple[Any, ...]:

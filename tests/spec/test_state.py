@@ -635,3 +635,31 @@ def test_a_worker_lets_go_of_a_job_as_it_finishes_it(store):
     )
     first.leave()
     assert {row[0] for row in store.db.all("SELECT owner FROM jobs")} == {None}
+
+
+def test_rows_are_inserted_only_where_their_key_is_new(store):
+    """`insert_new` (a COPY through a temporary table on PostgreSQL) inserts the rows whose
+    key the table does not hold, the first of two with one key, and says how many; each call
+    inserts its own rows only, in one transaction or across several, and after one that was
+    rolled back."""
+    db = store.db
+    columns = ("name", "value")
+    db.write("CREATE TABLE pairs (name TEXT PRIMARY KEY, value TEXT)")
+    db.commit()
+    with db.transaction():
+        assert db.insert_new("pairs", columns, "name", [("a", "1"), ("b", "2"), ("a", "3")]) == 2
+        assert db.insert_new("pairs", columns, "name", [("b", "4"), ("c", None)]) == 1
+        db.write("DELETE FROM pairs WHERE name = 'a'")
+        assert db.insert_new("pairs", columns, "name", [("d", "5")]) == 1
+    with pytest.raises(RuntimeError), db.transaction():
+        db.insert_new("pairs", columns, "name", [("e", "6")])
+        raise RuntimeError("rolled back")
+    assert db.insert_new("pairs", columns, "name", [("f", "7"), ("c", "8")]) == 1
+    assert db.insert_new("pairs", columns, "name", []) == 0
+    db.commit()
+    assert db.all("SELECT name, value FROM pairs ORDER BY name") == [
+        ("b", "2"),
+        ("c", None),
+        ("d", "5"),
+        ("f", "7"),
+    ]
