@@ -93,17 +93,34 @@ class Database(ABC):
     def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         """Run one statement for each of `rows`; returns how many rows the database changed."""
 
-    def insert_new(
-        self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+    def merge_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: str,
+        rows: Sequence[Sequence[Any]],
+        update: Sequence[str] = (),
     ) -> int:
         """Insert those of `rows` (values of `columns`) whose `key` column `table` does not
-        hold yet (the first of any two with one key); returns how many were inserted."""
+        hold yet (the first of any two with one key), and in the rows it holds set the
+        `update` columns to the values given, where any of them differs; returns how many
+        rows were inserted. (No update is made when every row was inserted.)"""
         marks = ", ".join("?" for _ in columns)
-        return self.write_many(
+        inserted = self.write_many(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
             f"ON CONFLICT ({key}) DO NOTHING",
             rows,
         )
+        if update and inserted < len(rows):
+            places = [columns.index(name) for name in update]
+            at = columns.index(key)
+            sets = ", ".join(f"{name} = ?" for name in update)
+            differs = " OR ".join(f"{name} IS NOT ?" for name in update)
+            self.write_many(
+                f"UPDATE {table} SET {sets} WHERE {key} = ? AND ({differs})",
+                [(*(row[i] for i in places), row[at], *(row[i] for i in places)) for row in rows],
+            )
+        return inserted
 
     @abstractmethod
     def transaction(self) -> contextlib.AbstractContextManager[None]:

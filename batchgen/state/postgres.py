@@ -259,13 +259,18 @@ class PostgresDatabase(Database):
             cursor.executemany(_pg(sql), values)
             return cursor.rowcount
 
-    def insert_new(
-        self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]]
+    def merge_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: str,
+        rows: Sequence[Sequence[Any]],
+        update: Sequence[str] = (),
     ) -> int:
         """COPY the rows into a temporary table of this connection, then one INSERT of those
-        not in `table`, in one transaction (the temporary table empties as it commits): about
-        half the time of a statement for each row (200,000 jobs: 2.7 s against 5.0-5.7 s),
-        triggers and all."""
+        not in `table` and one UPDATE of the others, in one transaction (the temporary table
+        empties as it commits). 200,000 jobs loaded: 2.9 s against 5.6 s with a statement
+        for each row; loaded again (every job known): 5.6-6.2 s against 10.5-11.7 s."""
         if not rows:
             return 0
         names = ", ".join(columns)
@@ -283,7 +288,15 @@ class PostgresDatabase(Database):
                 f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged} "
                 f"ON CONFLICT ({key}) DO NOTHING"
             )
-            return cursor.rowcount
+            inserted = cursor.rowcount
+            if update and inserted < len(rows):
+                sets = ", ".join(f"{name} = s.{name}" for name in update)
+                differs = " OR ".join(f"t.{name} IS DISTINCT FROM s.{name}" for name in update)
+                cursor.execute(
+                    f"UPDATE {table} AS t SET {sets} FROM {staged} AS s "
+                    f"WHERE t.{key} = s.{key} AND ({differs})"
+                )
+            return inserted
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -280,22 +280,9 @@ class Store:
 
     def _insert_jobs(self, values: list[tuple[Any, ...]]) -> int:
         """Add the jobs not in the state, and write what the manifest now says of the others
-        (none in a batch every job of which was new: a first load writes each job once)."""
-        inserted = self.db.insert_new("jobs", _LOADED_COLUMNS, "job_id", values)
-        if inserted == len(values):
-            return inserted
-        # What the manifest says of each job now, written where it differs (a job just added
-        # holds it already: no write, and no trigger).
-        placed = [
-            (job, seq, row, meta, variant, key) for job, seq, row, _, meta, variant, key in values
-        ]
-        self.db.write_many(
-            "UPDATE jobs SET seq = ?, row_id = ?, metadata = ?, variant = ?, price_key = ? "
-            "WHERE job_id = ? AND (seq != ? OR row_id != ? OR metadata != ? OR variant != ? "
-            "OR coalesce(price_key, '') != coalesce(?, ''))",
-            [(*now, job, *now) for job, *now in placed],
-        )
-        return inserted
+        where it differs (none in a batch every job of which was new: a first load writes each
+        job once)."""
+        return self.db.merge_rows("jobs", _LOADED_COLUMNS, "job_id", values, _PLACED_COLUMNS)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -509,6 +496,7 @@ def _chosen(where: str, job_ids: Sequence[str] | None) -> tuple[str, list[Any]]:
 
 # What a manifest says of a job (`_job_values`), as the state's columns.
 _LOADED_COLUMNS = ("job_id", "seq", "row_id", "request", "metadata", "variant", "price_key")
+_PLACED_COLUMNS = ("seq", "row_id", "metadata", "variant", "price_key")  # (a known job's)
 
 
 def _job_values(spec: JobSpec, seq: int) -> tuple[Any, ...]:

@@ -637,29 +637,31 @@ def test_a_worker_lets_go_of_a_job_as_it_finishes_it(store):
     assert {row[0] for row in store.db.all("SELECT owner FROM jobs")} == {None}
 
 
-def test_rows_are_inserted_only_where_their_key_is_new(store):
-    """`insert_new` (a COPY through a temporary table on PostgreSQL) inserts the rows whose
-    key the table does not hold, the first of two with one key, and says how many; each call
-    inserts its own rows only, in one transaction or across several, and after one that was
-    rolled back."""
+def test_rows_are_inserted_where_their_key_is_new_and_set_where_it_is_held(store):
+    """`merge_rows` (a COPY through a temporary table on PostgreSQL) inserts the rows whose
+    key the table does not hold, the first of two with one key, and says how many; in the
+    rows it holds it sets the columns asked for, a value or NULL; each call merges its own
+    rows only, in one transaction or across several, and after one that was rolled back."""
     db = store.db
-    columns = ("name", "value")
-    db.write("CREATE TABLE pairs (name TEXT PRIMARY KEY, value TEXT)")
+    columns = ("name", "value", "note")
+    db.write("CREATE TABLE pairs (name TEXT PRIMARY KEY, value TEXT, note TEXT)")
     db.commit()
+    rows = [("a", "1", "x"), ("b", "2", "x"), ("a", "3", "x")]
     with db.transaction():
-        assert db.insert_new("pairs", columns, "name", [("a", "1"), ("b", "2"), ("a", "3")]) == 2
-        assert db.insert_new("pairs", columns, "name", [("b", "4"), ("c", None)]) == 1
+        assert db.merge_rows("pairs", columns, "name", rows) == 2
+        assert db.merge_rows("pairs", columns, "name", [("b", "4", "y"), ("c", None, "y")]) == 1
         db.write("DELETE FROM pairs WHERE name = 'a'")
-        assert db.insert_new("pairs", columns, "name", [("d", "5")]) == 1
+        assert db.merge_rows("pairs", columns, "name", [("d", "5", "y")]) == 1
     with pytest.raises(RuntimeError), db.transaction():
-        db.insert_new("pairs", columns, "name", [("e", "6")])
+        db.merge_rows("pairs", columns, "name", [("e", "6", "y")])
         raise RuntimeError("rolled back")
-    assert db.insert_new("pairs", columns, "name", [("f", "7"), ("c", "8")]) == 1
-    assert db.insert_new("pairs", columns, "name", []) == 0
+    merged = [("f", "7", "z"), ("c", "8", "z"), ("b", None, "z"), ("d", "5", "z")]
+    assert db.merge_rows("pairs", columns, "name", merged, update=("value",)) == 1
+    assert db.merge_rows("pairs", columns, "name", []) == 0
     db.commit()
-    assert db.all("SELECT name, value FROM pairs ORDER BY name") == [
-        ("b", "2"),
-        ("c", None),
-        ("d", "5"),
-        ("f", "7"),
+    assert db.all("SELECT name, value, note FROM pairs ORDER BY name") == [
+        ("b", None, "x"),
+        ("c", "8", "y"),
+        ("d", "5", "y"),
+        ("f", "7", "z"),
     ]
