@@ -46,7 +46,12 @@ def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no spaces: equal values give equal strings."""
     if not value and type(value) is dict:
         return "{}"
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _canonical(value)
+
+
+# What json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False) writes, by
+# an encoder made once (json.dumps makes one a call when given options: a third of the time).
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 def job_id_for(request: Mapping[str, Any], sample: int = 0) -> str:
