@@ -37,10 +37,11 @@ FOLLOW_AGAIN = ("task_timeout", "no_video", "not_a_video", "download")
 
 
 REGENERATE = "regenerate"  # the error kind of a job the user asked to generate anew
-# Added to the seq of every job of the manifest while a new one is loaded: those it no longer
-# holds are left at or past it. (Not -1 at once: a job that stays would leave the run's
-# counts and come back, a million changes of the kept counts for nothing.)
-_UNSEEN = 1 << 40
+# The ids of the jobs a load has met so far, in a temporary table of its connection: the jobs
+# of the manifest before that it no longer lists are found by them at the load's end. (A known
+# job is written only where the manifest moved or changed it: a manifest grown by a few rows
+# writes those rows, not every job of the run twice.)
+_LOADED = "loaded_jobs"
 
 
 class Store:
@@ -255,18 +256,28 @@ class Store:
         new = known = 0
         seq = 0
         with self.db.loading(), self.db.transaction():
-            self.db.write("UPDATE jobs SET seq = seq + ? WHERE seq >= 0", (_UNSEEN,))
+            listed = self.db.one("SELECT 1 FROM jobs WHERE seq >= 0 LIMIT 1") is not None
+            if listed:
+                self.db.write(
+                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_LOADED} (job_id TEXT PRIMARY KEY)"
+                )
+                self.db.write(f"DELETE FROM {_LOADED}")
             pending: list[tuple[Any, ...]] = []
             for spec in specs:
                 pending.append(_job_values(spec, seq))
                 seq += 1
                 if len(pending) >= batch:
-                    n = self._insert_jobs(pending)
+                    n = self._insert_jobs(pending, listed)
                     new, known = new + n, known + len(pending) - n
                     pending = []
-            n = self._insert_jobs(pending)
+            n = self._insert_jobs(pending, listed)
             new, known = new + n, known + len(pending) - n
-            self.db.write("UPDATE jobs SET seq = -1 WHERE seq >= ?", (_UNSEEN,))
+            if listed:
+                self.db.write(
+                    f"UPDATE jobs SET seq = -1 WHERE seq >= 0 AND NOT EXISTS "
+                    f"(SELECT 1 FROM {_LOADED} l WHERE l.job_id = jobs.job_id)"
+                )
+                self.db.write(f"DELETE FROM {_LOADED}")
             self.db.write(
                 "DELETE FROM jobs WHERE seq = -1 AND status = 'pending' "
                 "AND external_task_id IS NULL AND task_id IS NULL"
@@ -278,10 +289,12 @@ class Store:
         self.db.fold_counts()
         return new, known
 
-    def _insert_jobs(self, values: list[tuple[Any, ...]]) -> int:
+    def _insert_jobs(self, values: list[tuple[Any, ...]], listed: bool) -> int:
         """Add the jobs not in the state, and write what the manifest now says of the others
         where it differs (none in a batch every job of which was new: a first load writes each
-        job once)."""
+        job once); `listed`: note the ids met (the state listed jobs before this load)."""
+        if listed:
+            self.db.merge_rows(_LOADED, ("job_id",), "job_id", [(v[0],) for v in values])
         return self.db.merge_rows("jobs", _LOADED_COLUMNS, "job_id", values, _PLACED_COLUMNS)
 
     # -- reading ----------------------------------------------------------------------------

@@ -676,3 +676,49 @@ def test_the_lock_rows_are_the_manifests_jobs_sorted_by_job_id(store):
     ids = sorted(spec(n).job_id for n in range(0, 60, 2))
     assert [job_id for job_id, _, _ in rows] == ids
     assert {row_id for _, row_id, _ in rows} == {f"row-{n}" for n in range(0, 60, 2)}
+
+
+def _note_job_writes(store) -> None:
+    """A table `writes` that gets the id of each job every UPDATE of `jobs` writes."""
+    db = store.db
+    db.write("CREATE TABLE writes (job_id TEXT)")
+    if db.dialect == "sqlite":
+        db.write(
+            "CREATE TRIGGER note_writes AFTER UPDATE ON jobs "
+            "BEGIN INSERT INTO writes VALUES (new.job_id); END"
+        )
+    else:
+        db.write(
+            "CREATE FUNCTION note_write() RETURNS trigger LANGUAGE plpgsql AS "
+            "$body$ BEGIN INSERT INTO writes VALUES (NEW.job_id); RETURN NULL; END $body$"
+        )
+        db.write(
+            "CREATE TRIGGER note_writes AFTER UPDATE ON jobs FOR EACH ROW "
+            "EXECUTE FUNCTION note_write()"
+        )
+    db.commit()
+
+
+@pytest.mark.parametrize("batch", [2, 5000])
+def test_a_load_writes_only_the_jobs_the_manifest_moved_changed_or_dropped(store, batch):
+    """A manifest loaded again with a row added at its end, one renamed and one removed
+    writes the new job, the renamed one and the removed one, and no other (a manifest grown
+    by a few rows does not rewrite every job of the run); a row added at the start moves,
+    and so writes, every job after it."""
+    rows = [spec(n) for n in range(6)]
+    store.add_jobs(rows, batch=batch)
+    store.apply(rows[4].job_id, Submitting("bg-4", 1.0))  # (sent: kept, with seq -1)
+    _note_job_writes(store)
+    renamed = make_job(rows[2].request, "renamed")
+    again = [rows[0], rows[1], renamed, rows[3], rows[5], spec(6)]
+    assert store.add_jobs(again, batch=batch) == (1, 5)
+    written = {job_id for (job_id,) in store.db.all("SELECT job_id FROM writes")}
+    assert written == {rows[2].job_id, rows[4].job_id, rows[5].job_id}  # (5 moved up one)
+    assert store.get(rows[4].job_id).seq == -1
+    placed = [(j.row_id, j.seq) for j in store.with_status(JobStatus.PENDING)]
+    assert placed == [("row-0", 0), ("row-1", 1), ("renamed", 2), ("row-3", 3), ("row-5", 4),
+                      ("row-6", 5)]  # fmt: skip
+    store.db.write("DELETE FROM writes")
+    assert store.add_jobs([spec(7), *again], batch=batch) == (1, 6)
+    written = {job_id for (job_id,) in store.db.all("SELECT job_id FROM writes")}
+    assert written == {job.job_id for job in again}
