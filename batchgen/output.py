@@ -319,7 +319,7 @@ def _write_index_in_parts(location: tuple[Path, str | None], index: Path, parts:
             ]
             try:
                 count = _write_index_range(location, *ranges[0], tmp)
-                with open(tmp, "ab") as out:
+                with open(tmp, "r+b") as out:
                     for piece, done in zip(pieces, written, strict=True):
                         count += done.result()
                         _append(out, piece)
@@ -353,15 +353,20 @@ def _write_index_range(
 
 
 def _append(out: BinaryIO, piece: Path) -> None:
-    """`piece`'s bytes at the end of `out`, copied by the kernel where it can."""
+    """`piece`'s bytes at the end of `out` (a file opened to read and write, at its end),
+    copied by the kernel where it can."""
+    out.flush()
+    end = out.seek(0, os.SEEK_END)
     with open(piece, "rb") as source:
         try:
             while os.copy_file_range(source.fileno(), out.fileno(), 1 << 30):
                 pass
-        except OSError:  # (a file system that cannot: copied through this process)
+        except OSError:  # (where the kernel cannot: copied whole through this process)
+            out.seek(end)
             source.seek(0)
-            out.seek(0, os.SEEK_END)
             shutil.copyfileobj(source, out, 1 << 20)
+            out.flush()
+    out.seek(0, os.SEEK_END)
     piece.unlink()
 
 

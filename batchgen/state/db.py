@@ -102,9 +102,9 @@ class Database(ABC):
         update: Sequence[str] = (),
     ) -> int:
         """Insert those of `rows` (values of `columns`) whose `key` column `table` does not
-        hold yet (the first of any two with one key), and in the rows it holds set the
-        `update` columns to the values given, where any of them differs; returns how many
-        rows were inserted. (No update is made when every row was inserted.)"""
+        hold yet (one of any rows that share a key), and in the rows it holds set the `update`
+        columns to the values given, where any of them differs; returns how many rows were
+        inserted. (No update is made when every row was inserted.)"""
         marks = ", ".join("?" for _ in columns)
         inserted = self.write_many(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "

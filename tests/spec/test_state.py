@@ -639,7 +639,7 @@ def test_a_worker_lets_go_of_a_job_as_it_finishes_it(store):
 
 def test_rows_are_inserted_where_their_key_is_new_and_set_where_it_is_held(store):
     """`merge_rows` (a COPY through a temporary table on PostgreSQL) inserts the rows whose
-    key the table does not hold, the first of two with one key, and says how many; in the
+    key the table does not hold, one of two with one key, and says how many; in the
     rows it holds it sets the columns asked for, a value or NULL; each call merges its own
     rows only, in one transaction or across several, and after one that was rolled back."""
     db = store.db

@@ -5,7 +5,9 @@ was, and no temporary file beside it; each line of the index is its entry's JSON
 from __future__ import annotations
 
 import enum
+import errno
 import json
+import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -215,3 +217,30 @@ def test_a_line_is_its_entry_written_by_the_json_module_for_every_kind_of_value(
         read = {k: json.loads(v) if type(v) is output.StoredJson else v for k, v in entry.items()}
         expected = json.dumps(read, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         assert output.index_line(entry) == expected, entry
+
+
+@pytest.mark.parametrize("kernel_copies", [True, False])
+def test_a_part_is_appended_whole_whether_or_not_the_kernel_copies_it(
+    tmp_path, monkeypatch, kernel_copies
+):
+    """A part of the index is appended by the kernel (copy_file_range) where it can; where it
+    cannot, even after copying some of it, the part is appended whole through this process,
+    once."""
+    index = tmp_path / "index.tmp"
+    index.write_bytes(b"first part\n")
+    piece = tmp_path / "piece.tmp"
+    piece.write_bytes(b"second part\n" * 1000)
+    real = os.copy_file_range
+
+    def refused_after_some(source: int, target: int, count: int) -> int:
+        real(source, target, 100)
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    if not kernel_copies:
+        monkeypatch.setattr(os, "copy_file_range", refused_after_some)
+    with open(index, "r+b") as out:
+        out.seek(0, os.SEEK_END)
+        output._append(out, piece)
+        out.write(b"third part\n")
+    assert index.read_bytes() == b"first part\n" + b"second part\n" * 1000 + b"third part\n"
+    assert not piece.exists()
