@@ -89,11 +89,19 @@ def write_csv_manifest(folder: Path, rows: int, *, images: int = 4, name: str = 
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["id", "image", "prompt", "model_name", "duration"])
-        for i in range(rows):
-            writer.writerow(
-                [f"r{i}", f"images/{i % images}.png", f"prompt {i}", "kling-v2-master", "5"]
-            )
+        writer.writerows(_csv_rows(range(rows), images))
     return path
+
+
+def grow_csv_manifest(path: Path, rows: int, more: int, *, images: int = 4) -> None:
+    """Append `more` rows to a manifest `write_csv_manifest` wrote with `rows` rows."""
+    with open(path, "a", newline="") as f:
+        csv.writer(f).writerows(_csv_rows(range(rows, rows + more), images))
+
+
+def _csv_rows(numbers: range, images: int) -> Iterator[list[str]]:
+    for i in numbers:
+        yield [f"r{i}", f"images/{i % images}.png", f"prompt {i}", "kling-v2-master", "5"]
 
 
 # The simulator's `profile="kling"` (Kling's own API: task list, look-ups by external id) takes

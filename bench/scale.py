@@ -8,6 +8,9 @@
     status    `batchgen status` wall time, process start included (best of 5, bytecode cached
               as an installed package's is); baseline: a bare Python process counting the jobs
               by status with one GROUP BY (what counting costs)
+    grown     `batchgen run` again after GROWN rows were appended to the manifest: every row
+              resolved again, the new ones stored; time to its first create (what a user who
+              adds rows to a large dataset waits for); baseline: the load
     index     index.jsonl written from the state with all but 1,000 jobs done, as every run's
               end writes it; baseline: copying the file it wrote (its bytes alone)
 
@@ -37,12 +40,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.postgres: its server
 
-from common import figure, simulator_process, stats, write_csv_manifest
+from common import figure, grow_csv_manifest, simulator_process, stats, write_csv_manifest
 
 BATCHGEN = [sys.executable, "-m", "batchgen"]
 STATUS_TRIES = 5  # status and the bare count: the best of these, after one to warm up
 SETTLE_SECONDS = 3.0  # longer than the simulated generation time
 RUN_DIR = Path("output") / "bench"  # the run, relative to the folder the bench works in
+GROWN = 1000  # rows appended to the manifest for the `grown` step
 BARE_COUNT = (
     "import sqlite3, sys\n"
     "db = sqlite3.connect(sys.argv[1])\n"
@@ -203,6 +207,8 @@ def build_and_time(folder: Path, rows: int, database: str | None = None) -> None
         resume_s, resume_mb = until_first_create(run, folder, url)
         done = mark_done_but_last(folder / RUN_DIR, 1000, database)
         late_s, late_mb = until_first_create(run, folder, url)
+        grow_csv_manifest(manifest, rows, GROWN)
+        grown_s, grown_mb = until_first_create(run, folder, url)
     status_s, bare_s = status_step(folder, database)
     index = index_step(folder, database)
     figure("plan: wall", plan_s, "< 60", unit=" s")
@@ -213,6 +219,9 @@ def build_and_time(folder: Path, rows: int, database: str | None = None) -> None
     figure("  its peak RSS", resume_mb, "-", unit=" MB")
     figure(f"resume with {done:,} jobs done: to first create", late_s, "< 3", unit=" s")
     figure("  its peak RSS", late_mb, "-", unit=" MB")
+    grown = f"manifest grown by {GROWN:,} rows: to first create"
+    figure(grown, grown_s, "-", f"{load_s:.1f} s (first run)", " s")
+    figure("  its peak RSS", grown_mb, "-", unit=" MB")
     status_figure(status_s, bare_s)
     index_figure(*index)
 
