@@ -87,7 +87,9 @@ class Feeder:
                     idle = idle and not ctx.tracked and not elsewhere
                 # A task refused by moderation may yet come back to be sent again.
                 regenerating = ctx.config.retry_moderation > 0 and bool(ctx.tracked)
-                if idle and self.recovery.resend_at is None and not regenerating:
+                # (A sweep under way may yet send an unknown job again: not before it ends.)
+                resending = self.recovery.resend_at is not None or self.recovery.sweeping
+                if idle and not resending and not regenerating:
                     break
                 ctx.slots.trim()
                 await self._sleep_until_work(at_least=0.0 if claims is None else WORKER_IDLE)

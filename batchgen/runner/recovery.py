@@ -53,6 +53,9 @@ class Recovery:
         self.poller = poller
         self.finder = Finder(ctx.provider, ctx.store, ctx.wall)
         self.resend_at: float | None = None  # wall time an unknown job is next due a resend
+        # A sweep is under way: `resend_at` is being worked out again, and a job it looks up
+        # may be sent again before it ends (the feed waits for it before it stops).
+        self.sweeping = False
 
     def recover_at_start(self) -> bool:
         """Pick up what an earlier run left: tasks in flight, downloads, lost creates (these
@@ -184,16 +187,20 @@ class Recovery:
         has found for `resend_unfound` seconds, where the user allowed it."""
         ctx = self.ctx
         self.resend_at = None
-        for job in list(ctx.store.unknown_in_job_order()):
-            if ctx.stopping is not None:
-                return
-            try:
-                await self._sweep_one(job)
-            except AccountError as error:
-                ctx.stop("account", error.describe(), at_once=True)
-                return
-            except LeaseLost:
-                ctx.let_go(job.job_id)  # another worker settles it
+        self.sweeping = True
+        try:
+            for job in list(ctx.store.unknown_in_job_order()):
+                if ctx.stopping is not None:
+                    return
+                try:
+                    await self._sweep_one(job)
+                except AccountError as error:
+                    ctx.stop("account", error.describe(), at_once=True)
+                    return
+                except LeaseLost:
+                    ctx.let_go(job.job_id)  # another worker settles it
+        finally:
+            self.sweeping = False
 
     async def _sweep_one(self, job: JobRecord) -> None:
         if job.error_kind == SENT_ELSEWHERE and settle_from_ledger(self.ctx, job):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from batchgen.status import JobStatus
 from tests.conftest import read_index, run_cli, simulator, write_manifest
 from tests.runs.test_resilience import (
@@ -67,6 +69,24 @@ def test_resend_unfound_sends_again_only_after_the_time_the_user_gave(tmp_path, 
     assert stats["creates_received"] == 2 and len(read_index(out / "batch")) == 2
     with state_of(out / "batch") as store:
         assert store.counts()[JobStatus.DONE] == 2
+
+
+@pytest.mark.parametrize("generation", [0.1, 0.3, 0.6])
+def test_a_resend_that_falls_due_as_the_last_other_job_ends_is_sent_in_that_run(
+    tmp_path, generation
+):
+    """With --resend-unfound, the sweep that finds a lost create due a resend may still be
+    looking it up (slow answers) when the run's only other job ends: the feed waits for the
+    sweep, and the job is sent again in that run, not left pending. (The feed used to end as
+    the sweep began, the job sent again after it: each of these runs ended with it pending.)"""
+    manifest = write_manifest(tmp_path, 2)
+    out = tmp_path / "out"
+    leave_submitting(manifest, out)
+    with simulator(latency=(generation, generation), response_delay=0.5) as sim:
+        args = ("run", manifest, "-o", out, "--resend-unfound", "1s")
+        assert run_cli(*args, base_url=sim.base_url) == 0
+        assert sim.stats()["creates_received"] == 2
+    assert len(read_index(out / "batch")) == 2
 
 
 def test_a_refused_resend_is_looked_up_not_failed(tmp_path):
