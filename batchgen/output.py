@@ -272,11 +272,11 @@ def write_json_atomic(path: Path, value: Any, *, shared: bool = False) -> None:
 
 def write_indexes(store: Store, run_dir: Path, parts: int | None = None) -> tuple[int, int]:
     """Rewrite index.jsonl and failed.jsonl from the state; returns (done, failed) counts.
-    A large index is written in `parts` (default: one per core for every INDEX_PART_JOBS
-    finished jobs) by as many processes, see `_write_index_in_parts`."""
+    A large index is written in `parts` (default: `index_parts` of the state's done jobs) by
+    as many processes, see `_write_index_in_parts`."""
     index = run_dir / INDEX_NAME
     if parts is None:
-        parts = min(cores(), store.counts()[JobStatus.DONE] // INDEX_PART_JOBS)
+        parts = index_parts(store.counts()[JobStatus.DONE])
     if parts > 1:
         store.db.commit()  # (the other processes read the state as this one wrote it)
         done = _write_index_in_parts(store.db.location(), index, parts)
@@ -292,6 +292,12 @@ def write_indexes(store: Store, run_dir: Path, parts: int | None = None) -> tupl
         shared=True,
     )
     return done, failed
+
+
+def index_parts(done: int) -> int:
+    """How many processes write the index of `done` finished jobs: one per core for every
+    INDEX_PART_JOBS of them, at least one."""
+    return max(1, min(cores(), done // INDEX_PART_JOBS))
 
 
 def _index_lines(store: Store, start: str | None = None, stop: str | None = None) -> Iterator[str]:

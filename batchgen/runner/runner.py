@@ -121,7 +121,7 @@ class Runner:
         done = ended[JobStatus.DONE]
         if done >= INDEX_NOTICE:
             ctx.emit(Notice(f"writing index.jsonl from the state: {done:,} finished jobs"))
-        output.write_indexes(ctx.store, ctx.run_dir)
+        output.write_indexes(ctx.store, ctx.run_dir, output.index_parts(done))
         outcome = RunOutcome(
             counts=ended,  # (writing the indexes changes no job)
             wall_seconds=time.monotonic() - started,

@@ -25,23 +25,22 @@ from batchgen.state.records import JOB_COLUMNS, JobRecord, job_record
 from batchgen.status import JobStatus
 
 DEFAULT_JOB_LEASE = 60.0
-IN_FLIGHT = "('submitting', 'submitted', 'running', 'downloading')"
+# The statuses of a job a worker holds while it works on it: pending, and in flight. A change
+# that moves a job to any other (done, failed, unknown) lets go of it in the same write
+# (store.py), so that a worker's heartbeat and its leaving touch only the jobs it is working
+# on, not every job it ever finished.
+_WORKED_ON = (
+    JobStatus.PENDING,
+    JobStatus.SUBMITTING,
+    JobStatus.SUBMITTED,
+    JobStatus.RUNNING,
+    JobStatus.DOWNLOADING,
+)
+HOLDING = frozenset(_WORKED_ON)
+IN_FLIGHT = "(" + ", ".join(f"'{status.value}'" for status in _WORKED_ON[1:]) + ")"
 # A job a worker may hold: the words of the `jobs_held` index's condition (migrations.py), so
 # that the database reads the held jobs from it instead of every job of the run.
 HELD = f"owner IS NOT NULL AND status IN ('pending', {IN_FLIGHT[1:-1]})"
-# The statuses HELD names: a job is held while it is worked on. A change that moves a job to
-# any other (done, failed, unknown) lets go of it in the same write (store.py), so that a
-# worker's heartbeat and its leaving touch only the jobs it is working on, not every job it
-# ever finished.
-HOLDING = frozenset(
-    {
-        JobStatus.PENDING,
-        JobStatus.SUBMITTING,
-        JobStatus.SUBMITTED,
-        JobStatus.RUNNING,
-        JobStatus.DOWNLOADING,
-    }
-)
 
 
 class JobClaims:
