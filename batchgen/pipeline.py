@@ -106,6 +106,7 @@ def run_config(settings: Settings, **tuning: Any) -> RunConfig:
         retry_moderation=settings.retry_moderation,
         download_workers=settings.download_workers,
         max_video_bytes=int(settings.max_video_mb * 2**20),
+        qa=settings.qa,
         seed=settings.seed,
         **{"poll": poll, **listening, **tuning},
     )

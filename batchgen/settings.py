@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from batchgen.media.qa import QaDepth
 from batchgen.progress import Mode
 from batchgen.providers import PROFILES, Profile
 from batchgen.state.connect import STATE_NAME, database_url
@@ -36,6 +37,7 @@ class Settings(BaseModel):
     request_timeout: float = Field(30.0, gt=0, le=3600)
     download_workers: int = Field(4, ge=1, le=64)
     max_video_mb: float = Field(2048.0, gt=0, le=1 << 20)  # a larger download is refused
+    qa: QaDepth = "full"  # how each video is checked (media/qa.py)
     skip_invalid: bool = False
     inline_urls: bool = False
     url_timeout: float = Field(60.0, gt=0, le=3600)  # seconds for all of one URL image

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import click
 
+from batchgen.media.qa import QA_DEPTHS
 from batchgen.progress import MODES
 from batchgen.state.connect import database_url
 
@@ -242,6 +243,17 @@ tuning_options = compose(
         default=2048.0,
         show_default=True,
         help="Refuse a video download larger than this (a provider serving an endless body).",
+    ),
+    click.option(
+        "--qa",
+        type=click.Choice(QA_DEPTHS),
+        default="full",
+        show_default=True,
+        help="How each video is checked before its job is done. full: its keyframes and "
+        "P-frames decoded (black, frozen and damaged frames found). keyframes: its keyframes "
+        "alone, far less decoding (black judged on them only; a clip with one keyframe is "
+        "never called frozen; damage between keyframes not seen). off: no check, the videos "
+        "are listed as unchecked.",
     ),
     skip_invalid_option,
     inline_urls_option,

@@ -77,6 +77,7 @@ class Provenance:
     exported: int = 0
     flagged: int = 0
     unchecked: int = 0
+    keyframes_only: int = 0  # checked on their keyframes alone (`--qa keyframes`)
     excluded_flagged: int = 0
     skipped_missing: int = 0
     without_inputs: int = 0  # samples with an input image that has no file (a URL sent)
@@ -103,6 +104,8 @@ class Provenance:
         self.exported += 1
         self.without_inputs += bool(inputs and inputs.without_file)
         self.unchecked += codes is None
+        probe = entry.get("probe")
+        self.keyframes_only += isinstance(probe, Mapping) and probe.get("decode") == "keyframes"
         self.flagged += bool(codes)
         self.findings.update(codes or ())
         self.models[str(request.get("model_name") or "kling-v1")] += 1
@@ -149,7 +152,11 @@ def _facts(p: Provenance) -> list[tuple[str, str]]:
         ("batchgen", f"{version('batchgen')} (the lock was written by {p.lock_batchgen or '?'})"),
         ("manifest lock", lock),
         ("models", ", ".join(f"{model} ({n})" for model, n in sorted(p.models.items()))),
-        ("videos", f"{p.exported} exported, {p.flagged} of them flagged, {p.unchecked} unchecked"),
+        (
+            "videos",
+            f"{p.exported} exported, {p.flagged} of them flagged, {p.unchecked} unchecked, "
+            f"{p.keyframes_only} checked on their keyframes alone",
+        ),
         ("QA findings", findings),
         ("left out", f"{p.excluded_flagged} flagged, {p.skipped_missing} missing"),
         ("units charged", f"{p.units:g} (sum of final_unit_deduction)"),
@@ -195,9 +202,12 @@ with `decode=False` as above, or read `metadata.parquet` with pandas or pyarrow:
 
 QUALITY = """## Quality checks
 
-batchgen probed every video with PyAV after download and lists in `qa` what is off:
+batchgen probed each video with PyAV after download and lists in `qa` what is off:
 `undecodable` (frames that do not decode), `duration_off` (more than 0.5 s from the seconds
 asked), `aspect_off` (more than 5 % from the input image's shape), `black_frames`, `frozen`
 (next to no change between frames), `no_audio` (sound asked, no audio stream). Flagged
-videos are kept unless the export was made with `--exclude-flagged`.
+videos are kept unless the export was made with `--exclude-flagged`. A video a run made with
+`--qa off` was not checked (its `qa` is null); one made with `--qa keyframes` was checked on
+its keyframes alone (its probe's `decode`): black frames judged on them, `frozen` only where it
+has several, damage between them not seen.
 """

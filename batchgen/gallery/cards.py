@@ -29,6 +29,7 @@ PROBE_KINDS: dict[str, type] = {
     "codec": str,
     "audio_codec": str,
     "container": str,
+    "decode": str,  # "keyframes" where only those were checked (--qa keyframes)
 }
 PARAM_GROUPS = ("camera_control", "static_mask", "dynamic_masks", "watermark_info")
 

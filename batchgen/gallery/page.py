@@ -227,7 +227,8 @@ def _findings(card: Card) -> str:
     if card.findings is None:
         return '<p class="unchecked">not checked</p>' if card.status == "done" else ""
     if not card.findings:
-        return '<p class="clean">no findings</p>'
+        scope = " (keyframes checked)" if card.probe.get("decode") == "keyframes" else ""
+        return f'<p class="clean">no findings{scope}</p>'
     items = "".join(
         f'<li data-code="{escape(str(f.get("code")))}"><b>{escape(str(f.get("code")))}</b> '
         f"{escape(str(f.get('message', '')))}</li>"

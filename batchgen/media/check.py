@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from batchgen.media.facts import Decode
 from batchgen.media.probe import probe_video
 from batchgen.media.qa import Expected, VideoCheck, findings
 
 
-def check_video(path: Path, expected: Expected) -> VideoCheck:
-    """Probe the video at `path` and judge it against `expected`."""
-    probe = probe_video(path)
+def check_video(path: Path, expected: Expected, decode: Decode = "I/P") -> VideoCheck:
+    """Probe the video at `path` (decoding the frames `decode` names) and judge it against
+    `expected`."""
+    probe = probe_video(path, decode=decode)
     return VideoCheck(probe, tuple(findings(probe, expected)))

@@ -6,7 +6,12 @@ The run's own process holds and records them while only the worker processes dec
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+# Which frames a probe decoded: keyframes and P-frames (the B-frames, from which no frame is
+# predicted, skipped: the default), the keyframes alone (`--qa keyframes`), or every frame
+# (after a frame failed to decode, to count those that do not).
+Decode = Literal["I/P", "keyframes", "all"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +35,13 @@ class Probe:
     fps: float | None = None
     frames: int = 0  # video frames (packets) in the file
     decoded: int = 0  # of those, frames that decoded
-    skipped: int = 0  # of those, B-frames not decoded: no frame is predicted from them
+    skipped: int = 0  # of those, frames not decoded (see `decode`)
     duration_s: float | None = None
     has_audio: bool = False
     audio_codec: str | None = None
     stats: FrameStats = field(default_factory=FrameStats)
     error: str | None = None
+    decode: Decode = "I/P"  # which frames were decoded
 
     def as_json(self) -> dict[str, Any]:
         """The probe as JSON-ready values, `stats` flattened into `sampled_frames`,

@@ -17,6 +17,12 @@ costs a third to a half of a full decode. What that no longer checks, and why it
 
 A frame that needs its references cannot be decoded alone, so a frame late in a clip with a
 single keyframe still costs the decode of every I/P frame before it: the saving is the B-frames.
+
+`decode="keyframes"` (a run's `--qa keyframes`) decodes the keyframes alone, each of which
+decodes without any other: a small share of the work where a clip has few of them. It still
+reads every packet (a cut or garbled container is still found) and the file's facts, but judges
+black frames on the keyframes only, cannot call a clip with one keyframe frozen (one sample), and
+does not see damage inside the other frames. The probe says which it did (`Probe.decode`).
 Meant for a worker process (workers.py); one decoding thread per probe, one probe per core.
 """
 
@@ -30,7 +36,7 @@ import av
 from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageChops, ImageStat
 
-from batchgen.media.facts import FrameStats, Probe
+from batchgen.media.facts import Decode, FrameStats, Probe
 from batchgen.media.sniff import container_of, read_head
 
 SAMPLES = 16
@@ -39,32 +45,37 @@ BLACK_LEVEL = 24  # luma (0..255) at or under which a pixel counts as black
 BRIGHT_SHARE = 0.02  # a frame is black when fewer than this share of its pixels are brighter
 
 
-def probe_video(path: Path, *, every_frame: bool = False) -> Probe:
-    """Open, read and decode the video at `path`: its I/P frames, or with `every_frame` all of
-    them (as it also does when any frame fails to decode). Never raises for what the file
-    holds: a file PyAV cannot open gives a Probe with `error` set and no codec."""
-    probe = _open(path, every_frame)
-    if probe.error is not None and probe.decoded + probe.skipped > 0 and not every_frame:
-        return _open(path, every_frame=True)
+# What the decoder skips for each `decode`: nothing, B-frames, or every frame but a keyframe.
+_SKIP: dict[Decode, str] = {"all": "DEFAULT", "I/P": "BIDIR", "keyframes": "NONKEY"}
+
+
+def probe_video(path: Path, *, decode: Decode = "I/P") -> Probe:
+    """Open, read and decode the video at `path`: its I/P frames, its keyframes alone, or all
+    of its frames (as it also does when any frame fails to decode). Never raises for what the
+    file holds: a file PyAV cannot open gives a Probe with `error` set and no codec."""
+    probe = _open(path, decode)
+    if probe.error is not None and probe.decoded + probe.skipped > 0 and decode != "all":
+        return _open(path, "all")
     return probe
 
 
-def _open(path: Path, every_frame: bool) -> Probe:
+def _open(path: Path, decode: Decode) -> Probe:
     container_name = container_of(read_head(str(path)))
     try:
         with av.open(str(path)) as container:
-            return _probe(container, container_name, every_frame)
+            return _probe(container, container_name, decode)
     except av.error.FFmpegError as exc:
-        return Probe(container=container_name, error=f"cannot be opened: {exc}")
+        return Probe(container=container_name, error=f"cannot be opened: {exc}", decode=decode)
 
 
-def _probe(container: Any, container_name: str | None, every_frame: bool) -> Probe:
+def _probe(container: Any, container_name: str | None, decode: Decode) -> Probe:
     name = container_name or str(container.format.name).split(",")[0]
     audio = container.streams.audio[0] if container.streams.audio else None
     facts: dict[str, Any] = {
         "container": name,
         "has_audio": audio is not None,
         "audio_codec": None if audio is None else audio.codec_context.name,
+        "decode": decode,
     }
     if not container.streams.video:
         return Probe(**facts, error="no video stream")
@@ -77,26 +88,25 @@ def _probe(container: Any, container_name: str | None, every_frame: bool) -> Pro
         fps=fps,
         duration_s=_duration(container, stream),
     )
-    _decode_on_one_thread(stream, every_frame)
+    _decode_on_one_thread(stream, decode)
     decoding = _Decoding(_sample_step(stream, fps, facts["duration_s"]), fps)
     decoding.run(container, stream)
     return Probe(
         **facts,
         frames=decoding.packets,
         decoded=decoding.decoded,
-        skipped=0 if every_frame else decoding.skipped(),
+        skipped=0 if decode == "all" else decoding.skipped(),
         stats=decoding.stats(),
         error=decoding.error,
     )
 
 
-def _decode_on_one_thread(stream: Any, every_frame: bool) -> None:
-    """One decoding thread (the worker processes use the other cores); B-frames skipped unless
-    `every_frame`."""
+def _decode_on_one_thread(stream: Any, decode: Decode) -> None:
+    """One decoding thread (the worker processes use the other cores), skipping the frames
+    `decode` does not ask for."""
     context = stream.codec_context
     context.thread_type, context.thread_count = "NONE", 1
-    if not every_frame:
-        context.skip_frame = "BIDIR"
+    context.skip_frame = _SKIP[decode]
 
 
 def _duration(container: Any, stream: Any) -> float | None:

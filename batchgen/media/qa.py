@@ -19,9 +19,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from batchgen.media.facts import Probe
+from batchgen.media.facts import Decode, Probe
+
+# How a run checks its videos (`--qa`): `full` decodes the I/P frames, `keyframes` the
+# keyframes alone (probe.py says what that no longer sees), `off` neither probes nor judges
+# them (their `probe` and `qa` stay None: unchecked).
+QaDepth = Literal["full", "keyframes", "off"]
+QA_DEPTHS: tuple[QaDepth, ...] = ("full", "keyframes", "off")
+DECODE_OF: dict[QaDepth, Decode] = {"full": "I/P", "keyframes": "keyframes"}
 
 # Providers deliver a little more than asked (Kling's "5" comes back as 5.1 s, kling-api.md
 # E16); half a second is the rule, far above that and far below a cut clip.

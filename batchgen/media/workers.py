@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import multiprocessing
 import os
 import signal
@@ -37,7 +38,7 @@ from typing import Any
 
 import anyio
 
-from batchgen.media.facts import Probe
+from batchgen.media.facts import Decode, Probe
 from batchgen.media.qa import Expected, ImageSize, VideoCheck, expected_of, findings
 from batchgen.media.spawning import spawn_context
 
@@ -53,11 +54,18 @@ def cores() -> int:
 
 class CheckWorkers:
     """Checks videos in `processes` worker processes (default: one per core), started at the
-    first check; `check_fn` is what a worker runs (`check_video`; tests give another)."""
+    first check; `check_fn` is what a worker runs (`check_video`, decoding the frames `decode`
+    names; tests give another)."""
 
-    def __init__(self, processes: int | None = None, check_fn: CheckFn | None = None) -> None:
+    def __init__(
+        self,
+        processes: int | None = None,
+        check_fn: CheckFn | None = None,
+        decode: Decode = "I/P",
+    ) -> None:
         self.processes = processes or cores()
-        self.check_fn = check_fn or _check_video
+        self.check_fn = check_fn or functools.partial(_check_video, decode=decode)
+        self.decode = decode
         self._pool: ProcessPoolExecutor | None = None
 
     def __repr__(self) -> str:
@@ -94,7 +102,7 @@ class CheckWorkers:
                 return await asyncio.wrap_future(running)
             except BrokenProcessPool:
                 self._replace(pool)
-        probe = Probe(error=CRASHED)
+        probe = Probe(error=CRASHED, decode=self.decode)
         return VideoCheck(probe, tuple(findings(probe, expected)))
 
     def close(self) -> None:
@@ -119,12 +127,12 @@ class CheckWorkers:
             broken.shutdown(wait=False, cancel_futures=True)
 
 
-def _check_video(path: Path, expected: Expected) -> VideoCheck:
+def _check_video(path: Path, expected: Expected, decode: Decode) -> VideoCheck:
     """`check_video`, imported in the worker that runs it: the run's process, which only hands
     out checks, never loads PyAV."""
     from batchgen.media.check import check_video
 
-    return check_video(path, expected)
+    return check_video(path, expected, decode)
 
 
 @contextlib.contextmanager

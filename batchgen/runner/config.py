@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from batchgen.errors import EXIT_ACCOUNT, EXIT_INTERRUPTED, EXIT_JOBS_FAILED, EXIT_OK
+from batchgen.media.qa import QaDepth
 from batchgen.runner.policy import PollConfig, RetryPolicy
 from batchgen.status import JobStatus
 
@@ -30,6 +31,7 @@ class RunConfig:
     download_workers: int = 4
     download_attempts: int = 5
     max_video_bytes: int | None = 2 << 30  # a larger body is no video of this run
+    qa: QaDepth = "full"  # how each video is checked before its job is done (media/qa.py)
     download_deadline: float | None = 3600.0  # seconds for one try at one video, all of it
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     poll: PollConfig = field(default_factory=PollConfig)

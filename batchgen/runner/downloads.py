@@ -34,6 +34,7 @@ from batchgen.errors import (
 )
 from batchgen.events import Notice
 from batchgen.media import CheckWorkers, VideoCheck
+from batchgen.media.qa import DECODE_OF
 from batchgen.runner.context import RunContext
 from batchgen.state.changes import (
     Advanced,
@@ -57,7 +58,9 @@ class Downloader:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self._installing = _Installing()  # one job at a time installs a given video path
-        self.checks = CheckWorkers()  # the probe + QA, off the loop; the run enters and leaves it
+        # The probe + QA, off the loop; the run enters and leaves it (with --qa off, unused).
+        self.checking = ctx.config.qa != "off"
+        self.checks = CheckWorkers(decode=DECODE_OF.get(ctx.config.qa, "I/P"))
 
     async def worker(self, jobs: MemoryObjectReceiveStream[str]) -> None:
         async with jobs:
@@ -151,13 +154,14 @@ class Downloader:
             else output.video_path(ctx.run_dir, job.row_id)
         )
         relative = dest.relative_to(ctx.run_dir).as_posix()
-        install = _Install(job, ctx.run_dir, relative)
+        install = _Install(job, ctx.run_dir, relative, self.checking)
 
         async def make_room(new_sha256: str) -> None:
             # The complete, synced part is judged before the lock: videos are checked at once.
-            part = part_path(dest, ctx.part_tag)
-            image_size = ctx.store.inputs.image_size
-            install.check = await self.checks.check_download(job.request, part, image_size)
+            if self.checking:
+                part = part_path(dest, ctx.part_tag)
+                image_size = ctx.store.inputs.image_size
+                install.check = await self.checks.check_download(job.request, part, image_size)
             await self._installing.acquire(relative)
             install.holding = True
             await self._keep_earlier_videos(job, relative)
@@ -169,9 +173,10 @@ class Downloader:
                 kept = f"{job.row_id}: kept the paid video found at {relative} as {install.kept}"
                 ctx.emit(Notice(kept))
             check = install.checked()
-            ctx.store.checks.record(
-                job.job_id, result.sha256, check.probe.as_json(), check.findings_json()
-            )
+            if check is not None:
+                ctx.store.checks.record(
+                    job.job_id, result.sha256, check.probe.as_json(), check.findings_json()
+                )
             if job.watermark_url:  # the sidecar names the copy: it is written once that is there
                 job = await self._fetch_watermarked(job, job.watermark_url, dest)
                 await anyio.to_thread.run_sync(install.write_sidecar, result, job)
@@ -264,10 +269,11 @@ class _Install:
     (output.keep_paid_file), the sidecar written after, unless a watermarked copy is still to
     come (it is named in the sidecar, which then waits for it)."""
 
-    def __init__(self, job: JobRecord, run_dir: Path, relative: str) -> None:
+    def __init__(self, job: JobRecord, run_dir: Path, relative: str, checking: bool) -> None:
         self.job = job
         self.run_dir = run_dir
         self.relative = relative
+        self.checking = checking  # False: the run checks no video (--qa off)
         self.check: VideoCheck | None = None  # the QA check of the synced part
         self.holding = False  # the path's install lock
         self.kept: str | None = None  # where a paid file found at the path was kept
@@ -276,8 +282,9 @@ class _Install:
         after = None if self.job.watermark_url else self._sidecar_of_job
         return InstallSteps(before=self.keep_paid_file, after=after)
 
-    def checked(self) -> VideoCheck:
-        if self.check is None:
+    def checked(self) -> VideoCheck | None:
+        """The video's check; None only where the run checks none."""
+        if self.check is None and self.checking:
             raise AssertionError("a video was installed unchecked")
         return self.check
 
@@ -285,8 +292,13 @@ class _Install:
         self.kept = output.keep_paid_file(self.run_dir, self.relative, new_sha256)
 
     def write_sidecar(self, result: Downloaded, job: JobRecord) -> None:
+        check = self.checked()
         entry = output.sidecar(
-            job, self.relative, result.sha256, result.size, self.checked().as_json()
+            job,
+            self.relative,
+            result.sha256,
+            result.size,
+            None if check is None else check.as_json(),
         )
         output.write_json_atomic(result.path.with_suffix(".json"), entry)
 

@@ -18,6 +18,7 @@ from PIL import Image
 from pydantic import SecretStr
 
 import batchgen
+from batchgen.gallery import build_gallery
 from batchgen.jobs import make_job
 from batchgen.manifest.images import digest_ref
 from batchgen.pipeline import provider_clients, run_async
@@ -100,6 +101,55 @@ def test_a_good_video_is_probed_as_what_was_asked(tmp_path, sim):
     assert probe["duration_s"] == 5.0 and probe["frames"] == probe["decoded"] > 1
     assert probe["fps"] > 0 and probe["has_audio"] is False
     assert entry["qa"] == []
+
+
+# -- --qa keyframes and --qa off -------------------------------------------------------------------
+
+
+def test_qa_keyframes_checks_the_facts_and_the_keyframe_of_each_video(tmp_path):
+    """The simulator's clips have one keyframe: it alone is decoded. Black, short and misshapen
+    videos are still flagged; still ones are not (one sample), as --help says; the probe in
+    index and sidecar says what was decoded."""
+    manifest = write_manifest(tmp_path, 24)
+    rates = {f"{d}_rate": 0.15 for d in ("black", "frozen", "short", "aspect")}
+    with simulator(**rates) as sim:
+        out = tmp_path / "out"
+        code = run_cli("run", manifest, "-o", out, "--qa", "keyframes", base_url=sim.base_url)
+        assert code == 0
+        index = read_index(out / "batch")
+        defects = {e["row_id"]: defect_of(sim, e["task_id"]) for e in index}
+    assert len(index) == 24 and {"black", "frozen", "short", "aspect"} <= set(defects.values())
+    for entry in index:
+        defect = defects[entry["row_id"]]
+        expected = [] if defect in (None, "frozen") else [CODE_OF_DEFECT[defect]]
+        assert codes(entry) == expected, entry["row_id"]
+        probe = entry["probe"]
+        assert probe["decode"] == "keyframes" and probe["decoded"] == 1 < probe["frames"]
+        sidecar = json.loads((out / "batch" / entry["video"]).with_suffix(".json").read_text())
+        assert sidecar["probe"] == probe
+    page = build_gallery(out / "batch").page.read_text()
+    clean = sum(defect in (None, "frozen") for defect in defects.values())
+    assert page.count("no findings (keyframes checked)") == clean
+
+
+def test_qa_off_leaves_every_video_unchecked_and_done(tmp_path, capsys):
+    """No probe, no findings, not even for a black video: index and sidecars say unchecked
+    (null), `report` counts none checked; every video is done and on disk."""
+    manifest = write_manifest(tmp_path, 5)
+    with simulator(black_rate=0.5) as sim:
+        out = tmp_path / "out"
+        assert run_cli("run", manifest, "-o", out, "--qa", "off", base_url=sim.base_url) == 0
+        index = read_index(out / "batch")
+        assert any(defect_of(sim, e["task_id"]) == "black" for e in index)
+    assert len(index) == 5
+    for entry in index:
+        assert (out / "batch" / entry["video"]).is_file()
+        assert entry["probe"] is None and entry["qa"] is None
+        sidecar = json.loads((out / "batch" / entry["video"]).with_suffix(".json").read_text())
+        assert sidecar["probe"] is None and sidecar["qa"] is None
+    capsys.readouterr()
+    assert run_cli("report", out / "batch", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["qa"] == {"checked": 0, "flagged": 0, "findings": {}}
 
 
 # -- sound: on, which manifests cannot say yet: jobs straight into a state ------------------------

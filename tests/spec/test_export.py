@@ -246,6 +246,20 @@ def test_hf_re_export_drops_videos_of_rows_no_longer_exported(run):
     assert result.skipped == (run.jobs[0].row_id,)
 
 
+def test_the_card_counts_videos_checked_on_their_keyframes_alone_and_unchecked_ones():
+    """A run made with --qa keyframes (its probe's `decode`) or --qa off (no `qa`) says so."""
+    from batchgen.export.card import Provenance, render_card
+
+    provenance = Provenance("run")
+    for decode in ("keyframes", "I/P", None, "keyframes"):
+        probe = None if decode is None else {**PROBE, "decode": decode}
+        provenance.add({"request": {}, "probe": probe, "qa": None if decode is None else []})
+    provenance.add({"request": {}, "probe": PROBE, "qa": []})  # written before `decode` was
+    card = render_card(provenance, {})
+    assert "5 exported, 0 of them flagged, 1 unchecked, 2 checked on their keyframes alone" in card
+    assert "--qa keyframes" in card and "--qa off" in card
+
+
 def test_hf_export_has_a_dataset_card_with_provenance(tmp_path):
     """README.md names batchgen's version, the lock's hash, models, counts, cost and how to
     decode (torchcodec) or load without decoding."""

@@ -55,9 +55,16 @@ def test_a_frozen_video_is_flagged_whatever_the_picture(tmp_path, picture):
 # -- clips with B-frames, as real encoders write them ------------------------------------------
 
 
-def b_frame_clip(path: Path, defect: str | None = None, seconds: int = 5, fps: int = 8) -> Path:
+def b_frame_clip(
+    path: Path,
+    defect: str | None = None,
+    seconds: int = 5,
+    fps: int = 8,
+    keyframe_every: int | None = None,
+) -> Path:
     """An H.264 clip with B-frames (x264 `veryfast`) of a textured picture panning, or black,
-    or still; `garbled` scrambles its media data from 30 % on."""
+    or still; `garbled` scrambles its media data from 30 % on. One keyframe, unless
+    `keyframe_every` frames."""
     size = (320, 192)
     texture = Image.effect_noise((80, 48), 80).convert("RGB").resize((480, 288))
     count = seconds * fps
@@ -65,6 +72,8 @@ def b_frame_clip(path: Path, defect: str | None = None, seconds: int = 5, fps: i
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
         stream.options = {"preset": "veryfast", "crf": "23", "bf": "3"}
+        if keyframe_every is not None:
+            stream.options = {**stream.options, "g": str(keyframe_every), "sc_threshold": "0"}
         for i in range(count):
             x = 0 if defect == "frozen" else i * 160 // count
             picture = texture.crop((x, x // 2, x + size[0], x // 2 + size[1]))
@@ -96,9 +105,62 @@ def test_a_defective_clip_with_b_frames_is_still_flagged(tmp_path, defect, code)
 
 
 def test_a_clip_with_frames_that_do_not_decode_is_decoded_in_full_to_count_them(tmp_path):
-    """Once a frame fails, every frame is decoded: the message counts them all, none skipped."""
+    """Once a frame fails, every frame is decoded: the message counts them all, none skipped,
+    and the probe says so."""
     probe = probe_video(b_frame_clip(tmp_path / "garbled.mp4", "garbled"))
     assert probe.skipped == 0 and probe.frames == 40 and probe.error is not None
+    assert probe.decode == "all"
+    assert probe_video(b_frame_clip(tmp_path / "clean.mp4")).decode == "I/P"
+
+
+# -- --qa keyframes: the keyframes alone ---------------------------------------------------------
+
+
+def keyframes_of(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(packet.is_keyframe for packet in container.demux(video=0) if packet.size)
+
+
+@pytest.mark.parametrize(
+    ("defect", "code"), [(None, None), ("frozen", "frozen"), ("black", "black_frames")]
+)
+def test_keyframes_alone_are_decoded_and_judged_where_a_clip_has_several(tmp_path, defect, code):
+    """A keyframe every 8 frames: 5 of 40 decoded, each one a sample, every frame still
+    counted; black and still clips flagged as with every I/P frame decoded."""
+    clip = b_frame_clip(tmp_path / f"{defect}.mp4", defect, keyframe_every=8)
+    assert keyframes_of(clip) == 5
+    check = check_video(clip, Expected(5.0, 320 / 192), decode="keyframes")
+    probe = check.probe
+    assert (probe.frames, probe.decoded, probe.skipped) == (40, 5, 35)
+    assert probe.decode == "keyframes" and probe.stats.sampled == 5 and probe.error is None
+    assert [finding.code for finding in check.findings] == ([code] if code else [])
+    full = check_video(clip, Expected(5.0, 320 / 192))
+    assert full.probe.decoded > probe.decoded
+    assert [f.code for f in full.findings] == [f.code for f in check.findings]
+
+
+def test_keyframes_alone_cannot_call_a_one_keyframe_clip_frozen_and_say_so(tmp_path):
+    """What --qa keyframes gives up, as its help says: a still clip with one keyframe has one
+    sample, and is not called frozen; its facts and a black first frame are still checked."""
+    still = b_frame_clip(tmp_path / "still.mp4", "frozen")
+    probe = probe_video(still, decode="keyframes")
+    assert (probe.decoded, probe.stats.sampled, probe.decode) == (1, 1, "keyframes")
+    assert findings(probe, Expected(5.0)) == []
+    assert [f.code for f in check_video(still, Expected(5.0)).findings] == ["frozen"]
+    black = check_video(b_frame_clip(tmp_path / "black.mp4", "black"), Expected(3.0), "keyframes")
+    assert [finding.code for finding in black.findings] == ["duration_off", "black_frames"]
+
+
+def test_workers_check_with_the_decode_they_were_given(tmp_path):
+    clip = b_frame_clip(tmp_path / "clip.mp4", keyframe_every=10)
+
+    async def main() -> tuple[VideoCheck, VideoCheck]:
+        async with CheckWorkers(1, decode="keyframes") as keyframes, CheckWorkers(1) as full:
+            return await keyframes.check(clip, Expected()), await full.check(clip, Expected())
+
+    keyframes, full = anyio.run(main)
+    assert (keyframes.probe.decode, keyframes.probe.decoded) == ("keyframes", 4)
+    assert full.probe.decode == "I/P" and full.probe.decoded > 4
 
 
 # -- the checks in worker processes ----------------------------------------------------------------
