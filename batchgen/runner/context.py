@@ -110,12 +110,20 @@ class RunContext:
         assert job is not None, job_id
         return job
 
-    def record(self, job: JobRecord | str, change: Change, detail: str | None = None) -> JobRecord:
+    def record(
+        self,
+        job: JobRecord | str,
+        change: Change,
+        detail: str | None = None,
+        *,
+        held: JobStatus | None = None,
+    ) -> JobRecord:
         """The one door for a job's change: write `change` to the state (and to the account
         ledger, for a create of this state's), tell the budget and the listeners the status it
         really left (when it moved), and return the job as it now is. `detail` overrides what
-        the change says of itself."""
-        job_id, held = (job, None) if isinstance(job, str) else (job.job_id, job.status)
+        the change says of itself. The status the caller holds for the job (a record's, or
+        `held` with a job id) saves reading it first; the write checks it all the same."""
+        job_id, held = (job, held) if isinstance(job, str) else (job.job_id, job.status)
         old, new = self.store.apply(job_id, change, held)
         if self.shared is not None:
             self.shared.recorded(new, change, self.run_dir)

@@ -171,7 +171,7 @@ class Poller:
         else:
             tracked.missing_since = None
             if status != tracked.status:
-                ctx.record(tracked.job_id, Advanced(status))
+                ctx.record(tracked.job_id, Advanced(status), held=tracked.status)
                 tracked.status = status
             tracked.running_seen = now - tracked.started
             tracked.polled_running = True
@@ -223,7 +223,7 @@ class Poller:
             info.watermark_url,
             info.cash,
         )
-        ctx.record(tracked.job_id, generated)
+        ctx.record(tracked.job_id, generated, held=tracked.status)
         ctx.enqueue_download(tracked.job_id)
 
     def _bring_forward(self, now: float) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from batchgen.jobs import SHA_PREFIX
 from batchgen.state.db import Database
 
 InputFile = tuple[str, int | None, int | None, str | None]  # path, size, mtime_ns, image ref
@@ -13,6 +14,7 @@ InputImage = tuple[str, int | None, int | None, str | None]  # ref, width, heigh
 SkippedRow = tuple[str, int, str, str]  # row, line, field, message
 FINGERPRINT_KEY = "inputs"  # the meta key of the fingerprint's document
 SKIPPED_KEY = "skipped_rows"  # the meta key of how many rows the last load left out
+SIZES_KEPT = 4096  # image sizes an Inputs keeps in memory
 
 
 class Inputs:
@@ -20,6 +22,9 @@ class Inputs:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Sizes of images named by their bytes' hash (which cannot change), as read: every
+        # video's check asks for its input image's, and rows share images.
+        self._sizes: dict[str, tuple[int, int]] = {}
 
     def record_fingerprint(self, files: Iterable[InputFile], document: str) -> None:
         """(path, size, mtime_ns, image ref or None) of every file the jobs came from, and the
@@ -56,10 +61,16 @@ class Inputs:
 
     def image_size(self, ref: str) -> tuple[int, int] | None:
         """(width, height) of the input image `ref`, if it was read when the jobs loaded."""
+        known = self._sizes.get(ref)
+        if known is not None:
+            return known
         found = self.image(ref)
         if found is None or found[1] is None or found[2] is None:
             return None
-        return found[1], found[2]
+        size = found[1], found[2]
+        if ref.startswith(SHA_PREFIX) and len(self._sizes) < SIZES_KEPT:
+            self._sizes[ref] = size
+        return size
 
     def replace_skipped(self, problems: Iterable[SkippedRow], rows: int) -> None:
         """(row, line, field, message) of the first problems of the rows the last load left out

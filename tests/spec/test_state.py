@@ -722,3 +722,16 @@ def test_a_load_writes_only_the_jobs_the_manifest_moved_changed_or_dropped(store
     assert store.add_jobs([spec(7), *again], batch=batch) == (1, 6)
     written = {job_id for (job_id,) in store.db.all("SELECT job_id FROM writes")}
     assert written == {job.job_id for job in again}
+
+
+def test_an_image_size_is_read_as_the_state_has_it_now(store):
+    """Sizes of images named by their hash are kept once read (their bytes cannot change);
+    an image not yet measured, or named by a URL (another picture may be served there), is
+    read again."""
+    hashed, url = "sha256:" + "ab" * 32, "https://example.com/a.png"
+    store.inputs.record_images([(hashed, None, None, None), (url, 640, 480, url)])
+    assert store.inputs.image_size(hashed) is None and store.inputs.image_size(url) == (640, 480)
+    store.inputs.record_images([(hashed, 320, 200, None), (url, 800, 600, url)])
+    assert store.inputs.image_size(hashed) == (320, 200)
+    assert store.inputs.image_size(url) == (800, 600)
+    assert store.inputs.image_size("sha256:" + "cd" * 32) is None
