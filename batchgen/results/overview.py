@@ -179,14 +179,15 @@ def overview_of(
     deadline = Deadline(videos, ended, now)
     workers = [(h, p, b, n) for _, h, p, b, n in live_workers(store.db, now)]
     unknown = list(islice(store.unknown_in_job_order(), listed))
+    counts = store.counts()
     return Overview(
         deadline=deadline,
         run_command=f"{run_command or '`batchgen run`'} downloads them",
         run=store.get_meta("run_name"),
-        counts=store.counts(),
+        counts=counts,
         failed=list(islice(store.failed_in_job_order(), listed)),
         unknown=unknown,
-        qa=summarize(store, listed),
+        qa=summarize(store, listed, counts[JobStatus.DONE]),
         money=state_money(store),
         lookups={job.job_id: store.lookups.of(job.job_id) for job in unknown},
         skipped=list(islice(store.inputs.skipped(), listed)),

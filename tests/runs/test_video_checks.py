@@ -87,7 +87,8 @@ def test_status_and_report_show_what_the_checks_found(tmp_path, capsys):
     assert "frozen: next to no change between frames" in status
     assert run_cli("report", tmp_path / "out" / "batch", "--json") == 0
     qa = json.loads(capsys.readouterr().out)["qa"]
-    assert qa == {"checked": 6, "flagged": len(frozen), "findings": {"frozen": len(frozen)}}
+    findings = {"frozen": len(frozen)}
+    assert qa == {"checked": 6, "flagged": len(frozen), "findings": findings, "unchecked": 0}
 
 
 def test_a_good_video_is_probed_as_what_was_asked(tmp_path, sim):
@@ -134,7 +135,7 @@ def test_qa_keyframes_checks_the_facts_and_the_keyframe_of_each_video(tmp_path):
 
 def test_qa_off_leaves_every_video_unchecked_and_done(tmp_path, capsys):
     """No probe, no findings, not even for a black video: index and sidecars say unchecked
-    (null), `report` counts none checked; every video is done and on disk."""
+    (null), `report` and `status` count them; every video is done and on disk."""
     manifest = write_manifest(tmp_path, 5)
     with simulator(black_rate=0.5) as sim:
         out = tmp_path / "out"
@@ -149,7 +150,10 @@ def test_qa_off_leaves_every_video_unchecked_and_done(tmp_path, capsys):
         assert sidecar["probe"] is None and sidecar["qa"] is None
     capsys.readouterr()
     assert run_cli("report", out / "batch", "--json") == 0
-    assert json.loads(capsys.readouterr().out)["qa"] == {"checked": 0, "flagged": 0, "findings": {}}
+    qa = json.loads(capsys.readouterr().out)["qa"]
+    assert qa == {"checked": 0, "flagged": 0, "findings": {}, "unchecked": 5}
+    assert run_cli("status", out / "batch") == 0
+    assert "QA: 0 videos checked, 0 flagged; 5 done videos not checked" in capsys.readouterr().out
 
 
 # -- sound: on, which manifests cannot say yet: jobs straight into a state ------------------------
