@@ -253,7 +253,7 @@ tuning_options = compose(
         "P-frames decoded (black, frozen and damaged frames found). keyframes: its keyframes "
         "alone, far less decoding (black judged on them only; a clip with one keyframe is "
         "never called frozen; damage between keyframes not seen). off: no check, the videos "
-        "are listed as unchecked.",
+        "are listed as unchecked (a later run that checks checks them where they are).",
     ),
     skip_invalid_option,
     inline_urls_option,

@@ -12,6 +12,7 @@ no paid video is ever overwritten. Done jobs whose file went missing are downloa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -72,9 +73,11 @@ class Downloader:
 
     async def check_done_videos(self, done: anyio.Event) -> None:
         """Download again the done jobs whose video is gone or has another size (`verify`
-        re-hashes). Runs beside the first submissions, so a large run starts at once."""
+        re-hashes), and check those no check has looked at (a run with --qa off) unless this
+        one checks none. Runs beside the first submissions, so a large run starts at once."""
         ctx = self.ctx
-        after = -1
+        after, checked = -1, 0
+        owed = self.checking and self._checks_owed()
         try:
             while batch := ctx.store.done_videos(after, DONE_CHECK_BATCH):
                 after = batch[-1][0]
@@ -88,9 +91,54 @@ class Downloader:
                         Notice(f"{job.row_id}: video missing or changed; downloading it again")
                     )
                     ctx.enqueue_download(job_id)
+                if owed and ctx.stopping is None:
+                    missing = set(gone)
+                    intact = [job_id for _, job_id, _, _ in batch if job_id not in missing]
+                    checked += await self._check_unchecked(ctx.store.checks.unchecked(intact))
         finally:
+            if checked:
+                ctx.emit(Notice(f"checked {checked} done videos no check had looked at"))
             done.set()
             ctx.wake_poll.set()
+
+    def _checks_owed(self) -> bool:
+        """Whether some done video of the manifest has no check (the kept counts say)."""
+        checked, _, _ = self.ctx.store.checks.counts()
+        return checked < self.ctx.store.counts()[JobStatus.DONE]
+
+    async def _check_unchecked(self, job_ids: list[str]) -> int:
+        """Check these done jobs' videos where they are (as many at once as there are check
+        workers) and record what was found, in the state and the sidecar; how many."""
+        checked = 0
+        limiter = anyio.CapacityLimiter(self.checks.processes)
+
+        async def check(job_id: str) -> None:
+            nonlocal checked
+            async with limiter:
+                job = self.ctx.job(job_id)
+                if self.ctx.stopping is None and await self._check_done_video(job):
+                    checked += 1
+
+        async with anyio.create_task_group() as group:
+            for job_id in job_ids:
+                group.start_soon(check, job_id)
+        return checked
+
+    async def _check_done_video(self, job: JobRecord) -> bool:
+        ctx = self.ctx
+        if job.status != JobStatus.DONE or not job.output_path or not job.sha256:
+            return False
+        video = ctx.run_dir / job.output_path
+        check = await self.checks.check_download(job.request, video, ctx.store.inputs.image_size)
+        ctx.store.checks.record(
+            job.job_id, job.sha256, check.probe.as_json(), check.findings_json()
+        )
+        entry = output.sidecar(job, job.output_path, job.sha256, job.bytes or 0, check.as_json())
+        sidecar = video.with_suffix(".json")
+        await anyio.to_thread.run_sync(
+            functools.partial(output.write_json_atomic, sidecar, entry, shared=True)
+        )
+        return True
 
     async def download_job(self, job_id: str) -> None:
         ctx = self.ctx

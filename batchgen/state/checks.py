@@ -41,6 +41,18 @@ class VideoChecks:
             (job_id, sha256, canonical_json(probe), canonical_json(findings)),
         )
 
+    def unchecked(self, job_ids: Sequence[str]) -> list[str]:
+        """Those of the done jobs `job_ids` whose current video has no check."""
+        if not job_ids:
+            return []
+        marks = ", ".join("?" * len(job_ids))
+        rows = self._db.all(
+            f"SELECT job_id FROM jobs WHERE job_id IN ({marks}) AND sha256 IS NOT NULL AND "
+            f"NOT EXISTS (SELECT 1 FROM video_checks c WHERE {_OF_CURRENT})",
+            job_ids,
+        )
+        return [str(job_id) for (job_id,) in rows]
+
     def done_with_checks(
         self, start: str | None = None, stop: str | None = None
     ) -> Iterator[tuple[JobRecord, CheckRecord | None]]:

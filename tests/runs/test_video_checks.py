@@ -156,6 +156,36 @@ def test_qa_off_leaves_every_video_unchecked_and_done(tmp_path, capsys):
     assert "QA: 0 videos checked, 0 flagged; 5 done videos not checked" in capsys.readouterr().out
 
 
+def test_a_run_that_checks_checks_the_done_videos_a_run_with_qa_off_left(tmp_path, capsys):
+    """Run again without --qa off: the videos already there are checked where they are (no
+    download, no create), black ones flagged, in state, index and sidecars; once."""
+    manifest = write_manifest(tmp_path, 6)
+    out = tmp_path / "out"
+    with simulator(black_rate=0.5) as sim:
+        assert run_cli("run", manifest, "-o", out, "--qa", "off", base_url=sim.base_url) == 0
+        assert run_cli("run", manifest, "-o", out, "--qa", "off", base_url=sim.base_url) == 0
+        assert all(entry["qa"] is None for entry in read_index(out / "batch"))
+        calls = sim.stats()["requests_total"]
+        videos = sorted((out / "batch" / "videos").glob("*.mp4"))
+        inodes = [video.stat().st_ino for video in videos]
+        capsys.readouterr()
+        assert run_cli("run", manifest, "-o", out, base_url=sim.base_url) == 0
+        assert "checked 6 done videos no check had looked at" in capsys.readouterr().err
+        assert sim.stats()["requests_total"] == calls
+        assert [video.stat().st_ino for video in videos] == inodes and len(videos) == 6
+        index = read_index(out / "batch")
+        black = {e["row_id"] for e in index if defect_of(sim, e["task_id"]) == "black"}
+        assert black and len(black) < 6
+        assert run_cli("run", manifest, "-o", out, base_url=sim.base_url) == 0
+        assert "no check had looked at" not in capsys.readouterr().err
+    for entry in index:
+        assert codes(entry) == (["black_frames"] if entry["row_id"] in black else [])
+        assert entry["probe"]["decode"] == "I/P"
+        sidecar = json.loads((out / "batch" / entry["video"]).with_suffix(".json").read_text())
+        assert sidecar["probe"] == entry["probe"] and sidecar["qa"] == entry["qa"]
+        assert sidecar["video"] == entry["video"] and sidecar["sha256"] == entry["sha256"]
+
+
 # -- sound: on, which manifests cannot say yet: jobs straight into a state ------------------------
 
 

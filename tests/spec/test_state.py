@@ -735,3 +735,17 @@ def test_an_image_size_is_read_as_the_state_has_it_now(store):
     assert store.inputs.image_size(hashed) == (320, 200)
     assert store.inputs.image_size(url) == (800, 600)
     assert store.inputs.image_size("sha256:" + "cd" * 32) is None
+
+
+def test_unchecked_names_the_done_videos_without_a_check_of_their_current_bytes(store, tmp_path):
+    """A check of the bytes a job had before (downloaded again since) does not count."""
+    from tests.spec.test_export import PROBE, finish_job
+
+    jobs = [spec(n) for n in range(4)]
+    store.add_jobs(jobs)
+    ids = [job.job_id for job in jobs]
+    for n, job_id in enumerate(ids):
+        finish_job(store, tmp_path, job_id, f"video {n}".encode(), [] if n < 2 else None)
+    store.checks.record(ids[1], "0" * 64, PROBE, [])  # (another video's bytes)
+    assert sorted(store.checks.unchecked(ids)) == sorted(ids[1:])
+    assert store.checks.unchecked(ids[:1]) == [] and store.checks.unchecked([]) == []
