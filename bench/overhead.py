@@ -31,7 +31,9 @@ from common import figure, peak_rss_mb, run_settings, simulator_process, write_c
 
 import batchgen
 
-JOBS = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+ARGS = [arg for arg in sys.argv[1:] if not arg.startswith("--qa=")]
+JOBS = int(ARGS[0]) if ARGS else 20_000
+QA = next((arg[5:] for arg in sys.argv[1:] if arg.startswith("--qa=")), "full")  # as --qa
 SLOTS = 64
 LOOP = {"use_uvloop": True} if importlib.util.find_spec("uvloop") else {}  # as batchgen's run
 
@@ -100,7 +102,7 @@ def main() -> None:
         with simulator_process(**SIMULATOR) as url:
             bare, bare_cpu = bare_client(url, Path(tmp) / "images" / "0.png", JOBS)
         with simulator_process(**SIMULATOR) as url:
-            settings = run_settings(Path(tmp), url, SLOTS, download_workers=16)
+            settings = run_settings(Path(tmp), url, SLOTS, download_workers=16, qa=QA)
             started, cpu_before = time.monotonic(), cpu_seconds()
             checks_before = children_cpu_seconds()
             outcome = batchgen.run(manifest, settings)
@@ -109,7 +111,7 @@ def main() -> None:
         assert outcome.exit_code == 0, outcome
         rate = JOBS / wall
     figure(
-        f"jobs/s end to end ({JOBS} jobs, incl. load)",
+        f"jobs/s end to end ({JOBS} jobs, incl. load, --qa {QA})",
         rate,
         ">= 500",
         f"{bare:.0f} jobs/s (bare client, a simulator alike)",
