@@ -264,6 +264,22 @@ def sidecar(
     return entry
 
 
+def write_sidecar(
+    run_dir: Path,
+    job: JobRecord,
+    video: str,
+    sha256: str,
+    size: int,
+    check: Mapping[str, Any] | None = None,
+    *,
+    shared: bool = False,
+) -> None:
+    """The sidecar of the video at `video` (relative to `run_dir`), written beside it
+    atomically (`shared`: see _write_lines_atomic)."""
+    entry = sidecar(job, video, sha256, size, check)
+    write_json_atomic((run_dir / video).with_suffix(".json"), entry, shared=shared)
+
+
 def write_json_atomic(path: Path, value: Any, *, shared: bool = False) -> None:
     """`value` as JSON at `path`, atomically (`shared`: see _write_lines_atomic)."""
     text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)

@@ -133,11 +133,17 @@ class Downloader:
         ctx.store.checks.record(
             job.job_id, job.sha256, check.probe.as_json(), check.findings_json()
         )
-        entry = output.sidecar(job, job.output_path, job.sha256, job.bytes or 0, check.as_json())
-        sidecar = video.with_suffix(".json")
-        await anyio.to_thread.run_sync(
-            functools.partial(output.write_json_atomic, sidecar, entry, shared=True)
+        sidecar = functools.partial(
+            output.write_sidecar,
+            ctx.run_dir,
+            job,
+            job.output_path,
+            job.sha256,
+            job.bytes or 0,
+            check.as_json(),
+            shared=True,  # (each worker of a run may check it)
         )
+        await anyio.to_thread.run_sync(sidecar)
         return True
 
     async def download_job(self, job_id: str) -> None:
@@ -288,9 +294,13 @@ class Downloader:
                     output.watermarked_path(kept),
                 )
                 other = ctx.record(other, WatermarkMoved(copy.relative_to(ctx.run_dir).as_posix()))
-            entry = output.sidecar(other, kept_relative, other.sha256 or "", other.bytes or 0)
             await anyio.to_thread.run_sync(
-                output.write_json_atomic, kept.with_suffix(".json"), entry
+                output.write_sidecar,
+                ctx.run_dir,
+                other,
+                kept_relative,
+                other.sha256 or "",
+                other.bytes or 0,
             )
             ctx.record(other, VideoMoved(kept_relative))
             ctx.emit(
@@ -341,14 +351,8 @@ class _Install:
 
     def write_sidecar(self, result: Downloaded, job: JobRecord) -> None:
         check = self.checked()
-        entry = output.sidecar(
-            job,
-            self.relative,
-            result.sha256,
-            result.size,
-            None if check is None else check.as_json(),
-        )
-        output.write_json_atomic(result.path.with_suffix(".json"), entry)
+        found = None if check is None else check.as_json()
+        output.write_sidecar(self.run_dir, job, self.relative, result.sha256, result.size, found)
 
     def _sidecar_of_job(self, result: Downloaded) -> None:
         self.write_sidecar(result, self.job)
