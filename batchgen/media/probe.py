@@ -29,6 +29,7 @@ Meant for a worker process (workers.py); one decoding thread per probe, one prob
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,7 @@ class _Decoding:
         self.error: str | None = None
         self._next_sample = 0  # the index in the clip of the frame the next sample is due at
         self._start: float | None = None
-        self._reformatter = VideoReformatter()  # one scaler for every sample: made once
+        self._reformatter = _reformatter()
 
     def run(self, container: Any, stream: Any) -> None:
         try:
@@ -185,6 +186,19 @@ class _Decoding:
         change = max(_mean(ImageChops.difference(first, s)) for s in self.samples)
         black = sum(_is_black(s) for s in self.samples)
         return FrameStats(len(self.samples), black, round(change, 3))
+
+
+_SCALERS = threading.local()
+
+
+def _reformatter() -> VideoReformatter:
+    """This thread's scaler, kept from probe to probe: it keeps the scaling context of the last
+    frame size it saw, which costs more to set up than a thumbnail does to make (a third of
+    the probe of a small clip on keyframes). One a thread: a context is not shared."""
+    scaler: VideoReformatter | None = getattr(_SCALERS, "scaler", None)
+    if scaler is None:
+        scaler = _SCALERS.scaler = VideoReformatter()
+    return scaler
 
 
 def _thumbnail(frame: Any, reformatter: Any) -> Image.Image:

@@ -4,6 +4,7 @@ the right finding, its good ones with none, and a page that is no video never be
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,28 @@ def test_a_defective_clip_with_b_frames_is_still_flagged(tmp_path, defect, code)
     """Skipping B-frames hides no defect of the clip: still, black and garbled are flagged."""
     check = check_video(b_frame_clip(tmp_path / f"{defect}.mp4", defect), Expected(5.0))
     assert [finding.code for finding in check.findings] == [code]
+
+
+def test_a_probe_samples_a_clip_alike_whatever_clips_its_thread_probed_before(tmp_path):
+    """The thread's scaler is kept from probe to probe: a clip of another size in between
+    changes nothing of what a clip's samples say (its stats, alone in a new thread)."""
+    image = Image.effect_mandelbrot((480, 320), (-2, -1.2, 1, 1.2), 80).convert("RGB")
+    wide = tmp_path / "wide.mp4"
+    wide.write_bytes(render_mp4(image, motion=5))
+    small = b_frame_clip(tmp_path / "small.mp4")
+    alone: dict[str, Probe] = {}
+
+    def probe_alone(path: Path) -> None:
+        alone[path.name] = probe_video(path)
+
+    for path in (wide, small):
+        thread = threading.Thread(target=probe_alone, args=(path,))
+        thread.start()
+        thread.join()
+    in_turn = [probe_video(path) for path in (small, wide, small, wide)]
+    assert [probe.stats for probe in in_turn] == [alone[p.name].stats for p in (small, wide) * 2]
+    assert alone["wide.mp4"].stats != alone["small.mp4"].stats  # (two pictures, told apart)
+    assert all(probe.stats.sampled >= 8 and probe.stats.change > 0 for probe in in_turn)
 
 
 def test_a_clip_with_frames_that_do_not_decode_is_decoded_in_full_to_count_them(tmp_path):
