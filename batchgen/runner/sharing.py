@@ -17,6 +17,7 @@ Every change of this state's own sends is copied into the ledger as the run reco
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import os
 import socket
@@ -251,7 +252,7 @@ def _ledger_fields(
 
 
 def _video_fields(job: JobRecord, run_dir: Path) -> dict[str, object]:
-    path = str((run_dir / job.output_path).resolve()) if job.output_path else None
+    path = os.path.join(_real_folder(run_dir), job.output_path) if job.output_path else None
     facts = json.dumps({name: getattr(job, name) for name in TASK_FACTS})
     return {
         "status": "done",
@@ -260,6 +261,14 @@ def _video_fields(job: JobRecord, run_dir: Path) -> dict[str, object]:
         "video_path": path,
         "facts": facts,
     }
+
+
+@functools.lru_cache(maxsize=8)
+def _real_folder(run_dir: Path) -> str:
+    """The run folder's absolute path, links resolved: a video's path in the ledger is it and
+    the video's own path in the run, resolved once a run, not once a video (a dozen system
+    calls each)."""
+    return str(run_dir.resolve())
 
 
 # What the provider said of a finished task, carried to a state that reuses its video.
