@@ -6,6 +6,7 @@ and a 100 MB file, each in a fresh process, should be the same.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -41,9 +42,9 @@ module._sync_file, module._install = timed(module._sync_file), timed(module._ins
 
 async def main(url, dest):
     async with download_client(httpx.Timeout(120), 1) as client:
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         result = await module.download(client, url, Path(dest))
-        print(time.monotonic() - started, result.size, durable[0])
+        print(time.monotonic() - started, result.size, durable[0], time.process_time() - cpu)
 
 run_async(main, sys.argv[1], sys.argv[2])  # the event loop batchgen runs on (uvloop if there)
 """
@@ -64,23 +65,36 @@ def video_url(url: str, image: Path) -> str:
             time.sleep(0.05)
 
 
-def ours(url: str, dest: Path) -> tuple[float, int, float, float]:
-    """(seconds, bytes, peak RSS MB, seconds of fsync + rename) of one download in a fresh
-    process."""
+def ours(url: str, dest: Path) -> tuple[float, int, float, float, float]:
+    """(seconds, bytes, peak RSS MB, seconds of fsync + rename, CPU seconds: its threads') of
+    one download in a fresh process."""
     proc = subprocess.Popen(
         [sys.executable, "-c", DOWNLOADER, url, str(dest)], stdout=subprocess.PIPE, text=True
     )
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, out
-    seconds, size, durable = out.split()
-    return float(seconds), int(size), usage.ru_maxrss / 1024, float(durable)
+    seconds, size, durable, cpu = out.split()
+    return float(seconds), int(size), usage.ru_maxrss / 1024, float(durable), float(cpu)
 
 
-def curl(url: str, dest: Path) -> tuple[float, int]:
+def curl(url: str, dest: Path) -> tuple[float, int, float]:
+    """(seconds, bytes, CPU seconds) of `curl -o`."""
     started = time.monotonic()
-    subprocess.run(["curl", "-sS", "-o", str(dest), url], check=True)
-    return time.monotonic() - started, dest.stat().st_size
+    proc = subprocess.Popen(["curl", "-sS", "-o", str(dest), url])
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return time.monotonic() - started, dest.stat().st_size, usage.ru_utime + usage.ru_stime
+
+
+def sha256_cpu(size: int) -> float:
+    """CPU seconds hashlib's sha256 takes over `size` bytes in 1 MB pieces (what the
+    downloader does to every byte and curl does not)."""
+    piece = os.urandom(MB)
+    digest, started = hashlib.sha256(), time.process_time()
+    for _ in range(size // MB):
+        digest.update(piece)
+    return time.process_time() - started
 
 
 def main() -> None:
@@ -100,12 +114,17 @@ def main() -> None:
             best_curl = min(curls)
             assert best[1] == best_curl[1], (best, best_curl)
             results[size_mb] = (best, best_curl, max(r[2] for r in runs))
-    (seconds, size, _, durable), (curl_seconds, _), rss_100 = results[100]
+    (seconds, size, _, durable, cpu), (curl_seconds, _, curl_cpu), rss_100 = results[100]
     rss_10 = results[10][2]
     ours_mbs, curl_mbs = size / MB / seconds, size / MB / curl_seconds
     figure("100 MB download, batchgen", ours_mbs, "-", unit=" MB/s")
     figure("100 MB download, ratio to curl", ours_mbs / curl_mbs, ">= 0.85", f"{curl_mbs:.0f} MB/s")
     figure("  of its time, fsync + rename (curl does neither)", durable / seconds, "-")
+    per_100 = 100 * MB / size * 1000
+    curl_note = f"{curl_cpu * per_100:.0f} ms (curl)"
+    figure("  CPU per 100 MB, its threads", cpu * per_100, "-", curl_note, " ms")
+    hashing = sha256_cpu(size) * per_100
+    figure("    sha256 of as many bytes, alone (curl: none)", hashing, "-", unit=" ms")
     rss_note = f"{rss_10:.0f} MB (10 MB file)"
     figure("peak RSS of the downloader, 100 MB file", rss_100, "-", rss_note, " MB")
     figure("  ratio of RSS 100 MB / 10 MB", rss_100 / rss_10, "~1.0")
