@@ -17,7 +17,6 @@ Every change of this state's own sends is copied into the ledger as the run reco
 from __future__ import annotations
 
 import enum
-import functools
 import json
 import os
 import socket
@@ -114,6 +113,7 @@ class SharedAccount:
         self.holder = uuid.uuid4().hex
         self.lease_seconds = lease_seconds
         self.clock = clock
+        self._real_folders: dict[Path, str] = {}  # (each run folder, resolved once)
         self.slots = SlotLeases(
             ledger.db,
             account.fingerprint,
@@ -200,9 +200,18 @@ class SharedAccount:
         if isinstance(change, Retrying) and job.task_id is None:
             self.ledger.release(account, ext, self.state_id)  # the create was not carried out
             return
-        fields = _ledger_fields(job, change, run_dir, self.clock())
+        fields = _ledger_fields(job, change, self._real_folder(run_dir), self.clock())
         if fields is not None:
             self.ledger.sent(account, self.state_id, external_id=ext, **fields)
+
+    def _real_folder(self, run_dir: Path) -> str:
+        """The run folder's absolute path, links resolved, as this run first saw it (a
+        video's path in the ledger is it and the video's own path in the run): resolved once
+        a run, not once a video, a dozen system calls each."""
+        folder = self._real_folders.get(run_dir)
+        if folder is None:
+            folder = self._real_folders[run_dir] = str(run_dir.resolve())
+        return folder
 
     def held_elsewhere(self, store: Store) -> int:
         """How many of the pending jobs of `store`'s manifest other states of the account have
@@ -233,17 +242,17 @@ class SharedAccount:
 
 
 def _ledger_fields(
-    job: JobRecord, change: Change, run_dir: Path, now: float
+    job: JobRecord, change: Change, folder: str, now: float
 ) -> dict[str, object] | None:
     """The ledger's columns a change of an own send sets (None: nothing to copy)."""
     if isinstance(change, Accepted | Recovered):
         fields: dict[str, object] = {"task_id": job.task_id, "status": "accepted"}
         fields["accepted_at"] = now
         if job.status == JobStatus.DONE:
-            fields.update(_video_fields(job, run_dir))
+            fields.update(_video_fields(job, folder))
         return fields
     if isinstance(change, Done | VideoMoved):
-        return _video_fields(job, run_dir)
+        return _video_fields(job, folder)
     if isinstance(change, Failed):
         return {"status": "failed", "note": change.reason}
     if isinstance(change, Unknown):
@@ -251,8 +260,9 @@ def _ledger_fields(
     return None
 
 
-def _video_fields(job: JobRecord, run_dir: Path) -> dict[str, object]:
-    path = os.path.join(_real_folder(run_dir), job.output_path) if job.output_path else None
+def _video_fields(job: JobRecord, folder: str) -> dict[str, object]:
+    """`folder`: the run folder's absolute path."""
+    path = os.path.join(folder, job.output_path) if job.output_path else None
     facts = json.dumps({name: getattr(job, name) for name in TASK_FACTS})
     return {
         "status": "done",
@@ -261,14 +271,6 @@ def _video_fields(job: JobRecord, run_dir: Path) -> dict[str, object]:
         "video_path": path,
         "facts": facts,
     }
-
-
-@functools.lru_cache(maxsize=8)
-def _real_folder(run_dir: Path) -> str:
-    """The run folder's absolute path, links resolved: a video's path in the ledger is it and
-    the video's own path in the run, resolved once a run, not once a video (a dozen system
-    calls each)."""
-    return str(run_dir.resolve())
 
 
 # What the provider said of a finished task, carried to a state that reuses its video.
@@ -332,6 +334,7 @@ def register(
 
 def _sends_of(store: Store, run_dir: Path) -> list[Send]:
     """What a state sent, as ledger entries (jobs that never left are not sends)."""
+    folder = str(run_dir.resolve())
     sends = []
     for job in store.sent_jobs():
         if job.reused_from is not None or job.external_task_id is None:
@@ -339,7 +342,7 @@ def _sends_of(store: Store, run_dir: Path) -> list[Send]:
         if job.status == JobStatus.PENDING and job.task_id is None:
             continue
         status = _LEDGER_STATUS.get(job.status, "accepted")
-        video = _video_fields(job, run_dir) if job.status == JobStatus.DONE else {}
+        video = _video_fields(job, folder) if job.status == JobStatus.DONE else {}
         sends.append(
             Send(
                 external_id=job.external_task_id,

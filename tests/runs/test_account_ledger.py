@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -309,3 +310,29 @@ def test_a_run_opening_the_ledger_leaves_the_others_log_alone(tmp_path):
     )
     first.close()
     assert seen.stdout.decode().strip() == "7"
+
+
+def test_the_ledger_names_each_video_where_its_own_run_put_it(tmp_path):
+    """Two runs in one process, each into `-o output` from a working folder of its own: every
+    video the ledger names (its absolute path, for other runs of the account to take it) is
+    the one its run downloaded, in that run's folder."""
+    runs = []
+    with simulator(latency=(0.1, 0.2), slots=4) as sim:
+        for name in ("one", "two"):
+            folder = tmp_path / name
+            folder.mkdir()
+            manifest = write_manifest(folder, 3)
+            manifest.write_text(manifest.read_text().replace("take", f"{name}, take"))
+            os.chdir(folder)
+            assert run_cli("run", manifest, "-o", "output", base_url=sim.base_url) == 0
+            runs.append(folder / "output" / "batch")
+        assert sim.stats()["tasks_total"] == 6 and not paid_twice(sim)
+    with sqlite3.connect(ledger_file()) as ledger:
+        named = ledger.execute("SELECT video_path, video_sha256 FROM sends").fetchall()
+    expected = {
+        (str((run / entry["video"]).resolve()), entry["sha256"])
+        for run in runs
+        for entry in read_index(run)
+    }
+    assert len(expected) == 6 and set(named) == expected
+    assert all(Path(path).is_absolute() and Path(path).is_file() for path, _ in named)
