@@ -7,7 +7,7 @@ import importlib.util
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,9 +15,12 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 
+from batchgen import output
 from batchgen.errors import UsageError
 from batchgen.events import Listener, Notice
 from batchgen.load import PreparedRun, prepare
+from batchgen.media import CheckWorkers
+from batchgen.media.qa import DECODE_OF, QaDepth
 from batchgen.money.budget import Budget
 from batchgen.money.pricing import load_prices
 from batchgen.money.spent import money_of, tally_of
@@ -27,6 +30,7 @@ from batchgen.providers.account import Account, account_of
 from batchgen.runner import RunConfig, Runner, RunOutcome
 from batchgen.runner.config import Listen
 from batchgen.runner.generation_times import Typical
+from batchgen.runner.in_place import check_all_in_place, owed_checks
 from batchgen.runner.limits import RateLimiter
 from batchgen.runner.policy import PollConfig
 from batchgen.runner.sharing import SharedAccount, register
@@ -247,6 +251,21 @@ async def repair(
     async with provider_clients(settings) as (provider, downloads):
         runner = Runner(store, provider, downloads, _no_payload, run_dir, config, listeners)
         return await runner.run()
+
+
+async def recheck(
+    store: Store, run_dir: Path, qa: QaDepth, skip: Collection[str] = ()
+) -> tuple[int, int]:
+    """Check where they are (no download, no API call) the run's done videos that no check
+    as deep as `qa` looked at, but those of the jobs in `skip` (videos missing or changed);
+    rewrite the index. (videos checked, of which flagged)."""
+    decode = DECODE_OF[qa]
+    owed = [job_id for job_id in owed_checks(store, decode) if job_id not in skip]
+    async with CheckWorkers(decode=decode) as checks:
+        made = await check_all_in_place(store, run_dir, checks, owed, shared=False)
+    store.db.commit()
+    output.write_indexes(store, run_dir)
+    return len(made), sum(bool(check.findings) for check in made)
 
 
 def _no_payload(ref: str) -> str:

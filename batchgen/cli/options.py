@@ -253,7 +253,8 @@ tuning_options = compose(
         "P-frames decoded (black, frozen and damaged frames found). keyframes: its keyframes "
         "alone, far less decoding (black judged on them only; a clip with one keyframe is "
         "never called frozen; damage between keyframes not seen). off: no check, the videos "
-        "are listed as unchecked (a later run that checks checks them where they are).",
+        "are listed as unchecked (a later run that checks checks them where they are). "
+        "`verify --qa full` checks a run's videos again where a shallower check looked.",
     ),
     skip_invalid_option,
     inline_urls_option,

@@ -24,6 +24,7 @@ from batchgen.cli.summary import FetchedAgain, run_summary
 from batchgen.errors import EXIT_JOBS_FAILED, EXIT_OK
 from batchgen.export import ExportResult, export_run
 from batchgen.gallery import build_gallery
+from batchgen.media.qa import QaDepth
 from batchgen.results.report import build_report, load_report
 from batchgen.results.report import render as render_report
 from batchgen.results.targets import RunTarget, resolve_target
@@ -62,6 +63,13 @@ def report(target: Path, output: Path, as_json: bool, database: str | None) -> N
     is_flag=True,
     help="Download missing and corrupted videos again from the provider (needs the key).",
 )
+@click.option(
+    "--qa",
+    type=click.Choice(["full", "keyframes"]),
+    help="Also check, where they are (no download, no API call), the done videos no check "
+    "this deep looked at: full after a run with --qa keyframes or off, keyframes after "
+    "--qa off (as `run --qa` describes each). State, sidecars and index get the findings.",
+)
 @request_timeout_option
 @provider_options
 @database_option
@@ -71,18 +79,41 @@ def verify(
     state: Path | None,
     as_json: bool,
     repair: bool,
+    qa: QaDepth | None,
     database: str | None,
     **flags: Any,
 ) -> int:
     """Re-hash every video of a run against its index and its state (exit 1 if any is missing,
-    corrupted or unexpected); --repair downloads the missing and corrupted ones again."""
+    corrupted or unexpected); --repair downloads the missing and corrupted ones again; --qa
+    checks again those a shallower check looked at."""
     found = resolve_target(target, output, state, database)
     findings = verify_run(found.run_dir, found.state_elsewhere, database)
     if repair and jobs_to_repair(findings):
         _repair(found, jobs_to_repair(findings), **flags)
         findings = verify_run(found.run_dir, found.state_elsewhere, database)
+    if qa is not None:
+        _recheck(found, qa, jobs_to_repair(findings))
     click.echo(json.dumps(findings.as_dict(), indent=2) if as_json else findings.render())
     return EXIT_OK if findings.clean else EXIT_JOBS_FAILED
+
+
+def _recheck(found: RunTarget, qa: QaDepth, skip: list[str]) -> None:
+    """Check the done videos no check as deep as `qa` looked at, but the missing or changed
+    ones (`skip`), and say how many were and how many of them were flagged."""
+    from batchgen import pipeline  # (the checks' modules: only when asked for)
+
+    state = found.existing_state()
+    with (
+        runlock.holding(state, "verify --qa", found.database),
+        runlock.holding_folder(found.run_dir, state, "verify --qa"),
+        found.open_state() as store,
+    ):
+        checked, flagged = pipeline.run_async(
+            pipeline.recheck, store, found.run_dir, qa, frozenset(skip)
+        )
+    decoded = "their keyframes and P-frames" if qa == "full" else "their keyframes"
+    said = f"checked {checked} done videos where they are, decoding {decoded}: {flagged} flagged"
+    click.echo(said if checked else f"no done video is owed a {qa} check", err=True)
 
 
 def _repair(found: RunTarget, job_ids: list[str], **flags: Any) -> None:

@@ -16,6 +16,7 @@ feed.py          pending jobs into the provider's slots
 poll.py          every task followed until it ends
 receiver.py      the callback receiver: a small HTTP server on the run's event loop
 downloads.py     finished tasks' videos into the run folder, and `done`
+in_place.py      done videos checked where they are (no download), at the depth asked
 runner.py        a run: the stages in one task group, the commits, the signals
 """
 

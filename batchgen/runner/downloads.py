@@ -12,7 +12,6 @@ no paid video is ever overwritten. Done jobs whose file went missing are downloa
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from batchgen.events import Notice
 from batchgen.media import CheckWorkers, VideoCheck
 from batchgen.media.qa import DECODE_OF
 from batchgen.runner.context import RunContext
+from batchgen.runner.in_place import check_all_in_place
 from batchgen.state.changes import (
     Advanced,
     Done,
@@ -94,57 +94,24 @@ class Downloader:
                 if owed and ctx.stopping is None:
                     missing = set(gone)
                     intact = [job_id for _, job_id, _, _ in batch if job_id not in missing]
-                    checked += await self._check_unchecked(ctx.store.checks.unchecked(intact))
+                    unchecked = ctx.store.checks.unchecked(intact)
+                    made = await check_all_in_place(
+                        ctx.store, ctx.run_dir, self.checks, unchecked, self._stopping
+                    )
+                    checked += len(made)
         finally:
             if checked:
                 ctx.emit(Notice(f"checked {checked} done videos no check had looked at"))
             done.set()
             ctx.wake_poll.set()
 
+    def _stopping(self) -> bool:
+        return self.ctx.stopping is not None
+
     def _checks_owed(self) -> bool:
         """Whether some done video of the manifest has no check (the kept counts say)."""
         checked, _, _ = self.ctx.store.checks.counts()
         return checked < self.ctx.store.counts()[JobStatus.DONE]
-
-    async def _check_unchecked(self, job_ids: list[str]) -> int:
-        """Check these done jobs' videos where they are (as many at once as there are check
-        workers) and record what was found, in the state and the sidecar; how many."""
-        checked = 0
-        limiter = anyio.CapacityLimiter(self.checks.processes)
-
-        async def check(job_id: str) -> None:
-            nonlocal checked
-            async with limiter:
-                job = self.ctx.job(job_id)
-                if self.ctx.stopping is None and await self._check_done_video(job):
-                    checked += 1
-
-        async with anyio.create_task_group() as group:
-            for job_id in job_ids:
-                group.start_soon(check, job_id)
-        return checked
-
-    async def _check_done_video(self, job: JobRecord) -> bool:
-        ctx = self.ctx
-        if job.status != JobStatus.DONE or not job.output_path or not job.sha256:
-            return False
-        video = ctx.run_dir / job.output_path
-        check = await self.checks.check_download(job.request, video, ctx.store.inputs.image_size)
-        ctx.store.checks.record(
-            job.job_id, job.sha256, check.probe.as_json(), check.findings_json()
-        )
-        sidecar = functools.partial(
-            output.write_sidecar,
-            ctx.run_dir,
-            job,
-            job.output_path,
-            job.sha256,
-            job.bytes or 0,
-            check.as_json(),
-            shared=True,  # (each worker of a run may check it)
-        )
-        await anyio.to_thread.run_sync(sidecar)
-        return True
 
     async def download_job(self, job_id: str) -> None:
         ctx = self.ctx

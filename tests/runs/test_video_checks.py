@@ -156,6 +156,49 @@ def test_qa_off_leaves_every_video_unchecked_and_done(tmp_path, capsys):
     assert "QA: 0 videos checked, 0 flagged; 5 done videos not checked" in capsys.readouterr().out
 
 
+def test_verify_qa_full_checks_again_the_videos_keyframes_alone_checked(tmp_path, capsys, database):
+    """After a --qa keyframes run, `verify --qa full` decodes each video's I/P frames where it
+    is (no download, no API call): the still clips keyframes could not call frozen are
+    flagged, in state, index and sidecars. Then no video is owed a check of either depth. On
+    both databases."""
+    manifest = write_manifest(tmp_path, 12)
+    out = tmp_path / "out"
+    with simulator(frozen_rate=0.3, black_rate=0.15) as sim:
+        code = run_cli("run", manifest, "-o", out, "--qa", "keyframes", base_url=sim.base_url)
+        assert code == 0
+        before = read_index(out / "batch")
+        defects = {e["row_id"]: defect_of(sim, e["task_id"]) for e in before}
+        calls = sim.stats()["requests_total"]
+        videos = sorted((out / "batch" / "videos").glob("*.mp4"))
+        inodes = [video.stat().st_ino for video in videos]
+        capsys.readouterr()
+        assert run_cli("verify", out / "batch", "--qa", "full") == 0
+        said = capsys.readouterr().err
+        assert sim.stats()["requests_total"] == calls
+    frozen = sum(defect == "frozen" for defect in defects.values())
+    assert frozen and "black" in defects.values()
+    assert not any(codes(entry) == ["frozen"] for entry in before)
+    flagged = sum(defect is not None for defect in defects.values())
+    assert (
+        f"checked 12 done videos where they are, decoding their keyframes and P-frames: "
+        f"{flagged} flagged" in said
+    )
+    assert [video.stat().st_ino for video in videos] == inodes and len(videos) == 12
+    index = read_index(out / "batch")
+    for entry in index:
+        defect = defects[entry["row_id"]]
+        assert codes(entry) == ([] if defect is None else [CODE_OF_DEFECT[defect]])
+        assert entry["probe"]["decode"] == "I/P"
+        sidecar = json.loads((out / "batch" / entry["video"]).with_suffix(".json").read_text())
+        assert sidecar["probe"] == entry["probe"] and sidecar["qa"] == entry["qa"]
+    for depth in ("full", "keyframes"):
+        assert run_cli("verify", out / "batch", "--qa", depth) == 0
+        assert f"no done video is owed a {depth} check" in capsys.readouterr().err
+    assert run_cli("report", out / "batch", "--json") == 0
+    qa = json.loads(capsys.readouterr().out)["qa"]
+    assert qa["checked"] == 12 and qa["flagged"] == flagged and qa["findings"]["frozen"] == frozen
+
+
 def test_a_run_that_checks_checks_the_done_videos_a_run_with_qa_off_left(tmp_path, capsys):
     """Run again without --qa off: the videos already there are checked where they are (no
     download, no create), black ones flagged, in state, index and sidecars; once."""

@@ -3,6 +3,7 @@ the right finding, its good ones with none, and a page that is no video never be
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -25,8 +26,10 @@ from batchgen.media import (
     probe_video,
 )
 from batchgen.media.workers import CRASHED
+from batchgen.runner.in_place import shallower
 from batchgen.simulator.footage import Defect
 from batchgen.simulator.video import garble, render_mp4
+from batchgen.state.records import CheckRecord
 
 # -- the simulator's videos, through a whole run -------------------------------------------------
 
@@ -338,3 +341,23 @@ def test_each_rule_flags_only_what_it_is_about(changes, expected, code):
     """A probe one step past a threshold gets exactly that finding; within it, none."""
     found = [finding.code for finding in findings(clean_probe(**changes), expected)]
     assert found == ([code] if code else [])
+
+
+@pytest.mark.parametrize(
+    ("recorded", "asked", "owed"),
+    [
+        (None, "keyframes", True),  # no check at all
+        ("keyframes", "I/P", True),
+        ("keyframes", "keyframes", False),
+        ("I/P", "keyframes", False),
+        ("I/P", "I/P", False),
+        ("all", "I/P", False),  # every frame, after one failed
+        ("(none)", "I/P", False),  # a check from before the probe said: its I/P frames
+        ("(none)", "keyframes", False),
+    ],
+)
+def test_a_check_is_owed_where_the_one_recorded_looked_at_less(recorded, asked, owed):
+    """`verify --qa`: which done videos get checked again, by what their check decoded."""
+    probe = {"codec": "h264"} if recorded == "(none)" else {"decode": recorded}
+    check = None if recorded is None else CheckRecord(json.dumps(probe), "[]")
+    assert shallower(check, asked) is owed
