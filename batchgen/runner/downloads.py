@@ -77,7 +77,11 @@ class Downloader:
         one checks none. Runs beside the first submissions, so a large run starts at once."""
         ctx = self.ctx
         after, checked = -1, 0
-        owed = self.checking and self._checks_owed()
+        unchecked = self._unchecked_done() if self.checking else 0
+        owed = unchecked > 0
+        if owed:
+            said = f"{unchecked} done videos have no check: checking them where they are"
+            ctx.emit(Notice(f"{said}, beside this run"))
         try:
             while batch := ctx.store.done_videos(after, DONE_CHECK_BATCH):
                 after = batch[-1][0]
@@ -94,9 +98,9 @@ class Downloader:
                 if owed and ctx.stopping is None:
                     missing = set(gone)
                     intact = [job_id for _, job_id, _, _ in batch if job_id not in missing]
-                    unchecked = ctx.store.checks.unchecked(intact)
+                    never = ctx.store.checks.unchecked(intact)
                     made = await check_all_in_place(
-                        ctx.store, ctx.run_dir, self.checks, unchecked, self._stopping
+                        ctx.store, ctx.run_dir, self.checks, never, self._stopping
                     )
                     checked += len(made)
         finally:
@@ -108,10 +112,10 @@ class Downloader:
     def _stopping(self) -> bool:
         return self.ctx.stopping is not None
 
-    def _checks_owed(self) -> bool:
-        """Whether some done video of the manifest has no check (the kept counts say)."""
+    def _unchecked_done(self) -> int:
+        """How many done videos of the manifest have no check (the kept counts say)."""
         checked, _, _ = self.ctx.store.checks.counts()
-        return checked < self.ctx.store.counts()[JobStatus.DONE]
+        return self.ctx.store.counts()[JobStatus.DONE] - checked
 
     async def download_job(self, job_id: str) -> None:
         ctx = self.ctx

@@ -213,7 +213,9 @@ def test_a_run_that_checks_checks_the_done_videos_a_run_with_qa_off_left(tmp_pat
         inodes = [video.stat().st_ino for video in videos]
         capsys.readouterr()
         assert run_cli("run", manifest, "-o", out, base_url=sim.base_url) == 0
-        assert "checked 6 done videos no check had looked at" in capsys.readouterr().err
+        said = capsys.readouterr().err
+        assert "6 done videos have no check: checking them where they are, beside" in said
+        assert said.index("have no check") < said.index("checked 6 done videos no check had")
         assert sim.stats()["requests_total"] == calls
         assert [video.stat().st_ino for video in videos] == inodes and len(videos) == 6
         index = read_index(out / "batch")
