@@ -27,7 +27,7 @@ import anyio
 import httpx
 
 from batchgen.errors import NotAVideo, RetryableError, UrlExpired, VideoTooLarge
-from batchgen.media.sniff import container_of, describe_other, read_head
+from batchgen.media.sniff import HEAD_BYTES, container_of, describe_other
 
 CHUNK = 1 << 20  # bytes read at a time from a file being hashed
 BATCH = 4 << 20  # bytes received before they are written, in one hand-over to a writer thread
@@ -219,22 +219,25 @@ class _Sink:
     """The `.part` a download's bytes go to, hashed as they are written. Bytes are held until
     BATCH of them have come, then written and hashed in a worker thread while the next batch
     arrives (one batch in flight; the file is created by the first), the chunks handed over as
-    they came, not joined. `finish` writes the rest, fsyncs and closes the file and looks at
-    its first bytes, in one thread call: a body smaller than BATCH (most videos) costs the
-    event loop that one hop. Every byte given to `write` is kept for the file (a resumed
-    download goes on from the last of them); a write that fails (a full disk) raises its
-    OSError in `write` or `finish`."""
+    they came, not joined. `finish` writes the rest, fsyncs and closes the file and judges
+    its first bytes (kept as they came: not read back), in one thread call: a body smaller
+    than BATCH (most videos) costs the event loop that one hop. Every byte given to `write`
+    is kept for the file (a resumed download goes on from the last of them); a write that
+    fails (a full disk) raises its OSError in `write` or `finish`."""
 
     def __init__(self, part: Path) -> None:
         self.part = part
         self.digest = hashlib.sha256()
         self.size = 0  # bytes given to `write`
+        self.head = b""  # the first HEAD_BYTES of them: what the file is, read off the wire
         self._out: BinaryIO | None = None
         self._batch: list[bytes] = []
         self._batched = 0
         self._writing: Future[BinaryIO] | None = None
 
     async def write(self, chunk: bytes) -> None:
+        if len(self.head) < HEAD_BYTES:
+            self.head += chunk[: HEAD_BYTES - len(self.head)]
         self._batch.append(chunk)
         self._batched += len(chunk)
         self.size += len(chunk)
@@ -271,7 +274,7 @@ class _Sink:
         out = self._store(batch)
         _sync_file(out)
         self._close()
-        _refuse_other_files(self.part, dest, self.size)
+        _refuse_other_files(self.part, dest, self.size, self.head)
 
     def _close(self) -> None:
         try:
@@ -349,9 +352,9 @@ def _content_length(response: httpx.Response) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def _refuse_other_files(part: Path, dest: Path, size: int) -> None:
-    """NotAVideo, the file moved to `<dest>.rejected`, unless its first bytes are a video's."""
-    head = read_head(str(part))
+def _refuse_other_files(part: Path, dest: Path, size: int, head: bytes) -> None:
+    """NotAVideo, the file moved to `<dest>.rejected`, unless its first bytes (`head`) are a
+    video's."""
     if container_of(head) is not None:
         return
     kept = rejected_path(dest)

@@ -277,13 +277,39 @@ def write_sidecar(
     """The sidecar of the video at `video` (relative to `run_dir`), written beside it
     atomically (`shared`: see _write_lines_atomic)."""
     entry = sidecar(job, video, sha256, size, check)
-    write_json_atomic((run_dir / video).with_suffix(".json"), entry, shared=shared)
+    path = (run_dir / video).with_suffix(".json")
+    write_json_atomic(path, entry, shared=shared, folder_exists=True)  # (beside its video)
 
 
-def write_json_atomic(path: Path, value: Any, *, shared: bool = False) -> None:
-    """`value` as JSON at `path`, atomically (`shared`: see _write_lines_atomic)."""
-    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
-    _write_lines_atomic(path, [text], shared=shared)
+def write_json_atomic(
+    path: Path, value: Any, *, shared: bool = False, folder_exists: bool = False
+) -> None:
+    """`value` as JSON at `path`, atomically (`shared`: see _write_lines_atomic); its folder
+    made first unless the caller knows it is there (`folder_exists`: a video's sidecar)."""
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if not folder_exists:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    _write_bytes_atomic(path, text.encode(), shared=shared)
+
+
+def _write_bytes_atomic(path: Path, data: bytes, *, shared: bool = False) -> None:
+    """`data` at `path` as `_write_lines_atomic` writes lines, in fewer system calls (a
+    sidecar is written for every video, from a thread that gives the event loop's thread
+    the interpreter at each call)."""
+    tmp = path.with_name(path.name + (f".{os.getpid()}.tmp" if shared else ".tmp"))
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_indexes(store: Store, run_dir: Path, parts: int | None = None) -> tuple[int, int]:
