@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import anyio
@@ -158,7 +157,7 @@ def _link_or_copy(source: Path, part: Path) -> None:
         except FileNotFoundError:
             raise UrlExpired(f"the video at {source} is gone") from None
         with open(part, "rb+") as out:
-            _sync_file(out)
+            _sync_fd(out.fileno())
 
 
 class _ShortRead(Exception):
@@ -230,10 +229,11 @@ class _Sink:
         self.digest = hashlib.sha256()
         self.size = 0  # bytes given to `write`
         self.head = b""  # the first HEAD_BYTES of them: what the file is, read off the wire
-        self._out: BinaryIO | None = None
+        self._fd: int | None = None  # the part, once created
+        self._stored = 0  # bytes written to it
         self._batch: list[bytes] = []
         self._batched = 0
-        self._writing: Future[BinaryIO] | None = None
+        self._writing: Future[None] | None = None
 
     async def write(self, chunk: bytes) -> None:
         if len(self.head) < HEAD_BYTES:
@@ -252,7 +252,7 @@ class _Sink:
 
     async def aclose(self) -> None:
         """After an error: the batch in flight let finish, and the file closed."""
-        if self._writing is not None or self._out is not None:
+        if self._writing is not None or self._fd is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._close)
 
@@ -271,8 +271,9 @@ class _Sink:
 
     def _finish(self, batch: list[bytes], dest: Path) -> None:
         self._wait_writing()
-        out = self._store(batch)
-        _sync_file(out)
+        self._store(batch, writeback=False)  # (the sync that follows writes it out)
+        assert self._fd is not None
+        _sync_fd(self._fd)
         self._close()
         _refuse_other_files(self.part, dest, self.size, self.head)
 
@@ -280,29 +281,47 @@ class _Sink:
         try:
             self._wait_writing()
         finally:
-            out, self._out = self._out, None
-            if out is not None:
-                out.close()
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)
 
     def _wait_writing(self) -> None:
         pending, self._writing = self._writing, None
         if pending is not None:
             pending.result()
 
-    def _store(self, batch: list[bytes]) -> BinaryIO:
-        out = self._out or self._create()
-        start = out.tell()
-        out.writelines(batch)
-        out.flush()
-        _start_writeback(out.fileno(), start, out.tell() - start)
+    def _store(self, batch: list[bytes], *, writeback: bool = True) -> None:
+        """Write `batch` at the end of the part (created by the first batch) with raw system
+        calls, a few chunks to each, and hash it."""
+        fd = self._fd if self._fd is not None else self._create()
+        start = self._stored
+        self._stored += _write_all(fd, batch)
+        if writeback:
+            _start_writeback(fd, start, self._stored - start)
         for chunk in batch:
             self.digest.update(chunk)
-        return out
 
-    def _create(self) -> BinaryIO:
+    def _create(self) -> int:
         # Creating a file can wait on the journal behind other downloads' fsyncs: not on the loop.
-        self._out = open(self.part, "w+b")  # noqa: SIM115 (closed by `_close`, or on an error)
-        return self._out
+        self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        return self._fd
+
+
+_IOV_MAX = 1024  # chunks one writev takes (POSIX's least is 16; Linux's, 1024)
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> int:
+    """Every byte of `chunks` to `fd`, in order; how many. A short write goes on from where
+    it stopped."""
+    pending = [memoryview(chunk) for chunk in chunks if chunk]
+    total = sum(len(chunk) for chunk in pending)
+    while pending:
+        written = os.writev(fd, pending[:_IOV_MAX])
+        while pending and written >= len(pending[0]):
+            written -= len(pending.pop(0))
+        if written:
+            pending[0] = pending[0][written:]
+    return total
 
 
 def _writeback_call() -> Callable[[int, int, int], None] | None:
@@ -365,9 +384,8 @@ def _refuse_other_files(part: Path, dest: Path, size: int, head: bytes) -> None:
     )
 
 
-def _sync_file(out: BinaryIO) -> None:
-    out.flush()
-    os.fsync(out.fileno())
+def _sync_fd(fd: int) -> None:
+    os.fsync(fd)
 
 
 def _install(part: Path, done: Downloaded, steps: InstallSteps | None) -> None:

@@ -38,7 +38,7 @@ def timed(fn):
         finally:
             durable[0] += time.monotonic() - started
     return wrapper
-module._sync_file, module._install = timed(module._sync_file), timed(module._install)
+module._sync_fd, module._install = timed(module._sync_fd), timed(module._install)
 
 async def main(url, dest):
     async with download_client(httpx.Timeout(120), 1) as client:
