@@ -29,6 +29,7 @@ import json
 import math
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from itertools import chain
@@ -166,12 +167,13 @@ def _vouched(video: Path) -> tuple[str, dict[str, Any]] | None:
     """(job id, sidecar) when `video` is a regular file whose sidecar names a job and records
     its size and a sha256; else None."""
     try:
-        if video.is_symlink() or not video.is_file():
-            return None
+        found = os.lstat(video)  # (one call: most often there is no file at all)
+        if not stat.S_ISREG(found.st_mode):
+            return None  # (a link, a folder, ...)
         entry = json.loads(video.with_suffix(".json").read_text(encoding="utf-8"))
-        size = video.stat().st_size
     except (OSError, ValueError, RecursionError):
         return None
+    size = found.st_size
     if not isinstance(entry, dict):
         return None
     job_id, sha = entry.get("job_id"), entry.get("sha256")
