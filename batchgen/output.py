@@ -298,7 +298,7 @@ def _write_bytes_atomic(path: Path, data: bytes, *, shared: bool = False) -> Non
     """`data` at `path` as `_write_lines_atomic` writes lines, in fewer system calls (a
     sidecar is written for every video, from a thread that gives the event loop's thread
     the interpreter at each call)."""
-    tmp = path.with_name(path.name + (f".{os.getpid()}.tmp" if shared else ".tmp"))
+    tmp = _temporary(path, shared)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         try:
@@ -483,14 +483,19 @@ def _jsonl(entries: Iterable[dict[str, Any]]) -> Iterator[str]:
     return (index_line(e) for e in entries)
 
 
+def _temporary(path: Path, shared: bool) -> Path:
+    """Where `path` is written before it is renamed into place; `shared`: a file every worker
+    of a run writes, whose temporary name is the process's own."""
+    return path.with_name(path.name + (f".{os.getpid()}.tmp" if shared else ".tmp"))
+
+
 def _write_lines_atomic(path: Path, lines: Iterable[str], *, shared: bool = False) -> int:
     """Write `lines` to `path` through a temporary file renamed over it; `shared`: a file
     every worker of a run writes (the index), whose temporary name is the process's own. An
     error or an interrupt on the way (a second Ctrl-C while a large index is written) leaves
     `path` as it was and no temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = f".{os.getpid()}.tmp" if shared else ".tmp"
-    tmp = path.with_name(path.name + suffix)
+    tmp = _temporary(path, shared)
     count = 0
     try:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -3,7 +3,9 @@ report, verify, export, gallery (status has a module of its own: status.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from batchgen.results.report import render as render_report
 from batchgen.results.targets import RunTarget, resolve_target
 from batchgen.results.verify import jobs_to_repair, verify_run
 from batchgen.state import runlock
+from batchgen.state.store import Store
 
 
 @click.command(short_help=command_summary("report"))
@@ -102,12 +105,7 @@ def _recheck(found: RunTarget, qa: QaDepth, skip: list[str]) -> None:
     ones (`skip`), and say how many were and how many of them were flagged."""
     from batchgen import pipeline  # (the checks' modules: only when asked for)
 
-    state = found.existing_state()
-    with (
-        runlock.holding(state, "verify --qa", found.database),
-        runlock.holding_folder(found.run_dir, state, "verify --qa"),
-        found.open_state() as store,
-    ):
+    with _holding(found, "verify --qa") as store:
         checked, flagged = pipeline.run_async(
             pipeline.recheck, store, found.run_dir, qa, frozenset(skip)
         )
@@ -128,16 +126,25 @@ def _repair(found: RunTarget, job_ids: list[str], **flags: Any) -> None:
     settings = settings_from(output=found.output, **elsewhere, **flags)
     pipeline.credentials(settings)
     fetched = FetchedAgain(job_ids)
-    with (
-        runlock.holding(state, "verify --repair", found.database),
-        runlock.holding_folder(found.run_dir, state, "verify --repair"),
-        found.open_state() as store,
-    ):
+    with _holding(found, "verify --repair") as store:
         outcome = pipeline.run_async(
             pipeline.repair, store, found.run_dir, job_ids, settings, [fetched]
         )
         steps = NextSteps.of_state(found, store)
     click.echo(run_summary(outcome, found.run_dir, steps, [], fetched.rows), err=True)
+
+
+@contextlib.contextmanager
+def _holding(found: RunTarget, command: str) -> Iterator[Store]:
+    """The run's state, open, while `command` holds the run (its state and its folder): no
+    run works on it meanwhile."""
+    state = found.existing_state()
+    with (
+        runlock.holding(state, command, found.database),
+        runlock.holding_folder(found.run_dir, state, command),
+        found.open_state() as store,
+    ):
+        yield store
 
 
 def _defaulted(name: str) -> bool:
